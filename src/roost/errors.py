@@ -1,0 +1,102 @@
+"""One error root. Each error carries its HTTP status, RavenDB's error ``Type`` and a message that says the fix.
+
+Errors are rendered in exactly one place (``roost.http.errors``). Messages never contain key material,
+passphrases or TOTP keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class RoostError(Exception):
+    http_status = 500
+    error_type = "Raven.Server.RoostError"
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class BadRequestError(RoostError):
+    """The request is malformed or names something invalid. Nothing was changed."""
+
+    http_status = 400
+    error_type = "System.ArgumentException"
+
+
+class PayloadTooLargeError(RoostError):
+    http_status = 413
+    error_type = "System.ArgumentException"
+
+
+class NotFoundError(RoostError):
+    http_status = 404
+    error_type = "Raven.Client.Exceptions.NotFoundException"
+
+
+class RouteNotFoundError(NotFoundError):
+    error_type = "Raven.Client.Exceptions.Routing.RouteNotFoundException"
+
+
+class DocumentDoesNotExistError(NotFoundError):
+    error_type = "Raven.Client.Exceptions.Documents.DocumentDoesNotExistException"
+
+
+class ConflictError(RoostError):
+    http_status = 409
+    error_type = "Raven.Client.Exceptions.ConcurrencyException"
+
+
+class ConcurrencyError(ConflictError):
+    """A change vector did not match: someone else changed the document first."""
+
+
+class DatabaseDoesNotExistError(RoostError):
+    """RavenDB answers 503 with a ``Database-Missing`` header; its clients raise DatabaseDoesNotExistException."""
+
+    http_status = 503
+    error_type = "Raven.Client.Exceptions.Database.DatabaseDoesNotExistException"
+
+    def __init__(self, database: str) -> None:
+        super().__init__(
+            f"Database '{database}' does not exist. Create it first (PUT /admin/databases?name={database}).",
+            headers={"Database-Missing": database},
+        )
+        self.database = database
+
+
+class AuthorizationError(RoostError):
+    """Authentication or authorization refused. Rendered as RavenDB's ``{"Type": "InvalidAuth", ...}``."""
+
+    http_status = 403
+    error_type = "InvalidAuth"
+
+
+class TwoFactorRequiredError(AuthorizationError):
+    http_status = 428
+
+
+class TooManyRequestsError(RoostError):
+    http_status = 429
+    error_type = "Raven.Server.TooManyRequests"
+
+
+class NotAcceptableError(RoostError):
+    http_status = 406
+    error_type = "InvalidAuth"
+
+
+class ForbiddenOperationError(RoostError):
+    """A handler-level refusal (RavenDB throws InvalidOperationException for these clearance rules)."""
+
+    http_status = 403
+    error_type = "System.InvalidOperationException"
+
+
+class ConfigurationError(RoostError):
+    """A setting is wrong; the server refuses to start. The CLI prints the message and exits with code 2."""
+
+    http_status = 500
+    error_type = "Raven.Server.Config.ConfigurationException"
