@@ -1,0 +1,147 @@
+"""The seven figures of issue 7. Each figure is a function of the run's Context and returns table rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from .common import LoadResult, Row, run_load
+from .nginx import Nginx
+from .throwaway_pki import CertSet, make_cert_set
+
+
+def roost_available() -> bool:
+    return importlib.util.find_spec("roost.cli") is not None and importlib.util.find_spec("roost.settings") is not None
+
+
+class Context:
+    """What the figures share in one run: sizes, a scratch directory, certificates."""
+
+    def __init__(self, *, smoke: bool, keep: bool = False) -> None:
+        self.smoke = smoke
+        self.keep = keep
+        self.tmp = Path(tempfile.mkdtemp(prefix="roost-bench-"))
+        self._certs: CertSet | None = None
+        # Sizes: (smoke, full).
+        self.load_seconds = 0.5 if smoke else 8.0
+        self.warmup_seconds = 0.0 if smoke else 2.0
+
+    @property
+    def certs(self) -> CertSet:
+        if self._certs is None:
+            self._certs = make_cert_set(self.tmp / "throwaway-pki")
+        return self._certs
+
+    def scratch(self, name: str) -> Path:
+        p = self.tmp / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def load(self, url: str, *, cert: Path, key: Path, ca: Path | None, mode: str, pids: list[int],
+             connections: int = 16) -> LoadResult:
+        return run_load(url, cert=cert, key=key, ca=ca, mode=mode, connections=connections,
+                        duration=self.load_seconds, warmup=self.warmup_seconds, server_pids=pids)
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.keep:
+            print(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _load_details(r: LoadResult) -> dict[str, object]:
+    return {
+        "rps": round(r.rps), "p50_ms": round(r.p50_ms, 3), "p99_ms": round(r.p99_ms, 3), "requests": r.requests,
+        "errors": r.errors, "non_2xx": r.non_2xx, "server_cpu": round(r.server_cpu, 2),
+        "client_cpu": round(r.client_cpu, 2), **({"first_error": r.first_error} if r.first_error else {}),
+    }
+
+
+def _ratio_row(fig: str, name: str, roost: LoadResult | None, base: LoadResult, target: float,
+               unit: str = "req/s", note: str = "") -> Row:
+    if roost is None:
+        return Row(fig, name, None, unit, baseline=base.rps, target=f">= {target}",
+                   note=note or "Roost is not available yet; only the nginx baseline was measured.",
+                   details={"nginx": _load_details(base)})
+    ratio = roost.rps / base.rps if base.rps else None
+    ok = ratio is not None and roost.ok and base.ok
+    return Row(fig, name, roost.rps, unit, baseline=base.rps, ratio=ratio, target=f">= {target}",
+               passed=ok and ratio >= target if ratio is not None else None, note=note,
+               details={"roost": _load_details(roost), "nginx": _load_details(base)})
+
+
+def _nginx_vs_roost(ctx: Context, mode: str) -> tuple[LoadResult, LoadResult | None]:
+    """nginx and Roost with the same server certificate, the same client certificate and the same pinning."""
+    from . import roost_bench
+
+    setup = roost_bench.prepared_server(ctx) if roost_available() else None
+    if setup is None:
+        c = ctx.certs
+        with Nginx(c.server_cert, c.server_key) as n:
+            base = ctx.load(n.url, cert=c.client_cert, key=c.client_key, ca=c.ca_cert, mode=mode, pids=n.pids)
+        return base, None
+    with setup as s:
+        with Nginx(s.server_cert, s.server_key) as n:
+            base = ctx.load(n.url, cert=s.client_cert, key=s.client_key, ca=s.ca, mode=mode, pids=n.pids)
+        roost = ctx.load(s.doc_url, cert=s.client_cert, key=s.client_key, ca=s.ca, mode=mode, pids=s.server.pids)
+    return base, roost
+
+
+def figure_3(ctx: Context) -> list[Row]:
+    """Keep-alive throughput of an authenticated document GET over mutual TLS vs nginx"""
+    base, roost = _nginx_vs_roost(ctx, "keepalive")
+    return [_ratio_row("3", "keep-alive GET, 16 conns, vs nginx", roost, base, 0.25)]
+
+
+def figure_5(ctx: Context) -> list[Row]:
+    """Full TLS handshakes per second (a new connection per request) vs nginx"""
+    base, roost = _nginx_vs_roost(ctx, "newconn")
+    return [_ratio_row("5", "full handshakes/s, vs nginx", roost, base, 0.5, unit="conn/s")]
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def _p95(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
+
+
+def _roost_figure(n: int) -> Callable[[Context], list[Row]]:
+    def run(ctx: Context) -> list[Row]:
+        if not roost_available():
+            return [Row(str(n), "needs Roost", None, "", note="Roost's foundation has not landed yet.")]
+        from . import roost_bench
+
+        return getattr(roost_bench, f"figure_{n}")(ctx)  # type: ignore[no-any-return]
+
+    run.__doc__ = {
+        1: "Certificate issuance time by key type, against RSA-4096",
+        2: "Event-loop stall: GET p99 while 8 RSA-4096 generations run, against idle",
+        4: "Cost of security per request: full identity + authorization path against a bench-only bare route",
+        6: "Registry scale: 100,000 registered certificates",
+        7: "Documents: bulk_docs inserts per second and single-document load latency",
+    }[n]
+    return run
+
+
+FIGURES: dict[int, Callable[[Context], list[Row]]] = {
+    1: _roost_figure(1),
+    2: _roost_figure(2),
+    3: figure_3,
+    4: _roost_figure(4),
+    5: figure_5,
+    6: _roost_figure(6),
+    7: _roost_figure(7),
+}

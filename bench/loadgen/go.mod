@@ -1,0 +1,3 @@
+module roost.local/bench/loadgen
+
+go 1.19

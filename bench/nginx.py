@@ -1,0 +1,127 @@
+"""nginx as the baseline of figures 3 and 5: one worker, TLS, `ssl_verify_client optional_no_ca`.
+
+Everything nginx writes (pid, logs, temp dirs) lives in a temporary directory; the config is generated;
+no root-owned path is touched. The master and its worker are pinned to the server core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from .common import SERVER_CORE, free_port, pinned, process_tree, wait_for_port
+
+# The body is the size and shape of a small Roost document GET answer.
+FIXED_BODY = json.dumps(
+    {"Results": [{"Name": "bench", "Value": 42, "@metadata": {"@collection": "Bench", "@id": "bench/1"}}],
+     "Includes": {}},
+    separators=(",", ":"),
+)
+
+CONFIG = """\
+worker_processes 1;
+daemon off;
+master_process on;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+{user}
+events {{
+    worker_connections 4096;
+    multi_accept on;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 120s;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_verify_client optional_no_ca;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        location / {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """``with Nginx(cert, key) as n: n.url`` -- a pinned nginx answering a fixed JSON body."""
+
+    def __init__(self, cert: Path, key: Path, *, core: int = SERVER_CORE) -> None:
+        self.cert = Path(cert).resolve()
+        self.key = Path(key).resolve()
+        self.core = core
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}/"
+
+    @property
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid) if self.proc else []
+
+    def start(self) -> Nginx:
+        binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        if binary is None:
+            raise RuntimeError("the nginx baseline needs nginx: apt-get install nginx-light")
+        self._tmp = tempfile.TemporaryDirectory(prefix="roost-bench-nginx-")
+        tmp = Path(self._tmp.name)
+        # Copy the key material in so that a worker that drops privileges can still find the paths.
+        cert, key = tmp / "server.crt", tmp / "server.key"
+        shutil.copyfile(self.cert, cert)
+        shutil.copyfile(self.key, key)
+        self.port = free_port()
+        user = "user root root;" if os.geteuid() == 0 else ""
+        conf = tmp / "nginx.conf"
+        conf.write_text(CONFIG.format(dir=tmp, port=self.port, cert=cert, key=key, body=FIXED_BODY, user=user))
+        cmd = [binary, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")]
+        self.proc = subprocess.Popen(pinned(cmd, self.core), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port(self.port, proc=self.proc)  # type: ignore[arg-type]
+        except RuntimeError as e:
+            log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
+            self.stop()
+            raise RuntimeError(f"nginx did not start: {e}\n{log}") from e
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful shutdown of master and worker
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Nginx:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
