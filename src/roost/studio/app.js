@@ -1,0 +1,119 @@
+// Roost Studio: finds out who the caller is, draws the header and routes between the Manage Server
+// pages. Routes live in the URL fragment (#/certificates, #/databases) so the server only ever
+// serves static files.
+
+import { ApiError, apiEvents, request } from "./api.js";
+import { h, replace } from "./dom.js";
+import { runAction } from "./dialog.js";
+import { thumbprintCell } from "./copy.js";
+import { clearanceBadge, daysUntil, EXPIRING_DAYS, expiryState, formatDate } from "./format.js";
+import { renderCertificates } from "./certificates.js";
+import { renderDatabases } from "./databases.js";
+import { renderTwoFactor } from "./twofactor.js";
+import { session } from "./session.js";
+
+const ROUTES = {
+  certificates: { title: "Certificates", render: renderCertificates },
+  databases: { title: "Databases", render: renderDatabases },
+};
+
+const main = document.getElementById("main");
+const identity = document.getElementById("identity");
+const warning = document.getElementById("expiry-warning");
+const nav = document.getElementById("nav");
+let teardown = () => {};
+let clearing = false;
+
+async function boot() {
+  clearing = false;
+  nav.hidden = false;
+  try {
+    const me = await session.load();
+    if (!me) {
+      showBlocked(
+        "No client certificate",
+        "Roost did not receive a client certificate from your browser. Install your certificate (.pfx) in the browser, then open the Studio in a new private window so the browser asks which certificate to use.",
+      );
+      return;
+    }
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 428) return; // the clearance screen is already shown
+    showBlocked("Roost did not let you in", err.message);
+    return;
+  }
+  renderIdentity(session.me);
+  route();
+}
+
+function renderIdentity(me) {
+  const notAfter = me.NotAfter;
+  const logout = me.HasTwoFactor
+    ? h("button", { type: "button", class: "link", on: { click: (e) => twoFactorLogout(e.currentTarget) } }, "End two-factor session")
+    : null;
+  replace(
+    identity,
+    h("span", { class: "who" }, h("span", { class: "label" }, "Signed in as "), h("strong", { class: "me-name" }, me.Name ?? "—")),
+    clearanceBadge(me.SecurityClearance),
+    me.Thumbprint ? thumbprintCell(me.Thumbprint) : null,
+    h("span", { class: "me-expiry" }, notAfter ? `Expires ${formatDate(notAfter)}` : "No expiration date"),
+    logout,
+  );
+  const state = expiryState(notAfter);
+  if (notAfter && state !== "valid") {
+    const days = daysUntil(notAfter);
+    warning.textContent =
+      state === "expired"
+        ? `Your certificate expired on ${formatDate(notAfter)}. Ask an administrator for a new one.`
+        : `Your certificate expires in ${days <= 0 ? "less than a day" : days === 1 ? "1 day" : `${days} days`} (on ${formatDate(notAfter)}). ` +
+          `Ask an administrator for a new one before then; certificates expiring within ${EXPIRING_DAYS} days are flagged.`;
+    warning.hidden = false;
+  } else {
+    warning.hidden = true;
+  }
+}
+
+async function twoFactorLogout(button) {
+  await runAction(button, null, async () => {
+    await request("DELETE", "/authentication/2fa");
+    window.location.reload();
+  });
+}
+
+function route() {
+  if (clearing) return;
+  const name = window.location.hash.replace(/^#\/?/, "").split("/")[0] || "certificates";
+  const target = ROUTES[name] ?? ROUTES.certificates;
+  for (const link of nav.querySelectorAll("a[data-route]")) {
+    if (link.dataset.route === name || (!ROUTES[name] && link.dataset.route === "certificates")) {
+      link.setAttribute("aria-current", "page");
+    } else {
+      link.removeAttribute("aria-current");
+    }
+  }
+  teardown();
+  document.title = `${target.title} · Roost Studio`;
+  teardown = target.render(main) ?? (() => {});
+  main.focus({ preventScroll: true });
+}
+
+function showBlocked(title, message) {
+  nav.hidden = true;
+  replace(
+    main,
+    h("section", { class: "card refusal", role: "alert" }, h("h1", {}, title), h("p", {}, message)),
+  );
+}
+
+apiEvents.addEventListener("two-factor-required", (event) => {
+  if (clearing) return;
+  clearing = true;
+  teardown();
+  teardown = () => {};
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  nav.hidden = true;
+  document.title = "Two-factor authentication · Roost Studio";
+  renderTwoFactor(main, { reason: event.detail.message, onCleared: boot });
+});
+
+window.addEventListener("hashchange", route);
+boot();

@@ -1,0 +1,89 @@
+// The settings every certificate dialog shares: name, security clearance and database permissions.
+// Permissions are shown only for the User clearance, the only one they apply to.
+
+import { h, field, select } from "./dom.js";
+import { clearanceLabel } from "./format.js";
+import { permissionsEditor } from "./permissions.js";
+import { session } from "./session.js";
+
+/**
+ * certificateSettings({name, clearance, permissions, databases, clearances})
+ * -> {elements, nameInput, value(): {Name, SecurityClearance, Permissions}, validate(): message|null}
+ */
+export function certificateSettings({
+  name = "",
+  clearance = "ValidUser",
+  permissions = {},
+  databases = [],
+  clearances = ["ClusterAdmin", "Operator", "ValidUser"],
+}) {
+  const nameInput = h("input", { type: "text", name: "name", required: true, autocomplete: "off", value: name });
+  const adminOnly = !session.isClusterAdmin();
+  const clearanceSelect = select(
+    clearances.map((c) => [
+      c,
+      clearanceLabel(c) + (adminOnly && (c === "ClusterAdmin" || c === "ClusterNode") ? " (Cluster Admin only)" : ""),
+      { disabled: adminOnly && (c === "ClusterAdmin" || c === "ClusterNode") },
+    ]),
+    clearance,
+    { name: "clearance" },
+  );
+  const editor = permissionsEditor(databases, permissions);
+  const adminNote = h(
+    "p",
+    { class: "hint" },
+    "Operators and Cluster Admins reach every database; database permissions apply to User certificates only.",
+  );
+  const syncPermissions = () => {
+    const isUser = clearanceSelect.value === "ValidUser";
+    editor.element.hidden = !isUser;
+    adminNote.hidden = isUser;
+  };
+  clearanceSelect.addEventListener("change", syncPermissions);
+  syncPermissions();
+
+  const elements = [
+    field("Name", nameInput),
+    field(
+      "Security clearance",
+      clearanceSelect,
+      adminOnly ? "Only a Cluster Admin can give Cluster Admin or Cluster Node clearance." : null,
+    ),
+    editor.element,
+    adminNote,
+  ];
+  return {
+    elements,
+    nameInput,
+    clearanceSelect,
+    value() {
+      const SecurityClearance = clearanceSelect.value;
+      return {
+        Name: nameInput.value.trim(),
+        SecurityClearance,
+        Permissions: SecurityClearance === "ValidUser" ? editor.value() : {},
+      };
+    },
+    validate() {
+      if (!nameInput.value.trim()) {
+        nameInput.focus();
+        return "Give the certificate a name.";
+      }
+      if (clearanceSelect.value === "ValidUser" && editor.duplicates().length > 0) {
+        return `The database ${editor.duplicates()[0]} is listed twice; keep one permission per database.`;
+      }
+      return null;
+    },
+  };
+}
+
+/** The server's database names, or [] with the refusal shown in `errors` when the list is refused. */
+export async function loadDatabaseNames(request, errors) {
+  try {
+    const body = await request("GET", "/databases", { query: { namesOnly: true } });
+    return (body?.Databases ?? []).map((d) => (typeof d === "string" ? d : d.Name)).filter(Boolean);
+  } catch (err) {
+    errors?.show(`The database list could not be loaded: ${err.message}`);
+    return [];
+  }
+}

@@ -1,0 +1,115 @@
+// One page of the client-certificate list. The Studio asks Roost to filter, sort and page
+// (`filter`, `clearance`, `state`, `sort`, `start`, `pageSize`), so 10,000 certificates cost one small
+// response. A server that ignores those parameters is detected (a returned entry that does not match,
+// an unsorted page, or no TotalResults) and the Studio then filters the full list itself.
+
+import { request } from "./api.js";
+import { expiryState, parseDate } from "./format.js";
+
+let serverSide = true;
+let cache = null; // the full list, used only when filtering client-side
+
+export function usingServerSideQuery() {
+  return serverSide;
+}
+
+/** Forget the cached full list (after any change to the registry). */
+export function invalidate() {
+  cache = null;
+}
+
+/**
+ * fetchPage({text, clearance, state, sort, start, pageSize}, signal)
+ * -> {items, total, loadedServerCert, wellKnown, serverEntry}
+ */
+export async function fetchPage(q, signal) {
+  if (serverSide) {
+    const body = await request("GET", "/admin/certificates", {
+      query: {
+        metadataOnly: true,
+        start: q.start,
+        pageSize: q.pageSize,
+        filter: q.text,
+        clearance: q.clearance,
+        state: q.state,
+        sort: q.sort,
+      },
+      signal,
+    });
+    const { items, serverEntry } = split(body);
+    if (typeof body.TotalResults === "number" && items.every((c) => matches(c, q)) && isSorted(items, q.sort)) {
+      const total = body.TotalResults - (serverEntry && countsServerEntry(q) ? 1 : 0);
+      return { items, total: Math.max(total, items.length), ...meta(body), serverEntry };
+    }
+    serverSide = false;
+    console.info("Roost Studio: the server does not filter or page certificates; filtering in the browser.");
+  }
+  if (!cache) {
+    cache = await request("GET", "/admin/certificates", { query: { metadataOnly: true }, signal });
+  }
+  const { items, serverEntry } = split(cache);
+  const filtered = items.filter((c) => matches(c, q)).sort(comparator(q.sort));
+  return {
+    items: filtered.slice(q.start, q.start + q.pageSize),
+    total: filtered.length,
+    ...meta(cache),
+    serverEntry,
+  };
+}
+
+// A server that filters may still list its own synthetic "Server Certificate" entry first, and count it.
+function countsServerEntry(q) {
+  return q.start === 0;
+}
+
+function meta(body) {
+  return { loadedServerCert: body.LoadedServerCert ?? null, wellKnown: body.WellKnownAdminCerts ?? [] };
+}
+
+/** The server's own entry is shown in its own panel, not in the client list. */
+function split(body) {
+  const server = (body.LoadedServerCert ?? "").toUpperCase();
+  let serverEntry = null;
+  const items = [];
+  for (const cert of body.Results ?? []) {
+    if (server && (cert.Thumbprint ?? "").toUpperCase() === server) serverEntry = cert;
+    else items.push(cert);
+  }
+  return { items, serverEntry };
+}
+
+export function matches(cert, q) {
+  if (q.text) {
+    const needle = q.text.toLowerCase();
+    const hay = `${cert.Name ?? ""}\n${cert.Thumbprint ?? ""}`.toLowerCase();
+    if (!hay.includes(needle)) return false;
+  }
+  if (q.clearance && cert.SecurityClearance !== q.clearance) return false;
+  if (q.state && expiryState(cert.NotAfter) !== q.state) return false;
+  return true;
+}
+
+function comparator(sort) {
+  if (sort === "expiry") {
+    return (a, b) => time(a.NotAfter) - time(b.NotAfter) || byName(a, b);
+  }
+  return byName;
+}
+
+function byName(a, b) {
+  return (a.Name ?? "").localeCompare(b.Name ?? "", undefined, { sensitivity: "base" }) ||
+    (a.Thumbprint ?? "").localeCompare(b.Thumbprint ?? "");
+}
+
+function time(value) {
+  return parseDate(value)?.getTime() ?? Number.MAX_SAFE_INTEGER;
+}
+
+function isSorted(items, sort) {
+  if (sort === "expiry") {
+    return items.every((c, i) => i === 0 || time(items[i - 1].NotAfter) <= time(c.NotAfter));
+  }
+  return items.every(
+    (c, i) => i === 0 || (items[i - 1].Name ?? "").toLowerCase() <= (c.Name ?? "").toLowerCase(),
+  );
+}

@@ -1,0 +1,275 @@
+// The Certificates view (Manage Server > Certificates): server certificate, well-known admin
+// certificates and the client-certificate list with its filters, sort and paging.
+
+import { request } from "./api.js";
+import { errorBox, field, h, replace, select } from "./dom.js";
+import { confirmDialog } from "./dialog.js";
+import { thumbprintCell } from "./copy.js";
+import { clearanceBadge, clearanceLabel, expiryBadge, formatCount, formatDate } from "./format.js";
+import { fetchPage, invalidate } from "./certificate-query.js";
+import { openGenerateDialog } from "./generate-dialog.js";
+import { openUploadDialog } from "./upload-dialog.js";
+import { openDeleteDialog, openEditDialog } from "./edit-dialog.js";
+import { permissionsList } from "./permissions.js";
+import { serverPanel, wellKnownPanel } from "./server-panel.js";
+import { deleteRefusal, manageRefusal, OPERATOR_ONLY, session } from "./session.js";
+
+const PAGE_SIZES = [25, 50, 100];
+
+export function renderCertificates(main) {
+  if (!session.isOperator()) {
+    replace(main, refusalPanel());
+    return () => {};
+  }
+
+  const state = { text: "", clearance: "", state: "", sort: "name", start: 0, pageSize: 25 };
+  const notice = h("p", { class: "notice success", role: "status", hidden: true });
+  const listErrors = errorBox();
+  const serverSlot = h("div", { class: "server-slot" });
+  const wellKnownSlot = h("div", { class: "well-known-slot" });
+  const tbody = h("tbody");
+  const summary = h("p", { class: "summary", "aria-live": "polite" });
+  const prev = h("button", { type: "button", class: "secondary small" }, "Previous page");
+  const next = h("button", { type: "button", class: "secondary small" }, "Next page");
+  let controller = null;
+
+  const announce = (message) => {
+    notice.textContent = message;
+    notice.hidden = !message;
+  };
+  const changed = (message) => {
+    invalidate();
+    if (message) announce(message);
+    load();
+  };
+
+  // Filters (figure 1, item 7).
+  const text = h("input", { type: "search", name: "filter", placeholder: "Name or thumbprint", autocomplete: "off" });
+  const clearance = select(
+    [["", "All clearances"], ...["ClusterAdmin", "ClusterNode", "Operator", "ValidUser"].map((c) => [c, clearanceLabel(c)])],
+    "",
+    { name: "clearance" },
+  );
+  const expiry = select(
+    [["", "All"], ["valid", "Valid"], ["expiring", "Expiring within 30 days"], ["expired", "Expired"]],
+    "",
+    { name: "state" },
+  );
+  const sort = select([["name", "Name"], ["expiry", "Expiration date"]], "name", { name: "sort" });
+  const pageSize = select(PAGE_SIZES.map((n) => [String(n), String(n)]), "25", { name: "page-size" });
+  let debounce = null;
+  text.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      state.text = text.value.trim();
+      state.start = 0;
+      load();
+    }, 250);
+  });
+  for (const [control, key] of [[clearance, "clearance"], [expiry, "state"], [sort, "sort"]]) {
+    control.addEventListener("change", () => {
+      state[key] = control.value;
+      state.start = 0;
+      load();
+    });
+  }
+  pageSize.addEventListener("change", () => {
+    state.pageSize = Number(pageSize.value);
+    state.start = 0;
+    load();
+  });
+  prev.addEventListener("click", () => {
+    state.start = Math.max(0, state.start - state.pageSize);
+    load();
+  });
+  next.addEventListener("click", () => {
+    state.start += state.pageSize;
+    load();
+  });
+
+  // Client-certificate actions (figure 1, item 3).
+  const generate = h("button", { type: "button", class: "primary" }, "Generate client certificate");
+  const upload = h("button", { type: "button", class: "secondary" }, "Upload client certificate");
+  const purge = h("button", { type: "button", class: "secondary" }, "Purge expired");
+  generate.addEventListener("click", () => openGenerateDialog({ onDone: () => changed("") }));
+  upload.addEventListener("click", () => openUploadDialog({ onDone: () => changed("") }));
+  purge.addEventListener("click", () =>
+    confirmDialog({
+      title: "Purge expired certificates",
+      message: h("p", {}, "Delete every registered certificate whose expiration date has passed? This cannot be undone."),
+      confirmLabel: "Purge expired",
+      action: () => request("DELETE", "/admin/certificates/purge"),
+      onDone: () => changed("Expired certificates were purged."),
+    }),
+  );
+
+  const table = h(
+    "table",
+    { class: "cert-table" },
+    h("caption", { class: "visually-hidden" }, "Client certificates"),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        ["Name", "Thumbprint", "Security clearance", "Valid from", "Expiration", "Database permissions", "Last used", "2FA", "Actions"]
+          .map((label) => h("th", { scope: "col" }, label)),
+      ),
+    ),
+    tbody,
+  );
+
+  replace(
+    main,
+    h("div", { class: "page-header" }, h("p", { class: "breadcrumb" }, "Manage Server"), h("h1", {}, "Certificates")),
+    notice,
+    serverSlot,
+    wellKnownSlot,
+    h(
+      "section",
+      { class: "card clients", "aria-labelledby": "clients-title" },
+      h("header", { class: "card-header" }, h("h2", { id: "clients-title" }, "Client certificates"),
+        h("div", { class: "actions" }, generate, upload, purge)),
+      h(
+        "form",
+        { class: "filters", role: "search", "aria-label": "Filter certificates", on: { submit: (e) => e.preventDefault() } },
+        field("Filter", text),
+        field("Clearance", clearance),
+        field("State", expiry),
+        field("Sort by", sort),
+        field("Per page", pageSize),
+      ),
+      listErrors,
+      h("div", { class: "table-wrap" }, table),
+      h("nav", { class: "pager", "aria-label": "Pages" }, summary, h("div", { class: "actions" }, prev, next)),
+    ),
+  );
+
+  let serverShown = false;
+  async function load() {
+    controller?.abort();
+    controller = new AbortController();
+    const signal = controller.signal;
+    listErrors.clear();
+    main.setAttribute("aria-busy", "true");
+    try {
+      const page = await fetchPage(state, signal);
+      if (signal.aborted) return;
+      if (page.items.length === 0 && state.start > 0 && page.total > 0) {
+        state.start = Math.max(0, Math.floor((page.total - 1) / state.pageSize) * state.pageSize);
+        load();
+        return;
+      }
+      renderRows(page.items);
+      const first = page.total === 0 ? 0 : state.start + 1;
+      const last = state.start + page.items.length;
+      summary.textContent =
+        page.total === 0
+          ? "No certificates match."
+          : `Showing ${formatCount(first)}–${formatCount(last)} of ${formatCount(page.total)}`;
+      prev.disabled = state.start === 0;
+      next.disabled = last >= page.total;
+      if (!serverShown || !state.start) {
+        serverShown = true;
+        let entry = page.serverEntry;
+        if (!entry && page.loadedServerCert) entry = await serverEntryOf(page.loadedServerCert);
+        replace(serverSlot, serverPanel({ entry, thumbprint: page.loadedServerCert, onChanged: changed }));
+        replace(wellKnownSlot, wellKnownPanel(page.wellKnown));
+      }
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      listErrors.show(`The certificates could not be loaded: ${err.message}`);
+      replace(tbody);
+      summary.textContent = "";
+    } finally {
+      if (!signal.aborted) main.removeAttribute("aria-busy");
+    }
+  }
+
+  function renderRows(items) {
+    replace(tbody, items.length === 0 ? h("tr", {}, h("td", { colspan: 9, class: "empty" }, "No certificates match these filters.")) : items.map(row));
+  }
+
+  function row(cert) {
+    const current = cert.Thumbprint && cert.Thumbprint.toUpperCase() === session.thumbprint;
+    const members = cert.CollectionSecondaryKeys ?? [];
+    const editRefusal = manageRefusal(cert);
+    const removeRefusal = deleteRefusal(cert);
+    const reasonId = `why-${cert.Thumbprint}`;
+    const reasons = [...new Set([editRefusal, removeRefusal].filter(Boolean))];
+    const edit = h("button", {
+      type: "button", class: "secondary small", "aria-label": `Edit ${cert.Name}`,
+      disabled: Boolean(editRefusal), title: editRefusal, "aria-describedby": editRefusal ? reasonId : null,
+    }, "Edit");
+    const del = h("button", {
+      type: "button", class: "danger small", "aria-label": `Delete ${cert.Name}`,
+      disabled: Boolean(removeRefusal), title: removeRefusal, "aria-describedby": removeRefusal ? reasonId : null,
+    }, "Delete");
+    edit.addEventListener("click", () => openEditDialog(cert, { onDone: changed }));
+    del.addEventListener("click", () => openDeleteDialog(cert, { onDone: changed }));
+    const why = reasons.length ? h("p", { class: "reason", id: reasonId }, reasons.join(" ")) : null;
+    return h(
+      "tr",
+      { class: [current && "current", cert.Disabled && "disabled"], dataset: { thumbprint: cert.Thumbprint } },
+      h(
+        "td",
+        { class: "name" },
+        h("span", { class: "cert-name" }, cert.Name),
+        current ? h("span", { class: "badge current", title: "You are connected with this certificate" }, "current") : null,
+        cert.Disabled ? h("span", { class: "badge muted" }, "disabled") : null,
+        members.length > 0
+          ? h(
+              "details",
+              { class: "members" },
+              h("summary", {}, `Collection: ${members.length + 1} certificates`),
+              h("ul", { class: "thumbprints" }, members.map((t) => h("li", {}, h("code", {}, t)))),
+            )
+          : null,
+      ),
+      h("td", { class: "thumb" }, thumbprintCell(cert.Thumbprint, { short: true })),
+      h("td", {}, clearanceBadge(cert.SecurityClearance)),
+      h("td", { class: "nowrap" }, formatDate(cert.NotBefore)),
+      h("td", { class: "expiry" }, h("span", { class: "date" }, formatDate(cert.NotAfter)), " ", expiryBadge(cert.NotAfter)),
+      h("td", {}, cert.SecurityClearance === "ValidUser" ? permissionsList(cert.Permissions) : h("span", { class: "muted" }, "All databases")),
+      h("td", { class: "nowrap" }, cert.LastUsedDate ? h("span", { title: formatDate(cert.LastUsedDate, { time: true }) }, formatDate(cert.LastUsedDate)) : h("span", { class: "muted" }, "Never")),
+      h("td", {}, cert.HasTwoFactor ? h("span", { class: "badge on" }, "on") : h("span", { class: "badge off" }, "off")),
+      h("td", { class: "row-actions" }, h("div", { class: "buttons" }, edit, del), why),
+    );
+  }
+
+  load();
+  return () => controller?.abort();
+}
+
+async function serverEntryOf(thumbprint) {
+  try {
+    const body = await request("GET", "/admin/certificates", { query: { thumbprint, metadataOnly: true } });
+    return body?.Results?.[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function refusalPanel() {
+  const me = session.me ?? {};
+  return h(
+    "div",
+    {},
+    h("div", { class: "page-header" }, h("p", { class: "breadcrumb" }, "Manage Server"), h("h1", {}, "Certificates")),
+    h(
+      "section",
+      { class: "card refusal", role: "alert" },
+      h("h2", {}, "You cannot open the Certificates view"),
+      h(
+        "p",
+        {},
+        "You are connected as ",
+        h("strong", {}, me.Name ?? "an unknown certificate"),
+        ` with ${clearanceLabel(session.clearance)} clearance. ${OPERATOR_ONLY}`,
+      ),
+      h("p", {}, "Ask a Cluster Admin or an Operator for a certificate with more clearance, or to make the change for you."),
+      h("p", {}, h("a", { href: "#/databases" }, "Go to your databases")),
+    ),
+  );
+}

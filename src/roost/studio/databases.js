@@ -1,0 +1,109 @@
+// Manage Server > Databases: list, create and delete databases, so that certificate permissions can
+// name real databases. Creating and deleting need Operator clearance.
+
+import { request } from "./api.js";
+import { errorBox, field, h, replace } from "./dom.js";
+import { confirmDialog, runAction } from "./dialog.js";
+import { guardedButton } from "./server-panel.js";
+import { OPERATOR_ONLY, session } from "./session.js";
+
+export function renderDatabases(main) {
+  const refusal = session.isOperator() ? null : OPERATOR_ONLY;
+  const notice = h("p", { class: "notice success", role: "status", hidden: true });
+  const listErrors = errorBox();
+  const createErrors = errorBox();
+  const list = h("ul", { class: "db-list" });
+  const name = h("input", { type: "text", name: "database", autocomplete: "off", required: true, disabled: Boolean(refusal) });
+  const create = guardedButton("Create database", refusal, { class: "primary", type: "submit" });
+  const createButton = create.tagName === "BUTTON" ? create : create.querySelector("button");
+  createButton.type = "submit";
+
+  const announce = (message) => {
+    notice.textContent = message;
+    notice.hidden = !message;
+  };
+
+  const form = h(
+    "form",
+    { class: "create-db", novalidate: true },
+    field("New database name", name, "Letters, digits, and _ - . only."),
+    create,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = name.value.trim();
+    if (!value) {
+      createErrors.show("Type a name for the new database.");
+      name.focus();
+      return;
+    }
+    const ok = await runAction(createButton, createErrors, async () => {
+      await request("PUT", "/admin/databases", { query: { name: value }, body: { DatabaseName: value } });
+      return true;
+    }, "Creating…");
+    if (ok) {
+      name.value = "";
+      announce(`Database “${value}” was created.`);
+      load();
+    }
+  });
+
+  replace(
+    main,
+    h("div", { class: "page-header" }, h("p", { class: "breadcrumb" }, "Manage Server"), h("h1", {}, "Databases")),
+    notice,
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "create-db-title" },
+      h("header", { class: "card-header" }, h("h2", { id: "create-db-title" }, "Create a database")),
+      form,
+      createErrors,
+    ),
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "db-list-title" },
+      h("header", { class: "card-header" }, h("h2", { id: "db-list-title" }, "Databases")),
+      listErrors,
+      list,
+    ),
+  );
+
+  async function load() {
+    listErrors.clear();
+    try {
+      const body = await request("GET", "/databases", { query: { namesOnly: true } });
+      const names = (body?.Databases ?? []).map((d) => (typeof d === "string" ? d : d.Name)).filter(Boolean);
+      names.sort((a, b) => a.localeCompare(b));
+      replace(list, names.length === 0 ? h("li", { class: "muted" }, "No databases yet.") : names.map(row));
+    } catch (err) {
+      replace(list);
+      listErrors.show(`The databases could not be listed: ${err.message}`);
+    }
+  }
+
+  function row(db) {
+    const del = guardedButton("Delete", refusal, { class: "danger small", "aria-label": `Delete database ${db}` });
+    const button = del.tagName === "BUTTON" ? del : del.querySelector("button");
+    button.addEventListener("click", () =>
+      confirmDialog({
+        title: "Delete database",
+        message: h(
+          "div",
+          {},
+          h("p", {}, "Delete the database ", h("strong", {}, db), " and all of its documents?"),
+          h("p", {}, "It is also removed from every certificate's permissions. This cannot be undone."),
+        ),
+        confirmLabel: "Delete database",
+        action: () => request("DELETE", "/admin/databases", { body: { DatabaseNames: [db], HardDelete: true } }),
+        onDone: () => {
+          announce(`Database “${db}” was deleted.`);
+          load();
+        },
+      }),
+    );
+    return h("li", { class: "db-row" }, h("span", { class: "db-name" }, db), del);
+  }
+
+  load();
+  return () => {};
+}

@@ -1,0 +1,90 @@
+// "Edit certificate" (figure 2, item 7) and the delete confirmation (item 8). Only the name,
+// clearance, permissions and disabled flag change; the certificate itself never does.
+
+import { request } from "./api.js";
+import { h } from "./dom.js";
+import { confirmDialog, openDialog, runAction } from "./dialog.js";
+import { certificateSettings, loadDatabaseNames } from "./certificate-form.js";
+
+export async function openEditDialog(cert, { onDone }) {
+  const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
+  const save = h("button", { type: "submit", class: "primary", form: "edit-form" }, "Save");
+  const handle = openDialog({
+    title: `Edit certificate “${cert.Name}”`,
+    label: "Edit certificate",
+    body: h("p", { class: "muted" }, "Loading databases…"),
+    actions: [cancel, save],
+    wide: true,
+  });
+  cancel.addEventListener("click", handle.close);
+  const databases = await loadDatabaseNames(request, handle.error);
+  const settings = certificateSettings({
+    name: cert.Name,
+    clearance: cert.SecurityClearance,
+    permissions: cert.Permissions ?? {},
+    databases,
+    clearances: ["ClusterAdmin", "ClusterNode", "Operator", "ValidUser"],
+  });
+  const disabled = h("input", { type: "checkbox", id: "edit-disabled", checked: Boolean(cert.Disabled) });
+  const removeTwoFactor = h("input", { type: "checkbox", id: "edit-remove-2fa" });
+  const form = h(
+    "form",
+    { id: "edit-form", class: "form", novalidate: true },
+    h("p", { class: "muted" }, "Thumbprint ", h("code", {}, cert.Thumbprint)),
+    settings.elements,
+    h(
+      "div",
+      { class: "field checkbox" },
+      disabled,
+      h("label", { for: "edit-disabled" }, "Disabled (the certificate is refused until enabled again)"),
+    ),
+    cert.HasTwoFactor
+      ? h(
+          "div",
+          { class: "field checkbox" },
+          removeTwoFactor,
+          h("label", { for: "edit-remove-2fa" }, "Remove the two-factor authentication key"),
+        )
+      : null,
+  );
+  handle.body.replaceChildren(form);
+  settings.nameInput.focus();
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const problem = settings.validate();
+    if (problem) {
+      handle.error.show(problem);
+      return;
+    }
+    const body = { Thumbprint: cert.Thumbprint, ...settings.value(), Disabled: disabled.checked };
+    const query = removeTwoFactor.checked ? { deleteTwoFactorConfiguration: true } : undefined;
+    const ok = await runAction(save, handle.error, async () => {
+      await request("POST", "/admin/certificates/edit", { query, body });
+      return true;
+    }, "Saving…");
+    if (ok) {
+      handle.close();
+      onDone?.(`Certificate “${body.Name}” was saved.`);
+    }
+  });
+}
+
+export function openDeleteDialog(cert, { onDone }) {
+  const members = cert.CollectionSecondaryKeys?.length ?? 0;
+  confirmDialog({
+    title: "Delete certificate",
+    message: h(
+      "div",
+      {},
+      h("p", {}, "Delete the certificate ", h("strong", { class: "cert-name" }, cert.Name), "?"),
+      h("p", { class: "muted" }, "Thumbprint ", h("code", {}, cert.Thumbprint)),
+      members > 0 ? h("p", {}, `Its ${members} collection member${members === 1 ? "" : "s"} will be deleted too.`) : null,
+      h("p", {}, "Clients using it are refused from their next request. This cannot be undone."),
+    ),
+    confirmLabel: "Delete",
+    action: () => request("DELETE", "/admin/certificates", { query: { thumbprint: cert.Thumbprint } }),
+    onDone: () => onDone?.(`Certificate “${cert.Name}” was deleted.`),
+  });
+}
+

@@ -1,0 +1,158 @@
+// "Generate client certificate": figure 3 of the seed. Roost makes the key pair, registers the
+// certificate and answers with <Name>.zip (.pfx, .crt, .key), which the browser downloads. Roost keeps
+// no private key, so the package is the only copy.
+
+import { request, saveBlob } from "./api.js";
+import { field, h, replace, select } from "./dom.js";
+import { openDialog, runAction } from "./dialog.js";
+import { certificateSettings, loadDatabaseNames } from "./certificate-form.js";
+
+export const KEY_TYPES = [
+  ["EC-P256", "ECDSA P-256 (recommended: small and fast)"],
+  ["RSA-2048", "RSA 2048 (for older clients)"],
+  ["RSA-4096", "RSA 4096 (as RavenDB generates)"],
+];
+
+export async function openGenerateDialog({ onDone }) {
+  const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
+  const generate = h("button", { type: "submit", class: "primary", form: "generate-form" }, "Generate");
+  const handle = openDialog({
+    title: "Generate client certificate",
+    label: "Generate client certificate",
+    body: h("p", { class: "muted" }, "Loading databases…"),
+    actions: [cancel, generate],
+    wide: true,
+  });
+  cancel.addEventListener("click", handle.close);
+  const databases = await loadDatabaseNames(request, handle.error);
+
+  const settings = certificateSettings({ databases });
+  const passphrase = h("input", { type: "password", name: "passphrase", autocomplete: "new-password" });
+  const months = h("input", { type: "number", name: "months", min: 1, max: 120, step: 1, value: "60", required: true });
+  const twoFactor = h("input", { type: "checkbox", name: "two-factor" });
+  const twoFactorPanel = h("div", { class: "two-factor-panel", hidden: true });
+  const keyType = select(KEY_TYPES, "EC-P256", { name: "key-type" });
+  let secret = null;
+
+  twoFactor.addEventListener("change", async () => {
+    if (!twoFactor.checked) {
+      twoFactorPanel.hidden = true;
+      return;
+    }
+    twoFactorPanel.hidden = false;
+    if (secret) return;
+    replace(twoFactorPanel, h("p", { class: "muted" }, "Creating an authentication key…"));
+    try {
+      secret = (await request("GET", "/admin/certificates/2fa/generate")).Secret;
+      showSecret(twoFactorPanel, secret, settings.nameInput.value.trim() || "certificate");
+    } catch (err) {
+      twoFactor.checked = false;
+      twoFactorPanel.hidden = true;
+      handle.error.show(`Two-factor authentication could not be set up: ${err.message}`);
+    }
+  });
+
+  const form = h(
+    "form",
+    { id: "generate-form", class: "form", novalidate: true },
+    settings.elements.slice(0, 2),
+    field("Passphrase (optional)", passphrase, "Protects the .pfx and .key in the package. Roost does not keep it."),
+    field("Expiration period (months)", months, "Five years (60 months) by default."),
+    settings.elements.slice(2),
+    h(
+      "div",
+      { class: "field checkbox" },
+      twoFactor,
+      h("label", { for: (twoFactor.id = "generate-2fa") }, "Require two-factor authentication"),
+    ),
+    twoFactorPanel,
+    h("details", { class: "advanced" }, h("summary", {}, "Advanced"), field("Key type", keyType)),
+  );
+  replace(handle.body, form);
+  settings.nameInput.focus();
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const problem = settings.validate() || monthsProblem(months);
+    if (problem) {
+      handle.error.show(problem);
+      return;
+    }
+    const body = {
+      ...settings.value(),
+      ExpirationMonths: Number(months.value),
+      KeyType: keyType.value,
+    };
+    if (passphrase.value) body.Password = passphrase.value;
+    if (twoFactor.checked && secret) body.TwoFactorAuthenticationKey = secret;
+    const result = await runAction(
+      generate,
+      handle.error,
+      () => request("POST", "/admin/certificates", { body, expect: "blob" }),
+      "Generating…",
+    );
+    if (!result) return;
+    const filename = result.filename || `${body.Name}.zip`;
+    saveBlob(result.blob, filename);
+    onDone?.();
+    showDone(handle, filename, body.Name, twoFactor.checked ? secret : null);
+  });
+}
+
+function monthsProblem(input) {
+  const n = Number(input.value);
+  if (!Number.isInteger(n) || n < 1 || n > 120) {
+    input.focus();
+    return "The expiration period is a whole number of months, from 1 to 120.";
+  }
+  return null;
+}
+
+/** The 2FA key as text and as a QR code (an SVG the server renders), with the shown-once warning. */
+export function showSecret(panel, secret, name) {
+  const qr = h("img", {
+    class: "qr",
+    alt: `QR code of the authentication key for ${name}`,
+    width: 180,
+    height: 180,
+    src: `/admin/certificates/2fa/qr?${new URLSearchParams({ secret, name })}`,
+  });
+  const qrMissing = h("p", { class: "hint", hidden: true }, "The QR code could not be loaded; type the key instead.");
+  qr.addEventListener("error", () => {
+    qr.hidden = true;
+    qrMissing.hidden = false;
+  });
+  replace(
+    panel,
+    h(
+      "p",
+      { class: "notice warning" },
+      "Shown once: scan the code or copy the key into an authenticator app (Google Authenticator, 2FAS, …) now. Roost will not show it again.",
+    ),
+    h("div", { class: "secret-row" }, qr, qrMissing, h("div", {}, h("p", { class: "label" }, "Authentication key"), h("code", { class: "secret" }, secret))),
+  );
+}
+
+function showDone(handle, filename, name, secret) {
+  const close = h("button", { type: "button", class: "primary" }, "Close");
+  close.addEventListener("click", handle.close);
+  const panel = h("div", { class: "two-factor-panel" });
+  if (secret) showSecret(panel, secret, name);
+  replace(
+    handle.body,
+    h(
+      "div",
+      { class: "done" },
+      h("p", { class: "notice success", role: "status" }, `Certificate “${name}” was generated and ${filename} downloaded.`),
+      h(
+        "p",
+        {},
+        "The package holds the certificate with its private key (.pfx) and the same as PEM (.crt and .key). " +
+          "Roost keeps no private key: store the package safely, it is the only copy.",
+      ),
+      secret ? panel : null,
+    ),
+  );
+  replace(handle.footer, close);
+  close.focus();
+}

@@ -1,0 +1,114 @@
+// The two-factor clearance screen (figure 3, "Entering Studio with Two-Factor Authentication"), shown
+// whenever the API answers 428: (A) the authentication code, (B) the session duration and whether the
+// clearance holds for this browser only or for every client of the certificate.
+
+import { ApiError, request } from "./api.js";
+import { errorBox, field, h, replace } from "./dom.js";
+import { runAction } from "./dialog.js";
+
+export async function renderTwoFactor(container, { reason, onCleared }) {
+  let config = { DefaultTwoFactorSessionDurationInMin: 120, MaxTwoFactorSessionDurationInMin: 1440 };
+  try {
+    config = { ...config, ...(await request("GET", "/authentication/2fa/configuration")) };
+  } catch {
+    // Keep the defaults; the server still enforces its own maximum.
+  }
+  const errors = errorBox();
+  const code = h("input", {
+    type: "text",
+    name: "code",
+    inputmode: "numeric",
+    autocomplete: "one-time-code",
+    pattern: "[0-9]{6}",
+    maxlength: 6,
+    required: true,
+    autofocus: true,
+    class: "code",
+  });
+  const max = config.MaxTwoFactorSessionDurationInMin;
+  const duration = h("input", {
+    type: "number",
+    name: "duration",
+    min: 1,
+    max,
+    step: 1,
+    value: String(config.DefaultTwoFactorSessionDurationInMin),
+  });
+  const thisBrowser = h("input", { type: "radio", name: "scope", id: "scope-browser", value: "browser", checked: true });
+  const allClients = h("input", { type: "radio", name: "scope", id: "scope-all", value: "all" });
+  const submit = h("button", { type: "submit", class: "primary" }, "Verify");
+  const form = h(
+    "form",
+    { class: "form two-factor", novalidate: true },
+    h("h2", {}, "A. Authentication code"),
+    field("Code from your authenticator app", code, "Six digits; a new code appears every 30 seconds."),
+    h("h2", {}, "B. Additional settings"),
+    field("Session duration (minutes)", duration, `At most ${max} minutes.`),
+    h(
+      "fieldset",
+      { class: "radios" },
+      h("legend", {}, "Grant access to"),
+      h("div", { class: "field checkbox" }, thisBrowser, h("label", { for: "scope-browser" }, "Only this browser")),
+      h(
+        "div",
+        { class: "field checkbox" },
+        allClients,
+        h("label", { for: "scope-all" }, "All clients of this certificate (applications, other browsers)"),
+      ),
+    ),
+    errors,
+    h("div", { class: "dialog-actions" }, submit),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const token = code.value.replace(/\s+/g, "");
+    if (!/^\d{6}$/.test(token)) {
+      errors.show("Enter the six-digit code shown by your authenticator app.");
+      code.focus();
+      return;
+    }
+    const minutes = Number(duration.value);
+    if (!Number.isInteger(minutes) || minutes < 1 || minutes > max) {
+      errors.show(`The session duration is a whole number of minutes from 1 to ${max}.`);
+      duration.focus();
+      return;
+    }
+    const ok = await runAction(submit, errors, async () => {
+      try {
+        await request("POST", "/authentication/2fa", {
+          query: { hasLimits: thisBrowser.checked, sessionDurationInMin: minutes },
+          body: { Token: token },
+        });
+        return true;
+      } catch (err) {
+        code.select();
+        throw err instanceof ApiError ? new ApiError(err.status, err.type, explain(err)) : err;
+      }
+    }, "Verifying…");
+    if (ok) onCleared?.();
+  });
+
+  replace(
+    container,
+    h(
+      "section",
+      { class: "card clearance-screen", "aria-labelledby": "clearance-title" },
+      h("h1", { id: "clearance-title" }, "Two-factor authentication"),
+      h("p", {}, reason || "Your certificate requires two-factor authentication before the Studio can be used."),
+      form,
+    ),
+  );
+  code.focus();
+}
+
+function explain(err) {
+  if (err.status === 406) {
+    return "That code was not accepted. Codes change every 30 seconds and each is accepted once: wait for the next one and check that your phone's clock is right.";
+  }
+  if (err.status === 429) {
+    const wait = Number(err.retryAfter);
+    const when = Number.isFinite(wait) && wait > 0 ? ` Try again in ${Math.ceil(wait / 60)} minute${wait > 60 ? "s" : ""}.` : " Try again later.";
+    return `Too many wrong codes: two-factor sign-in for this certificate is locked for a while.${when} ${err.message}`;
+  }
+  return err.message;
+}
