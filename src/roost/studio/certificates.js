@@ -44,7 +44,7 @@ export function renderCertificates(main) {
   };
 
   // Filters (figure 1, item 7).
-  const text = h("input", { type: "search", name: "filter", placeholder: "Name or thumbprint", autocomplete: "off" });
+  const text = h("input", { type: "search", name: "filter", autocomplete: "off" });
   const clearance = select(
     [["", "All clearances"], ...["ClusterAdmin", "ClusterNode", "Operator", "ValidUser"].map((c) => [c, clearanceLabel(c)])],
     "",
@@ -133,8 +133,8 @@ export function renderCertificates(main) {
         h("div", { class: "actions" }, generate, upload, purge)),
       h(
         "form",
-        { class: "filters", role: "search", "aria-label": "Filter certificates", on: { submit: (e) => e.preventDefault() } },
-        field("Filter", text),
+        { class: "filters", role: "search", "aria-label": "Certificate filters", on: { submit: (e) => e.preventDefault() } },
+        field("Name or thumbprint", text),
         field("Clearance", clearance),
         field("State", expiry),
         field("Sort by", sort),

@@ -4,7 +4,6 @@
 import { request } from "./api.js";
 import { errorBox, field, h, replace } from "./dom.js";
 import { confirmDialog, runAction } from "./dialog.js";
-import { guardedButton } from "./server-panel.js";
 import { OPERATOR_ONLY, session } from "./session.js";
 
 export function renderDatabases(main) {
@@ -13,10 +12,8 @@ export function renderDatabases(main) {
   const listErrors = errorBox();
   const createErrors = errorBox();
   const list = h("ul", { class: "db-list" });
-  const name = h("input", { type: "text", name: "database", autocomplete: "off", required: true, disabled: Boolean(refusal) });
-  const create = guardedButton("Create database", refusal, { class: "primary", type: "submit" });
-  const createButton = create.tagName === "BUTTON" ? create : create.querySelector("button");
-  createButton.type = "submit";
+  const name = h("input", { type: "text", name: "database", autocomplete: "off", required: true });
+  const createButton = h("button", { type: "submit", class: "primary" }, "Create database");
 
   const announce = (message) => {
     notice.textContent = message;
@@ -27,7 +24,7 @@ export function renderDatabases(main) {
     "form",
     { class: "create-db", novalidate: true },
     field("New database name", name, "Letters, digits, and _ - . only."),
-    create,
+    createButton,
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -48,17 +45,24 @@ export function renderDatabases(main) {
     }
   });
 
+  const createCard = refusal
+    ? h(
+        "section",
+        { class: "card note" },
+        h("p", { class: "reason-text" }, `Creating and deleting databases: ${refusal} You see the databases your certificate can reach.`),
+      )
+    : h(
+        "section",
+        { class: "card", "aria-labelledby": "create-db-title" },
+        h("header", { class: "card-header" }, h("h2", { id: "create-db-title" }, "Create a database")),
+        form,
+        createErrors,
+      );
   replace(
     main,
     h("div", { class: "page-header" }, h("p", { class: "breadcrumb" }, "Manage Server"), h("h1", {}, "Databases")),
     notice,
-    h(
-      "section",
-      { class: "card", "aria-labelledby": "create-db-title" },
-      h("header", { class: "card-header" }, h("h2", { id: "create-db-title" }, "Create a database")),
-      form,
-      createErrors,
-    ),
+    createCard,
     h(
       "section",
       { class: "card", "aria-labelledby": "db-list-title" },
@@ -82,9 +86,9 @@ export function renderDatabases(main) {
   }
 
   function row(db) {
-    const del = guardedButton("Delete", refusal, { class: "danger small", "aria-label": `Delete database ${db}` });
-    const button = del.tagName === "BUTTON" ? del : del.querySelector("button");
-    button.addEventListener("click", () =>
+    if (refusal) return h("li", { class: "db-row" }, h("span", { class: "db-name" }, db));
+    const del = h("button", { type: "button", class: "danger small", "aria-label": `Delete database ${db}` }, "Delete");
+    del.addEventListener("click", () =>
       confirmDialog({
         title: "Delete database",
         message: h(

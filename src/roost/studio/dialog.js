@@ -16,7 +16,7 @@ export function openDialog({ title, body, actions = [], wide = false, onClose, l
   const error = errorBox();
   const content = h("div", { class: "dialog-body" }, body);
   const footer = h("div", { class: "dialog-actions" }, actions);
-  const closeButton = h("button", { type: "button", class: "icon-button", "aria-label": `Close ${label}` }, "×");
+  const closeButton = h("button", { type: "button", class: "icon-button", "aria-label": "Close dialog" }, "×");
   const dialog = h(
     "dialog",
     { class: ["dialog", wide && "wide"], "aria-labelledby": titleId },

@@ -8,34 +8,24 @@ import { thumbprintCell } from "./copy.js";
 import { expiryBadge, formatDate } from "./format.js";
 import { CLUSTER_ADMIN_ONLY, session } from "./session.js";
 
-/** A button that is disabled, with its reason next to it, when `refusal` is set. */
-export function guardedButton(label, refusal, props = {}) {
-  const button = h("button", { type: "button", ...props, disabled: Boolean(refusal) }, label);
-  if (!refusal) return button;
-  button.title = refusal;
-  const reason = h("span", { class: "reason" }, refusal);
-  reason.id = `reason-${Math.random().toString(36).slice(2)}`;
-  button.setAttribute("aria-describedby", reason.id);
-  return h("span", { class: "guarded" }, button, reason);
-}
-
 export function serverPanel({ entry, thumbprint, onChanged }) {
   const errors = errorBox();
   const status = h("p", { class: "notice success", role: "status", hidden: true });
   const adminRefusal = session.isClusterAdmin() ? null : CLUSTER_ADMIN_ONLY;
-  const renew = guardedButton("Renew now", adminRefusal, { class: "secondary" });
-  const replaceButton = guardedButton("Replace…", adminRefusal, { class: "secondary" });
+  const reason = adminRefusal ? h("p", { class: "reason", id: "server-cert-why" }, `Renew and Replace: ${adminRefusal}`) : null;
+  const guarded = { class: "secondary", disabled: Boolean(adminRefusal), title: adminRefusal, "aria-describedby": reason && "server-cert-why" };
+  const renew = h("button", { type: "button", ...guarded }, "Renew now");
+  const replaceButton = h("button", { type: "button", ...guarded }, "Replace…");
   const exportButton = h("button", { type: "button", class: "secondary" }, "Export server certificates");
 
-  const actual = (el) => (el.tagName === "BUTTON" ? el : el.querySelector("button"));
-  actual(renew).addEventListener("click", async () => {
-    const done = await runAction(actual(renew), errors, async () => {
+  renew.addEventListener("click", async () => {
+    const done = await runAction(renew, errors, async () => {
       await request("POST", "/admin/certificates/refresh");
       return true;
     }, "Renewing…");
     if (done) onChanged?.("The server certificate was renewed.");
   });
-  actual(replaceButton).addEventListener("click", () => openReplaceDialog({ onDone: onChanged }));
+  replaceButton.addEventListener("click", () => openReplaceDialog({ onDone: onChanged }));
   exportButton.addEventListener("click", () =>
     runAction(exportButton, errors, async () => {
       const { blob, filename } = await request("GET", "/admin/certificates/export", { expect: "blob" });
@@ -70,6 +60,7 @@ export function serverPanel({ entry, thumbprint, onChanged }) {
     { class: "card server-cert", "aria-labelledby": "server-cert-title" },
     h("header", { class: "card-header" }, h("h2", { id: "server-cert-title" }, "Server certificate"),
       h("div", { class: "actions" }, renew, replaceButton, exportButton)),
+    reason,
     details,
     status,
     errors,

@@ -33,7 +33,7 @@ export function isAdminClearance(clearance) {
 export function manageRefusal(cert) {
   if (!session.isOperator()) return "Managing certificates needs Operator or Cluster Admin clearance.";
   if (isAdminClearance(cert.SecurityClearance) && !session.isClusterAdmin()) {
-    return `Only a Cluster Admin can change a certificate with ${cert.SecurityClearance === "ClusterNode" ? "Cluster Node" : "Cluster Admin"} clearance; you are an Operator.`;
+    return `Only a Cluster Admin can change a ${cert.SecurityClearance === "ClusterNode" ? "Cluster Node" : "Cluster Admin"} certificate.`;
   }
   return null;
 }
@@ -41,10 +41,10 @@ export function manageRefusal(cert) {
 /** Why the caller may not delete `cert`, or null when they may. */
 export function deleteRefusal(cert) {
   if (cert.Thumbprint && cert.Thumbprint.toUpperCase() === session.thumbprint) {
-    return "This is the certificate you are connected with; it cannot be deleted.";
+    return "You are connected with this certificate, so it cannot be deleted.";
   }
   if (cert.CollectionPrimaryKey) {
-    return "This certificate belongs to a collection; delete the collection's primary certificate instead.";
+    return "Part of a collection: delete its primary certificate instead.";
   }
   return manageRefusal(cert);
 }

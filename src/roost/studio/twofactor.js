@@ -94,7 +94,8 @@ export async function renderTwoFactor(container, { reason, onCleared }) {
       "section",
       { class: "card clearance-screen", "aria-labelledby": "clearance-title" },
       h("h1", { id: "clearance-title" }, "Two-factor authentication"),
-      h("p", {}, reason || "Your certificate requires two-factor authentication before the Studio can be used."),
+      h("p", {}, "Your certificate requires two-factor authentication. Enter the code from your authenticator app to continue."),
+      reason ? h("p", { class: "hint" }, `Roost said: ${reason}`) : null,
       form,
     ),
   );

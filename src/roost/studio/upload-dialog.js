@@ -40,7 +40,11 @@ export async function openUploadDialog({ onDone }) {
     replace(preview);
     if (!chosen) return;
     if (!settings.nameInput.value.trim()) settings.nameInput.value = chosen.name.replace(/\.[^.]+$/, "");
-    replace(preview, await describeFile(chosen));
+    try {
+      replace(preview, await describeFile(chosen));
+    } catch {
+      replace(preview, h("p", { class: "hint" }, `${chosen.name}: the Studio could not read it; Roost will check it when you upload.`));
+    }
   });
 
   twoFactor.addEventListener("change", async () => {
