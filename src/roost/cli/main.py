@@ -1,0 +1,46 @@
+"""``roost``: run the server and manage it from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from roost.errors import ConfigurationError
+from roost.settings import load_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="roost")
+def main() -> None:
+    """Roost: a certificate-secured document database that speaks RavenDB's HTTP API."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where databases and certificates live (default ./roost-data).")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8443; 0 picks a free one).")
+@click.pass_context
+def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int | None) -> None:
+    """Start the server over HTTPS. On first start it creates its CA, server and admin client certificates.
+
+    RavenDB's settings are accepted as --Key=Value (e.g. --ServerUrl=https://0.0.0.0:8443,
+    --Security.Certificate.Path=server.pfx, --RunInMemory=true).
+    """
+    from roost.server import run  # noqa: PLC0415 - keeps `roost --help` fast
+
+    try:
+        settings, ignored = load_settings({"data_dir": data_dir, "host": host, "port": port}, list(ctx.args))
+        asyncio.run(run(settings, ignored, echo=lambda line: click.echo(line)))
+    except ConfigurationError as error:
+        click.echo(f"Error: {error.message}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

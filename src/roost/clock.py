@@ -1,0 +1,29 @@
+"""The one clock Roost reads. Tests replace ``now`` (the only thing they may mock); everything else is real."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def wire_date(value: dt.datetime) -> str:
+    """RavenDB's date format: seven fractional digits and ``Z``. The Python client rejects dates without them."""
+    value = value.astimezone(dt.UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}0Z"
+
+
+def parse_wire_date(text: str) -> dt.datetime:
+    """Parse RavenDB-style and ISO-8601 dates (with or without fraction, ``Z`` or offset; naive means UTC)."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    head, dot, rest = value.partition(".")
+    if dot:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        tail = rest[len(digits):]
+        value = f"{head}.{digits[:6].ljust(6, '0')}{tail}"
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)

@@ -1,0 +1,1 @@
+"""Databases of JSON documents: RavenDB's model, enough for its clients."""

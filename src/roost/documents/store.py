@@ -1,0 +1,179 @@
+"""Databases and their documents: metadata, change vectors, optimistic concurrency, batches, HiLo."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from roost import clock
+from roost.documents.names import database_name, document_id
+from roost.errors import BadRequestError, ConcurrencyError, ConflictError, DatabaseDoesNotExistError
+from roost.security.registry import Registry
+from roost.storage.base import (
+    BatchCommand,
+    BatchResult,
+    ChangeVectorMismatch,
+    DatabaseRow,
+    DeleteCommand,
+    JsonObject,
+    PutCommand,
+    Storage,
+    StoredDocument,
+)
+
+# Metadata keys the server computes; a client's copy of them is ignored on write.
+_COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag"}
+SERVER_TAG = "A"
+
+
+def render(document: StoredDocument) -> JsonObject:
+    """The document as RavenDB returns it: the body plus ``@metadata``."""
+    metadata = dict(document.metadata)
+    if document.collection:
+        metadata["@collection"] = document.collection
+    metadata["@change-vector"] = document.change_vector
+    metadata["@id"] = document.id
+    metadata["@last-modified"] = document.last_modified
+    return {**document.body, "@metadata": metadata}
+
+
+def split_document(doc: Any) -> tuple[str | None, JsonObject, JsonObject]:
+    """Body, client metadata and collection from a document JSON as a client sends it."""
+    if not isinstance(doc, dict):
+        raise BadRequestError("A document must be a JSON object.")
+    metadata_in = doc.get("@metadata") or {}
+    if not isinstance(metadata_in, dict):
+        raise BadRequestError("@metadata must be a JSON object.")
+    metadata = {k: v for k, v in metadata_in.items() if k not in _COMPUTED_METADATA and k != "@collection"}
+    collection = metadata_in.get("@collection")
+    if collection is not None and (not isinstance(collection, str) or not collection.strip()):
+        raise BadRequestError("@metadata.@collection must be a non-empty string.")
+    body = {k: v for k, v in doc.items() if k != "@metadata"}
+    return collection, body, metadata
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    id: str
+    change_vector: str
+    collection: str | None
+    last_modified: str
+
+
+class DocumentStore:
+    """Everything about databases and documents that is not SQL."""
+
+    def __init__(self, storage: Storage, registry: Registry) -> None:
+        self._storage = storage
+        self._registry = registry
+        self._known: dict[str, str] = {}  # folded name -> name, of databases known to exist
+
+    async def load(self) -> None:
+        self._known = {row.name.casefold(): row.name for row in await self._storage.list_databases()}
+
+    async def exists(self, name: str) -> bool:
+        key = name.casefold()
+        if key in self._known:
+            return True
+        row = await self._storage.get_database(name)  # created by another node since we loaded
+        if row is not None:
+            self._known[key] = row.name
+        return row is not None
+
+    async def ensure_exists(self, name: str) -> None:
+        if not await self.exists(name):
+            raise DatabaseDoesNotExistError(name)
+
+    # Databases ----------------------------------------------------------------------------------------------
+
+    async def create_database(self, name: str) -> DatabaseRow:
+        name = database_name(name)
+        database_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        created = clock.wire_date(clock.now())
+        if not await self._storage.create_database(name, database_id, created):
+            raise ConflictError(f"Database '{name}' already exists.")
+        self._known[name.casefold()] = name
+        return DatabaseRow(name, database_id, created)
+
+    async def delete_database(self, name: str) -> bool:
+        """Delete the database and remove it from every certificate's permissions, in one transaction."""
+        name = database_name(name)
+        updates = self._registry.without_database(name)
+        deleted = await self._storage.delete_database(name, [d.to_storage() for d in updates])
+        self._known.pop(name.casefold(), None)
+        if deleted:
+            self._registry.apply_external(updates)
+        return deleted
+
+    async def list_databases(self) -> list[DatabaseRow]:
+        rows = await self._storage.list_databases()
+        self._known = {row.name.casefold(): row.name for row in rows}
+        return rows
+
+    async def get_database(self, name: str) -> DatabaseRow | None:
+        return await self._storage.get_database(name)
+
+    # Documents ----------------------------------------------------------------------------------------------
+
+    async def get(self, database: str, ids: list[str]) -> list[StoredDocument | None]:
+        await self.ensure_exists(database)
+        return await self._storage.get_documents(database, [document_id(i) for i in ids])
+
+    async def put(self, database: str, doc_id: str, doc: Any, expected_change_vector: str | None) -> PutResult:
+        results = await self.batch(
+            database, [self.put_command(doc_id, doc, expected_change_vector)]
+        )
+        stored = results[0].document
+        assert stored is not None
+        return PutResult(stored.id, stored.change_vector, stored.collection, stored.last_modified)
+
+    async def delete(self, database: str, doc_id: str, expected_change_vector: str | None) -> bool:
+        results = await self.batch(database, [DeleteCommand(document_id(doc_id), expected_change_vector)])
+        return results[0].deleted
+
+    def put_command(self, doc_id: str | None, doc: Any, expected_change_vector: str | None) -> PutCommand:
+        collection, body, metadata = split_document(doc)
+        return PutCommand(doc_id or "", collection, body, metadata, expected_change_vector)
+
+    async def batch(self, database: str, commands: list[BatchCommand]) -> list[BatchResult]:
+        await self.ensure_exists(database)
+        prepared: list[BatchCommand] = []
+        for command in commands:
+            if isinstance(command, PutCommand) and (not command.id or command.id.endswith(("/", "|"))):
+                command = await self._with_server_id(database, command)
+            prepared.append(command)
+        for command in prepared:
+            document_id(command.id)
+        try:
+            return await self._storage.apply_batch(database, prepared, clock.wire_date(clock.now()))
+        except ChangeVectorMismatch as exc:
+            wanted = "a new document" if exc.expected == "" else f"change vector {exc.expected}"
+            actual = f"change vector {exc.actual}" if exc.actual else "no such document"
+            raise ConcurrencyError(
+                f"Document {exc.document_id} has {actual}, but the write expected {wanted}. Optimistic "
+                "concurrency violation, transaction will be aborted. Load the document again and retry."
+            ) from exc
+        except LookupError as exc:
+            raise DatabaseDoesNotExistError(database) from exc
+
+    async def _with_server_id(self, database: str, command: PutCommand) -> PutCommand:
+        """RavenDB's server-side ids: ``users/`` becomes ``users/0000000000000000001-A``."""
+        _, number = await self._storage.next_hilo_range(database, "@server-generated-ids", 1)
+        prefix = command.id or f"{(command.collection or 'documents').lower()}/"
+        if prefix.endswith("|"):
+            prefix = prefix[:-1] + "/"
+        return PutCommand(f"{prefix}{number:019d}-{SERVER_TAG}", command.collection, command.body,
+                          command.metadata, command.expected_change_vector)
+
+    async def scan(self, database: str, collection: str | None) -> list[StoredDocument]:
+        await self.ensure_exists(database)
+        return await self._storage.scan_documents(database, collection)
+
+    async def count(self, database: str) -> int:
+        return await self._storage.count_documents(database)
+
+    async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
+        await self.ensure_exists(database)
+        return await self._storage.next_hilo_range(database, tag, size)

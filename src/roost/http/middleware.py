@@ -1,0 +1,83 @@
+"""The one middleware on the request path: identify the caller, authorize the route, render errors.
+
+Order (ARCHITECTURE.md, "One request, end to end"): identify -> authorize -> handler. Handlers never look at
+certificates; they read ``request[IDENTITY]``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from roost import RAVEN_SERVER_VERSION
+from roost.errors import PayloadTooLargeError, RoostError, RouteNotFoundError
+from roost.http import errors
+from roost.http.routing import LEVELS, Handler
+from roost.security import authz
+from roost.security.identity import UNSECURED, Identity
+from roost.server import Server
+
+log = logging.getLogger("roost.http")
+
+SERVER = web.AppKey("server", Server)
+IDENTITY = "roost.identity"
+
+
+def peer_certificate(request: web.Request) -> bytes | None:
+    transport = request.transport
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der: bytes | None = ssl_object.getpeercert(binary_form=True)
+    return der
+
+
+def identity_of(request: web.Request) -> Identity:
+    identity: Identity = request[IDENTITY]
+    return identity
+
+
+@web.middleware
+async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    app = request.app
+    server = app[SERVER]
+    try:
+        match_info = request.match_info
+        if match_info.http_exception is not None:
+            raise RouteNotFoundError(
+                f"There is no handler for path: {request.method} {request.path}"
+                f"{'?' + request.query_string if request.query_string else ''}"
+            )
+        level = app[LEVELS][match_info.handler]
+        if server.tls is None:
+            identity = UNSECURED
+        else:
+            now = server.now()
+            identity = server.identifier.identify(peer_certificate(request), now)
+            error = authz.refusal(level, identity, match_info.get("db"), browser=errors.wants_html(request))
+            if error is not None:
+                raise error
+            if identity.status.authenticated and identity.definition is not None:
+                server.registry.touch(identity.definition.thumbprint, now)
+        request[IDENTITY] = identity
+        response = await handler(request)
+    except RoostError as error:
+        response = errors.render(request, error)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            response = errors.render(request, _too_large(request))
+        else:
+            raise
+    except Exception:
+        log.exception("Unhandled error on %s %s", request.method, request.path)
+        response = errors.render(request, RoostError(
+            "The server failed to handle this request; the error has been logged. Please report it."))
+    response.headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
+    return response
+
+
+def _too_large(request: web.Request) -> RoostError:
+    return PayloadTooLargeError(f"The request body is larger than the limit of {request.client_max_size} bytes.")

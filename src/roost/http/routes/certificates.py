@@ -1,0 +1,94 @@
+"""RavenDB's certificate API (reference ravendb-certificates.md, section 3)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from roost.http.body import json_response, query_bool, query_int, read_json
+from roost.http.middleware import SERVER, identity_of
+from roost.http.routing import RouteTable
+from roost.types import Level
+
+routes = RouteTable()
+
+# Responses that carry certificate data are never cached and never sniffed.
+_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    # RFC 6266: an ASCII fallback plus the exact UTF-8 name.
+    fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in filename)
+    return {
+        "Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}",
+        **_NO_STORE,
+    }
+
+
+@routes.get("/certificates/whoami", level=Level.VALID_USER)
+async def whoami(request: web.Request) -> web.StreamResponse:
+    entry = request.app[SERVER].certificates.whoami(identity_of(request))
+    if entry is None:
+        return web.Response(status=204, headers=_NO_STORE)
+    return json_response(entry, headers=_NO_STORE)
+
+
+@routes.get("/admin/certificates", level=Level.OPERATOR)
+async def list_certificates(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    result = request.app[SERVER].certificates.list(
+        start=query_int(request, "start", 0),
+        page_size=query_int(request, "pageSize", 1 << 30, 1),
+        thumbprint=q.get("thumbprint"),
+        name=q.get("name"),
+        metadata_only=query_bool(request, "metadataOnly"),
+        secondary=query_bool(request, "secondary"),
+        text=q.get("filter"),
+        clearance=q.get("clearance") or None,
+        state=q.get("state") or None,
+        sort=q.get("sort") or "name",
+    )
+    return json_response(result, headers=_NO_STORE)
+
+
+@routes.post("/admin/certificates", level=Level.OPERATOR)
+async def generate(request: web.Request) -> web.StreamResponse:
+    server = request.app[SERVER]
+    filename, data, _ = await server.certificates.generate(identity_of(request), await read_json(request))
+    return web.Response(body=data, content_type="application/octet-stream", headers=_attachment(filename))
+
+
+@routes.put("/admin/certificates", level=Level.OPERATOR)
+async def upload(request: web.Request) -> web.StreamResponse:
+    await request.app[SERVER].certificates.upload(identity_of(request), await read_json(request))
+    return web.Response(status=201, headers=_NO_STORE)
+
+
+@routes.post("/admin/certificates/edit", level=Level.OPERATOR)
+async def edit(request: web.Request) -> web.StreamResponse:
+    await request.app[SERVER].certificates.edit(
+        identity_of(request), await read_json(request),
+        delete_two_factor=query_bool(request, "deleteTwoFactorConfiguration"),
+    )
+    return web.Response(status=201, headers=_NO_STORE)
+
+
+@routes.delete("/admin/certificates", level=Level.OPERATOR)
+async def delete(request: web.Request) -> web.StreamResponse:
+    await request.app[SERVER].certificates.delete(identity_of(request), request.query.get("thumbprint"))
+    return web.Response(status=204)
+
+
+@routes.delete("/admin/certificates/purge", level=Level.OPERATOR)
+async def purge(request: web.Request) -> web.StreamResponse:
+    purged = await request.app[SERVER].certificates.purge(identity_of(request))
+    return json_response({"Deleted": [{"Name": d.name, "Thumbprint": d.thumbprint} for d in purged]},
+                         headers=_NO_STORE)
+
+
+@routes.get("/admin/certificates/export", level=Level.OPERATOR)
+async def export(request: web.Request) -> web.StreamResponse:
+    data = request.app[SERVER].certificates.export_server_certificates()
+    return web.Response(body=data, content_type="application/octet-stream",
+                        headers=_attachment("ClusterCertificatesCollection.pfx"))

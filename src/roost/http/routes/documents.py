@@ -1,0 +1,143 @@
+"""Documents: load, store, delete, batches (RavenDB's /databases/{db}/docs and /bulk_docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from roost.documents.names import document_id
+from roost.documents.store import render
+from roost.errors import BadRequestError
+from roost.http.body import json_response, query_int, read_json, read_object
+from roost.http.middleware import SERVER
+from roost.http.routing import RouteTable
+from roost.storage.base import BatchCommand, DeleteCommand, StoredDocument
+from roost.types import Level
+
+routes = RouteTable()
+
+
+def _if_match(request: web.Request) -> str | None:
+    value = request.headers.get("If-Match")
+    if value is None:
+        return None
+    return value.strip().strip('"')
+
+
+def _include_ids(doc: dict[str, Any], path: str) -> list[str]:
+    value: Any = doc
+    for part in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+async def _load(request: web.Request, db: str, ids: list[str]) -> web.StreamResponse:
+    documents = request.app[SERVER].documents
+    found = await documents.get(db, ids)
+    if len(ids) == 1 and found[0] is None:
+        return web.Response(status=404)
+    results = [render(d) if d else None for d in found]
+    includes: dict[str, Any] = {}
+    paths = request.query.getall("include", [])
+    if paths:
+        wanted = sorted({i for d in found if d for p in paths for i in _include_ids(d.body, p)})
+        if wanted:
+            for doc_id, doc in zip(wanted, await documents.get(db, wanted), strict=True):
+                includes[doc_id] = render(doc) if doc else None
+    return json_response({"Results": results, "Includes": includes})
+
+
+def _page(docs: list[StoredDocument], start: int, size: int) -> list[dict[str, Any]]:
+    return [render(d) for d in docs[start : start + size]]
+
+
+@routes.get("/databases/{db}/docs", level=Level.DATABASE_READ)
+async def get_docs(request: web.Request) -> web.StreamResponse:
+    db = request.match_info["db"]
+    ids = request.query.getall("id", [])
+    if ids:
+        return await _load(request, db, ids)
+    documents = request.app[SERVER].documents
+    start = query_int(request, "start", 0)
+    size = query_int(request, "pageSize", 25, 1, 1024)
+    docs = await documents.scan(db, None)
+    return json_response({"Results": _page(docs, start, size), "TotalResults": len(docs)})
+
+
+@routes.post("/databases/{db}/docs", level=Level.DATABASE_READ)
+async def post_docs(request: web.Request) -> web.StreamResponse:
+    """Load many ids (the client switches to POST when the ids would not fit a URL)."""
+    body = await read_object(request)
+    ids = body.get("Ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise BadRequestError("Ids must be a non-empty list of document ids.")
+    return await _load(request, request.match_info["db"], ids)
+
+
+@routes.put("/databases/{db}/docs", level=Level.DATABASE_WRITE)
+async def put_doc(request: web.Request) -> web.StreamResponse:
+    db = request.match_info["db"]
+    doc_id = document_id(request.query.get("id"))
+    body = await read_json(request)
+    result = await request.app[SERVER].documents.put(db, doc_id, body, _if_match(request))
+    return json_response({"Id": result.id, "ChangeVector": result.change_vector}, status=201)
+
+
+@routes.delete("/databases/{db}/docs", level=Level.DATABASE_WRITE)
+async def delete_doc(request: web.Request) -> web.StreamResponse:
+    db = request.match_info["db"]
+    doc_id = document_id(request.query.get("id"))
+    await request.app[SERVER].documents.delete(db, doc_id, _if_match(request))
+    return web.Response(status=204)
+
+
+@routes.post("/databases/{db}/bulk_docs", level=Level.DATABASE_WRITE)
+async def bulk_docs(request: web.Request) -> web.StreamResponse:
+    db = request.match_info["db"]
+    documents = request.app[SERVER].documents
+    body = await read_object(request)
+    raw_commands = body.get("Commands")
+    if not isinstance(raw_commands, list):
+        raise BadRequestError("Commands must be a list of commands.")
+    commands: list[BatchCommand] = []
+    for index, raw in enumerate(raw_commands):
+        if not isinstance(raw, dict):
+            raise BadRequestError(f"Command #{index} must be a JSON object.")
+        kind = raw.get("Type")
+        change_vector = raw.get("ChangeVector")
+        if change_vector is not None and not isinstance(change_vector, str):
+            raise BadRequestError(f"Command #{index}: ChangeVector must be a string or null.")
+        raw_id = raw.get("Id")
+        if kind == "PUT":
+            if raw_id is not None and not isinstance(raw_id, str):
+                raise BadRequestError(f"Command #{index}: Id must be a string.")
+            if "Document" not in raw:
+                raise BadRequestError(f"Command #{index}: a PUT needs a Document.")
+            commands.append(documents.put_command(raw_id, raw["Document"], change_vector))
+        elif kind == "DELETE":
+            commands.append(DeleteCommand(document_id(raw_id), change_vector))
+        else:
+            raise BadRequestError(
+                f"Command #{index}: Type '{kind}' is not supported by Roost; use PUT or DELETE."
+            )
+    results = await documents.batch(db, commands)
+    out: list[dict[str, Any]] = []
+    for result in results:
+        if result.document is not None:
+            d = result.document
+            entry: dict[str, Any] = {"Type": "PUT", "@id": d.id, "@change-vector": d.change_vector,
+                                     "@last-modified": d.last_modified}
+            if d.collection:
+                entry["@collection"] = d.collection
+            out.append(entry)
+        else:
+            out.append({"Type": "DELETE", "@id": result.id, "Id": result.id, "Deleted": result.deleted})
+    return json_response({"Results": out, "TransactionIndex": 0}, status=201)

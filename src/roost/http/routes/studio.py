@@ -1,0 +1,48 @@
+"""The Studio: static files shipped inside the package, served with a strict Content-Security-Policy."""
+
+from __future__ import annotations
+
+import mimetypes
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from roost.errors import NotFoundError
+from roost.http.routing import RouteTable
+from roost.types import Level
+
+routes = RouteTable()
+
+STUDIO_DIR = Path(str(resources.files("roost") / "studio"))
+# No inline script or style, nothing from other origins, not framable (docs/security-model.md, Browsers).
+STUDIO_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+@routes.get("/", level=Level.UNAUTHENTICATED)
+async def root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/studio/")
+
+
+@routes.get("/studio", level=Level.UNAUTHENTICATED)
+async def studio_redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/studio/")
+
+
+@routes.get("/studio/{path:.*}", level=Level.UNAUTHENTICATED)
+async def studio_file(request: web.Request) -> web.StreamResponse:
+    relative = request.match_info["path"] or "index.html"
+    base = STUDIO_DIR.resolve()
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base) or not target.is_file():
+        raise NotFoundError(f"There is no Studio file '{relative}'.")
+    content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if target.suffix == ".js":
+        content_type = "text/javascript"
+    return web.Response(body=target.read_bytes(), content_type=content_type, headers=STUDIO_HEADERS)

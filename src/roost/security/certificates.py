@@ -1,0 +1,503 @@
+"""Certificate lifecycle: generate, upload, list, edit, delete, purge, export. RavenDB's rules (reference 2.1)
+with its gaps closed: an Operator never creates, raises to, edits or deletes ClusterAdmin/ClusterNode entries,
+purge respects clearance, no passphrase is ever stored, nobody deletes the certificate they are connected with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from roost import clock
+from roost.documents.names import database_name
+from roost.errors import BadRequestError, ForbiddenOperationError, NotFoundError
+from roost.pki import packages
+from roost.pki.authority import KEY_TYPES, KeyType
+from roost.pki.inspect import CertificateInfo, decode_certificate_field, load_certificates
+from roost.pki.issuance import PackageRequest, issue_package, needs_worker
+from roost.security.identity import Identity
+from roost.security.registry import CertificateDefinition, parse_clearance
+from roost.types import Access, Clearance, Thumbprint
+
+if TYPE_CHECKING:
+    from roost.server import Server
+
+MAX_NAME = 200
+SERVER_CERTIFICATE_NAME = "Server Certificate"
+WELL_KNOWN_NAME = "Well Known Admin Certificate"
+# Keys RavenDB's clients may send that Roost accepts and ignores (SSO is out of scope).
+_IGNORED_KEYS = {"Usage", "SsoIdentifiers", "SsoServerPublicKeyPinningHashes", "AllowAnySsoServer",
+                 "CollectionPrimaryKey", "CollectionSecondaryKeys", "PublicKeyPinningHash", "LastUsedDate",
+                 "NotBefore", "HasTwoFactor", "TwoFactorAuthenticationValidityPeriod"}
+
+
+def check_fields(body: Any, allowed: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequestError(f"The {what} must be a JSON object.")
+    unknown = sorted(k for k in body if k not in allowed and k not in _IGNORED_KEYS)
+    if unknown:
+        raise BadRequestError(f"Unknown field(s) in the {what}: {', '.join(unknown)}. Allowed: {', '.join(sorted(allowed))}.")
+    return body
+
+
+def validate_name(value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise BadRequestError("Name is a required field in the certificate definition")
+    if not isinstance(value, str):
+        raise BadRequestError("Name must be a string.")
+    name = value.strip()
+    if len(name) > MAX_NAME:
+        raise BadRequestError(f"Name is longer than {MAX_NAME} characters.")
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+        raise BadRequestError("Name contains control characters.")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        # The name becomes the file names inside the .zip: no path separators, no traversal.
+        raise BadRequestError(f"Name '{name}' contains a path separator ('/' or '\\\\').")
+    return name
+
+
+def validate_permissions(value: Any) -> dict[str, Access]:
+    if value is None:
+        raise BadRequestError("Permissions is a required field in the certificate definition")
+    if not isinstance(value, dict):
+        raise BadRequestError("Permissions must be a JSON object of database name -> access level.")
+    permissions: dict[str, Access] = {}
+    for db, access in value.items():
+        if not isinstance(db, str) or not db.strip():
+            raise BadRequestError("Error in permissions in the certificate definition, database name is empty")
+        try:
+            database_name(db)
+        except BadRequestError as exc:
+            raise BadRequestError(f"Error in permissions in the certificate definition: {exc.message}") from None
+        try:
+            permissions[db] = Access(access)
+        except ValueError:
+            raise BadRequestError(
+                f"Error in permissions in the certificate definition, invalid access {access} for database {db}. "
+                "Use Admin, ReadWrite or Read."
+            ) from None
+    return permissions
+
+
+def validate_not_after(value: Any, months: Any, now: dt.datetime) -> dt.datetime | None:
+    if value not in (None, ""):
+        if not isinstance(value, str):
+            raise BadRequestError("NotAfter must be a date string such as 2030-01-01T00:00:00.0000000Z.")
+        try:
+            not_after = clock.parse_wire_date(value)
+        except ValueError:
+            raise BadRequestError(f"NotAfter '{value}' is not a date such as 2030-01-01T00:00:00Z.") from None
+        if not_after.date() <= now.date():
+            raise BadRequestError("The certificate expiration date must be in the future.")
+        return not_after
+    if months not in (None, ""):
+        if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 1200:
+            raise BadRequestError("ExpirationMonths must be a whole number of months between 1 and 1200.")
+        return now + dt.timedelta(days=round(months * 30.4375))
+    return None
+
+
+def validate_two_factor_key(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    import base64  # noqa: PLC0415
+    import binascii  # noqa: PLC0415
+
+    if not isinstance(value, str):
+        raise BadRequestError("TwoFactorAuthenticationKey must be a base32 string.")
+    text = value.strip().replace(" ", "").upper()
+    try:
+        raw = base64.b32decode(text + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        raise BadRequestError("TwoFactorAuthenticationKey is not valid base32.") from None
+    if len(raw) < 10:
+        raise BadRequestError("TwoFactorAuthenticationKey is too short: use at least 80 bits (16 base32 characters).")
+    return text.rstrip("=")
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    name: str
+    clearance: Clearance
+    permissions: dict[str, Access]
+    password: str | None
+    not_after: dt.datetime | None
+    key_type: KeyType
+    two_factor_key: str | None
+
+    @classmethod
+    def parse(cls, body: Any, now: dt.datetime) -> GenerateRequest:
+        body = check_fields(body, {"Name", "SecurityClearance", "Password", "Permissions", "NotAfter", "KeyType",
+                                   "ExpirationMonths", "TwoFactorAuthenticationKey"}, "certificate definition")
+        password = body.get("Password")
+        if password is not None and not isinstance(password, str):
+            raise BadRequestError("Password must be a string.")
+        key_type = body.get("KeyType") or "EC-P256"
+        if key_type not in KEY_TYPES:
+            raise BadRequestError(f"Unknown KeyType '{key_type}'. Use one of: {', '.join(KEY_TYPES)}.")
+        return cls(
+            name=validate_name(body.get("Name")),
+            clearance=parse_clearance(body.get("SecurityClearance")),
+            permissions=validate_permissions(body.get("Permissions")),
+            password=password or None,
+            not_after=validate_not_after(body.get("NotAfter"), body.get("ExpirationMonths"), now),
+            key_type=key_type,
+            two_factor_key=validate_two_factor_key(body.get("TwoFactorAuthenticationKey")),
+        )
+
+
+def _caller_label(caller: Identity) -> str:
+    return caller.clearance.value if caller.clearance else caller.status.value
+
+
+class CertificateService:
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._lock = asyncio.Lock()  # one registry write at a time: check-then-write stays consistent
+
+    @property
+    def registry(self) -> Any:
+        return self._server.registry
+
+    # Rules (reference 2.1) -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _caller_is_cluster_admin(caller: Identity) -> bool:
+        return caller.effective_clearance is not None and caller.effective_clearance.is_cluster_admin
+
+    def _ensure_may_grant(self, caller: Identity, name: str, clearance: Clearance, verb: str) -> None:
+        if clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
+            label = "Cluster Admin" if clearance is Clearance.CLUSTER_ADMIN else clearance.value
+            if verb == "generate":
+                raise ForbiddenOperationError(
+                    f"Cannot generate the client certificate '{name}' with '{label}' security clearance because "
+                    f"the current client certificate being used has a lower clearance: {_caller_label(caller)}"
+                )
+            raise ForbiddenOperationError(
+                f"Cannot save the certificate '{name}' with '{clearance.value}' security clearance because the "
+                f"current client certificate being used has a lower clearance: {_caller_label(caller)}"
+            )
+
+    # Generate -------------------------------------------------------------------------------------------------
+
+    async def generate(self, caller: Identity, body: Any) -> tuple[str, bytes, CertificateDefinition]:
+        server = self._server
+        request = GenerateRequest.parse(body, clock.now())
+        self._ensure_may_grant(caller, request.name, request.clearance, "generate")
+        authority = server.authority
+        if authority is None:
+            raise BadRequestError(
+                f"Cannot generate the client certificate '{request.name}' because the server certificate is not "
+                "loaded. Start Roost with an https:// ServerUrl."
+            )
+        package_request = PackageRequest(
+            request.name, request.key_type, request.password, request.not_after, server.url,
+            authority.certificate_pem(), authority.private_key_pem(),
+        )
+        if needs_worker(package_request):
+            loop = asyncio.get_running_loop()
+            issued = await loop.run_in_executor(server.process_pool, issue_package, package_request)
+        else:
+            issued = issue_package(package_request, authority)
+        definition = self._definition(issued.info, request.name, request.clearance, request.permissions,
+                                      two_factor_key=request.two_factor_key, source="generated")
+        async with self._lock:
+            await self.registry.put([definition])
+        return f"{request.name}.zip", issued.zip_bytes, definition
+
+    def _definition(self, info: CertificateInfo, name: str, clearance: Clearance, permissions: dict[str, Access],
+                    *, two_factor_key: str | None, source: str, primary: str = "",
+                    secondaries: tuple[str, ...] = ()) -> CertificateDefinition:
+        return CertificateDefinition(
+            name=name, thumbprint=Thumbprint(info.thumbprint), clearance=clearance, permissions=permissions,
+            not_before=info.not_before, not_after=info.not_after, pinning_hash=info.pinning_hash,
+            certificate_der=info.der, subject=info.subject, collection_primary=primary,
+            collection_secondaries=secondaries, two_factor_key=two_factor_key, source=source,
+        )
+
+    # Upload ---------------------------------------------------------------------------------------------------
+
+    async def upload(self, caller: Identity, body: Any) -> list[CertificateDefinition]:
+        body = check_fields(body, {"Name", "Certificate", "Password", "SecurityClearance", "Permissions",
+                                   "NotAfter", "TwoFactorAuthenticationKey"}, "certificate definition")
+        name = validate_name(body.get("Name"))
+        clearance = parse_clearance(body.get("SecurityClearance"))
+        permissions = validate_permissions(body.get("Permissions"))
+        validate_not_after(body.get("NotAfter"), None, clock.now())
+        two_factor_key = validate_two_factor_key(body.get("TwoFactorAuthenticationKey"))
+        self._ensure_may_grant(caller, name, clearance, "upload")
+        raw = body.get("Certificate")
+        if not raw or not isinstance(raw, str):
+            raise BadRequestError("Certificate is a mandatory property when saving an existing certificate")
+        password = body.get("Password")
+        if password is not None and not isinstance(password, str):
+            raise BadRequestError("Password must be a string.")
+        infos = load_certificates(decode_certificate_field(raw), password or None)
+        server_thumbprints = self._server.identifier.server_thumbprints
+        for info in infos:
+            if info.thumbprint in server_thumbprints:
+                raise BadRequestError(
+                    f"You are trying to import the same server certificate ({info.thumbprint}) as the one which is "
+                    "already loaded. This is not supported."
+                )
+        # Reference section 5: certificates that issue others in the blob are chain/CA certificates: anchors, not
+        # registrations.
+        issuers = {i.issuer for i in infos if not i.self_issued}
+        members = [i for i in infos if i.subject not in issuers and not i.is_ca]
+        chain = [i for i in infos if i not in members]
+        if not members:
+            raise BadRequestError("The provided file holds only CA certificates; nothing to register.")
+        not_client = [m for m in members if not m.client_auth]
+        if not_client:
+            raise BadRequestError(
+                f"The certificate '{not_client[0].subject}' is not valid for client authentication: its Extended Key "
+                "Usage does not include clientAuth (1.3.6.1.5.5.7.3.2)."
+            )
+        primary = members[0]
+        secondaries = tuple(m.thumbprint for m in members[1:])
+        definitions = [self._definition(primary, name, clearance, permissions, two_factor_key=two_factor_key,
+                                        source="uploaded", secondaries=secondaries)]
+        definitions += [self._definition(m, name, clearance, permissions, two_factor_key=two_factor_key,
+                                         source="uploaded", primary=primary.thumbprint) for m in members[1:]]
+        async with self._lock:
+            for definition in definitions:
+                existing = self.registry.get(definition.thumbprint)
+                if existing is not None and existing.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
+                    raise ForbiddenOperationError(
+                        f"Cannot save the certificate '{existing.name}' with '{existing.clearance.value}' security "
+                        f"clearance because the current client certificate being used has a lower clearance: "
+                        f"{_caller_label(caller)}"
+                    )
+            await self._server.trust([m.der for m in members] + [c.der for c in chain])
+            await self.registry.put(definitions)
+        return definitions
+
+    # Edit -----------------------------------------------------------------------------------------------------
+
+    async def edit(self, caller: Identity, body: Any, *, delete_two_factor: bool = False) -> CertificateDefinition:
+        body = check_fields(body, {"Thumbprint", "Name", "SecurityClearance", "Permissions", "Disabled", "NotAfter",
+                                   "TwoFactorAuthenticationKey", "Certificate", "Password"}, "certificate definition")
+        thumbprint = body.get("Thumbprint")
+        if not isinstance(thumbprint, str) or not thumbprint.strip():
+            raise BadRequestError("Thumbprint is a required field in the certificate definition")
+        name = validate_name(body.get("Name"))
+        clearance = parse_clearance(body.get("SecurityClearance"))
+        permissions = validate_permissions(body.get("Permissions"))
+        disabled = body.get("Disabled", False)
+        if not isinstance(disabled, bool):
+            raise BadRequestError("Disabled must be true or false.")
+        new_key = validate_two_factor_key(body.get("TwoFactorAuthenticationKey"))
+        self._ensure_not_synthetic(thumbprint, "edit")
+        async with self._lock:
+            existing = self.registry.get(thumbprint.strip())
+            if existing is None:
+                raise NotFoundError(
+                    f"Cannot edit permissions for certificate with thumbprint '{thumbprint}'. It doesn't exist in the "
+                    "cluster."
+                )
+            existing = self.registry.primary_of(existing)
+            if existing.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
+                raise ForbiddenOperationError(
+                    f"Cannot edit the certificate '{existing.name}'. It has '{existing.clearance.value}' security "
+                    f"clearance while the current client certificate being used has a lower clearance: "
+                    f"{_caller_label(caller)}"
+                )
+            if clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
+                raise ForbiddenOperationError(
+                    f"Cannot edit security clearance to '{clearance.value}' for certificate '{existing.name}'. Only a "
+                    f"'Cluster Admin' can do that and your current client certificate has a lower clearance: "
+                    f"{_caller_label(caller)}"
+                )
+            if disabled and caller.thumbprint in (existing.thumbprint, *existing.collection_secondaries):
+                raise ForbiddenOperationError(
+                    f"Cannot disable {existing.name} because it's the current client certificate being used"
+                )
+            # An edit keeps an existing 2FA key unless asked to delete it (RavenDB test
+            # EditCertificateDoesntOverrideTwoFactorConfig); a new key replaces it.
+            two_factor_key = None if delete_two_factor else (new_key or existing.two_factor_key)
+            members = [existing] + [d for t in existing.collection_secondaries if (d := self.registry.get(t))]
+            updated = [replace(m, name=name, clearance=clearance, permissions=permissions, disabled=disabled,
+                               two_factor_key=two_factor_key) for m in members]
+            await self.registry.put(updated)
+        return updated[0]
+
+    def _ensure_not_synthetic(self, thumbprint: str, verb: str) -> None:
+        tp = thumbprint.strip().upper()
+        if tp in self._server.identifier.well_known_admins:
+            raise ForbiddenOperationError(
+                f"Cannot {verb} the well-known admin certificate {tp}: it is configured by the server's "
+                "Security.WellKnownCertificates.Admin setting, not through the API."
+            )
+        if tp in self._server.identifier.server_thumbprints and self.registry.get(tp) is None:
+            raise ForbiddenOperationError(
+                f"Cannot {verb} the server certificate {tp} through this API. Use replace-cluster-cert or refresh."
+            )
+
+    # Delete and purge -----------------------------------------------------------------------------------------
+
+    async def delete(self, caller: Identity, thumbprint: Any) -> CertificateDefinition:
+        if not isinstance(thumbprint, str) or not thumbprint.strip():
+            raise BadRequestError("The query parameter 'thumbprint' is required.")
+        self._ensure_not_synthetic(thumbprint, "delete")
+        async with self._lock:
+            definition = self.registry.get(thumbprint.strip())
+            if definition is None:
+                raise NotFoundError(f"There is no certificate with thumbprint '{thumbprint}' on this server.")
+            if definition.collection_primary:
+                primary = self.registry.get(definition.collection_primary)
+                raise ForbiddenOperationError(
+                    f"Cannot delete {definition.name} (Thumbprint: {definition.thumbprint}) because it is a secondary "
+                    "member of a certificate collection. You need to delete the primary certificate of the "
+                    f"collection: {primary.thumbprint if primary else definition.collection_primary}"
+                )
+            members = [definition.thumbprint, *definition.collection_secondaries]
+            if caller.thumbprint in members:
+                raise ForbiddenOperationError(
+                    f"Cannot delete {definition.name} because it's the current client certificate being used"
+                )
+            if definition.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
+                raise ForbiddenOperationError(
+                    f"Cannot delete the certificate '{definition.name}' with '{definition.clearance.value}' security "
+                    f"clearance because the current client certificate being used has a lower clearance: "
+                    f"{_caller_label(caller)}"
+                )
+            await self.registry.delete(members)
+            await self._server.forget_certificate(members)
+        return definition
+
+    async def purge(self, caller: Identity) -> list[CertificateDefinition]:
+        """Delete expired certificates the caller may delete (RavenDB's purge ignores clearance; Roost does not)."""
+        now = clock.now()
+        async with self._lock:
+            expired = [
+                d for d in self.registry.all()
+                if not d.collection_primary and d.not_after < now
+                and (self._caller_is_cluster_admin(caller) or not d.clearance.is_cluster_admin)
+                and caller.thumbprint not in (d.thumbprint, *d.collection_secondaries)
+            ]
+            thumbprints = [t for d in expired for t in (d.thumbprint, *d.collection_secondaries)]
+            if thumbprints:
+                await self.registry.delete(thumbprints)
+                await self._server.forget_certificate(thumbprints)
+        return expired
+
+    # Read -----------------------------------------------------------------------------------------------------
+
+    def whoami(self, caller: Identity) -> dict[str, Any] | None:
+        if caller.definition is not None:
+            return caller.definition.to_wire(last_used=self.registry.last_used(caller.definition.thumbprint))
+        if caller.synthetic_name is not None and caller.thumbprint:
+            entry: dict[str, Any] = {
+                "Name": caller.synthetic_name,
+                "Thumbprint": caller.thumbprint,
+                "SecurityClearance": (caller.clearance or Clearance.CLUSTER_ADMIN).value,
+                "Permissions": {},
+                "CollectionPrimaryKey": "",
+                "CollectionSecondaryKeys": [],
+                "HasTwoFactor": False,
+                "Disabled": False,
+            }
+            if caller.synthetic_name == SERVER_CERTIFICATE_NAME and caller.not_after and caller.not_before:
+                entry["NotAfter"] = clock.wire_date(caller.not_after)
+                entry["NotBefore"] = clock.wire_date(caller.not_before)
+            return entry
+        return None
+
+    def server_entry(self, *, metadata_only: bool) -> dict[str, Any] | None:
+        certificate = self._server.server_certificate
+        if certificate is None:
+            return None
+        info = certificate.info
+        entry: dict[str, Any] = {
+            "Name": SERVER_CERTIFICATE_NAME,
+            "Thumbprint": info.thumbprint,
+            "SecurityClearance": Clearance.CLUSTER_NODE.value,
+            "Permissions": {},
+            "NotBefore": clock.wire_date(info.not_before),
+            "NotAfter": clock.wire_date(info.not_after),
+            "PublicKeyPinningHash": info.pinning_hash,
+            "CollectionPrimaryKey": "",
+            "CollectionSecondaryKeys": [],
+            "Disabled": False,
+            "HasTwoFactor": False,
+            "LastUsedDate": None,
+            "Subject": info.subject,
+            "Generated": certificate.generated,
+        }
+        if not metadata_only:
+            import base64  # noqa: PLC0415
+
+            entry["Certificate"] = base64.b64encode(info.der).decode()
+        return entry
+
+    def export_server_certificates(self) -> bytes:
+        """Every server certificate in use (this node's and the ClusterNode entries): no keys, no password."""
+        ders: list[bytes] = []
+        if self._server.server_certificate is not None:
+            ders.append(self._server.server_certificate.info.der)
+        ders += [d.certificate_der for d in self.registry.all() if d.clearance is Clearance.CLUSTER_NODE]
+        seen: set[bytes] = set()
+        unique = [d for d in ders if not (d in seen or seen.add(d))]
+        return packages.der_certificates_pfx(unique) if unique else b""
+
+    def list(self, *, start: int, page_size: int, thumbprint: str | None, name: str | None, metadata_only: bool,
+             secondary: bool, text: str | None = None, clearance: str | None = None, state: str | None = None,
+             sort: str = "name") -> dict[str, Any]:
+        """GET /admin/certificates (reference section 3, row 3) plus Roost's filters for the Studio."""
+        registry = self.registry
+        server = self._server
+        result: dict[str, Any] = {
+            "LoadedServerCert": server.server_thumbprint,
+            "WellKnownAdminCerts": sorted(server.identifier.well_known_admins),
+        }
+        if thumbprint:
+            definition = registry.get(thumbprint.strip())
+            if definition is None:
+                entry = self.server_entry(metadata_only=metadata_only)
+                if entry is not None and entry["Thumbprint"] == thumbprint.strip().upper():
+                    return {**result, "Results": [entry], "TotalResults": 1}
+                raise NotFoundError(f"There is no certificate with thumbprint '{thumbprint}' on this server.")
+            definition = registry.primary_of(definition)
+            wire = definition.to_wire(metadata_only=metadata_only, last_used=registry.last_used(definition.thumbprint))
+            return {**result, "Results": [wire], "TotalResults": 1}
+        now = clock.now()
+        soon = now + dt.timedelta(days=30)
+        wanted_clearance = parse_clearance(clearance) if clearance else None
+        if state not in (None, "", "valid", "expiring", "expired"):
+            raise BadRequestError("state must be one of: valid, expiring, expired.")
+        needle = text.casefold() if text else None
+        candidates = registry.sorted_by_name()
+        if sort == "expiry":
+            candidates = sorted(candidates, key=lambda d: d.not_after)
+        elif sort not in ("name", None, ""):
+            raise BadRequestError("sort must be 'name' or 'expiry'.")
+
+        def keep(d: CertificateDefinition) -> bool:
+            if d.collection_primary and not secondary:
+                return False
+            if name is not None and d.name != name:
+                return False
+            if needle and needle not in d.name.casefold() and needle not in d.thumbprint.casefold():
+                return False
+            if wanted_clearance is not None and d.clearance is not wanted_clearance:
+                return False
+            if state == "expired" and not d.not_after < now:
+                return False
+            if state == "expiring" and not now <= d.not_after < soon:
+                return False
+            if state == "valid" and not d.not_after >= now:
+                return False
+            return True
+
+        filtered = candidates if (secondary and name is None and not needle and not wanted_clearance
+                                  and not state) else [d for d in candidates if keep(d)]
+        page = filtered[start : start + page_size]
+        results = [d.to_wire(metadata_only=metadata_only, last_used=registry.last_used(d.thumbprint)) for d in page]
+        include_server = start == 0 and (name is None or name == SERVER_CERTIFICATE_NAME) and not (
+            needle or wanted_clearance or state)
+        if include_server and (entry := self.server_entry(metadata_only=metadata_only)) is not None:
+            results.insert(0, entry)
+        return {**result, "Results": results, "TotalResults": len(filtered)}

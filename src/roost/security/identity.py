@@ -1,0 +1,153 @@
+"""Peer certificate -> Identity: who is calling, and in which state (RavenDB's AuthenticateConnectionCertificate).
+
+Runs on every request, not once per connection: that is what makes a deletion, a disabling or an expiry bite
+on an open keep-alive connection and on a resumed TLS session (resumption skips certificate verification).
+The cost is one SHA-1 of ~500 bytes and a dict lookup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+from dataclasses import dataclass, field
+
+from roost.pki.inspect import CertificateInfo, describe_der
+from roost.security.registry import CertificateDefinition, Registry
+from roost.types import Access, Clearance, Thumbprint
+
+
+class AuthStatus(enum.StrEnum):
+    """RavenDB's AuthenticationStatus values (reference section 1.2), plus Disabled."""
+
+    NONE = "None"  # unsecured server: nobody is asked for a certificate
+    NO_CERTIFICATE = "NoCertificateProvided"
+    EXPIRED = "Expired"
+    NOT_YET_VALID = "NotYetValid"
+    UNKNOWN = "UnfamiliarCertificate"
+    UNFAMILIAR_ISSUER = "UnfamiliarIssuer"
+    DISABLED = "Disabled"
+    CLUSTER_ADMIN = "ClusterAdmin"
+    OPERATOR = "Operator"
+    ALLOWED = "Allowed"
+    TWO_FACTOR_REQUIRED = "TwoFactorAuthNotProvided"
+    TWO_FACTOR_INVALID_LIMIT = "TwoFactorAuthFromInvalidLimit"
+
+    @property
+    def authenticated(self) -> bool:
+        return self in (AuthStatus.CLUSTER_ADMIN, AuthStatus.OPERATOR, AuthStatus.ALLOWED)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    status: AuthStatus
+    thumbprint: Thumbprint | None = None
+    display_name: str = ""
+    clearance: Clearance | None = None
+    definition: CertificateDefinition | None = None
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    synthetic_name: str | None = None  # "Server Certificate" / "Well Known Admin Certificate"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def access_to(self, database: str) -> Access | None:
+        if self.status in (AuthStatus.CLUSTER_ADMIN, AuthStatus.OPERATOR, AuthStatus.NONE):
+            return Access.ADMIN
+        if self.status is AuthStatus.ALLOWED and self.definition is not None:
+            return self.definition.access_to(database)
+        return None
+
+    @property
+    def effective_clearance(self) -> Clearance | None:
+        if self.status is AuthStatus.NONE:
+            return Clearance.CLUSTER_ADMIN
+        return self.clearance if self.status.authenticated else None
+
+
+UNSECURED = Identity(AuthStatus.NONE, clearance=Clearance.CLUSTER_ADMIN, display_name="unsecured client")
+NO_CERTIFICATE = Identity(AuthStatus.NO_CERTIFICATE)
+
+
+def thumbprint_of_der(der: bytes) -> Thumbprint:
+    return Thumbprint(hashlib.sha1(der).hexdigest().upper())
+
+
+class Identifier:
+    """Turns the DER of a peer certificate into an Identity. Holds no per-connection state."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._server: dict[str, CertificateInfo] = {}  # every server certificate this server has used
+        self._well_known: set[str] = set()
+        self._parsed: dict[str, CertificateInfo] = {}  # validity of well-known certificates seen so far
+
+    def set_server_certificates(self, infos: list[CertificateInfo]) -> None:
+        self._server = {i.thumbprint: i for i in infos}
+
+    @property
+    def server_thumbprints(self) -> set[str]:
+        return set(self._server)
+
+    def set_well_known_admins(self, thumbprints: set[str]) -> None:
+        self._well_known = {t.upper() for t in thumbprints}
+
+    @property
+    def well_known_admins(self) -> set[str]:
+        return set(self._well_known)
+
+    def identify(self, der: bytes | None, now: dt.datetime) -> Identity:
+        if not der:
+            return NO_CERTIFICATE
+        thumbprint = thumbprint_of_der(der)
+        definition = self.registry.get(thumbprint)
+        if definition is not None:
+            return self._registered(definition, now)
+        server = self._server.get(thumbprint)
+        if server is not None:
+            return self._synthetic(server, "Server Certificate", now)
+        if thumbprint in self._well_known:
+            info = self._parsed.get(thumbprint) or describe_der(der)
+            self._parsed[thumbprint] = info
+            return self._synthetic(info, "Well Known Admin Certificate", now)
+        info = describe_der(der)
+        name = f"{info.subject} (Thumbprint: {thumbprint})"
+        validity = _validity(info.not_before, info.not_after, now)
+        if validity is not None:
+            return Identity(validity, thumbprint, name, not_before=info.not_before, not_after=info.not_after)
+        status = AuthStatus.UNFAMILIAR_ISSUER if self.registry.by_pinning_hash(info.pinning_hash) else AuthStatus.UNKNOWN
+        return Identity(status, thumbprint, name, not_before=info.not_before, not_after=info.not_after,
+                        extra={"pinning_hash": info.pinning_hash})
+
+    def _registered(self, definition: CertificateDefinition, now: dt.datetime) -> Identity:
+        validity = _validity(definition.not_before, definition.not_after, now)
+        if validity is None and definition.disabled:
+            validity = AuthStatus.DISABLED
+        if validity is not None:
+            return Identity(validity, definition.thumbprint, definition.display_name,
+                            not_before=definition.not_before, not_after=definition.not_after, definition=definition)
+        clearance = definition.clearance
+        if clearance.is_cluster_admin:
+            status = AuthStatus.CLUSTER_ADMIN
+        elif clearance is Clearance.OPERATOR:
+            status = AuthStatus.OPERATOR
+        else:
+            status = AuthStatus.ALLOWED
+        return Identity(status, definition.thumbprint, definition.display_name, clearance, definition,
+                        definition.not_before, definition.not_after)
+
+    def _synthetic(self, info: CertificateInfo, label: str, now: dt.datetime) -> Identity:
+        name = f"{info.subject} (Thumbprint: {info.thumbprint})"
+        validity = _validity(info.not_before, info.not_after, now)
+        if validity is not None:
+            return Identity(validity, info.thumbprint, name, not_before=info.not_before, not_after=info.not_after)
+        clearance = Clearance.CLUSTER_NODE if label == "Server Certificate" else Clearance.CLUSTER_ADMIN
+        return Identity(AuthStatus.CLUSTER_ADMIN, info.thumbprint, name, clearance, None, info.not_before,
+                        info.not_after, synthetic_name=label)
+
+
+def _validity(not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime) -> AuthStatus | None:
+    if not_after < now:
+        return AuthStatus.EXPIRED
+    if not_before > now:
+        return AuthStatus.NOT_YET_VALID
+    return None

@@ -1,0 +1,269 @@
+"""Certificate definitions: storage is the truth, an in-memory index serves every request.
+
+A write commits to storage first and then updates the index, so a request never sees a registration that
+storage does not hold. Last-used times are kept in memory and flushed to storage in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from roost import clock
+from roost.errors import BadRequestError
+from roost.storage.base import JsonObject, Storage
+from roost.types import Access, Clearance, Thumbprint
+
+log = logging.getLogger(__name__)
+
+LAST_USED_FLUSH_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateDefinition:
+    """One registered certificate, RavenDB's CertificateDefinition plus what Roost needs to answer fast."""
+
+    name: str
+    thumbprint: Thumbprint
+    clearance: Clearance
+    permissions: dict[str, Access]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    pinning_hash: str
+    certificate_der: bytes
+    subject: str
+    collection_primary: str = ""
+    collection_secondaries: tuple[str, ...] = ()
+    disabled: bool = False
+    two_factor_key: str | None = None
+    source: str = "uploaded"  # generated | uploaded | implicit | server
+    # Derived once: database names folded for RavenDB's case-insensitive permission lookup.
+    _access: dict[str, Access] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_access", {db.casefold(): a for db, a in self.permissions.items()})
+
+    def access_to(self, database: str) -> Access | None:
+        return self._access.get(database.casefold())
+
+    @property
+    def display_name(self) -> str:
+        """RavenDB's '{subject} (Thumbprint: X)' form used in every refusal message."""
+        return f"{self.subject} (Thumbprint: {self.thumbprint})"
+
+    @property
+    def has_two_factor(self) -> bool:
+        return bool(self.two_factor_key)
+
+    def to_storage(self) -> JsonObject:
+        # The 2FA key belongs here (the server must verify codes); passphrases and private keys never do.
+        return {
+            "Name": self.name,
+            "Thumbprint": self.thumbprint,
+            "SecurityClearance": self.clearance.value,
+            "Permissions": {db: a.value for db, a in self.permissions.items()},
+            "NotBefore": clock.wire_date(self.not_before),
+            "NotAfter": clock.wire_date(self.not_after),
+            "PublicKeyPinningHash": self.pinning_hash,
+            "Certificate": base64.b64encode(self.certificate_der).decode(),
+            "Subject": self.subject,
+            "CollectionPrimaryKey": self.collection_primary,
+            "CollectionSecondaryKeys": list(self.collection_secondaries),
+            "Disabled": self.disabled,
+            "TwoFactorAuthenticationKey": self.two_factor_key,
+            "Source": self.source,
+        }
+
+    @classmethod
+    def from_storage(cls, data: JsonObject) -> CertificateDefinition:
+        return cls(
+            name=data["Name"],
+            thumbprint=Thumbprint(data["Thumbprint"]),
+            clearance=Clearance(data["SecurityClearance"]),
+            permissions={db: Access(a) for db, a in data.get("Permissions", {}).items()},
+            not_before=clock.parse_wire_date(data["NotBefore"]),
+            not_after=clock.parse_wire_date(data["NotAfter"]),
+            pinning_hash=data["PublicKeyPinningHash"],
+            certificate_der=base64.b64decode(data["Certificate"]),
+            subject=data.get("Subject") or f"CN={data['Name']}",
+            collection_primary=data.get("CollectionPrimaryKey") or "",
+            collection_secondaries=tuple(data.get("CollectionSecondaryKeys") or ()),
+            disabled=bool(data.get("Disabled")),
+            two_factor_key=data.get("TwoFactorAuthenticationKey") or None,
+            source=data.get("Source") or "uploaded",
+        )
+
+    def to_wire(self, *, metadata_only: bool = False, last_used: dt.datetime | None = None) -> JsonObject:
+        """The JSON RavenDB's clients parse (reference section 1.1 and the client wire doc, section 3.3).
+
+        Never includes the 2FA key: only whether there is one.
+        """
+        wire: JsonObject = {
+            "Name": self.name,
+            "Thumbprint": self.thumbprint,
+            "SecurityClearance": self.clearance.value,
+            "Permissions": {db: a.value for db, a in self.permissions.items()},
+            "NotBefore": clock.wire_date(self.not_before),
+            "NotAfter": clock.wire_date(self.not_after),
+            "PublicKeyPinningHash": self.pinning_hash,
+            "CollectionPrimaryKey": self.collection_primary,
+            "CollectionSecondaryKeys": list(self.collection_secondaries),
+            "Disabled": self.disabled,
+            "HasTwoFactor": self.has_two_factor,
+            "LastUsedDate": clock.wire_date(last_used) if last_used else None,
+        }
+        if not metadata_only:
+            wire["Certificate"] = base64.b64encode(self.certificate_der).decode()
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    results: list[CertificateDefinition]
+    total: int
+
+
+class Registry:
+    """The registered certificates of this server (or cluster, when storage is shared)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._by_thumbprint: dict[str, CertificateDefinition] = {}
+        self._by_pinning_hash: dict[str, set[str]] = {}
+        self._last_used: dict[str, dt.datetime] = {}
+        self._dirty_last_used: dict[str, str] = {}
+        self._sorted: list[CertificateDefinition] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.generation = 0
+
+    async def load(self) -> None:
+        index: dict[str, CertificateDefinition] = {}
+        pins: dict[str, set[str]] = {}
+        last_used: dict[str, dt.datetime] = {}
+        for data in await self._storage.load_certificates():
+            definition = CertificateDefinition.from_storage(data)
+            index[definition.thumbprint] = definition
+            pins.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
+            if data.get("LastUsedDate"):
+                last_used[definition.thumbprint] = clock.parse_wire_date(data["LastUsedDate"])
+        self._by_thumbprint, self._by_pinning_hash, self._last_used = index, pins, last_used
+        self._sorted = None
+        self.generation += 1
+
+    def __len__(self) -> int:
+        return len(self._by_thumbprint)
+
+    def get(self, thumbprint: str) -> CertificateDefinition | None:
+        """O(1); thumbprints are matched case-insensitively as RavenDB does."""
+        found = self._by_thumbprint.get(thumbprint)
+        if found is None and not thumbprint.isupper():
+            found = self._by_thumbprint.get(thumbprint.upper())
+        return found
+
+    def by_pinning_hash(self, pinning_hash: str) -> list[CertificateDefinition]:
+        return [self._by_thumbprint[t] for t in self._by_pinning_hash.get(pinning_hash, ())]
+
+    def primary_of(self, definition: CertificateDefinition) -> CertificateDefinition:
+        if definition.collection_primary:
+            return self._by_thumbprint.get(definition.collection_primary, definition)
+        return definition
+
+    def last_used(self, thumbprint: str) -> dt.datetime | None:
+        return self._last_used.get(thumbprint)
+
+    def all(self) -> Iterable[CertificateDefinition]:
+        return self._by_thumbprint.values()
+
+    def sorted_by_name(self) -> list[CertificateDefinition]:
+        if self._sorted is None:
+            self._sorted = sorted(self._by_thumbprint.values(), key=lambda d: (d.name.casefold(), d.thumbprint))
+        return self._sorted
+
+    async def put(self, definitions: list[CertificateDefinition]) -> None:
+        await self._storage.put_certificates([d.to_storage() for d in definitions])
+        for definition in definitions:
+            old = self._by_thumbprint.get(definition.thumbprint)
+            if old is not None:
+                self._by_pinning_hash.get(old.pinning_hash, set()).discard(old.thumbprint)
+            self._by_thumbprint[definition.thumbprint] = definition
+            self._by_pinning_hash.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
+        self._changed()
+
+    async def delete(self, thumbprints: list[str]) -> None:
+        await self._storage.delete_certificates(thumbprints)
+        for thumbprint in thumbprints:
+            old = self._by_thumbprint.pop(thumbprint, None)
+            if old is not None:
+                self._by_pinning_hash.get(old.pinning_hash, set()).discard(thumbprint)
+            self._last_used.pop(thumbprint, None)
+            self._dirty_last_used.pop(thumbprint, None)
+        self._changed()
+
+    def without_database(self, database: str) -> list[CertificateDefinition]:
+        """The definitions that mention ``database``, with it removed (RavenDB PR #13351)."""
+        key = database.casefold()
+        return [
+            replace(d, permissions={db: a for db, a in d.permissions.items() if db.casefold() != key})
+            for d in self._by_thumbprint.values()
+            if d.access_to(database) is not None
+        ]
+
+    def apply_external(self, definitions: list[CertificateDefinition]) -> None:
+        """Index definitions that storage already holds (written in the same transaction as something else)."""
+        for definition in definitions:
+            self._by_thumbprint[definition.thumbprint] = definition
+        self._changed()
+
+    def _changed(self) -> None:
+        self._sorted = None
+        self.generation += 1
+
+    # Last used ----------------------------------------------------------------------------------------------
+
+    def touch(self, thumbprint: str, when: dt.datetime) -> None:
+        """Called on every authenticated request: a dict write, nothing else."""
+        self._last_used[thumbprint] = when
+        self._dirty_last_used[thumbprint] = clock.wire_date(when)
+
+    async def flush_last_used(self) -> None:
+        if not self._dirty_last_used:
+            return
+        batch, self._dirty_last_used = self._dirty_last_used, {}
+        try:
+            await self._storage.record_last_used(batch)
+        except Exception:
+            log.exception("Could not record last-used times; will retry")
+            batch.update(self._dirty_last_used)
+            self._dirty_last_used = batch
+
+    def start_flusher(self) -> None:
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(LAST_USED_FLUSH_SECONDS)
+                await self.flush_last_used()
+
+        self._flusher = asyncio.get_running_loop().create_task(run())
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush_last_used()
+
+
+def parse_clearance(value: Any) -> Clearance:
+    if not isinstance(value, str):
+        raise BadRequestError("SecurityClearance is a required field in the certificate definition")
+    aliases = {"user": Clearance.VALID_USER, "clusteradmin": Clearance.CLUSTER_ADMIN,
+               "operator": Clearance.OPERATOR, "validuser": Clearance.VALID_USER,
+               "clusternode": Clearance.CLUSTER_NODE}
+    found = aliases.get(value.replace(" ", "").casefold())
+    if found is None:
+        raise BadRequestError(
+            f"Invalid SecurityClearance '{value}'. Use one of: ClusterAdmin, Operator, ValidUser."
+        )
+    return found

@@ -1,0 +1,319 @@
+"""Settings: one frozen object, read from ``<data-dir>/roost.toml``, ``ROOST_*`` variables and flags (in rising
+priority), validated before the port opens.
+
+Every key has one canonical spelling (the field name) and is also accepted in RavenDB's spelling where RavenDB
+has one (``--Security.Certificate.Path=...``), so tooling written to start a RavenDB server can start Roost.
+Keys are matched ignoring case, dots, dashes and underscores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from roost.errors import ConfigurationError
+from roost.types import Clearance
+
+DEFAULT_DATA_DIR = Path("roost-data")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8443
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    scheme: str = "https"
+    public_url: str | None = None  # the URL clients use; printed, and reported by /topology
+    certificate_path: Path | None = None  # a user-supplied server .pfx instead of the generated one
+    certificate_password: str | None = field(default=None, repr=False)
+    well_known_admins: tuple[str, ...] = ()  # thumbprints, or paths of certificate files
+    well_known_issuer_hashes: tuple[str, ...] = ()
+    trusted_issuers: tuple[Path, ...] = ()
+    run_in_memory: bool = False
+    storage_url: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    initial_client_clearance: Clearance = Clearance.CLUSTER_ADMIN
+    allowed_ips: tuple[str, ...] = ()
+    cors_allowed_origins: tuple[str, ...] = ()
+    two_factor_default_minutes: int = 120
+    two_factor_max_minutes: int = 24 * 60
+    bench_unauthenticated_route: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def secured(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def certificates_dir(self) -> Path:
+        return self.data_dir / "certificates"
+
+    def url_for_port(self, port: int) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", "") or (self.secured and host in ("127.0.0.1", "::1")):
+            host = "localhost"  # the name the generated server certificate and browsers agree on
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{port}"
+
+
+# RavenDB's configuration keys (and a few of Roost's own) mapped to fields. Canonical form: see _canonical.
+_ALIASES: dict[str, str] = {
+    "serverurl": "server_url",
+    "publicserverurl": "public_url",
+    "securitycertificatepath": "certificate_path",
+    "securitycertificatepassword": "certificate_password",
+    "securitywellknowncertificatesadmin": "well_known_admins",
+    "securitywellknownissuerhashesadmin": "well_known_issuer_hashes",
+    "securitytrustedissuers": "trusted_issuers",
+    "securityallowedips": "allowed_ips",
+    "securitycorsallowedorigins": "cors_allowed_origins",
+    "securitytwofactordefaultsessiondurationinmin": "two_factor_default_minutes",
+    "securitytwofactormaxsessiondurationinmin": "two_factor_max_minutes",
+    "initialclientcertificateclearance": "initial_client_clearance",
+    "datadir": "data_dir",
+    "runinmemory": "run_in_memory",
+    "storageurl": "storage_url",
+    "httpmaxbodysize": "max_body_bytes",
+    "logslevel": "log_level",
+}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+for _name in _FIELDS:
+    _ALIASES.setdefault(_name.replace("_", ""), _name)
+
+# RavenDB start flags that mean nothing to Roost: accepted, and reported in one warning line.
+IGNORED_RAVENDB_KEYS = {
+    "setupmode", "licenseeulaaccepted", "serverurltcp", "publicserverurltcp", "featuresavailability",
+    "securityunsecuredaccessallowed", "logsmode", "logspath", "indexingrunninmemory", "runinmemoryoverride",
+    "throwifanyindexcannotbeopened", "licensedisableautoupdate", "licensedisableautoupdatefromapi",
+    "licensedisableleasing", "licensecanactivate", "licensecanforceupdate", "licensecanrenew",
+    "securitydisablehttpsredirection", "coreservertrustedcertificatespath", "serverdisabletcpcompression",
+    "licensedisablelicensesupportcheck", "licenseskipleasingerrorslogging", "license", "licensepath",
+    "securitycertificateexec", "databasesmaxidletimeinsec", "clustermaxchangevectordistance",
+}
+
+
+def _canonical(key: str) -> str:
+    return "".join(ch for ch in key.casefold() if ch.isalnum())
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, full))
+        else:
+            out[full] = value
+    return out
+
+
+@dataclass
+class RawSettings:
+    """Key/value pairs from every source before validation, with where each came from (for error messages)."""
+
+    values: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+
+    def set(self, key: str, value: Any, source: str, *, strict: bool) -> None:
+        canonical = _canonical(key)
+        name = _ALIASES.get(canonical)
+        if name is None:
+            if canonical in IGNORED_RAVENDB_KEYS or not strict:
+                self.ignored.append(key)
+                return
+            raise ConfigurationError(f"Unknown setting '{key}' in {source}. See docs/configuration.md for the keys.")
+        self.values[name] = (value, source)
+
+
+def parse_flag_args(args: list[str]) -> list[tuple[str, str]]:
+    """RavenDB-style ``--Key=Value`` (also ``--Key Value``) arguments."""
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            raise ConfigurationError(f"Unexpected argument '{arg}'. Settings are written --Key=Value.")
+        body = arg.lstrip("-")
+        if "=" in body:
+            key, value = body.split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            key, value = body, args[i + 1]
+            i += 1
+        else:
+            key, value = body, "true"
+        pairs.append((key, value))
+        i += 1
+    return pairs
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    extra_args: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Settings, list[str]]:
+    """Build and validate the settings. Returns them with the list of ignored RavenDB keys (to warn about)."""
+    environ = os.environ if environ is None else environ
+    raw = RawSettings()
+    cli = RawSettings()
+    for key, value in (flags or {}).items():
+        if value is not None:
+            cli.set(key, value, f"--{key.replace('_', '-')}", strict=True)
+    for key, value in parse_flag_args(extra_args or []):
+        cli.set(key, value, f"--{key}", strict=False)
+    env = RawSettings()
+    for key, value in environ.items():
+        if key.startswith("ROOST_"):
+            env.set(key[6:], value, f"environment variable {key}", strict=True)
+
+    data_dir_value = (cli.values.get("data_dir") or env.values.get("data_dir") or (DEFAULT_DATA_DIR, "default"))[0]
+    run_in_memory = _bool(
+        (cli.values.get("run_in_memory") or env.values.get("run_in_memory") or (False, ""))[0], "RunInMemory"
+    )
+    toml_path = Path(str(data_dir_value)) / "roost.toml"
+    if not run_in_memory and toml_path.is_file():
+        try:
+            table = tomllib.loads(toml_path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"{toml_path} is not valid TOML: {exc}") from exc
+        for key, value in _flatten(table).items():
+            raw.set(key, value, str(toml_path), strict=True)
+    raw.values.update(env.values)
+    raw.values.update(cli.values)
+    ignored = raw.ignored + env.ignored + cli.ignored
+    return _build(raw.values), ignored
+
+
+def _bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().casefold()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigurationError(f"{key} must be true or false, not '{value}'.")
+
+
+def _list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(v.strip() for v in str(value).replace(";", ",").split(",") if v.strip())
+
+
+def _int(value: Any, key: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{key} must be a whole number, not '{value}'.") from None
+    if not low <= number <= high:
+        raise ConfigurationError(f"{key} must be between {low} and {high}, not {number}.")
+    return number
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _build(values: dict[str, tuple[Any, str]]) -> Settings:
+    kwargs: dict[str, Any] = {}
+
+    def get(name: str) -> tuple[Any, str] | None:
+        return values.get(name)
+
+    if (v := get("server_url")) is not None:
+        url = urlsplit(str(v[0]))
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigurationError(f"ServerUrl '{v[0]}' ({v[1]}) must look like https://host:port.")
+        kwargs["scheme"] = url.scheme
+        kwargs["host"] = url.hostname
+        try:
+            kwargs["port"] = url.port if url.port is not None else (443 if url.scheme == "https" else 80)
+        except ValueError:
+            raise ConfigurationError(f"ServerUrl '{v[0]}' ({v[1]}) has an invalid port.") from None
+    if (v := get("host")) is not None:
+        kwargs["host"] = str(v[0])
+    if (v := get("port")) is not None:
+        kwargs["port"] = _int(v[0], f"port ({v[1]})", 0, 65535)
+    if (v := get("scheme")) is not None:
+        kwargs["scheme"] = str(v[0])
+    if (v := get("public_url")) is not None:
+        kwargs["public_url"] = str(v[0])
+    if (v := get("data_dir")) is not None:
+        kwargs["data_dir"] = Path(str(v[0])).expanduser()
+    if (v := get("run_in_memory")) is not None:
+        kwargs["run_in_memory"] = _bool(v[0], "RunInMemory")
+    if (v := get("certificate_path")) is not None and str(v[0]):
+        path = Path(str(v[0])).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(
+                f"Security.Certificate.Path '{path}' ({v[1]}) does not exist or is not a file."
+            )
+        kwargs["certificate_path"] = path.resolve()
+    if (v := get("certificate_password")) is not None:
+        kwargs["certificate_password"] = str(v[0]) or None
+    for name in ("well_known_admins", "well_known_issuer_hashes", "allowed_ips", "cors_allowed_origins"):
+        if (v := get(name)) is not None:
+            kwargs[name] = _list(v[0])
+    if (v := get("trusted_issuers")) is not None:
+        paths = tuple(Path(p).expanduser() for p in _list(v[0]))
+        for path in paths:
+            if not path.is_file():
+                raise ConfigurationError(f"Security.TrustedIssuers: '{path}' ({v[1]}) does not exist.")
+        kwargs["trusted_issuers"] = paths
+    for admin in kwargs.get("well_known_admins", ()):
+        if not all(c in "0123456789abcdefABCDEF" for c in admin) and not Path(admin).is_file():
+            raise ConfigurationError(
+                f"Security.WellKnownCertificates.Admin: '{admin}' is neither a thumbprint nor an existing file."
+            )
+    if (v := get("storage_url")) is not None:
+        kwargs["storage_url"] = str(v[0]) or None
+    if (v := get("max_body_bytes")) is not None:
+        kwargs["max_body_bytes"] = _int(v[0], f"max_body_bytes ({v[1]})", 1024, 1 << 34)
+    if (v := get("initial_client_clearance")) is not None:
+        try:
+            clearance = Clearance(str(v[0]))
+        except ValueError:
+            clearance = None
+        if clearance not in (Clearance.CLUSTER_ADMIN, Clearance.OPERATOR):
+            raise ConfigurationError(
+                f"InitialClientCertificate.Clearance ({v[1]}) must be ClusterAdmin or Operator, not '{v[0]}'."
+            )
+        kwargs["initial_client_clearance"] = clearance
+    if (v := get("two_factor_default_minutes")) is not None:
+        kwargs["two_factor_default_minutes"] = _int(v[0], "two_factor_default_minutes", 1, 60 * 24 * 30)
+    if (v := get("two_factor_max_minutes")) is not None:
+        kwargs["two_factor_max_minutes"] = _int(v[0], "two_factor_max_minutes", 1, 60 * 24 * 30)
+    if (v := get("bench_unauthenticated_route")) is not None:
+        kwargs["bench_unauthenticated_route"] = _bool(v[0], "bench_unauthenticated_route")
+    if (v := get("log_level")) is not None:
+        kwargs["log_level"] = str(v[0]).upper()
+    settings = Settings(**kwargs)
+    if settings.scheme not in ("http", "https"):
+        raise ConfigurationError(f"scheme must be http or https, not '{settings.scheme}'.")
+    if not settings.secured and not _is_loopback(settings.host):
+        raise ConfigurationError(
+            f"Refusing to serve unsecured HTTP on '{settings.host}': without TLS every caller is ClusterAdmin. "
+            "Use an https:// ServerUrl, or bind to a loopback address (127.0.0.1)."
+        )
+    if settings.two_factor_default_minutes > settings.two_factor_max_minutes:
+        raise ConfigurationError("The default 2FA session duration is longer than the maximum.")
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise ConfigurationError(f"Data directory '{settings.data_dir}' exists and is not a directory.")
+    return settings

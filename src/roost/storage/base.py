@@ -1,0 +1,99 @@
+"""The storage contract every backend implements (and ``tests/test_storage.py`` checks on each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    id: str
+    collection: str | None
+    body: JsonObject
+    metadata: JsonObject
+    change_vector: str
+    etag: int
+    last_modified: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseRow:
+    name: str
+    database_id: str
+    created: str
+    record: JsonObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PutCommand:
+    id: str
+    collection: str | None
+    body: JsonObject
+    metadata: JsonObject
+    expected_change_vector: str | None = None
+    kind: Literal["PUT"] = "PUT"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCommand:
+    id: str
+    expected_change_vector: str | None = None
+    kind: Literal["DELETE"] = "DELETE"
+
+
+BatchCommand = PutCommand | DeleteCommand
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    id: str
+    kind: Literal["PUT", "DELETE"]
+    document: StoredDocument | None  # the stored document for a PUT; None for a DELETE
+    deleted: bool = False
+
+
+class ChangeVectorMismatch(Exception):
+    """Raised inside ``apply_batch`` when an expected change vector does not match; nothing is written."""
+
+    def __init__(self, document_id: str, expected: str, actual: str | None) -> None:
+        super().__init__(document_id)
+        self.document_id = document_id
+        self.expected = expected
+        self.actual = actual
+
+
+class Storage(Protocol):
+    """Async storage. Identifiers are compared case-insensitively (RavenDB's rule) by every backend.
+
+    Change vectors have RavenDB's shape ``A:<etag>-<database id>``; the etag is allocated per database inside
+    the write transaction.
+    """
+
+    async def close(self) -> None: ...
+
+    # Certificates: the registry's source of truth (public certificates and settings, never private keys).
+    async def load_certificates(self) -> list[JsonObject]: ...
+    async def put_certificates(self, definitions: list[JsonObject]) -> None: ...
+    async def delete_certificates(self, thumbprints: list[str]) -> None: ...
+    async def record_last_used(self, last_used: dict[str, str]) -> None: ...
+
+    # Databases.
+    async def create_database(self, name: str, database_id: str, created: str) -> bool: ...
+    async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool: ...
+    async def list_databases(self) -> list[DatabaseRow]: ...
+    async def get_database(self, name: str) -> DatabaseRow | None: ...
+
+    # Documents.
+    async def get_documents(self, database: str, ids: list[str]) -> list[StoredDocument | None]: ...
+    async def apply_batch(self, database: str, commands: list[BatchCommand], now: str) -> list[BatchResult]: ...
+    async def scan_documents(self, database: str, collection: str | None) -> list[StoredDocument]: ...
+    async def count_documents(self, database: str) -> int: ...
+    async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]: ...
+
+    # Small server-wide settings changed at run time (allowed IPs, 2FA sessions, ...).
+    async def get_setting(self, key: str) -> Any: ...
+    async def put_setting(self, key: str, value: Any) -> None: ...
+    async def delete_setting(self, key: str) -> None: ...

@@ -1,0 +1,274 @@
+"""Embedded SQLite storage (stdlib ``sqlite3``, WAL) in ``<data-dir>/roost.db``.
+
+Queries run on the event loop's thread: each is an indexed lookup or a short write transaction that takes
+tens of microseconds, less than a hop to a worker thread would cost. WAL with ``synchronous=NORMAL`` makes a
+commit an append to the log (durable at the next checkpoint; a power cut can lose the last transactions but
+never corrupts the file).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from roost.storage.base import (
+    BatchCommand,
+    BatchResult,
+    ChangeVectorMismatch,
+    DatabaseRow,
+    JsonObject,
+    PutCommand,
+    StoredDocument,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS certificates (
+    thumbprint TEXT PRIMARY KEY,
+    definition TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS databases (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    database_id TEXT NOT NULL,
+    created TEXT NOT NULL,
+    last_etag INTEGER NOT NULL DEFAULT 0,
+    record TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS documents (
+    db TEXT NOT NULL,
+    key TEXT NOT NULL,
+    id TEXT NOT NULL,
+    collection TEXT,
+    body TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    change_vector TEXT NOT NULL,
+    etag INTEGER NOT NULL,
+    last_modified TEXT NOT NULL,
+    PRIMARY KEY (db, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS documents_by_collection ON documents (db, collection, etag);
+CREATE TABLE IF NOT EXISTS hilo (
+    db TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    max INTEGER NOT NULL,
+    PRIMARY KEY (db, tag)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def _key(value: str) -> str:
+    return value.casefold()
+
+
+def _row_document(row: sqlite3.Row) -> StoredDocument:
+    return StoredDocument(
+        id=row["id"],
+        collection=row["collection"],
+        body=json.loads(row["body"]),
+        metadata=json.loads(row["metadata"]),
+        change_vector=row["change_vector"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+    )
+
+
+class SqliteStorage:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStorage:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.executescript(_SCHEMA)
+        path.chmod(0o600)
+        return cls(connection)
+
+    async def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # Certificates -------------------------------------------------------------------------------------------
+
+    async def load_certificates(self) -> list[JsonObject]:
+        return [json.loads(r[0]) for r in self._db.execute("SELECT definition FROM certificates")]
+
+    async def put_certificates(self, definitions: list[JsonObject]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO certificates (thumbprint, definition) VALUES (?, ?) "
+                "ON CONFLICT (thumbprint) DO UPDATE SET definition = excluded.definition",
+                [(d["Thumbprint"], json.dumps(d)) for d in definitions],
+            )
+
+    async def delete_certificates(self, thumbprints: list[str]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM certificates WHERE thumbprint = ?", [(t,) for t in thumbprints])
+
+    async def record_last_used(self, last_used: dict[str, str]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "UPDATE certificates SET definition = json_set(definition, '$.LastUsedDate', ?) WHERE thumbprint = ?",
+                [(when, tp) for tp, when in last_used.items()],
+            )
+
+    # Databases ----------------------------------------------------------------------------------------------
+
+    async def create_database(self, name: str, database_id: str, created: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO databases (key, name, database_id, created) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO NOTHING",
+                (_key(name), name, database_id, created),
+            )
+            return cursor.rowcount == 1
+
+    async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
+        key = _key(name)
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM databases WHERE key = ?", (key,))
+            if cursor.rowcount == 0:
+                return False
+            db.execute("DELETE FROM documents WHERE db = ?", (key,))
+            db.execute("DELETE FROM hilo WHERE db = ?", (key,))
+            db.executemany(
+                "UPDATE certificates SET definition = ? WHERE thumbprint = ?",
+                [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
+            )
+            return True
+
+    async def list_databases(self) -> list[DatabaseRow]:
+        rows = self._db.execute("SELECT name, database_id, created, record FROM databases ORDER BY key")
+        return [DatabaseRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    async def get_database(self, name: str) -> DatabaseRow | None:
+        r = self._db.execute(
+            "SELECT name, database_id, created, record FROM databases WHERE key = ?", (_key(name),)
+        ).fetchone()
+        return DatabaseRow(r[0], r[1], r[2], json.loads(r[3])) if r else None
+
+    # Documents ----------------------------------------------------------------------------------------------
+
+    async def get_documents(self, database: str, ids: list[str]) -> list[StoredDocument | None]:
+        db_key = _key(database)
+        if len(ids) == 1:
+            row = self._db.execute(
+                "SELECT * FROM documents WHERE db = ? AND key = ?", (db_key, _key(ids[0]))
+            ).fetchone()
+            return [_row_document(row) if row else None]
+        found: dict[str, StoredDocument] = {}
+        keys = [_key(i) for i in ids]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                f"SELECT * FROM documents WHERE db = ? AND key IN ({marks})", (db_key, *chunk)
+            ):
+                found[row["key"]] = _row_document(row)
+        return [found.get(k) for k in keys]
+
+    async def apply_batch(self, database: str, commands: list[BatchCommand], now: str) -> list[BatchResult]:
+        db_key = _key(database)
+        results: list[BatchResult] = []
+        with self._write() as db:
+            row = db.execute("SELECT database_id, last_etag FROM databases WHERE key = ?", (db_key,)).fetchone()
+            if row is None:
+                raise LookupError(database)
+            database_id, etag = row[0], row[1]
+            for command in commands:
+                key = _key(command.id)
+                current = db.execute(
+                    "SELECT change_vector FROM documents WHERE db = ? AND key = ?", (db_key, key)
+                ).fetchone()
+                expected = command.expected_change_vector
+                # RavenDB: an empty expected change vector means "the document must not exist yet".
+                if expected is not None and (
+                    (expected == "" and current is not None)
+                    or (expected != "" and (current is None or current[0] != expected))
+                ):
+                    raise ChangeVectorMismatch(command.id, expected, current[0] if current else None)
+                if isinstance(command, PutCommand):
+                    etag += 1
+                    change_vector = f"A:{etag}-{database_id}"
+                    db.execute(
+                        "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, "
+                        "last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET "
+                        "id = excluded.id, collection = excluded.collection, body = excluded.body, "
+                        "metadata = excluded.metadata, change_vector = excluded.change_vector, "
+                        "etag = excluded.etag, last_modified = excluded.last_modified",
+                        (db_key, key, command.id, command.collection, json.dumps(command.body),
+                         json.dumps(command.metadata), change_vector, etag, now),
+                    )
+                    stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
+                                            change_vector, etag, now)
+                    results.append(BatchResult(command.id, "PUT", stored))
+                else:
+                    deleted = current is not None
+                    if deleted:
+                        db.execute("DELETE FROM documents WHERE db = ? AND key = ?", (db_key, key))
+                    results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
+            db.execute("UPDATE databases SET last_etag = ? WHERE key = ?", (etag, db_key))
+        return results
+
+    async def scan_documents(self, database: str, collection: str | None) -> list[StoredDocument]:
+        if collection is None:
+            rows = self._db.execute("SELECT * FROM documents WHERE db = ? ORDER BY etag", (_key(database),))
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM documents WHERE db = ? AND collection = ? COLLATE NOCASE ORDER BY etag",
+                (_key(database), collection),
+            )
+        return [_row_document(r) for r in rows]
+
+    async def count_documents(self, database: str) -> int:
+        row = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (_key(database),)).fetchone()
+        return int(row[0])
+
+    async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO hilo (db, tag, max) VALUES (?, ?, ?) ON CONFLICT (db, tag) "
+                "DO UPDATE SET max = max + ? RETURNING max",
+                (_key(database), _key(tag), size, size),
+            ).fetchone()
+            high = int(row[0])
+            return high - size + 1, high
+
+    # Settings -----------------------------------------------------------------------------------------------
+
+    async def get_setting(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def put_setting(self, key: str, value: Any) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    async def delete_setting(self, key: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM settings WHERE key = ?", (key,))

@@ -1,0 +1,168 @@
+"""Real servers for real tests: every integration test talks HTTPS to a ``roost serve`` process."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+# requests lets these variables override a session's own `verify` (and the RavenDB client sets only that), so a
+# machine-wide bundle would hide Roost's CA from every test client. Tests name their trust store explicitly.
+for _variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(_variable, None)
+
+
+@dataclass
+class ClientCertificate:
+    name: str
+    pem_path: Path  # certificate + unencrypted key
+    thumbprint: str
+    package: bytes = b""
+
+
+@dataclass
+class RunningServer:
+    url: str
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.data_dir / "certificates"
+
+    @property
+    def admin_pem(self) -> Path:
+        return self.certs_dir / "admin.client.pem"
+
+    @property
+    def ca_pem(self) -> Path:
+        return self.certs_dir / "ca.crt"
+
+    def session(self, pem: Path | None = None) -> requests.Session:
+        """A requests session presenting ``pem`` (default: the admin certificate), verifying the server."""
+        session = requests.Session()
+        if self.url.startswith("https"):
+            session.verify = str(self.ca_pem)
+            if pem is not None:
+                session.cert = str(pem)
+        return session
+
+    def admin(self) -> requests.Session:
+        return self.session(self.admin_pem)
+
+    def generate(self, name: str, clearance: str = "ValidUser", permissions: dict[str, str] | None = None,
+                 *, via: requests.Session | None = None, directory: Path | None = None, **extra: Any) -> ClientCertificate:
+        """Generate a client certificate through the API and keep it as a PEM file, as a user would."""
+        session = via or self.admin()
+        body = {"Name": name, "SecurityClearance": clearance, "Permissions": permissions or {}, **extra}
+        response = session.post(f"{self.url}/admin/certificates", json=body)
+        assert response.status_code == 200, response.text
+        return unpack_package(response.content, name, directory or self.data_dir.parent)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def unpack_package(package: bytes, name: str, directory: Path, password: str | None = None) -> ClientCertificate:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        crt = archive.read(f"{name}.crt")
+        key = archive.read(f"{name}.key")
+    if password:
+        private = serialization.load_pem_private_key(key, password.encode())
+        key = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    pem_path = directory / f"{safe}-{time.monotonic_ns()}.pem"
+    pem_path.write_bytes(crt + key)
+    pem_path.chmod(0o600)
+    thumbprint = x509.load_pem_x509_certificate(crt).fingerprint(hashes.SHA1()).hex().upper()
+    return ClientCertificate(name, pem_path, thumbprint, package)
+
+
+def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
+                 port: int = 0) -> RunningServer:
+    """Start ``roost serve`` and wait for its 'Server available on:' line."""
+    command = [sys.executable, "-m", "roost", "serve", "--data-dir", str(data_dir), "--port", str(port), *args]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.2)
+        if ready:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line.rstrip("\n"))
+            if line.startswith("Server available on: "):
+                url = line.split(": ", 1)[1].strip()
+                port_number = int(url.rsplit(":", 1)[1])
+                server = RunningServer(url, port_number, data_dir, process, output)
+                _drain(process, output)
+                return server
+        elif process.poll() is not None:
+            break
+    process.kill()
+    rest = process.stdout.read() if process.stdout else ""
+    raise RuntimeError("roost serve did not start:\n" + "\n".join(output) + rest)
+
+
+def _drain(process: subprocess.Popen[str], output: list[str]) -> None:
+    """Keep reading the server's output in the background so that it never blocks on a full pipe."""
+    import threading
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("roost") / "data")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(tmp_path / "data")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(server: RunningServer) -> requests.Session:
+    return server.admin()
