@@ -1,7 +1,7 @@
 // One page of the client-certificate list. The Studio asks Roost to filter, sort and page
 // (`filter`, `clearance`, `state`, `sort`, `start`, `pageSize`), so 10,000 certificates cost one small
 // response. A server that ignores those parameters is detected (a returned entry that does not match,
-// an unsorted page, or no TotalResults) and the Studio then filters the full list itself.
+// or no TotalResults) and the Studio then filters the full list itself.
 
 import { request } from "./api.js";
 import { expiryState, parseDate } from "./format.js";
@@ -37,9 +37,9 @@ export async function fetchPage(q, signal) {
       signal,
     });
     const { items, serverEntry } = split(body);
-    if (typeof body.TotalResults === "number" && items.every((c) => matches(c, q)) && isSorted(items, q.sort)) {
-      const total = body.TotalResults - (serverEntry && countsServerEntry(q) ? 1 : 0);
-      return { items, total: Math.max(total, items.length), ...meta(body), serverEntry };
+    // TotalResults counts the client certificates only, not the server's own entry.
+    if (typeof body.TotalResults === "number" && items.every((c) => matches(c, q))) {
+      return { items, total: Math.max(body.TotalResults, items.length), ...meta(body), serverEntry };
     }
     serverSide = false;
     console.info("Roost Studio: the server does not filter or page certificates; filtering in the browser.");
@@ -55,11 +55,6 @@ export async function fetchPage(q, signal) {
     ...meta(cache),
     serverEntry,
   };
-}
-
-// A server that filters may still list its own synthetic "Server Certificate" entry first, and count it.
-function countsServerEntry(q) {
-  return q.start === 0;
 }
 
 function meta(body) {
@@ -103,13 +98,4 @@ function byName(a, b) {
 
 function time(value) {
   return parseDate(value)?.getTime() ?? Number.MAX_SAFE_INTEGER;
-}
-
-function isSorted(items, sort) {
-  if (sort === "expiry") {
-    return items.every((c, i) => i === 0 || time(items[i - 1].NotAfter) <= time(c.NotAfter));
-  }
-  return items.every(
-    (c, i) => i === 0 || (items[i - 1].Name ?? "").toLowerCase() <= (c.Name ?? "").toLowerCase(),
-  );
 }
