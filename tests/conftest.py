@@ -76,6 +76,16 @@ class RunningServer:
         assert response.status_code == 200, response.text
         return unpack_package(response.content, name, directory or self.data_dir.parent)
 
+    def wait_for_output(self, fragment: str, timeout: float = 10.0) -> str:
+        """The first output line containing ``fragment`` (lines after the ready line arrive asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.output):
+                if fragment in line:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no output line contains {fragment!r}: {self.output}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
