@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import RunningServer
-
 from roost.pki.authority import CertificateAuthority
 
 

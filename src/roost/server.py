@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import logging
 import shutil
 import signal
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -174,13 +175,13 @@ class Server:
     @property
     def process_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            import multiprocessing  # noqa: PLC0415
+            import multiprocessing
 
             self._pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("forkserver"))
         return self._pool
 
     async def start(self) -> str:
-        from roost.http.app import build_app  # noqa: PLC0415
+        from roost.http.app import build_app
 
         app = build_app(self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -200,7 +201,7 @@ class Server:
             ) from exc
         server = site._server
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self.url = self.settings.url_for_port(self.port)
         await self.ensure_initial_client(self.url)
         self.registry.start_flusher()
@@ -216,7 +217,7 @@ class Server:
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 
-    def now(self) -> clock.dt.datetime:
+    def now(self) -> dt.datetime:
         return clock.now()
 
     @property

@@ -30,7 +30,7 @@ def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int
     RavenDB's settings are accepted as --Key=Value (e.g. --ServerUrl=https://0.0.0.0:8443,
     --Security.Certificate.Path=server.pfx, --RunInMemory=true).
     """
-    from roost.server import run  # noqa: PLC0415 - keeps `roost --help` fast
+    from roost.server import run
 
     try:
         settings, ignored = load_settings({"data_dir": data_dir, "host": host, "port": port}, list(ctx.args))

@@ -22,7 +22,9 @@ async def read_bytes(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes (max_body_bytes).") from None
+        raise PayloadTooLargeError(
+            f"The request body is larger than the limit of {limit} bytes (max_body_bytes)."
+        ) from None
 
 
 async def read_json(request: web.Request, *, required: bool = True) -> Any:

@@ -60,7 +60,7 @@ def load_private_key_pem(pem: bytes, password: bytes | None = None) -> PrivateKe
     return key
 
 
-def _signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
+def _signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | hashes.SHA384:
     return hashes.SHA384() if isinstance(key, rsa.RSAPrivateKey) and key.key_size > 2048 else hashes.SHA256()
 
 

@@ -69,7 +69,9 @@ def load_or_create_authority(certs_dir: Path) -> CertificateAuthority:
     return authority
 
 
-def generated_server_certificate(certs_dir: Path, authority: CertificateAuthority, *, renew: bool = False) -> ServerCertificate:
+def generated_server_certificate(
+    certs_dir: Path, authority: CertificateAuthority, *, renew: bool = False
+) -> ServerCertificate:
     cert_path, key_path = certs_dir / "server.crt", certs_dir / "server.key"
     if renew or not (cert_path.exists() and key_path.exists()):
         key = generate_private_key("EC-P256")
@@ -103,7 +105,7 @@ def install_supplied_certificate(certs_dir: Path, pfx: bytes, password: str | No
     cert_path, key_path = certs_dir / f"{stem}.crt", certs_dir / f"{stem}.key"
     chain = [cert, *extra]
     _write_public(cert_path, b"".join(packages.certificate_pem(c) for c in chain))
-    write_private(key_path, key.private_bytes(  # type: ignore[union-attr]
+    write_private(key_path, key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(key_password.encode())))
     return ServerCertificate(info, [describe(c) for c in chain], cert_path, key_path, key_password, generated=False)

@@ -23,7 +23,9 @@ _SUFFIX = {
 _WRITE_ACCESS = (Access.READ_WRITE, Access.ADMIN)
 
 
-def refusal(level: Level, identity: Identity, database: str | None, *, browser: bool = False) -> AuthorizationError | None:
+def refusal(
+    level: Level, identity: Identity, database: str | None, *, browser: bool = False
+) -> AuthorizationError | None:
     """Why ``identity`` may not call a route of ``level`` on ``database``; None when it may."""
     status = identity.status
     if level is Level.UNAUTHENTICATED or status is AuthStatus.NONE:

@@ -19,7 +19,7 @@ from roost.pki.authority import KEY_TYPES, KeyType
 from roost.pki.inspect import CertificateInfo, decode_certificate_field, load_certificates
 from roost.pki.issuance import PackageRequest, issue_package, needs_worker
 from roost.security.identity import Identity
-from roost.security.registry import CertificateDefinition, parse_clearance
+from roost.security.registry import CertificateDefinition, Registry, parse_clearance
 from roost.types import Access, Clearance, Thumbprint
 
 if TYPE_CHECKING:
@@ -39,7 +39,9 @@ def check_fields(body: Any, allowed: set[str], what: str) -> dict[str, Any]:
         raise BadRequestError(f"The {what} must be a JSON object.")
     unknown = sorted(k for k in body if k not in allowed and k not in _IGNORED_KEYS)
     if unknown:
-        raise BadRequestError(f"Unknown field(s) in the {what}: {', '.join(unknown)}. Allowed: {', '.join(sorted(allowed))}.")
+        raise BadRequestError(
+            f"Unknown field(s) in the {what}: {', '.join(unknown)}. Allowed: {', '.join(sorted(allowed))}."
+        )
     return body
 
 
@@ -103,8 +105,8 @@ def validate_not_after(value: Any, months: Any, now: dt.datetime) -> dt.datetime
 def validate_two_factor_key(value: Any) -> str | None:
     if value in (None, ""):
         return None
-    import base64  # noqa: PLC0415
-    import binascii  # noqa: PLC0415
+    import base64
+    import binascii
 
     if not isinstance(value, str):
         raise BadRequestError("TwoFactorAuthenticationKey must be a base32 string.")
@@ -159,7 +161,7 @@ class CertificateService:
         self._lock = asyncio.Lock()  # one registry write at a time: check-then-write stays consistent
 
     @property
-    def registry(self) -> Any:
+    def registry(self) -> Registry:
         return self._server.registry
 
     # Rules (reference 2.1) -------------------------------------------------------------------------------------
@@ -265,7 +267,8 @@ class CertificateService:
         async with self._lock:
             for definition in definitions:
                 existing = self.registry.get(definition.thumbprint)
-                if existing is not None and existing.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
+                if (existing is not None and existing.clearance.is_cluster_admin
+                        and not self._caller_is_cluster_admin(caller)):
                     raise ForbiddenOperationError(
                         f"Cannot save the certificate '{existing.name}' with '{existing.clearance.value}' security "
                         f"clearance because the current client certificate being used has a lower clearance: "
@@ -428,7 +431,7 @@ class CertificateService:
             "Generated": certificate.generated,
         }
         if not metadata_only:
-            import base64  # noqa: PLC0415
+            import base64
 
             entry["Certificate"] = base64.b64encode(info.der).decode()
         return entry
@@ -439,8 +442,7 @@ class CertificateService:
         if self._server.server_certificate is not None:
             ders.append(self._server.server_certificate.info.der)
         ders += [d.certificate_der for d in self.registry.all() if d.clearance is Clearance.CLUSTER_NODE]
-        seen: set[bytes] = set()
-        unique = [d for d in ders if not (d in seen or seen.add(d))]
+        unique = list(dict.fromkeys(ders))
         return packages.der_certificates_pfx(unique) if unique else b""
 
     def list(self, *, start: int, page_size: int, thumbprint: str | None, name: str | None, metadata_only: bool,

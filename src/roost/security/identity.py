@@ -114,7 +114,8 @@ class Identifier:
         validity = _validity(info.not_before, info.not_after, now)
         if validity is not None:
             return Identity(validity, thumbprint, name, not_before=info.not_before, not_after=info.not_after)
-        status = AuthStatus.UNFAMILIAR_ISSUER if self.registry.by_pinning_hash(info.pinning_hash) else AuthStatus.UNKNOWN
+        known_key = bool(self.registry.by_pinning_hash(info.pinning_hash))
+        status = AuthStatus.UNFAMILIAR_ISSUER if known_key else AuthStatus.UNKNOWN
         return Identity(status, thumbprint, name, not_before=info.not_before, not_after=info.not_after,
                         extra={"pinning_hash": info.pinning_hash})
 

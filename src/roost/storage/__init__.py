@@ -5,6 +5,7 @@ No SQL outside this package.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from roost.storage.base import Storage
@@ -13,10 +14,11 @@ from roost.storage.base import Storage
 async def open_storage(url: str | None, data_dir: Path) -> Storage:
     """``None`` or ``sqlite:///path`` opens the embedded SQLite store; ``postgresql://`` a shared cluster store."""
     if url and url.startswith(("postgresql://", "postgres://")):
-        from roost.storage.postgres import PostgresStorage  # noqa: PLC0415 - optional backend
-
-        return await PostgresStorage.open(url)
-    from roost.storage.sqlite import SqliteStorage  # noqa: PLC0415
+        # The cluster backend is imported only when asked for: the embedded default does not need asyncpg.
+        postgres = importlib.import_module("roost.storage.postgres")
+        storage: Storage = await postgres.PostgresStorage.open(url)
+        return storage
+    from roost.storage.sqlite import SqliteStorage
 
     path = Path(url.removeprefix("sqlite:///")) if url else data_dir / "roost.db"
     return await SqliteStorage.open(path)
