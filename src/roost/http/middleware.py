@@ -57,8 +57,10 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         else:
             now = server.now()
             identity = server.identifier.identify(peer_certificate(request), now)
-            error = authz.refusal(level, identity, match_info.get("db"), browser=errors.wants_html(request))
+            error = authz.refusal(level, identity, match_info.get("db"))
             if error is not None:
+                if errors.wants_html(request):  # browsers get the private-window hint too
+                    error = authz.refusal(level, identity, match_info.get("db"), browser=True) or error
                 raise error
             if identity.status.authenticated and identity.definition is not None:
                 server.registry.touch(identity.definition.thumbprint, now)

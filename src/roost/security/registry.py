@@ -136,7 +136,7 @@ class Registry:
         self._by_thumbprint: dict[str, CertificateDefinition] = {}
         self._by_pinning_hash: dict[str, set[str]] = {}
         self._last_used: dict[str, dt.datetime] = {}
-        self._dirty_last_used: dict[str, str] = {}
+        self._dirty_last_used: dict[str, dt.datetime] = {}
         self._sorted: list[CertificateDefinition] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.generation = 0
@@ -228,14 +228,14 @@ class Registry:
     def touch(self, thumbprint: str, when: dt.datetime) -> None:
         """Called on every authenticated request: a dict write, nothing else."""
         self._last_used[thumbprint] = when
-        self._dirty_last_used[thumbprint] = clock.wire_date(when)
+        self._dirty_last_used[thumbprint] = when
 
     async def flush_last_used(self) -> None:
         if not self._dirty_last_used:
             return
         batch, self._dirty_last_used = self._dirty_last_used, {}
         try:
-            await self._storage.record_last_used(batch)
+            await self._storage.record_last_used({t: clock.wire_date(w) for t, w in batch.items()})
         except Exception:
             log.exception("Could not record last-used times; will retry")
             batch.update(self._dirty_last_used)
