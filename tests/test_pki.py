@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from conftest import RunningServer
-
 from roost.pki import packages
 from roost.pki.authority import CertificateAuthority, generate_private_key
 from roost.pki.inspect import CertificateLoadError, load_certificates
