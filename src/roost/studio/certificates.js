@@ -99,7 +99,14 @@ export function renderCertificates(main) {
       message: h("p", {}, "Delete every registered certificate whose expiration date has passed? This cannot be undone."),
       confirmLabel: "Purge expired",
       action: () => request("DELETE", "/admin/certificates/purge"),
-      onDone: () => changed("Expired certificates were purged."),
+      onDone: (result) => {
+        const names = (result?.Deleted ?? []).map((d) => d.Name);
+        changed(
+          names.length === 0
+            ? "There were no expired certificates to purge."
+            : `Purged ${names.length} expired certificate${names.length === 1 ? "" : "s"}: ${names.join(", ")}.`,
+        );
+      },
     }),
   );
 

@@ -8,7 +8,7 @@ export function thumbprintCell(thumbprint, { short = false } = {}) {
   const full = thumbprint ?? "";
   const shown = short && full.length > 20 ? `${full.slice(0, 8)}…${full.slice(-4)}` : full;
   const code = h("code", { class: "thumbprint", title: full, dataset: { full } }, shown);
-  const status = h("span", { class: "copy-status", role: "status" });
+  const status = h("span", { class: "copy-status", "aria-live": "polite" });
   const button = h(
     "button",
     { type: "button", class: "icon-button copy", "aria-label": `Copy thumbprint ${thumbprint}`, title: "Copy thumbprint" },

@@ -85,13 +85,10 @@ export function confirmDialog({ title, message, confirmLabel, danger = true, act
   const handle = openDialog({ title, body: message, actions: [cancel, confirm], label: title });
   cancel.addEventListener("click", handle.close);
   confirm.addEventListener("click", async () => {
-    const done = await runAction(confirm, handle.error, async () => {
-      await action();
-      return true;
-    });
+    const done = await runAction(confirm, handle.error, async () => ({ result: await action() }));
     if (done) {
       handle.close();
-      onDone?.();
+      onDone?.(done.result);
     }
   });
   cancel.focus();

@@ -1,0 +1,38 @@
+"""Certificates made outside Roost, for the Upload dialog and for expired entries (tests only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def self_signed(common_name: str, *, days: int = 365, not_before_days: int = -1) -> tuple[bytes, str]:
+    """A self-signed clientAuth certificate as PEM, and its thumbprint. ``days`` < 0 makes it expired."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    start = now + dt.timedelta(days=min(not_before_days, days - 1))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(now + dt.timedelta(days=days))
+        # A client certificate: clientAuth only, not a CA.
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), certificate.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def write_pem(path: Path, *pems: bytes) -> Path:
+    path.write_bytes(b"".join(pems))
+    return path
