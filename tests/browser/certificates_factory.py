@@ -15,7 +15,7 @@ def self_signed(common_name: str, *, days: int = 365, not_before_days: int = -1)
     """A self-signed clientAuth certificate as PEM, and its thumbprint. ``days`` < 0 makes it expired."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     start = now + dt.timedelta(days=min(not_before_days, days - 1))
     certificate = (
         x509.CertificateBuilder()

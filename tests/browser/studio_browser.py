@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import ROOT, ClientCertificate, RunningServer, start_server, unpack_package
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -132,8 +133,8 @@ def images_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("studio-images")
 
 
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
+@pytest.fixture(scope="module", name="studio")
+def studio_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -157,8 +158,8 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
         server.stop()
 
 
-@pytest.fixture
-def checked(studio: Studio) -> Iterator[Studio]:
+@pytest.fixture(name="checked")
+def checked_fixture(studio: Studio) -> Iterator[Studio]:
     """The module's Studio; the test fails on any script error or CSP violation it caused."""
     studio.problems.clear()
     yield studio

@@ -12,7 +12,7 @@ from certificates_factory import self_signed, write_pem
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from playwright.sync_api import expect
-from studio_browser import XSS_NAME, Studio, checked, downloaded_certificate, row, studio  # noqa: F401
+from studio_browser import XSS_NAME, Studio, checked_fixture, downloaded_certificate, row, studio_fixture  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -234,7 +234,7 @@ def test_filters_sort_and_paging(checked: Studio) -> None:
     for i in range(28):
         checked.generate(f"fleet-{i:02d}")
     checked.generate("fleet-ops", "Operator")
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
     checked.generate("fleet-soon", NotAfter=soon)
     expired_pem, _ = self_signed("fleet-old", days=-3, not_before_days=-400)
     _upload(checked, "fleet-old", expired_pem)
