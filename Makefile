@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install serve test bench lint
+.PHONY: install serve test bench lint docs-images
 
 install: $(VENV)/.installed
 
@@ -21,3 +21,7 @@ test: install
 
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Run the Studio's browser tests and keep their screenshots in docs/images/ (docs/studio.md shows them).
+docs-images: install
+	STUDIO_DOCS_IMAGES=1 $(PY) -m pytest -m browser tests/browser $(PYTEST_ARGS)

@@ -109,7 +109,7 @@ class Studio:
         assert not problems, "\n".join(problems)
 
     def shot(self, page: Any, name: str, *, full_page: bool = False) -> Path:
-        """Screenshots for docs/studio.md (docs/images when ROOST_UPDATE_DOCS_IMAGES=1, else a temp folder)."""
+        """Screenshots for docs/studio.md (docs/images when STUDIO_DOCS_IMAGES=1, else a temp folder)."""
         page.wait_for_timeout(150)  # let focus rings and fades settle
         path = self.images / f"{name}.png"
         page.screenshot(path=str(path), full_page=full_page, animations="disabled")
@@ -127,7 +127,7 @@ class Studio:
 
 
 def images_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if os.environ.get("ROOST_UPDATE_DOCS_IMAGES") == "1":
+    if os.environ.get("STUDIO_DOCS_IMAGES") == "1":
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         return DOCS_IMAGES
     return tmp_path_factory.mktemp("studio-images")

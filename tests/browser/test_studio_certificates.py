@@ -300,6 +300,7 @@ def test_a_hostile_certificate_name_is_shown_as_text_everywhere(checked: Studio)
     checked.generate(XSS_NAME, "ValidUser")
     page = checked.open()
     page.get_by_label("Name or thumbprint").fill("onerror")
+    expect(page.locator("table.cert-table tbody tr")).to_have_count(1)
     hostile = row(page, XSS_NAME)
     expect(hostile.locator(".cert-name")).to_have_text(XSS_NAME)
     assert page.locator("img[src='x']").count() == 0
