@@ -125,6 +125,38 @@ def test_dialogs_close_with_escape_and_keep_focus_inside(checked: Studio) -> Non
     expect(page.get_by_role("dialog")).to_have_count(0)
 
 
+def test_every_control_has_a_visible_label(checked: Studio) -> None:
+    _create_database(checked, "orders")
+    page = checked.open()
+    unlabelled = "(root) => [...root.querySelectorAll('input, select, textarea')]" \
+        ".filter((el) => el.type !== 'hidden' && ![...el.labels].some((l) => l.offsetParent !== null))" \
+        ".map((el) => el.outerHTML)"
+    assert page.locator("main").evaluate(unlabelled) == []
+    for opener in ("Generate client certificate", "Upload client certificate"):
+        page.get_by_role("button", name=opener).click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_role("button", name="Add database permission").click()
+        if opener.startswith("Generate"):
+            dialog.locator("details.advanced summary").click()
+        assert dialog.evaluate(unlabelled) == [], opener
+        page.keyboard.press("Escape")
+
+
+def test_without_a_certificate_the_studio_says_what_to_do(studio: Studio) -> None:
+    # No client certificate means no Playwright TLS proxy, so Chromium itself checks the server certificate and
+    # it cannot be told to trust the test CA: ignore_https_errors here covers the server certificate only.
+    context = studio.browser.new_context(ignore_https_errors=True, viewport={"width": 1200, "height": 700})
+    try:
+        page = context.new_page()
+        page.goto(f"{studio.url}/studio/")
+        refusal = page.locator("section.refusal")
+        expect(refusal).to_contain_text("Roost did not let you in")
+        expect(refusal).to_contain_text("client certificate")
+        expect(page.locator("#nav")).to_be_hidden()
+    finally:
+        context.close()
+
+
 def test_upload_dialog_registers_a_collection(checked: Studio, tmp_path) -> None:
     first, first_thumbprint = self_signed("partner-a")
     second, second_thumbprint = self_signed("partner-b")
