@@ -89,11 +89,29 @@ def can_pin() -> bool:
     return shutil.which("taskset") is not None and os.cpu_count() is not None and os.cpu_count() >= 2  # type: ignore[operator]
 
 
-def pinned(cmd: Sequence[str], core: int) -> list[str]:
-    """Prefix ``cmd`` with ``taskset -c core`` when the machine has the cores to pin to."""
+ALL_CORES = "all"
+
+
+def pinned(cmd: Sequence[str], core: int | str) -> list[str]:
+    """Prefix ``cmd`` with ``taskset -c core`` when the machine has the cores to pin to.
+
+    ``ALL_CORES`` un-pins: children inherit the affinity of the bench process, which sits on the client core.
+    """
+    if core == ALL_CORES:
+        core = f"0-{(os.cpu_count() or 1) - 1}"
     if can_pin():
         return ["taskset", "-c", str(core), *cmd]
     return list(cmd)
+
+
+def pin_self_to_client_core() -> None:
+    """The bench process itself (its HTTP clients) runs on the client core, never on the server's."""
+    if can_pin():
+        os.sched_setaffinity(0, {CLIENT_CORE})
+
+
+def unpin_self() -> None:
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
 
 
 def free_port() -> int:

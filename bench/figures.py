@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from .common import LoadResult, Row, run_load
+from .common import LoadResult, Row, pin_self_to_client_core, run_load
 from .nginx import Nginx
 from .throwaway_pki import CertSet, make_cert_set
 
@@ -27,6 +27,7 @@ class Context:
         self.keep = keep
         self.tmp = Path(tempfile.mkdtemp(prefix="roost-bench-"))
         self._certs: CertSet | None = None
+        pin_self_to_client_core()
         # Sizes: (smoke, full).
         self.load_seconds = 0.5 if smoke else 8.0
         self.warmup_seconds = 0.0 if smoke else 2.0

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .common import SERVER_CORE, pinned, process_tree, rss_bytes
+from .common import ALL_CORES, SERVER_CORE, pinned, process_tree, rss_bytes
 
 READY = re.compile(rb"Server available on:\s*(https://\S+)")
 
@@ -50,8 +50,7 @@ class RoostServer:
 
     def start(self) -> RoostServer:
         cmd = [sys.executable, "-m", "roost", "serve", "--data-dir", str(self.data_dir), "--port", "0", *self.args]
-        if self.core is not None:
-            cmd = pinned(cmd, self.core)
+        cmd = pinned(cmd, ALL_CORES if self.core is None else self.core)
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roost.http.middleware import SERVER, security_middleware
+from roost.http.middleware import BARE_HANDLERS, SERVER, security_middleware
 from roost.http.routes import certificates, databases, documents, studio
 from roost.http.routing import RouteTable, install
 from roost.server import Server
@@ -15,5 +15,13 @@ ROUTE_TABLES: list[RouteTable] = [certificates.routes, databases.routes, documen
 def build_app(server: Server) -> web.Application:
     app = web.Application(middlewares=[security_middleware], client_max_size=server.settings.max_body_bytes)
     app[SERVER] = server
-    install(app, ROUTE_TABLES)
+    tables = list(ROUTE_TABLES)
+    app[BARE_HANDLERS] = frozenset()
+    if server.settings.bench_unauthenticated_route:
+        # BENCH ONLY (issue 7, figure 4): a route without identity/authz, to measure what they cost.
+        from roost.http.routes import bench  # noqa: PLC0415
+
+        tables.append(bench.routes)
+        app[BARE_HANDLERS] = frozenset(route.handler for route in bench.routes.routes)
+    install(app, tables)
     return app

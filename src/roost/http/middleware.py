@@ -15,13 +15,15 @@ from roost.errors import PayloadTooLargeError, RoostError, RouteNotFoundError
 from roost.http import errors
 from roost.http.routing import LEVELS, Handler
 from roost.security import authz
-from roost.security.identity import UNSECURED, Identity
+from roost.security.identity import NO_CERTIFICATE, UNSECURED, Identity
 from roost.server import Server
 
 log = logging.getLogger("roost.http")
 
 SERVER = web.AppKey("server", Server)
 IDENTITY = "roost.identity"
+# BENCH ONLY: handlers that skip identify + authorize; set only when Settings.bench_unauthenticated_route is on.
+BARE_HANDLERS = web.AppKey("bare_handlers", frozenset)
 
 
 def peer_certificate(request: web.Request) -> bytes | None:
@@ -54,6 +56,8 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         level = app[LEVELS][match_info.handler]
         if server.tls is None:
             identity = UNSECURED
+        elif match_info.handler in app[BARE_HANDLERS]:
+            identity = NO_CERTIFICATE  # bench-only route (figure 4): no identify, no authorize
         else:
             now = server.now()
             identity = server.identifier.identify(peer_certificate(request), now)
