@@ -1,0 +1,81 @@
+"""`python -m bench.profile`: where a Roost server spends its time under figure 3's load (py-spy, sampled).
+
+Starts a prepared server pinned to the server core, drives keep-alive GETs (or new connections with
+``--mode newconn``) from the client core, records the server with py-spy (``pip install py-spy``) and prints
+the functions with the most samples, by own time and including callees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from .common import run_load
+from .figures import Context
+from .roost_bench import BARE_FLAG, setup
+
+
+def _py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
+    return found
+
+
+def summarize(collapsed: Path, top: int) -> str:
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        frames = stack.split(";")
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    out = [f"{total} samples", "", "own time:"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+    out += ["", "including callees:"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in incl.most_common(top * 2)]
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.profile")
+    p.add_argument("--mode", choices=("keepalive", "newconn"), default="keepalive")
+    p.add_argument("--bare", action="store_true", help="load the bench-only bare route instead")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--top", type=int, default=25)
+    args = p.parse_args()
+    spy = _py_spy()
+    with Context(smoke=False) as ctx, setup(ctx, "roost-profile", args=(BARE_FLAG,)) as s:
+        url = s.bare_doc_url if args.bare else s.doc_url
+        result: dict[str, object] = {}
+
+        def load() -> None:
+            result["r"] = run_load(url, cert=s.client_cert, key=s.client_key, ca=s.ca, mode=args.mode,
+                                   connections=16, duration=args.seconds + 2, server_pids=s.server.pids)
+
+        t = threading.Thread(target=load)
+        t.start()
+        assert s.server.proc is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "stacks.txt"
+            pid = str(s.server.proc.pid)
+            subprocess.run([spy, "record", "--pid", pid, "--duration", str(int(args.seconds)), "--rate", "250",
+                            "--format", "raw", "--output", str(raw), "--nonblocking"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            t.join()
+            print(result.get("r"))
+            print(summarize(raw, args.top))
+
+
+if __name__ == "__main__":
+    main()
