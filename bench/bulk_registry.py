@@ -84,7 +84,9 @@ def _chunk(args: tuple[int, int, str]) -> list[dict[str, Any]]:
     return out
 
 
-def generate_definitions(count: int, ca_cert_pem: bytes, ca_key_pem: bytes, prefix: str = "bulk") -> list[dict[str, Any]]:
+def generate_definitions(
+    count: int, ca_cert_pem: bytes, ca_key_pem: bytes, prefix: str = "bulk"
+) -> list[dict[str, Any]]:
     chunk = 2000
     jobs = [(s, min(chunk, count - s), prefix) for s in range(0, count, chunk)]
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2, initializer=_init,

@@ -19,7 +19,7 @@ def build_app(server: Server) -> web.Application:
     app[BARE_HANDLERS] = frozenset()
     if server.settings.bench_unauthenticated_route:
         # BENCH ONLY (issue 7, figure 4): a route without identity/authz, to measure what they cost.
-        from roost.http.routes import bench  # noqa: PLC0415
+        from roost.http.routes import bench
 
         tables.append(bench.routes)
         app[BARE_HANDLERS] = frozenset(route.handler for route in bench.routes.routes)
