@@ -18,10 +18,10 @@ from aiohttp import web
 
 from roost import clock
 from roost.documents.store import DocumentStore
-from roost.errors import ConfigurationError
+from roost.errors import ConfigurationError, RoostError
 from roost.pki import datadir
 from roost.pki.authority import CertificateAuthority
-from roost.pki.inspect import CertificateInfo, load_certificates
+from roost.pki.inspect import CertificateInfo, load_certificates, thumbprint_of
 from roost.security.certificates import CertificateService
 from roost.security.identity import Identifier
 from roost.security.registry import CertificateDefinition, Registry
@@ -32,6 +32,18 @@ from roost.tls import ServerTLS
 from roost.types import Clearance, Thumbprint
 
 log = logging.getLogger("roost")
+
+SERVER_CERTIFICATE_NAME = "Server Certificate"
+OLD_SERVER_CERTIFICATE_NAME = "Old Server Certificate - can delete"
+
+
+def _certificates_from_file(path: Path, setting: str) -> list[CertificateInfo]:
+    try:
+        return load_certificates(path.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"{setting}: cannot read '{path}': {exc.strerror}.") from exc
+    except RoostError as exc:
+        raise ConfigurationError(f"{setting}: '{path}' holds no certificate Roost can read ({exc.message}).") from exc
 
 
 @dataclass
@@ -48,6 +60,7 @@ class Server:
     initial_client: datadir.InitialClient | None = None
     url: str = ""
     port: int = 0
+    configured_thumbprint: str = ""  # the certificate the settings name, or Roost's generated one
     warnings: list[str] = field(default_factory=list)
     on_certificates_deleted: list[Callable[[list[str]], Awaitable[None]]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -81,11 +94,13 @@ class Server:
         certs_dir.chmod(0o700)
         self.authority = datadir.load_or_create_authority(certs_dir)
         if settings.certificate_path is not None:
-            self.server_certificate = datadir.supplied_server_certificate(
+            configured = datadir.supplied_server_certificate(
                 certs_dir, settings.certificate_path, settings.certificate_password
             )
         else:
-            self.server_certificate = datadir.generated_server_certificate(certs_dir, self.authority)
+            configured = datadir.generated_server_certificate(certs_dir, self.authority)
+        self.configured_thumbprint = configured.info.thumbprint
+        self.server_certificate = self._installed_replacement(configured) or configured
         server_infos = [self.server_certificate.info, *self._previous_server_certificates()]
         self.identifier.set_server_certificates(server_infos)
         well_known, anchors_from_files = self._well_known_admins()
@@ -95,12 +110,51 @@ class Server:
         anchors += [i.der for i in self.server_certificate.chain]
         anchors += anchors_from_files
         for path in settings.trusted_issuers:
-            anchors += [i.der for i in load_certificates(path.read_bytes())]
+            anchors += [i.der for i in _certificates_from_file(path, "Security.TrustedIssuers")]
         anchors += [d.certificate_der for d in self.registry.all() if d.source != "generated"]
         anchors += await self._stored_trust_anchors()
         self.tls = ServerTLS(self.server_certificate.cert_path, self.server_certificate.key_path, anchors,
                              self.server_certificate.key_password)
+        self.warnings += self._unreachable_well_known_admins(well_known)
         self.initial_client = datadir.existing_initial_client(certs_dir)
+
+    def _installed_replacement(self, configured: datadir.ServerCertificate) -> datadir.ServerCertificate | None:
+        """The certificate replace-cluster-cert installed, unless the settings changed since or it expired."""
+        replacement = datadir.installed_replacement(self.settings.certificates_dir)
+        if replacement is None:
+            return None
+        info = replacement.certificate.info
+        if replacement.configured_thumbprint != configured.info.thumbprint:
+            self.warnings.append(
+                f"The server certificate {info.thumbprint} installed with replace-cluster-cert is not used: the "
+                f"configured certificate changed since (now {configured.info.thumbprint}), and the settings win."
+            )
+            return None
+        if info.not_after < clock.now():
+            self.warnings.append(
+                f"The server certificate {info.thumbprint} installed with replace-cluster-cert expired on "
+                f"{info.not_after:%Y-%m-%d}; serving the configured certificate {configured.info.thumbprint}. "
+                "Replace it again (roost server-cert replace)."
+            )
+            return None
+        return replacement.certificate
+
+    def _unreachable_well_known_admins(self, well_known: set[str]) -> list[str]:
+        """Well-known admin thumbprints whose certificate Roost has never seen cannot be checked for a trusted
+        issuer; the handshake refuses them unless an anchor covers them (ARCHITECTURE.md, TLS)."""
+        assert self.tls is not None
+        seen = {thumbprint_of(der) for der in self.tls.anchors}
+        seen |= {d.thumbprint for d in self.registry.all()}
+        warnings = []
+        for thumbprint in sorted(well_known - seen):
+            warnings.append(
+                f"Security.WellKnownCertificates.Admin: Roost cannot tell whether the certificate {thumbprint} "
+                "will pass the TLS handshake, because it knows only its thumbprint. It is accepted only if it was "
+                "issued by Roost's CA or by an issuer listed in Security.TrustedIssuers; otherwise its connections "
+                "fail before any HTTP answer. Fix: give the path of the certificate file instead of the "
+                "thumbprint, or add its issuer's certificate file to Security.TrustedIssuers."
+            )
+        return warnings
 
     def _previous_server_certificates(self) -> list[CertificateInfo]:
         """Server certificates this data directory used before (replaced or renewed): still ClusterNode."""
@@ -121,7 +175,7 @@ class Server:
         for entry in self.settings.well_known_admins:
             path = Path(entry)
             if path.is_file():
-                for info in load_certificates(path.read_bytes()):
+                for info in _certificates_from_file(path, "Security.WellKnownCertificates.Admin"):
                     thumbprints.add(info.thumbprint)
                     anchors.append(info.der)
             else:
@@ -171,6 +225,31 @@ class Server:
         """Hook for everything that keeps per-certificate state (2FA sessions, ...) when certificates go away."""
         for hook in self.on_certificates_deleted:
             await hook(thumbprints)
+
+    async def install_server_certificate(self, new: datadir.ServerCertificate) -> datadir.ServerCertificate:
+        """Serve ``new`` from now on, without a restart (replace-cluster-cert and refresh).
+
+        Open connections keep the certificate they negotiated; new ones get ``new``. Both certificates stay
+        trusted as ClusterNode, registered under their own thumbprints (RavenDB registers both under the new
+        one, overwriting the old entry: reference section 7), so that nodes and clients still presenting the old
+        one keep working until an administrator deletes "Old Server Certificate - can delete".
+        """
+        assert self.tls is not None and self.server_certificate is not None
+        old = self.server_certificate
+        self.tls.replace_certificate(new.cert_path, new.key_path, new.key_password)
+        self.tls.add_anchors([i.der for i in new.chain])
+        entries = []
+        for info, name in ((old.info, OLD_SERVER_CERTIFICATE_NAME), (new.info, SERVER_CERTIFICATE_NAME)):
+            entries.append(CertificateDefinition(
+                name=name, thumbprint=Thumbprint(info.thumbprint), clearance=Clearance.CLUSTER_NODE,
+                permissions={}, not_before=info.not_before, not_after=info.not_after,
+                pinning_hash=info.pinning_hash, certificate_der=info.der, subject=info.subject, source="server",
+            ))
+        await self.registry.put(entries)
+        self.server_certificate = new
+        self.identifier.set_server_certificates([new.info, *self._previous_server_certificates()])
+        log.info("Server certificate replaced: %s -> %s", old.info.thumbprint, new.info.thumbprint)
+        return old
 
     @property
     def process_pool(self) -> ProcessPoolExecutor:

@@ -59,6 +59,11 @@ class ServerTLS:
         self.listening_context.sni_callback = self._select_context
         self._contexts.append(self.listening_context)
 
+    @property
+    def anchors(self) -> tuple[bytes, ...]:
+        """Every certificate the handshake accepts as an anchor (DER), for implicit trust's issuer lookup."""
+        return tuple(self._anchors)
+
     def _remember(self, ders: Iterable[bytes]) -> list[bytes]:
         new = [d for d in ders if d not in self._anchor_set]
         self._anchor_set.update(new)

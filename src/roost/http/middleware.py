@@ -15,7 +15,7 @@ from roost.errors import PayloadTooLargeError, RoostError, RouteNotFoundError
 from roost.http import errors
 from roost.http.routing import LEVELS, Handler
 from roost.security import authz
-from roost.security.identity import NO_CERTIFICATE, UNSECURED, Identity
+from roost.security.identity import NO_CERTIFICATE, UNSECURED, AuthStatus, Identity
 from roost.server import Server
 
 log = logging.getLogger("roost.http")
@@ -60,7 +60,11 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             identity = NO_CERTIFICATE  # bench-only route (figure 4): no identify, no authorize
         else:
             now = server.now()
-            identity = server.identifier.identify(peer_certificate(request), now)
+            der = peer_certificate(request)
+            identity = server.identifier.identify(der, now)
+            if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None:
+                # Rare path (a renewed certificate with a registered key): may register it (reference section 9).
+                identity = await server.certificates.implicit_trust(der, identity)
             error = authz.refusal(level, identity, match_info.get("db"))
             if error is not None:
                 if errors.wants_html(request):  # browsers get the private-window hint too

@@ -2,6 +2,8 @@
 
     ca.crt, ca.key                  Roost's internal client-issuing CA (key mode 0600)
     server.crt, server.key          the generated server certificate (chain: server + CA)
+    active-server.json              which certificate replace-cluster-cert installed (survives a restart)
+    server.<thumbprint>.crt/.key    that certificate and its key (0600), written before the pointer above
     admin.client.zip                the initial client certificate package (.pfx, .crt, .key, README.txt)
     admin.client.pem                its certificate + unencrypted key, for curl and the RavenDB client (0600)
 """
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -16,9 +19,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from roost.errors import ConfigurationError
+from roost.errors import BadRequestError, ConfigurationError, RoostError
 from roost.pki import packages
 from roost.pki.authority import (
     CertificateAuthority,
@@ -50,6 +55,16 @@ def _write_public(path: Path, data: bytes) -> None:
     path.chmod(0o644)
 
 
+def _replace_file(path: Path, data: bytes, *, private: bool) -> None:
+    """Write beside ``path`` and rename over it: a crash leaves the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    if private:
+        write_private(temporary, data)
+    else:
+        _write_public(temporary, data)
+    os.replace(temporary, path)
+
+
 def ensure_directory(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -72,34 +87,59 @@ def load_or_create_authority(certs_dir: Path) -> CertificateAuthority:
 def generated_server_certificate(
     certs_dir: Path, authority: CertificateAuthority, *, renew: bool = False
 ) -> ServerCertificate:
+    """Roost's own server certificate; ``renew`` makes a new key and certificate now (``refresh``)."""
     cert_path, key_path = certs_dir / "server.crt", certs_dir / "server.key"
     if renew or not (cert_path.exists() and key_path.exists()):
         key = generate_private_key("EC-P256")
         cert = authority.issue_server(key, default_server_hosts())
-        write_private(key_path, key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        _write_public(cert_path, packages.certificate_pem(cert) + authority.certificate_pem())
+        # Key first: a crash between the two renames leaves a new key with the old certificate, which
+        # load_cert_chain refuses loudly, rather than a certificate whose key is gone.
+        _replace_file(key_path, key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            private=True)
+        _replace_file(cert_path, packages.certificate_pem(cert) + authority.certificate_pem(), private=False)
     chain = load_certificates(cert_path.read_bytes())
     return ServerCertificate(chain[0], chain, cert_path, key_path, None, generated=True)
+
+
+def _load_server_pfx(
+    pfx: bytes, password: str | None, source: str, error: type[RoostError], now: dt.datetime | None
+) -> tuple[PrivateKey, x509.Certificate, list[x509.Certificate]]:
+    """A server .pfx: certificate, its private key, valid now, usable to serve TLS (RavenDB's checks)."""
+    try:
+        key, cert, extra = pkcs12.load_key_and_certificates(pfx, password.encode() if password else None)
+    except ValueError as exc:
+        raise error(
+            f"Unable to load the provided certificate from {source}: it is not a .pfx file, or its password is "
+            "wrong."
+        ) from exc
+    if cert is None or key is None:
+        raise error(f"The certificate from {source} must hold a certificate and its private key.")
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise error(f"The certificate from {source} has a {type(key).__name__}; use an RSA or EC key.")
+    info = describe(cert)
+    if info.not_after < (now or dt.datetime.now(dt.UTC)):
+        raise error(
+            f"The provided certificate '{info.subject}' from {source} is expired! It expired on "
+            f"{info.not_after:%Y-%m-%d}. Supply a valid certificate."
+        )
+    try:
+        ekus = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        ekus = None  # RFC 5280 4.2.1.12: no extension, any purpose
+    if ekus is not None and ExtendedKeyUsageOID.SERVER_AUTH not in ekus:
+        raise error(
+            f"The certificate '{info.subject}' from {source} is not valid for server authentication: its Extended "
+            "Key Usage does not include serverAuth (1.3.6.1.5.5.7.3.1)."
+        )
+    return key, cert, list(extra)
 
 
 def install_supplied_certificate(certs_dir: Path, pfx: bytes, password: str | None, source: str,
                                  *, now: dt.datetime | None = None) -> ServerCertificate:
     """Load a server .pfx (with its private key) and write ssl-loadable files; the key stays encrypted on disk."""
-    try:
-        key, cert, extra = pkcs12.load_key_and_certificates(pfx, password.encode() if password else None)
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"Unable to load the provided certificate from {source}: not a .pfx, or the password is wrong."
-        ) from exc
-    if cert is None or key is None:
-        raise ConfigurationError(f"The certificate from {source} must hold a certificate and its private key.")
+    key, cert, extra = _load_server_pfx(pfx, password, source, ConfigurationError, now)
     info = describe(cert)
-    if info.not_after < (now or dt.datetime.now(dt.UTC)):
-        raise ConfigurationError(
-            f"The provided certificate '{info.subject}' from {source} is expired! It expired on "
-            f"{info.not_after:%Y-%m-%d}. Supply a valid certificate."
-        )
     key_password = secrets.token_urlsafe(24)
     stem = f"server.{info.thumbprint[:12].lower()}"
     cert_path, key_path = certs_dir / f"{stem}.crt", certs_dir / f"{stem}.key"
@@ -113,6 +153,65 @@ def install_supplied_certificate(certs_dir: Path, pfx: bytes, password: str | No
 
 def supplied_server_certificate(certs_dir: Path, path: Path, password: str | None) -> ServerCertificate:
     return install_supplied_certificate(certs_dir, path.read_bytes(), password, f"'{path}'")
+
+
+# A replacement installed over the API (replace-cluster-cert) ----------------------------------------------------
+
+ACTIVE_POINTER = "active-server.json"
+
+
+def install_replacement(certs_dir: Path, pfx: bytes, password: str | None, *, configured_thumbprint: str,
+                        now: dt.datetime | None = None) -> ServerCertificate:
+    """Check a new server .pfx and write it where the next start finds it; returns it ready for ``ssl``.
+
+    The key is written unencrypted with mode 0600, as Roost's own ``server.key``: the passphrase of the upload is
+    never stored, and a restart must be able to load the key without anyone typing it. The pointer file is
+    written last, so a crash midway leaves the previous certificate in charge. ``configured_thumbprint`` is the
+    certificate the settings name (or Roost's generated one): if an administrator later changes that, the
+    settings win over this replacement at the next start.
+    """
+    key, cert, extra = _load_server_pfx(pfx, password, "the request", BadRequestError, now)
+    info = describe(cert)
+    stem = f"server.{info.thumbprint.lower()}"
+    cert_path, key_path = certs_dir / f"{stem}.crt", certs_dir / f"{stem}.key"
+    chain = [cert, *extra]
+    _replace_file(key_path, key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), private=True)
+    _replace_file(cert_path, b"".join(packages.certificate_pem(c) for c in chain), private=False)
+    pointer = {"Thumbprint": info.thumbprint, "Certificate": cert_path.name, "Key": key_path.name,
+               "ConfiguredThumbprint": configured_thumbprint,
+               "InstalledAt": (now or dt.datetime.now(dt.UTC)).isoformat()}
+    _replace_file(certs_dir / ACTIVE_POINTER, json.dumps(pointer, indent=2).encode(), private=False)
+    return ServerCertificate(info, [describe(c) for c in chain], cert_path, key_path, None, generated=False)
+
+
+def forget_replacement(certs_dir: Path) -> None:
+    """Roost's generated certificate is in charge again (after ``refresh``)."""
+    (certs_dir / ACTIVE_POINTER).unlink(missing_ok=True)
+
+
+@dataclass
+class Replacement:
+    certificate: ServerCertificate
+    configured_thumbprint: str
+
+
+def installed_replacement(certs_dir: Path) -> Replacement | None:
+    """The certificate replace-cluster-cert installed, if any. A damaged pointer is a configuration error."""
+    pointer_path = certs_dir / ACTIVE_POINTER
+    if not pointer_path.exists():
+        return None
+    try:
+        pointer = json.loads(pointer_path.read_text())
+        cert_path, key_path = certs_dir / pointer["Certificate"], certs_dir / pointer["Key"]
+        chain = load_certificates(cert_path.read_bytes())
+    except (OSError, ValueError, KeyError, RoostError) as exc:
+        raise ConfigurationError(
+            f"{pointer_path} names a server certificate that cannot be read ({exc}). Delete {pointer_path} to "
+            "start with the configured certificate, then replace it again."
+        ) from exc
+    return Replacement(ServerCertificate(chain[0], chain, cert_path, key_path, None, generated=False),
+                       str(pointer.get("ConfiguredThumbprint", "")))
 
 
 @dataclass

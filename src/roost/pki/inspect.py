@@ -6,9 +6,11 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -164,3 +166,28 @@ def load_pem_bundle(pem: bytes) -> list[CertificateInfo]:
         return [describe(c) for c in x509.load_pem_x509_certificates(pem)]
     except ValueError as exc:
         raise CertificateLoadError("The file holds no PEM certificate.") from exc
+
+
+def find_issuer(der: bytes, candidates: Iterable[bytes]) -> CertificateInfo | None:
+    """The certificate among ``candidates`` that signed ``der`` (name match and a verified signature), if any.
+
+    Used by implicit trust (reference section 9): TLS already proved that the peer chains to one of Roost's
+    anchors, this finds which one so that its pinning hash can be compared.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    for candidate_der in candidates:
+        try:
+            candidate = x509.load_der_x509_certificate(candidate_der)
+        except ValueError:
+            continue
+        if candidate.subject != cert.issuer or candidate_der == der:
+            continue
+        try:
+            cert.verify_directly_issued_by(candidate)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return describe(candidate)
+    return None

@@ -6,7 +6,10 @@ purge respects clearance, no passphrase is ever stored, nobody deletes the certi
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import datetime as dt
+import logging
 import unicodedata
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -14,9 +17,15 @@ from typing import TYPE_CHECKING, Any
 from roost import clock
 from roost.documents.names import database_name
 from roost.errors import BadRequestError, ForbiddenOperationError, NotFoundError
-from roost.pki import packages
+from roost.pki import datadir, packages
 from roost.pki.authority import KEY_TYPES, KeyType
-from roost.pki.inspect import CertificateInfo, decode_certificate_field, load_certificates
+from roost.pki.inspect import (
+    CertificateInfo,
+    decode_certificate_field,
+    describe_der,
+    find_issuer,
+    load_certificates,
+)
 from roost.pki.issuance import PackageRequest, issue_package, needs_worker
 from roost.security.identity import Identity
 from roost.security.registry import CertificateDefinition, Registry, parse_clearance
@@ -24,6 +33,8 @@ from roost.types import Access, Clearance, Thumbprint
 
 if TYPE_CHECKING:
     from roost.server import Server
+
+audit = logging.getLogger("roost.audit")
 
 MAX_NAME = 200
 SERVER_CERTIFICATE_NAME = "Server Certificate"
@@ -159,6 +170,8 @@ class CertificateService:
     def __init__(self, server: Server) -> None:
         self._server = server
         self._lock = asyncio.Lock()  # one registry write at a time: check-then-write stays consistent
+        # (thumbprint, registry generation) pairs implicit trust refused: not re-examined until the registry changes.
+        self._implicit_refused: set[tuple[str, int]] = set()
 
     @property
     def registry(self) -> Registry:
@@ -274,8 +287,10 @@ class CertificateService:
                         f"clearance because the current client certificate being used has a lower clearance: "
                         f"{_caller_label(caller)}"
                     )
-            await self._server.trust([m.der for m in members] + [c.der for c in chain])
+            # Registered first, so that trust() keeps only the chain certificates as extra stored anchors: the
+            # members are re-anchored from the registry at start-up, and stop being anchors once deleted.
             await self.registry.put(definitions)
+            await self._server.trust([m.der for m in members] + [c.der for c in chain])
         return definitions
 
     # Edit -----------------------------------------------------------------------------------------------------
@@ -386,6 +401,121 @@ class CertificateService:
                 await self.registry.delete(thumbprints)
                 await self._server.forget_certificate(thumbprints)
         return expired
+
+    # Server certificate (reference section 7) ----------------------------------------------------------------
+
+    async def replace_server_certificate(self, caller: Identity, body: Any) -> tuple[str, str]:
+        """replace-cluster-cert: install a new server .pfx now. A single node confirms at once, so
+        ``replaceImmediately`` changes nothing here; it is accepted for RavenDB's clients."""
+        server = self._server
+        body = check_fields(body, {"Certificate", "Password", "Name"}, "request")
+        raw = body.get("Certificate")
+        if not raw or not isinstance(raw, str):
+            raise BadRequestError("Certificate is a mandatory property: the base64 of the new server .pfx.")
+        password = body.get("Password")
+        if password is not None and not isinstance(password, str):
+            raise BadRequestError("Password must be a string.")
+        try:
+            pfx = base64.b64decode(raw.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequestError(
+                "Unable to load the provided certificate: the Certificate property is not base64."
+            ) from None
+        if server.server_certificate is None or server.tls is None:
+            raise BadRequestError("This server runs without TLS; there is no server certificate to replace.")
+        async with self._lock:
+            current = server.server_certificate
+            # Checked before anything is written: bad input changes nothing.
+            offered = load_certificates(pfx, password or None)[0]
+            if offered.thumbprint == current.info.thumbprint:
+                raise BadRequestError(
+                    f"The provided certificate ({offered.thumbprint}) is already this server's certificate."
+                )
+            new = await asyncio.to_thread(datadir.install_replacement, server.settings.certificates_dir, pfx,
+                                          password or None, configured_thumbprint=server.configured_thumbprint,
+                                          now=clock.now())
+            old = await server.install_server_certificate(new)
+        audit.info("Server certificate replaced by %s: %s -> %s", caller.display_name, old.info.thumbprint,
+                   new.info.thumbprint)
+        return old.info.thumbprint, new.info.thumbprint
+
+    async def refresh_server_certificate(self, caller: Identity) -> tuple[str, str]:
+        """refresh: a new certificate for Roost's generated server certificate, from the internal CA, now."""
+        server = self._server
+        current = server.server_certificate
+        if current is None or server.authority is None:
+            raise BadRequestError("This server runs without TLS; there is no server certificate to renew.")
+        if not current.generated:
+            raise BadRequestError(
+                f"The server certificate '{current.info.subject}' ({current.info.thumbprint}) was not generated by "
+                "Roost, so Roost cannot renew it. Renew it with its issuer and install it with replace-cluster-cert "
+                "(roost server-cert replace)."
+            )
+        async with self._lock:
+            certs_dir = server.settings.certificates_dir
+            new = await asyncio.to_thread(datadir.generated_server_certificate, certs_dir, server.authority,
+                                          renew=True)
+            datadir.forget_replacement(certs_dir)
+            server.configured_thumbprint = new.info.thumbprint
+            old = await server.install_server_certificate(new)
+        audit.info("Server certificate renewed by %s: %s -> %s", caller.display_name, old.info.thumbprint,
+                   new.info.thumbprint)
+        return old.info.thumbprint, new.info.thumbprint
+
+    # Implicit trust by public-key pinning hash (reference section 9) -------------------------------------------
+
+    async def implicit_trust(self, der: bytes, identity: Identity) -> Identity:
+        """An unregistered certificate with a registered certificate's key: register it if its issuer is known.
+
+        Runs only for status UnfamiliarIssuer (never on the path of a registered certificate). The issuer is
+        known when its pinning hash is in Security.WellKnownIssuerHashes.Admin, or when it has the same pinning
+        hash as the issuer of the registered certificate (the same CA, perhaps with a renewed certificate).
+        """
+        server = self._server
+        thumbprint = identity.thumbprint
+        if thumbprint is None or server.tls is None:
+            return identity
+        refused_key = (thumbprint, self.registry.generation)
+        if refused_key in self._implicit_refused:
+            return identity
+        info = describe_der(der)
+        anchors = [*server.tls.anchors]
+        issuer = find_issuer(der, anchors)
+        known = [d for d in self.registry.by_pinning_hash(info.pinning_hash) if not d.disabled]
+        hashes = set(server.settings.well_known_issuer_hashes)
+        match: CertificateDefinition | None = None
+        for candidate in sorted(known, key=lambda d: d.not_after, reverse=True):
+            if issuer is None:
+                break
+            if issuer.pinning_hash in hashes:
+                match = candidate
+                break
+            previous_issuer = find_issuer(candidate.certificate_der, anchors)
+            if previous_issuer is not None and previous_issuer.pinning_hash == issuer.pinning_hash:
+                match = candidate
+                break
+        if match is None:
+            if len(self._implicit_refused) > 10_000:
+                self._implicit_refused.clear()
+            self._implicit_refused.add(refused_key)
+            audit.warning(
+                "Refused %s: it has the public key of a registered certificate but its issuer %s is unknown. To "
+                "trust it, add %s to Security.WellKnownIssuerHashes.Admin.", identity.display_name,
+                issuer.subject if issuer else "(not found)", issuer.pinning_hash if issuer else "its issuer's hash",
+            )
+            return identity
+        match = self.registry.primary_of(match)
+        definition = self._definition(info, match.name, match.clearance, dict(match.permissions),
+                                      two_factor_key=match.two_factor_key, source="implicit")
+        async with self._lock:
+            if self.registry.get(thumbprint) is None:
+                await self.registry.put([definition])
+        audit.warning(
+            "Registered %s automatically with the name, clearance and permissions of %s ('%s'): same public key "
+            "pinning hash, known issuer %s.", identity.display_name, match.thumbprint, match.name,
+            issuer.subject if issuer else "",
+        )
+        return server.identifier.identify(der, clock.now())
 
     # Read -----------------------------------------------------------------------------------------------------
 
@@ -498,8 +628,9 @@ class CertificateService:
                                   and not state) else [d for d in candidates if keep(d)]
         page = filtered[start : start + page_size]
         results = [d.to_wire(metadata_only=metadata_only, last_used=registry.last_used(d.thumbprint)) for d in page]
+        # After a replacement the server certificate is also a registered ClusterNode entry: list it once.
         include_server = start == 0 and (name is None or name == SERVER_CERTIFICATE_NAME) and not (
-            needle or wanted_clearance or state)
+            needle or wanted_clearance or state) and registry.get(server.server_thumbprint or "") is None
         if include_server and (entry := self.server_entry(metadata_only=metadata_only)) is not None:
             results.insert(0, entry)
         return {**result, "Results": results, "TotalResults": len(filtered)}

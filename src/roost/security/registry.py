@@ -185,7 +185,14 @@ class Registry:
         return self._sorted
 
     async def put(self, definitions: list[CertificateDefinition]) -> None:
-        await self._storage.put_certificates([d.to_storage() for d in definitions])
+        stored = []
+        for definition in definitions:
+            data = definition.to_storage()
+            # An edit rewrites the stored definition: keep the last-used time it already had.
+            if (last_used := self._last_used.get(definition.thumbprint)) is not None:
+                data["LastUsedDate"] = clock.wire_date(last_used)
+            stored.append(data)
+        await self._storage.put_certificates(stored)
         for definition in definitions:
             old = self._by_thumbprint.get(definition.thumbprint)
             if old is not None:
@@ -216,7 +223,11 @@ class Registry:
     def apply_external(self, definitions: list[CertificateDefinition]) -> None:
         """Index definitions that storage already holds (written in the same transaction as something else)."""
         for definition in definitions:
+            old = self._by_thumbprint.get(definition.thumbprint)
+            if old is not None:
+                self._by_pinning_hash.get(old.pinning_hash, set()).discard(old.thumbprint)
             self._by_thumbprint[definition.thumbprint] = definition
+            self._by_pinning_hash.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
         self._changed()
 
     def _changed(self) -> None:
