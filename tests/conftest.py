@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -126,37 +126,35 @@ def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, 
     )
     assert process.stdout is not None
     output: list[str] = []
+    # A reader thread from the first byte: select() on the pipe cannot see lines already sitting in the
+    # TextIOWrapper's buffer, so two lines arriving in one chunk (a warning and the ready line) would hang.
+    pump = _drain(process, output)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.2)
-        if ready:
-            line = process.stdout.readline()
-            if not line:
-                break
-            output.append(line.rstrip("\n"))
+        for line in list(output):
             if line.startswith("Server available on: "):
                 url = line.split(": ", 1)[1].strip()
                 port_number = int(url.rsplit(":", 1)[1])
-                server = RunningServer(url, port_number, data_dir, process, output)
-                _drain(process, output)
-                return server
-        elif process.poll() is not None:
+                return RunningServer(url, port_number, data_dir, process, output)
+        if process.poll() is not None and not pump.is_alive():
             break
+        time.sleep(0.02)
     process.kill()
-    rest = process.stdout.read() if process.stdout else ""
-    raise RuntimeError("roost serve did not start:\n" + "\n".join(output) + rest)
+    pump.join(timeout=5)
+    raise RuntimeError("roost serve did not start:\n" + "\n".join(output))
 
 
-def _drain(process: subprocess.Popen[str], output: list[str]) -> None:
+def _drain(process: subprocess.Popen[str], output: list[str]) -> threading.Thread:
     """Keep reading the server's output in the background so that it never blocks on a full pipe."""
-    import threading
 
     def pump() -> None:
         assert process.stdout is not None
         for line in process.stdout:
             output.append(line.rstrip("\n"))
 
-    threading.Thread(target=pump, daemon=True).start()
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
 
 
 @pytest.fixture(scope="module")
