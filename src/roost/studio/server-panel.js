@@ -19,11 +19,10 @@ export function serverPanel({ entry, thumbprint, onChanged }) {
   const exportButton = h("button", { type: "button", class: "secondary" }, "Export server certificates");
 
   renew.addEventListener("click", async () => {
-    const done = await runAction(renew, errors, async () => {
-      await request("POST", "/admin/certificates/refresh");
-      return true;
-    }, "Renewing…");
-    if (done) onChanged?.("The server certificate was renewed.");
+    const done = await runAction(renew, errors, async () => ({
+      result: await request("POST", "/admin/certificates/refresh"),
+    }), "Renewing…");
+    if (done) onChanged?.(replacedMessage("renewed", done.result));
   });
   replaceButton.addEventListener("click", () => openReplaceDialog({ onDone: onChanged }));
   exportButton.addEventListener("click", () =>
@@ -108,17 +107,24 @@ function openReplaceDialog({ onDone }) {
     }
     const body = { Certificate: await fileToBase64(file.files[0]) };
     if (password.value) body.Password = password.value;
-    const ok = await runAction(submit, handle.error, async () => {
-      await request("POST", "/admin/certificates/replace-cluster-cert", {
+    const ok = await runAction(submit, handle.error, async () => ({
+      result: await request("POST", "/admin/certificates/replace-cluster-cert", {
         query: { replaceImmediately: immediately.checked },
         body,
-      });
-      return true;
-    }, "Replacing…");
+      }),
+    }), "Replacing…");
     if (ok) {
       handle.close();
-      onDone?.("The server certificate was replaced.");
+      onDone?.(replacedMessage("replaced", ok.result));
     }
   });
 }
 
+
+/** "The server certificate was renewed: its thumbprint is now X (was Y)." */
+function replacedMessage(verb, result) {
+  if (result?.Thumbprint && result?.OldThumbprint) {
+    return `The server certificate was ${verb}: its thumbprint is now ${result.Thumbprint} (was ${result.OldThumbprint}).`;
+  }
+  return `The server certificate was ${verb}.`;
+}
