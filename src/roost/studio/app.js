@@ -38,7 +38,9 @@ async function boot() {
     }
   } catch (err) {
     if (err instanceof ApiError && err.status === 428) return; // the clearance screen is already shown
-    showBlocked("Roost did not let you in", err.message);
+    // A two-factor session held by another browser ("only this browser") is refused with a plain 403, as in
+    // RavenDB; entering a code here moves the session to this browser.
+    showBlocked("Roost did not let you in", err.message, err instanceof ApiError && err.status === 403);
     return;
   }
   renderIdentity(session.me);
@@ -96,11 +98,29 @@ function route() {
   main.focus({ preventScroll: true });
 }
 
-function showBlocked(title, message) {
+function showBlocked(title, message, offerTwoFactor = false) {
   nav.hidden = true;
+  const enterCode = offerTwoFactor
+    ? h("button", { type: "button", class: "secondary" }, "Enter a two-factor code")
+    : null;
+  enterCode?.addEventListener("click", () => {
+    clearing = true;
+    document.title = "Two-factor authentication · Roost Studio";
+    renderTwoFactor(main, {
+      reason: "If your certificate uses two-factor authentication and its session belongs to another browser, a code moves it here.",
+      onCleared: boot,
+    });
+  });
   replace(
     main,
-    h("section", { class: "card refusal", role: "alert" }, h("h1", {}, title), h("p", {}, message)),
+    h(
+      "section",
+      { class: "card refusal", role: "alert" },
+      h("h1", {}, title),
+      h("p", {}, message),
+      enterCode ? h("p", { class: "hint" }, "Is your certificate protected by two-factor authentication?") : null,
+      enterCode,
+    ),
   );
 }
 
@@ -112,7 +132,7 @@ apiEvents.addEventListener("two-factor-required", (event) => {
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   nav.hidden = true;
   document.title = "Two-factor authentication · Roost Studio";
-  renderTwoFactor(main, { reason: event.detail.message, onCleared: boot });
+  renderTwoFactor(main, { reason: `Roost said: ${event.detail.message}`, onCleared: boot });
 });
 
 window.addEventListener("hashchange", route);

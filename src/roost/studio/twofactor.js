@@ -95,7 +95,7 @@ export async function renderTwoFactor(container, { reason, onCleared }) {
       { class: "card clearance-screen", "aria-labelledby": "clearance-title" },
       h("h1", { id: "clearance-title" }, "Two-factor authentication"),
       h("p", {}, "Your certificate requires two-factor authentication. Enter the code from your authenticator app to continue."),
-      reason ? h("p", { class: "hint" }, `Roost said: ${reason}`) : null,
+      reason ? h("p", { class: "hint" }, reason) : null,
       form,
     ),
   );
