@@ -74,6 +74,13 @@ class AuthorizationError(RoostError):
     error_type = "InvalidAuth"
 
 
+class CrossOriginRequestError(RoostError):
+    """A browser request that another site's page started (CSRF), or a CORS preflight from an origin not allowed."""
+
+    http_status = 403
+    error_type = "Raven.Server.Web.CrossOriginRequestRefused"
+
+
 class TwoFactorRequiredError(AuthorizationError):
     http_status = 428
 

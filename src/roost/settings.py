@@ -222,6 +222,38 @@ def _int(value: Any, key: str, low: int, high: int) -> int:
     return number
 
 
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` as a browser serializes an origin (lower case, default port left out), or None."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.casefold()
+    host = parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == {"http": 80, "https": 443}[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _origins(value: Any, source: str) -> tuple[str, ...]:
+    """Security.Cors.AllowedOrigins: exact origins only. '*' would hand every web site the user's certificate."""
+    result: list[str] = []
+    for entry in _list(value):
+        origin = origin_of(entry)
+        if entry == "*" or origin is None or urlsplit(entry).path not in ("", "/") or "@" in entry:
+            raise ConfigurationError(
+                f"cors_allowed_origins ({source}): '{entry}' is not an origin. List exact origins such as "
+                "https://app.example.com:8080; '*' is not allowed because browsers send the client certificate."
+            )
+        result.append(origin)
+    return tuple(result)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -268,9 +300,11 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
         kwargs["certificate_path"] = path.resolve()
     if (v := get("certificate_password")) is not None:
         kwargs["certificate_password"] = str(v[0]) or None
-    for name in ("well_known_admins", "well_known_issuer_hashes", "allowed_ips", "cors_allowed_origins"):
+    for name in ("well_known_admins", "well_known_issuer_hashes", "allowed_ips"):
         if (v := get(name)) is not None:
             kwargs[name] = _list(v[0])
+    if (v := get("cors_allowed_origins")) is not None:
+        kwargs["cors_allowed_origins"] = _origins(v[0], v[1])
     if (v := get("trusted_issuers")) is not None:
         paths = tuple(Path(p).expanduser() for p in _list(v[0]))
         for path in paths:

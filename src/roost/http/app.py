@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from roost.http.browsers import BROWSERS, BrowserPolicy
 from roost.http.middleware import BARE_HANDLERS, SERVER, security_middleware
 from roost.http.routes import certificates, databases, documents, studio
 from roost.http.routing import RouteTable, install
@@ -15,6 +16,7 @@ ROUTE_TABLES: list[RouteTable] = [certificates.routes, databases.routes, documen
 def build_app(server: Server) -> web.Application:
     app = web.Application(middlewares=[security_middleware], client_max_size=server.settings.max_body_bytes)
     app[SERVER] = server
+    app[BROWSERS] = BrowserPolicy(server.settings)
     tables = list(ROUTE_TABLES)
     app[BARE_HANDLERS] = frozenset()
     if server.settings.bench_unauthenticated_route:

@@ -13,6 +13,7 @@ from aiohttp import web
 from roost import RAVEN_SERVER_VERSION
 from roost.errors import PayloadTooLargeError, RoostError, RouteNotFoundError
 from roost.http import errors
+from roost.http.browsers import BROWSERS
 from roost.http.routing import LEVELS, Handler
 from roost.security import authz
 from roost.security.identity import NO_CERTIFICATE, UNSECURED, AuthStatus, Identity
@@ -46,8 +47,15 @@ def identity_of(request: web.Request) -> Identity:
 async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     server = app[SERVER]
+    browsers = app[BROWSERS]
     try:
+        # CSRF first: before authorization, before any body is read (docs/security-model.md, Browsers).
+        browsers.check_csrf(request, server.url, server.port)
         match_info = request.match_info
+        if request.method == "OPTIONS" and (preflight := browsers.preflight(request)) is not None:
+            preflight.headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
+            browsers.add_headers(request, preflight.headers)
+            return preflight
         if match_info.http_exception is not None:
             raise RouteNotFoundError(
                 f"There is no handler for path: {request.method} {request.path}"
@@ -80,12 +88,16 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         if exc.status == 413:
             response = errors.render(request, _too_large(request))
         else:
+            browsers.add_headers(request, exc.headers)  # redirects and aiohttp's own answers get them too
             raise
     except Exception:
         log.exception("Unhandled error on %s %s", request.method, request.path)
         response = errors.render(request, RoostError(
             "The server failed to handle this request; the error has been logged. Please report it."))
-    response.headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
+    headers = response.headers
+    headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
+    if not response.prepared:  # a handler that streamed its answer has set its own headers (browsers.add_headers)
+        browsers.add_headers(request, headers)
     return response
 
 

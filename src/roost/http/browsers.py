@@ -1,0 +1,174 @@
+"""What Roost does because some of its callers are web browsers: CSRF, CORS and the security headers.
+
+A browser that holds a client certificate presents it to Roost on every request to Roost's origin, whoever's page
+started the request: ambient authority, like a cookie. So a state-changing request that carries a browser's
+provenance signals must come from Roost's own origin (RavenDB runs the same kind of check before authorization,
+reference ravendb-certificates.md section 1.3). Requests without those signals (RavenDB clients, curl, the CLI)
+cannot be forged by a web page and pass. docs/security-model.md, "Browsers", tells the whole story.
+
+Everything here runs on every request, so the checks are a few header lookups and one set membership.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from roost.errors import CrossOriginRequestError
+from roost.settings import Settings, origin_of
+
+# Methods that may change state. GET, HEAD and OPTIONS must not (and Roost's GET routes do not).
+UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+# Fetch Metadata (https://www.w3.org/TR/fetch-metadata/): the browser's own statement of who started the request.
+# "same-site" is refused too: another port or subdomain of the same site is another application.
+_FOREIGN_SITES = frozenset({"cross-site", "same-site"})
+
+# Sent on every response (cheap, harmless for API clients): never sniff a type, never leak the URL in a Referer.
+ALWAYS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+# HTTPS only: browsers must never try plain HTTP for this host again (RFC 6797). No includeSubDomains: Roost
+# speaks for its own host, not for the domain it lives in.
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+# The policy for any HTML that does not bring a stricter or more specific one (the Studio brings its own).
+HTML_CSP = ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "
+            "img-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'")
+
+BROWSERS = web.AppKey("browsers", "BrowserPolicy")
+
+_PREFLIGHT_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH"
+_MAX_ORIGIN_IN_MESSAGE = 200
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class BrowserPolicy:
+    """Roost's own origins, the administrator's CORS origins, and the checks and headers built on them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.secure = settings.secured
+        self.cors_origins = frozenset(settings.cors_allowed_origins)  # normalized by Settings
+        self._settings = settings
+        self._own: frozenset[str] | None = None
+        self._own_for = ""
+
+    def own_origins(self, server_url: str, port: int) -> frozenset[str]:
+        """The origins the Studio can be loaded from: the server's URL, its public URL, and on a loopback address
+        every loopback name with the real port (a browser may be pointed at localhost, 127.0.0.1 or [::1])."""
+        if self._own is not None and self._own_for == server_url:
+            return self._own
+        origins: set[str] = set()
+        for url in (server_url, self._settings.public_url):
+            if url and (origin := origin_of(url)) is not None:
+                origins.add(origin)
+        bind = self._settings.host
+        url_host = (urlsplit(server_url).hostname or "") if server_url else ""
+        if port and (_loopback(bind) or (bind in ("0.0.0.0", "::", "") and _loopback(url_host))):
+            scheme = "https" if self.secure else "http"
+            for host in ("localhost", "127.0.0.1", "[::1]"):
+                origin = origin_of(f"{scheme}://{host}:{port}")
+                assert origin is not None
+                origins.add(origin)
+        if server_url:
+            self._own, self._own_for = frozenset(origins), server_url
+        return frozenset(origins)
+
+    def check_csrf(self, request: web.Request, server_url: str, port: int) -> None:
+        """Refuse a state-changing request that a page of another origin made the browser send.
+
+        Runs before authorization and before the body is read. A request with neither ``Origin`` nor
+        ``Sec-Fetch-Site`` is not from a browser's cross-origin machinery and passes.
+        """
+        if request.method not in UNSAFE_METHODS:
+            return
+        headers = request.headers
+        origin = headers.get("Origin")
+        site = headers.get("Sec-Fetch-Site")
+        if origin is None:
+            if site in _FOREIGN_SITES:
+                raise self._refusal(request, f"it was started by a page of another site (Sec-Fetch-Site: {site})",
+                                    server_url)
+            return
+        if origin in self.cors_origins:
+            return  # the administrator allowed this origin to call Roost with the user's certificate
+        if origin not in self.own_origins(server_url, port):
+            raise self._refusal(request, f"it was started by a page of the origin '{origin[:_MAX_ORIGIN_IN_MESSAGE]}'",
+                                server_url)
+        if site in _FOREIGN_SITES:  # an own Origin with a foreign Sec-Fetch-Site: a redirect chain; trust the browser
+            raise self._refusal(request, f"it was started by a page of another site (Sec-Fetch-Site: {site})",
+                                server_url)
+
+    def _refusal(self, request: web.Request, why: str, server_url: str) -> CrossOriginRequestError:
+        return CrossOriginRequestError(
+            f"Roost refused this {request.method} request because {why}, and a browser holding a client "
+            f"certificate may only change things from Roost's own Studio ({server_url or 'this server'}/studio/). "
+            "If this page is Roost's Studio reached by another address, set PublicServerUrl to that address; "
+            "to let another web application call Roost, list its origin in Security.Cors.AllowedOrigins."
+        )
+
+    def preflight(self, request: web.Request) -> web.Response | None:
+        """Answer a CORS preflight (OPTIONS with Access-Control-Request-Method), or None if it is not one.
+
+        Preflights carry no credentials, so they skip authorization (as in RavenDB); only configured origins get
+        the Access-Control-Allow-* headers, and always the exact origin with credentials, never ``*``.
+        """
+        headers = request.headers
+        method = headers.get("Access-Control-Request-Method")
+        origin = headers.get("Origin")
+        if method is None or origin is None:
+            return None
+        if origin not in self.cors_origins:
+            raise CrossOriginRequestError(
+                f"Roost does not allow cross-origin requests from '{origin[:_MAX_ORIGIN_IN_MESSAGE]}'. An "
+                "administrator can allow a web application's origin with Security.Cors.AllowedOrigins."
+            )
+        allow: CIMultiDict[str] = CIMultiDict()
+        allow["Access-Control-Allow-Origin"] = origin
+        allow["Access-Control-Allow-Credentials"] = "true"
+        allow["Access-Control-Allow-Methods"] = _PREFLIGHT_METHODS
+        requested = headers.get("Access-Control-Request-Headers")
+        if requested and all(_is_token(h.strip()) for h in requested.split(",")):
+            allow["Access-Control-Allow-Headers"] = requested
+        allow["Access-Control-Max-Age"] = "600"
+        allow["Vary"] = "Origin"
+        return web.Response(status=204, headers=allow)
+
+    def add_headers(self, request: web.Request, headers: CIMultiDict[str]) -> None:
+        """The security headers on one response (ALWAYS, HSTS on HTTPS, a CSP on HTML, CORS for allowed origins)."""
+        for name, value in ALWAYS:
+            headers[name] = value
+        if "Cache-Control" not in headers:
+            # API answers carry certificates, permissions, documents: no cache keeps them. Static files say otherwise.
+            headers["Cache-Control"] = "no-store"
+        if self.secure:
+            headers[HSTS[0]] = HSTS[1]
+        if "Content-Security-Policy" not in headers and "text/html" in headers.get("Content-Type", ""):
+            headers[HTML_CSP[0]] = HTML_CSP[1]
+        if self.cors_origins:
+            origin = request.headers.get("Origin")
+            if origin is not None and origin in self.cors_origins:
+                headers["Access-Control-Allow-Origin"] = origin
+                headers["Access-Control-Allow-Credentials"] = "true"
+                headers["Access-Control-Expose-Headers"] = "Content-Disposition, ETag, Raven-Server-Version"
+                headers.add("Vary", "Origin")
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _is_token(value: str) -> bool:
+    return bool(value) and all(ch in _TOKEN_CHARS for ch in value)
+
+
+def origins(values: Iterable[str]) -> frozenset[str]:
+    """Serialize URLs as browsers serialize origins (for tests and tools)."""
+    return frozenset(o for v in values if (o := origin_of(v)) is not None)
