@@ -69,6 +69,15 @@ def test_own_origins_are_accepted(server: RunningServer) -> None:
         assert response.status_code == 200, (origin, response.text)
 
 
+def test_a_null_origin_passes_only_with_same_origin_fetch_metadata(server: RunningServer) -> None:
+    """Roost's Referrer-Policy: no-referrer makes Chromium send "Origin: null" on the Studio's own form POSTs."""
+    for site, status in (("same-origin", 200), (None, 403), ("cross-site", 403), ("same-site", 403), ("none", 403)):
+        headers = {"Origin": "null", **({"Sec-Fetch-Site": site} if site else {})}
+        response = server.admin().post(f"{server.url}/admin/certificates", json=_generate_body(f"null-{site}"),
+                                       headers=headers)
+        assert response.status_code == status, (site, response.text)
+
+
 def test_an_own_host_with_another_port_is_refused(server: RunningServer) -> None:
     for origin in (f"https://localhost:{server.port + 1}", f"http://localhost:{server.port}",
                    f"https://localhost.evil.example:{server.port}"):

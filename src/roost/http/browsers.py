@@ -36,8 +36,6 @@ HSTS = ("Strict-Transport-Security", "max-age=31536000")
 HTML_CSP = ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "
             "img-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'")
 
-BROWSERS = web.AppKey("browsers", "BrowserPolicy")
-
 _PREFLIGHT_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH"
 _MAX_ORIGIN_IN_MESSAGE = 200
 
@@ -101,6 +99,10 @@ class BrowserPolicy:
         if origin in self.cors_origins:
             return  # the administrator allowed this origin to call Roost with the user's certificate
         if origin not in self.own_origins(server_url, port):
+            if origin == "null" and site == "same-origin":
+                # Roost's own Referrer-Policy (no-referrer) makes Chromium send "Origin: null" on a same-origin form
+                # POST; Sec-Fetch-Site, which no page can set, says who started it.
+                return
             raise self._refusal(request, f"it was started by a page of the origin '{origin[:_MAX_ORIGIN_IN_MESSAGE]}'",
                                 server_url)
         if site in _FOREIGN_SITES:  # an own Origin with a foreign Sec-Fetch-Site: a redirect chain; trust the browser
@@ -161,6 +163,8 @@ class BrowserPolicy:
                 headers["Access-Control-Expose-Headers"] = "Content-Disposition, ETag, Raven-Server-Version"
                 headers.add("Vary", "Origin")
 
+
+BROWSERS = web.AppKey("browsers", BrowserPolicy)
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
