@@ -42,5 +42,15 @@ def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int
         pass
 
 
+def _register_certificate_commands() -> None:
+    from roost.cli.certs import certs, server_cert
+
+    main.add_command(certs)
+    main.add_command(server_cert)
+
+
+_register_certificate_commands()
+
+
 if __name__ == "__main__":
     main()
