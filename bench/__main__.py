@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import ssl
 import sys
@@ -11,16 +12,14 @@ import time
 import traceback
 from dataclasses import asdict
 
-from .common import Row, can_pin, render_table
+from .common import NICE, Row, can_pin, render_table
 from .figures import FIGURES, Context
 
 
 def machine() -> str:
-    import os
-
     return (
         f"{os.cpu_count()} cores, Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}" + (f", measured processes at nice {NICE}" if NICE else "")
     )
 
 
@@ -38,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no figure {unknown}; figures are {sorted(FIGURES)}")
 
     print(f"Roost benchmarks ({'smoke' if args.smoke else 'full'}) on {machine()}", flush=True)
+    load_before = os.getloadavg()
     if not can_pin():
         print("warning: cannot pin server and load generator to separate cores (need taskset and 2 cores)")
     rows: list[Row] = []
@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ({time.monotonic() - t0:.1f} s)", flush=True)
     print()
     print(render_table(rows))
-    print(f"\n{len(rows)} rows in {time.monotonic() - started:.0f} s")
+    load_after = os.getloadavg()
+    print(f"\n{len(rows)} rows in {time.monotonic() - started:.0f} s; load average (1 min) {load_before[0]:.1f} "
+          f"before, {load_after[0]:.1f} after (2 cores: above 2 means other processes competed for the CPU)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "smoke": args.smoke, "rows": [asdict(r) for r in rows]}, f, indent=2)

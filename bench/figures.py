@@ -76,8 +76,14 @@ def _ratio_row(fig: str, name: str, roost: LoadResult | None, base: LoadResult, 
                    details={"nginx": _load_details(base)})
     ratio = roost.rps / base.rps if base.rps else None
     ok = ratio is not None and roost.ok and base.ok
+    cpu = ""
+    if roost.server_cpu and base.server_cpu:
+        cpu_ratio = (roost.rps / roost.server_cpu) / (base.rps / base.server_cpu)
+        cpu = (f"per server CPU-second {cpu_ratio:.3f}; server CPU used: Roost {roost.server_cpu:.2f}, "
+               f"nginx {base.server_cpu:.2f}; load generator CPU with nginx {base.client_cpu:.2f}")
     return Row(fig, name, roost.rps, unit, baseline=base.rps, ratio=ratio, target=f">= {target}",
-               passed=ok and ratio >= target if ratio is not None else None, note=note,
+               passed=ok and ratio >= target if ratio is not None else None,
+               note="; ".join(x for x in (note, cpu) if x),
                details={"roost": _load_details(roost), "nginx": _load_details(base)})
 
 
