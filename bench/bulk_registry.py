@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import hashlib
 import os
+import pickle
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,27 @@ def _chunk(args: tuple[int, int, str]) -> list[dict[str, Any]]:
             "Source": "generated",
         })
     return out
+
+
+def cached_definitions(count: int, ca_cert_pem: bytes, ca_key_pem: bytes, prefix: str, cache_dir: Path
+                       ) -> tuple[list[dict[str, Any]], bool]:
+    """``generate_definitions``, kept in ``cache_dir`` (bench/.work) for the next run: (definitions, from cache).
+
+    The registered certificates only need to be distinct, parseable certificates: nothing checks their issuer
+    (generated entries are not TLS anchors) and nobody connects with them, so a set made by an earlier run's CA
+    serves as well and saves minutes on a busy machine.
+    """
+    path = cache_dir / f"bulk-registry-{count}.pickle"
+    if path.exists():
+        with path.open("rb") as f:
+            return pickle.load(f), True
+    definitions = generate_definitions(count, ca_cert_pem, ca_key_pem, prefix)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(definitions, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+    return definitions, False
 
 
 def generate_definitions(

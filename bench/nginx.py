@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -99,6 +100,10 @@ class Nginx:
         self.proc = subprocess.Popen(pinned(cmd, self.core), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_for_port(self.port, proc=self.proc)  # type: ignore[arg-type]
+            # CPU accounting needs the worker too: wait until the master has forked it.
+            deadline = time.monotonic() + 10
+            while len(self.pids) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
         except RuntimeError as e:
             log = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
             self.stop()
