@@ -329,7 +329,7 @@ def test_purge_expired_removes_only_expired_certificates(checked: Studio) -> Non
 
 
 def test_a_hostile_certificate_name_is_shown_as_text_everywhere(checked: Studio) -> None:
-    checked.generate(XSS_NAME, "ValidUser")
+    hostile_certificate = checked.generate(XSS_NAME, "ValidUser")
     page = checked.open()
     page.get_by_label("Name or thumbprint").fill("onerror")
     expect(page.locator("table.cert-table tbody tr")).to_have_count(1)
@@ -350,3 +350,11 @@ def test_a_hostile_certificate_name_is_shown_as_text_everywhere(checked: Studio)
     page.wait_for_timeout(300)
     assert page.title() != "pwned"
     assert "Roost Studio" in page.title()
+
+    # Signed in with that certificate: the header and the refusal panel show the name as text too.
+    theirs = checked.open(hostile_certificate.pem_path)
+    expect(theirs.locator("#identity .me-name")).to_have_text(XSS_NAME)
+    expect(theirs.locator("section.refusal strong")).to_have_text(XSS_NAME)
+    assert theirs.locator("img[src='x']").count() == 0
+    theirs.wait_for_timeout(300)
+    assert "Roost Studio" in theirs.title()
