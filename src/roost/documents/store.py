@@ -177,3 +177,7 @@ class DocumentStore:
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         await self.ensure_exists(database)
         return await self._storage.next_hilo_range(database, tag, size)
+
+    async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
+        await self.ensure_exists(database)
+        return await self._storage.return_hilo_range(database, tag, end, last)

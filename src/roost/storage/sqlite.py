@@ -255,6 +255,14 @@ class SqliteStorage:
             high = int(row[0])
             return high - size + 1, high
 
+    async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE hilo SET max = ? WHERE db = ? AND tag = ? AND max = ?",
+                (last, _key(database), _key(tag), end),
+            )
+            return cursor.rowcount == 1
+
     # Settings -----------------------------------------------------------------------------------------------
 
     async def get_setting(self, key: str) -> Any:
