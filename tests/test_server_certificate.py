@@ -85,6 +85,14 @@ def test_replace_while_a_client_holds_a_keep_alive_connection(fresh_server: Runn
     assert by_thumbprint[old_thumbprint]["Name"] == "Old Server Certificate - can delete"
     assert {by_thumbprint[t]["SecurityClearance"] for t in (old_thumbprint, new_thumbprint)} == {"ClusterNode"}
     assert [e["Thumbprint"] for e in listed["Results"]].count(new_thumbprint) == 1
+    # The registered entry of the certificate in use cannot be edited down or deleted; the old one can go.
+    demoted = server.admin().post(f"{server.url}/admin/certificates/edit", json={
+        "Thumbprint": new_thumbprint, "Name": "x", "SecurityClearance": "ValidUser", "Permissions": {}})
+    assert demoted.status_code == 403
+    assert demoted.json()["Message"] == (f"Cannot edit the server certificate {new_thumbprint} through this API. Use "
+                                         "replace-cluster-cert or refresh.")
+    assert server.admin().delete(f"{server.url}/admin/certificates",
+                                 params={"thumbprint": new_thumbprint}).status_code == 403
 
     # A restart serves the replacement, and the passphrase of the upload is nowhere in the data directory.
     server.stop()

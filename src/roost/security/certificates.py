@@ -349,7 +349,11 @@ class CertificateService:
                 f"Cannot {verb} the well-known admin certificate {tp}: it is configured by the server's "
                 "Security.WellKnownCertificates.Admin setting, not through the API."
             )
-        if tp in self._server.identifier.server_thumbprints and self.registry.get(tp) is None:
+        # The certificate this server presents stays ClusterNode even when it is also registered (after a
+        # replacement): editing it down would lock the server's peers out. Earlier server certificates
+        # ("Old Server Certificate - can delete") are ordinary registrations.
+        current = tp == (self._server.server_thumbprint or "")
+        if current or (tp in self._server.identifier.server_thumbprints and self.registry.get(tp) is None):
             raise ForbiddenOperationError(
                 f"Cannot {verb} the server certificate {tp} through this API. Use replace-cluster-cert or refresh."
             )
