@@ -81,14 +81,16 @@ class BrowserPolicy:
         return frozenset(origins)
 
     def check_csrf(self, request: web.Request, server_url: str, port: int) -> None:
-        """Refuse a state-changing request that a page of another origin made the browser send.
+        """Refuse a state-changing request (or a WebSocket upgrade) that a page of another origin made the browser send.
 
         Runs before authorization and before the body is read. A request with neither ``Origin`` nor
         ``Sec-Fetch-Site`` is not from a browser's cross-origin machinery and passes.
         """
-        if request.method not in UNSAFE_METHODS:
-            return
         headers = request.headers
+        if request.method not in UNSAFE_METHODS and "Upgrade" not in headers:
+            # A WebSocket handshake is a GET, but no same-origin policy protects what it reads afterwards
+            # (cross-site WebSocket hijacking): upgrades are checked like state-changing requests.
+            return
         origin = headers.get("Origin")
         site = headers.get("Sec-Fetch-Site")
         if origin is None:
