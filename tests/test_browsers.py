@@ -358,6 +358,31 @@ def test_every_certificate_bearing_response_is_no_store_and_nosniff(server: Runn
         _assert_browser_headers(response.headers, name)
 
 
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "image/svg+xml", "application/xhtml+xml",
+                                          "text/xml"])
+def test_any_document_without_a_policy_gets_the_strict_default(content_type: str) -> None:
+    """Routes other engineers add (a 2FA QR code as SVG, ...) cannot forget the CSP: the middleware adds one."""
+    from aiohttp.test_utils import make_mocked_request
+    from multidict import CIMultiDict
+
+    from roost.http.browsers import BrowserPolicy
+    from roost.settings import Settings
+
+    policy = BrowserPolicy(Settings())
+    headers: CIMultiDict[str] = CIMultiDict({"Content-Type": content_type})
+    policy.add_headers(make_mocked_request("GET", "/authentication/2fa/qr"), headers)
+    _assert_strict_csp(headers, content_type)  # type: ignore[arg-type]
+    assert "script-src" not in headers["Content-Security-Policy"]
+    assert _csp(headers["Content-Security-Policy"])["default-src"] == "'none'"
+    # The twin: JSON is not a document; a policy a route set itself is kept.
+    json_headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "application/json"})
+    policy.add_headers(make_mocked_request("GET", "/x"), json_headers)
+    assert "Content-Security-Policy" not in json_headers
+    own: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/html", "Content-Security-Policy": "default-src 'self'"})
+    policy.add_headers(make_mocked_request("GET", "/x"), own)
+    assert own["Content-Security-Policy"] == "default-src 'self'"
+
+
 def test_plain_http_gets_no_hsts(tmp_path: Path) -> None:
     """The twin of the HSTS checks: HSTS over plain HTTP is meaningless and browsers ignore it; Roost omits it."""
     running = start_server(tmp_path / "data", "--ServerUrl=http://127.0.0.1:0")

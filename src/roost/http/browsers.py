@@ -32,9 +32,13 @@ ALWAYS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referre
 # HTTPS only: browsers must never try plain HTTP for this host again (RFC 6797). No includeSubDomains: Roost
 # speaks for its own host, not for the domain it lives in.
 HSTS = ("Strict-Transport-Security", "max-age=31536000")
-# The policy for any HTML that does not bring a stricter or more specific one (the Studio brings its own).
-HTML_CSP = ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "
-            "img-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'")
+# The policy for any document (HTML, SVG, XML) that does not bring its own (the Studio and the error page do):
+# no script at all, not framable.
+HTML_CSP = ("Content-Security-Policy", "default-src 'none'; img-src 'self' data:; style-src 'self'; "
+            "frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'")
+
+# Types a browser renders as a document that can run script (an SVG opened on its own is one): they get the CSP.
+_DOCUMENT_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml")
 
 _PREFLIGHT_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH"
 _MAX_ORIGIN_IN_MESSAGE = 200
@@ -155,7 +159,7 @@ class BrowserPolicy:
             headers["Cache-Control"] = "no-store"
         if self.secure:
             headers[HSTS[0]] = HSTS[1]
-        if "Content-Security-Policy" not in headers and "text/html" in headers.get("Content-Type", ""):
+        if "Content-Security-Policy" not in headers and headers.get("Content-Type", "").startswith(_DOCUMENT_TYPES):
             headers[HTML_CSP[0]] = HTML_CSP[1]
         if self.cors_origins:
             origin = request.headers.get("Origin")
