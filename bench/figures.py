@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from .common import LoadResult, Row, pin_self_to_client_core, run_load
+from .common import LoadResult, Row, free_port, pin_self_to_client_core, run_load
 from .nginx import Nginx
 from .throwaway_pki import CertSet, make_cert_set
 
@@ -87,6 +87,26 @@ def _ratio_row(fig: str, name: str, roost: LoadResult | None, base: LoadResult, 
                details={"roost": _load_details(roost), "nginx": _load_details(base)})
 
 
+def _aiohttp_floor(ctx: Context, cert: Path, key: Path, client_cert: Path, client_key: Path, ca: Path,
+                   mode: str) -> LoadResult:
+    """A minimal aiohttp app with Roost's TLS set-up, pinned like Roost (see bench/aiohttp_floor.py)."""
+    import subprocess
+    import sys
+
+    from .common import BENCH_DIR, SERVER_CORE, pinned, process_tree, wait_for_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "bench.aiohttp_floor", str(cert), str(key), str(ca), str(port)]
+    proc = subprocess.Popen(pinned(cmd, SERVER_CORE), cwd=BENCH_DIR.parent, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc=proc)  # type: ignore[arg-type]
+        return ctx.load(f"https://localhost:{port}/", cert=client_cert, key=client_key, ca=ca, mode=mode,
+                        pids=process_tree(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def _nginx_vs_roost(ctx: Context, mode: str) -> tuple[LoadResult, LoadResult | None]:
     """nginx and Roost with the same server certificate, the same client certificate and the same pinning."""
     from . import roost_bench
@@ -104,16 +124,35 @@ def _nginx_vs_roost(ctx: Context, mode: str) -> tuple[LoadResult, LoadResult | N
     return base, roost
 
 
+def _floor_row(fig: str, floor: LoadResult, base: LoadResult, unit: str) -> Row:
+    per_cpu = (floor.rps / max(floor.server_cpu, 1e-9)) / (base.rps / max(base.server_cpu, 1e-9))
+    return Row(fig, "  context: bare aiohttp + same TLS, vs nginx", floor.rps, unit, baseline=base.rps,
+               ratio=floor.rps / base.rps if base.rps else None,
+               note="the ceiling for any aiohttp server here; "
+                    f"per server CPU-second {per_cpu:.3f}",
+               details={"floor": _load_details(floor)})
+
+
+def _with_floor(ctx: Context, fig: str, mode: str, target: float, name: str, unit: str) -> list[Row]:
+    from . import roost_bench
+
+    base, roost = _nginx_vs_roost(ctx, mode)
+    rows = [_ratio_row(fig, name, roost, base, target, unit=unit)]
+    if roost_available():
+        s = roost_bench.prepared_server(ctx)  # already prepared: only its files are used
+        floor = _aiohttp_floor(ctx, s.server_cert, s.server_key, s.client_cert, s.client_key, s.ca, mode)
+        rows.append(_floor_row(fig, floor, base, unit))
+    return rows
+
+
 def figure_3(ctx: Context) -> list[Row]:
     """Keep-alive throughput of an authenticated document GET over mutual TLS vs nginx"""
-    base, roost = _nginx_vs_roost(ctx, "keepalive")
-    return [_ratio_row("3", "keep-alive GET, 16 conns, vs nginx", roost, base, 0.25)]
+    return _with_floor(ctx, "3", "keepalive", 0.25, "keep-alive GET, 16 conns, vs nginx", "req/s")
 
 
 def figure_5(ctx: Context) -> list[Row]:
     """Full TLS handshakes per second (a new connection per request) vs nginx"""
-    base, roost = _nginx_vs_roost(ctx, "newconn")
-    return [_ratio_row("5", "full handshakes/s, vs nginx", roost, base, 0.5, unit="conn/s")]
+    return _with_floor(ctx, "5", "newconn", 0.5, "full handshakes/s, vs nginx", "conn/s")
 
 
 def _median(xs: list[float]) -> float:

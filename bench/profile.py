@@ -28,6 +28,38 @@ def _py_spy() -> str:
     return found
 
 
+# Where a request's time goes, by layer: a sample counts for the layer of the innermost frame that names one
+# (so HTTP parsing called from the SSL protocol counts as aiohttp, and a SHA-1 inside identify as security).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("security: identify + authorize + last-used", ("Identifier.identify ", "refusal ", "Registry.touch ",
+                                                    "peer_certificate ")),
+    ("handler: storage (SQLite)", ("SqliteStorage.",)),
+    ("handler: JSON render + response", ("json_response ", "render ")),
+    ("handler: other (validation, routing of ids)", ("get_docs ", "_load ")),
+    ("TLS: decrypt (SSLObject.read)", ("SSLObject.read ",)),
+    ("TLS: encrypt (SSLObject.write)", ("SSLObject.write ",)),
+    ("TLS: handshake", ("SSLObject.do_handshake ",)),
+    ("asyncio SSL protocol (buffers, copies)", ("SSLProtocol.", "_SSLProtocolTransport.")),
+    ("aiohttp: HTTP parse, dispatch, response", ("RequestHandler.", "Application._handle ", "StreamWriter.",
+                                                 "StreamResponse.", "Response.", "HttpRequestParser",
+                                                 "UrlDispatcher.", "_fix_request_current_app", "security_middleware ")),
+    ("socket I/O", ("_SelectorSocketTransport.",)),
+    ("event loop (select, scheduling)", ("EpollSelector.select ", "BaseEventLoop._run_once ")),
+]
+
+
+def layers(collapsed: Path) -> list[tuple[str, float]]:
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        label = next((lab for f in reversed(stack.split(";")) for lab, pre in LAYERS if f.startswith(pre)), "other")
+        counts[label] += n
+    return [(label, 100 * counts[label] / total) for label, _ in [*LAYERS, ("other", ())] if counts[label]]
+
+
 def summarize(collapsed: Path, top: int) -> str:
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
@@ -74,6 +106,10 @@ def main() -> None:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             t.join()
             print(result.get("r"))
+            print("by layer:")
+            for label, pct in layers(raw):
+                print(f"  {pct:5.1f}%  {label}")
+            print()
             print(summarize(raw, args.top))
 
 
