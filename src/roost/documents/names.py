@@ -47,3 +47,12 @@ def document_id(value: object) -> DocumentId:
     if "\\" in value:
         raise BadRequestError(f"Document id '{value}' contains a backslash.")
     return DocumentId(value)
+
+
+def is_document_id(value: object) -> bool:
+    """Whether ``value`` passes :func:`document_id` (for values that are only maybe ids, such as includes)."""
+    try:
+        document_id(value)
+    except BadRequestError:
+        return False
+    return True

@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from roost.documents.names import document_id
+from roost.documents.includes import referenced_by_all
+from roost.documents.names import document_id, is_document_id
 from roost.documents.store import render
 from roost.errors import BadRequestError
 from roost.http.body import json_response, query_int, read_json, read_object
@@ -25,20 +26,6 @@ def _if_match(request: web.Request) -> str | None:
     return value.strip().strip('"')
 
 
-def _include_ids(doc: dict[str, Any], path: str) -> list[str]:
-    value: Any = doc
-    for part in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(part)
-        else:
-            return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
-
-
 async def _load(request: web.Request, db: str, ids: list[str]) -> web.StreamResponse:
     documents = request.app[SERVER].documents
     found = await documents.get(db, ids)
@@ -48,7 +35,8 @@ async def _load(request: web.Request, db: str, ids: list[str]) -> web.StreamResp
     includes: dict[str, Any] = {}
     paths = request.query.getall("include", [])
     if paths:
-        wanted = sorted({i for d in found if d for p in paths for i in _include_ids(d.body, p)})
+        # Values that could never be ids are not includes; they must not turn the load into a 400.
+        wanted = [i for i in referenced_by_all([d.body for d in found if d], paths) if is_document_id(i)]
         if wanted:
             for doc_id, doc in zip(wanted, await documents.get(db, wanted), strict=True):
                 includes[doc_id] = render(doc) if doc else None

@@ -18,7 +18,7 @@ from aiohttp import web
 from roost import clock
 from roost.documents import rql
 from roost.documents.includes import referenced_by_all
-from roost.documents.names import document_id
+from roost.documents.names import is_document_id
 from roost.documents.store import SERVER_TAG, render
 from roost.errors import BadRequestError
 from roost.http.body import json_response, read_object
@@ -44,15 +44,6 @@ def _result_etag(documents: list[Mapping[str, Any]], total: int) -> int:
     """A number that changes when the answer changes (RavenDB's ResultEtag is a 64-bit hash too)."""
     vectors = [(d.get("@metadata") or {}).get("@change-vector") for d in documents]
     return zlib.crc32(json.dumps([total, vectors]).encode())
-
-
-def _is_document_id(value: str) -> bool:
-    """A referenced value that could never be an id is not an include; it must not fail the whole query."""
-    try:
-        document_id(value)
-    except BadRequestError:
-        return False
-    return True
 
 
 def _index_name(query: rql.Query) -> str:
@@ -84,7 +75,8 @@ async def run_query(request: web.Request) -> web.StreamResponse:
 
     includes: dict[str, Any] = {}
     if query.includes:
-        wanted = [i for i in referenced_by_all(result.documents, query.includes) if _is_document_id(i)]
+        # A referenced value that could never be an id is not an include; it must not fail the whole query.
+        wanted = [i for i in referenced_by_all(result.documents, query.includes) if is_document_id(i)]
         if wanted:
             for doc in await documents.get(db, wanted):
                 if doc is not None:
