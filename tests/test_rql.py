@@ -667,9 +667,9 @@ documents = st.lists(
     max_size=6,
 )
 params = st.dictionaries(st.sampled_from(["p", "q"]), json_values, max_size=2)
-# ROOST_FUZZ_EXAMPLES=50000 for a deeper run than the suite's default.
+# RQL_FUZZ_EXAMPLES=50000 for a deeper run than the suite's default.
 FUZZ = settings(
-    max_examples=int(os.environ.get("ROOST_FUZZ_EXAMPLES", "300")),
+    max_examples=int(os.environ.get("RQL_FUZZ_EXAMPLES", "300")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
