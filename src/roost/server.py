@@ -25,6 +25,7 @@ from roost.pki.inspect import CertificateInfo, load_certificates, thumbprint_of
 from roost.security.certificates import CertificateService
 from roost.security.identity import Identifier
 from roost.security.registry import CertificateDefinition, Registry
+from roost.security.twofactor import TwoFactor
 from roost.settings import Settings
 from roost.storage import open_storage
 from roost.storage.base import Storage
@@ -54,6 +55,7 @@ class Server:
     identifier: Identifier
     documents: DocumentStore
     certificates: CertificateService = field(init=False)
+    two_factor: TwoFactor = field(init=False)
     authority: CertificateAuthority | None = None
     server_certificate: datadir.ServerCertificate | None = None
     tls: ServerTLS | None = None
@@ -83,6 +85,14 @@ class Server:
         server = cls(settings, storage, registry, identifier, documents)
         server._temp_dir = temp_dir
         server.certificates = CertificateService(server)
+        server.two_factor = TwoFactor(storage, registry, server.now,
+                                      default_minutes=settings.two_factor_default_minutes,
+                                      max_minutes=settings.two_factor_max_minutes)
+        await server.two_factor.load()
+        server.on_certificates_deleted.append(server.two_factor.forget)
+        if settings.test_clock_offset_seconds:
+            server.warnings.append(f"test_clock_offset_seconds is set: the server's clock is "
+                                   f"{settings.test_clock_offset_seconds} s off. Use it only in tests.")
         if settings.secured:
             await server._prepare_certificates()
         return server
@@ -297,7 +307,8 @@ class Server:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 
     def now(self) -> dt.datetime:
-        return clock.now()
+        offset = self.settings.test_clock_offset_seconds
+        return clock.now() + dt.timedelta(seconds=offset) if offset else clock.now()
 
     @property
     def server_thumbprint(self) -> str | None:

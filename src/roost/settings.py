@@ -47,6 +47,9 @@ class Settings:
     two_factor_default_minutes: int = 120
     two_factor_max_minutes: int = 24 * 60
     bench_unauthenticated_route: bool = False
+    # Tests only: shifts the server's clock (server.now) by this many seconds, so that session expiry and lockout
+    # ends are tested against a real server process without waiting. The server warns at start-up when it is set.
+    test_clock_offset_seconds: int = 0
     log_level: str = "INFO"
 
     @property
@@ -336,6 +339,8 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
         kwargs["two_factor_max_minutes"] = _int(v[0], "two_factor_max_minutes", 1, 60 * 24 * 30)
     if (v := get("bench_unauthenticated_route")) is not None:
         kwargs["bench_unauthenticated_route"] = _bool(v[0], "bench_unauthenticated_route")
+    if (v := get("test_clock_offset_seconds")) is not None:
+        kwargs["test_clock_offset_seconds"] = _int(v[0], "test_clock_offset_seconds", -(1 << 31), 1 << 31)
     if (v := get("log_level")) is not None:
         kwargs["log_level"] = str(v[0]).upper()
     settings = Settings(**kwargs)

@@ -1,7 +1,7 @@
 """The one middleware on the request path: identify the caller, authorize the route, render errors.
 
-Order (ARCHITECTURE.md, "One request, end to end"): identify -> authorize -> handler. Handlers never look at
-certificates; they read ``request[IDENTITY]``.
+Order (ARCHITECTURE.md, "One request, end to end"): identify -> 2FA gate -> authorize -> handler. Handlers
+never look at certificates; they read ``request[IDENTITY]``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from roost.http.browsers import BROWSERS
 from roost.http.routing import LEVELS, Handler
 from roost.security import authz
 from roost.security.identity import NO_CERTIFICATE, UNSECURED, AuthStatus, Identity
+from roost.security.twofactor import COOKIE_NAME
 from roost.server import Server
 
 log = logging.getLogger("roost.http")
@@ -73,6 +74,11 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None:
                 # Rare path (a renewed certificate with a registered key): may register it (reference section 9).
                 identity = await server.certificates.implicit_trust(der, identity)
+            definition = identity.definition
+            # The 2FA gate (identify -> 2FA gate -> authorize). A certificate without a key pays
+            # one attribute check.
+            if definition is not None and definition.two_factor_key and identity.status.authenticated:
+                identity = server.two_factor.gate(identity, request.cookies.get(COOKIE_NAME), now)
             error = authz.refusal(level, identity, match_info.get("db"))
             if error is not None:
                 if errors.wants_html(request):  # browsers get the private-window hint too

@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS hilo (
     max INTEGER NOT NULL,
     PRIMARY KEY (db, tag)
 );
+CREATE TABLE IF NOT EXISTS two_factor (
+    thumbprint TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -262,6 +266,23 @@ class SqliteStorage:
                 (last, _key(database), _key(tag), end),
             )
             return cursor.rowcount == 1
+
+    # Two-factor state ---------------------------------------------------------------------------------------
+
+    async def load_two_factor(self) -> dict[str, JsonObject]:
+        return {r[0]: json.loads(r[1]) for r in self._db.execute("SELECT thumbprint, state FROM two_factor")}
+
+    async def put_two_factor(self, thumbprint: str, state: JsonObject) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO two_factor (thumbprint, state) VALUES (?, ?) "
+                "ON CONFLICT (thumbprint) DO UPDATE SET state = excluded.state",
+                (thumbprint, json.dumps(state)),
+            )
+
+    async def delete_two_factor(self, thumbprints: list[str]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM two_factor WHERE thumbprint = ?", [(t,) for t in thumbprints])
 
     # Settings -----------------------------------------------------------------------------------------------
 

@@ -1,0 +1,97 @@
+"""Two-factor authentication routes (reference ravendb-certificates.md, section 3 rows 20-23, and section 6).
+
+The ``/authentication/2fa*`` routes are Unauthenticated, as in RavenDB: a certificate waiting for its code
+must reach them. They do their own checks (``TwoFactor.enrolled``). Enrolment routes are Operator.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from roost.errors import BadRequestError
+from roost.http.body import json_response, query_bool, query_int, read_json
+from roost.http.middleware import SERVER, identity_of
+from roost.http.routing import RouteTable
+from roost.security import twofactor
+from roost.types import Level
+
+routes = RouteTable()
+
+# A TOTP key is shown once, at creation: never cached by the browser or a proxy, never sniffed as something
+# else.
+_NO_STORE = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# The QR code is an image the Studio shows in <img>: it may not run anything or load anything, even opened
+# alone.
+_SVG_HEADERS = {**_NO_STORE, "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
+
+
+def _cookie(value: str, max_age: int) -> str:
+    # HttpOnly: no script can read it. Secure: never sent over plain HTTP. SameSite=Strict: no other
+    # site can make
+    # the browser send it (the session cannot be ridden by a cross-site request). Path=/: every route
+    # checks it.
+    return f"{twofactor.COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+
+
+@routes.get("/admin/certificates/2fa/generate", level=Level.OPERATOR)
+async def generate_secret(request: web.Request) -> web.StreamResponse:
+    # Stateless: the key is saved only when it comes back in a generate, upload or edit of a certificate.
+    return json_response({"Secret": twofactor.generate_secret()}, headers=_NO_STORE)
+
+
+@routes.get("/admin/certificates/2fa/qr", level=Level.OPERATOR)
+async def qr(request: web.Request) -> web.StreamResponse:
+    """The otpauth:// URI of ``secret`` for ``name`` as an SVG QR code (issuer: ``issuer``, else the host)."""
+    secret = twofactor.parse_secret(request.query.get("secret"))
+    name = (request.query.get("name") or "").strip()
+    if not name:
+        raise BadRequestError(
+            "The query parameter 'name' is required: the certificate name shown in the app."
+        )
+    if len(name) > twofactor.MAX_NAME:
+        raise BadRequestError(f"The name is longer than {twofactor.MAX_NAME} characters.")
+    issuer = (request.query.get("issuer") or "").strip() or twofactor.issuer_for_host(request.host)
+    if len(issuer) > twofactor.MAX_NAME:
+        raise BadRequestError(f"The issuer is longer than {twofactor.MAX_NAME} characters.")
+    svg = twofactor.qr_svg(twofactor.otpauth_uri(secret, name, issuer))
+    return web.Response(body=svg, content_type="image/svg+xml", headers=_SVG_HEADERS)
+
+
+@routes.post("/authentication/2fa", level=Level.UNAUTHENTICATED)
+async def login(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVER].two_factor
+    has_limits = query_bool(request, "hasLimits", True)  # RavenDB's default: only this browser
+    minutes = (
+        query_int(request, "sessionDurationInMin", 0, 1)
+        if request.query.get("sessionDurationInMin")
+        else None
+    )
+    result = await service.login(
+        identity_of(request), await read_json(request, required=False), has_limits=has_limits, minutes=minutes
+    )
+    response = web.Response(status=202, headers={"Cache-Control": "no-store"})
+    if result.cookie is not None:
+        response.headers["Set-Cookie"] = _cookie(result.cookie, result.max_age)
+    return response
+
+
+@routes.get("/authentication/2fa/configuration", level=Level.UNAUTHENTICATED)
+async def configuration(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVER].two_factor
+    return json_response(
+        {
+            "DefaultTwoFactorSessionDurationInMin": service.default_minutes,
+            "MaxTwoFactorSessionDurationInMin": service.max_minutes,
+        }
+    )
+
+
+@routes.delete("/authentication/2fa", level=Level.UNAUTHENTICATED)
+async def logout(request: web.Request) -> web.StreamResponse:
+    await request.app[SERVER].two_factor.logout(identity_of(request))
+    # Also drop this browser's cookie: it names a session that no longer exists.
+    return web.Response(status=204, headers={"Set-Cookie": _cookie("", 0)})

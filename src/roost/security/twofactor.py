@@ -1,0 +1,451 @@
+"""Two-factor authentication: TOTP enrolment and verification, 2FA sessions, lockout.
+
+RavenDB v6's design (reference ravendb-certificates.md, section 6): a certificate that has a
+``TwoFactorAuthenticationKey`` is let in only while a 2FA session of that certificate is open. The session is
+opened by POSTing a TOTP code to ``/authentication/2fa`` and is either limited to the browser that holds the
+``2fa-cookie`` ("only this browser") or open to every client of the certificate. One session per certificate:
+a new login replaces the previous one, a logout ends it for every client.
+
+Where Roost does better than RavenDB:
+- RFC 6238 section 5.2: a code is accepted once. The last accepted time step is remembered per certificate,
+  and a code of that step or an earlier one is refused, so a code seen over a shoulder or in a log is useless.
+- Five wrong codes in a row lock the certificate's 2FA for five minutes (HTTP 429 with the time left), which
+  caps an online guesser at a few thousand tries a day against a million codes per step.
+- State lives in storage (``two_factor`` table), not in a per-node dictionary: sessions and lockouts survive a
+  restart and hold on every node that shares the storage. Storage holds SHA-256 digests of the cookie and of
+  the key a session was opened with, never the cookie value or the key itself.
+- Every success, failure, replay and lockout is logged with the thumbprint; never the code, key or cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import io
+import ipaddress
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import quote
+
+import pyotp
+import segno
+
+from roost import clock
+from roost.errors import BadRequestError, NotAcceptableError, TooManyRequestsError
+from roost.security import authz
+from roost.security.identity import AuthStatus, Identity
+from roost.security.registry import CertificateDefinition, Registry
+from roost.storage.base import JsonObject, Storage
+from roost.types import Level
+
+log = logging.getLogger("roost.twofactor")
+
+COOKIE_NAME = "2fa-cookie"
+# RFC 6238 defaults, which every authenticator app uses: HMAC-SHA1, 6 digits, 30-second steps.
+DIGITS = 6
+STEP_SECONDS = 30
+# Codes of the previous and the next step are accepted too (RFC 6238 section 5.2 recommends at most one step
+# of
+# network delay): a phone clock up to about 30 s off still works. RavenDB accepts +-2 steps; a narrower window
+# halves the codes an attacker can hit per guess.
+WINDOW_STEPS = 1
+MAX_FAILURES = 5
+LOCKOUT = dt.timedelta(minutes=5)
+NO_CERTIFICATE_MESSAGE = (
+    "Two factor authentication requires that you'll use a client certificate, but none was provided."
+)
+SECRET_BYTES = 20  # RavenDB's size; RFC 4226 section 4 asks for at least 128 bits and recommends 160
+MAX_NAME = 200
+
+
+# Enrolment
+# ------------------------------------------------------------------------------------------------------
+
+
+def generate_secret() -> str:
+    """A new TOTP key: 20 random bytes from the OS CSPRNG, base32 (RFC 4648): 32 characters, no padding."""
+    return base64.b32encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def parse_secret(value: Any) -> str:
+    """A base32 TOTP key from a request, normalised (upper case, no spaces or padding); 400 if it is not."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequestError(
+            "The query parameter 'secret' is required: the base32 key from "
+            "GET /admin/certificates/2fa/generate."
+        )
+    text = value.strip().replace(" ", "").upper().rstrip("=")
+    try:
+        raw = base64.b32decode(text + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        raise BadRequestError("The secret is not valid base32 (letters A-Z and digits 2-7).") from None
+    if len(raw) < 10:
+        raise BadRequestError("The secret is too short: use at least 80 bits (16 base32 characters).")
+    return text
+
+
+def issuer_for_host(host: str) -> str:
+    """RavenDB's issuer: the request's host without its first DNS label (``a.b.example`` -> ``b.example``).
+
+    A name of one or two labels, or an IP address, is used as it is (there is nothing sensible to drop).
+    """
+    name = host.strip()
+    if name.startswith("["):  # [::1]:8443
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    try:
+        ipaddress.ip_address(name)
+        return name or "Roost"
+    except ValueError:
+        pass
+    labels = name.split(".")
+    return ".".join(labels[1:]) if len(labels) > 2 else (name or "Roost")
+
+
+def otpauth_uri(secret: str, name: str, issuer: str) -> str:
+    """The Key URI authenticator apps scan: ``otpauth://totp/<issuer>:<name>?secret=...&issuer=...``.
+
+    Both parts are percent-encoded (as RavenDB does), so a name with ``:``, ``&`` or spaces stays one label.
+    """
+    return (
+        f"otpauth://totp/{quote(issuer, safe='')}:{quote(name, safe='')}"
+        f"?secret={secret}&issuer={quote(issuer, safe='')}"
+    )
+
+
+def qr_code(uri: str) -> segno.QRCode:
+    # Error correction M (15%): survives a smudged screen without making the code dense for a
+    # 32-character key.
+    return segno.make(uri, error="m", micro=False)
+
+
+def qr_svg(uri: str) -> bytes:
+    """The QR code of ``uri`` as a standalone SVG: one path, no script, no style, no external reference."""
+    buffer = io.BytesIO()
+    qr_code(uri).save(
+        buffer, kind="svg", scale=6, border=4, xmldecl=False, title="Two-factor authentication key"
+    )
+    return buffer.getvalue()
+
+
+def qr_terminal(uri: str) -> str:
+    """The QR code of ``uri`` drawn with half-block characters, for ``roost certs generate --require-2fa``."""
+    out = io.StringIO()
+    qr_code(uri).terminal(out=out, compact=True, border=2)
+    return out.getvalue()
+
+
+# Sessions and state
+# ---------------------------------------------------------------------------------------------
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_digest(key: str) -> str:
+    # Cached: the gate compares it on every request of an enrolled certificate.
+    return _digest("roost-2fa-key:" + key)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    expires: dt.datetime
+    has_limits: bool
+    cookie_digest: str  # SHA-256 of the 2fa-cookie value; "" when the session is open to every client
+    key_digest: str  # the key the session was opened with: a changed or removed-and-re-added key ends it
+    minutes: int
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Everything Roost remembers about one certificate's 2FA."""
+
+    session: Session | None = None
+    last_step: int = -1  # the newest TOTP time step accepted: codes of this step or older are replays
+    failures: int = 0  # wrong codes in a row since the last success or lockout
+    locked_until: dt.datetime | None = None
+
+    def to_storage(self) -> JsonObject:
+        session = self.session
+        return {
+            "Session": None
+            if session is None
+            else {
+                "Expires": clock.wire_date(session.expires),
+                "HasLimits": session.has_limits,
+                "CookieDigest": session.cookie_digest,
+                "KeyDigest": session.key_digest,
+                "Minutes": session.minutes,
+            },
+            "LastStep": self.last_step,
+            "Failures": self.failures,
+            "LockedUntil": clock.wire_date(self.locked_until) if self.locked_until else None,
+        }
+
+    @classmethod
+    def from_storage(cls, data: JsonObject) -> State:
+        raw = data.get("Session")
+        session = None
+        if raw:
+            session = Session(
+                clock.parse_wire_date(raw["Expires"]),
+                bool(raw["HasLimits"]),
+                raw.get("CookieDigest", ""),
+                raw.get("KeyDigest", ""),
+                int(raw.get("Minutes", 0)),
+            )
+        locked = data.get("LockedUntil")
+        return cls(
+            session,
+            int(data.get("LastStep", -1)),
+            int(data.get("Failures", 0)),
+            clock.parse_wire_date(locked) if locked else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    cookie: str | None  # the 2fa-cookie value to set (sessions with limits), else None
+    max_age: int  # seconds
+
+
+def _label(definition: CertificateDefinition) -> str:
+    return f"{definition.thumbprint} ({definition.name})"
+
+
+def parse_token(body: Any) -> str:
+    """``{"Token": "012345"}`` or ``{"Token": 12345}`` (RavenDB parses an int; its tests send strings)."""
+    if not isinstance(body, dict) or "Token" not in body:
+        raise BadRequestError('The request body must be a JSON object with the code: {"Token": "123456"}.')
+    token = body["Token"]
+    if isinstance(token, bool):
+        token = None
+    if isinstance(token, int) and 0 <= token < 10**DIGITS:
+        return str(token).zfill(DIGITS)  # a number loses its leading zeros: 12345 is the code 012345
+    if isinstance(token, str):
+        text = token.strip().replace(" ", "")
+        if len(text) == DIGITS and text.isascii() and text.isdigit():
+            return text
+    raise BadRequestError(
+        f"Token must be the {DIGITS}-digit code from the authenticator app, as a string or a number."
+    )
+
+
+class TwoFactor:
+    """The 2FA service: one per server. Its in-memory index is written through to storage."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        registry: Registry,
+        now: Callable[[], dt.datetime],
+        *,
+        default_minutes: int,
+        max_minutes: int,
+    ) -> None:
+        self._storage = storage
+        self._registry = registry
+        self._now = now
+        self.default_minutes = default_minutes
+        self.max_minutes = max_minutes
+        self._states: dict[str, State] = {}
+        self._lock = asyncio.Lock()  # one login at a time: verify, then record, with no interleaving
+
+    async def load(self) -> None:
+        """Read the state of every certificate; drop what belongs to deleted certificates."""
+        states = {
+            tp: State.from_storage(data) for tp, data in (await self._storage.load_two_factor()).items()
+        }
+        gone = [tp for tp in states if self._registry.get(tp) is None]
+        if gone:
+            await self._storage.delete_two_factor(gone)
+        self._states = {tp: s for tp, s in states.items() if tp not in gone}
+
+    # The gate (request path)
+    # ------------------------------------------------------------------------------------
+
+    def gate(self, identity: Identity, cookie: str | None, now: dt.datetime) -> Identity:
+        """Called by the middleware only for an authenticated certificate that has a key; returns the identity
+        authz should judge: unchanged while a valid session is open, else RavenDB's 2FA statuses."""
+        definition = identity.definition
+        assert definition is not None and definition.two_factor_key
+        state = self._states.get(definition.thumbprint)
+        session = state.session if state is not None else None
+        if (
+            session is None
+            or session.expires <= now
+            or session.key_digest != _key_digest(definition.two_factor_key)
+        ):
+            return replace(identity, status=AuthStatus.TWO_FACTOR_REQUIRED)
+        if session.has_limits:
+            # RavenDB's audit texts. The client only ever sees "Access to the server was denied."
+            if not cookie:
+                log.warning(
+                    "2FA: refused %s: missing the '%s' in the request", _label(definition), COOKIE_NAME
+                )
+                return replace(identity, status=AuthStatus.TWO_FACTOR_INVALID_LIMIT)
+            if not hmac.compare_digest(_digest(cookie), session.cookie_digest):
+                log.warning(
+                    "2FA: refused %s: expected cookie value does not match provided value", _label(definition)
+                )
+                return replace(identity, status=AuthStatus.TWO_FACTOR_INVALID_LIMIT)
+        return identity
+
+    def session_of(self, thumbprint: str) -> Session | None:
+        state = self._states.get(thumbprint)
+        return state.session if state is not None else None
+
+    # Login and logout
+    # -------------------------------------------------------------------------------------------
+
+    def duration(self, requested: int | None) -> int:
+        """Minutes for a new session: the default when not asked, never more than the maximum (else 400)."""
+        if requested is None:
+            return self.default_minutes
+        if requested > self.max_minutes:
+            raise BadRequestError(
+                "Requested two factor authentication duration is higher than maximum session length "
+                f"({self.max_minutes})"
+            )
+        return requested
+
+    def enrolled(self, identity: Identity) -> CertificateDefinition:
+        """The caller's certificate definition, if it may use 2FA at all; RavenDB's 400 messages otherwise."""
+        if identity.status in (AuthStatus.NO_CERTIFICATE, AuthStatus.NONE) or identity.thumbprint is None:
+            raise BadRequestError(NO_CERTIFICATE_MESSAGE)
+        definition = identity.definition
+        if definition is None:
+            raise BadRequestError(
+                f"The certificate {identity.thumbprint} ({identity.synthetic_name or identity.display_name}) "
+                + (
+                    "is not set up for two factor authentication"
+                    if identity.synthetic_name
+                    else "is not known to the server"
+                )
+            )
+        if identity.status in (AuthStatus.EXPIRED, AuthStatus.NOT_YET_VALID, AuthStatus.DISABLED):
+            # A code must not revive a certificate that is refused anyway: the same refusal as
+            # every other route.
+            authz.ensure_allowed(Level.VALID_USER, identity)
+        if not definition.two_factor_key:
+            raise BadRequestError(
+                f"The certificate {definition.thumbprint} ({definition.name}) is not set up for two factor "
+                "authentication"
+            )
+        return definition
+
+    async def login(
+        self, identity: Identity, body: Any, *, has_limits: bool, minutes: int | None
+    ) -> LoginResult:
+        """POST /authentication/2fa: check the code, open the certificate's session (replacing any other)."""
+        period = self.duration(minutes)
+        definition = self.enrolled(identity)
+        token = parse_token(body)
+        key = definition.two_factor_key
+        assert key is not None
+        label = _label(definition)
+        async with self._lock:
+            now = self._now()
+            state = self._states.get(definition.thumbprint, State())
+            if state.locked_until is not None and now < state.locked_until:
+                seconds = max(1, int((state.locked_until - now).total_seconds() + 0.999))
+                log.warning("2FA: refused %s: locked out for %d more seconds", label, seconds)
+                raise TooManyRequestsError(
+                    f"Two factor authentication for {label} is locked for {seconds} more seconds after "
+                    f"{MAX_FAILURES} wrong codes in a row. Wait, then enter a new code.",
+                    headers={"Retry-After": str(seconds)},
+                )
+            step = _matching_step(key, token, now)
+            if step is None:
+                failures = state.failures + 1
+                if failures >= MAX_FAILURES:
+                    locked_until = now + LOCKOUT
+                    await self._save(
+                        definition.thumbprint, replace(state, failures=0, locked_until=locked_until)
+                    )
+                    log.warning(
+                        "2FA: wrong code for %s (%d in a row): locked until %s",
+                        label,
+                        failures,
+                        clock.wire_date(locked_until),
+                    )
+                else:
+                    await self._save(
+                        definition.thumbprint, replace(state, failures=failures, locked_until=None)
+                    )
+                    log.warning(
+                        "2FA: wrong code for %s (%d of %d before a lockout)", label, failures, MAX_FAILURES
+                    )
+                raise NotAcceptableError(f"Wrong token provided for {label}")
+            if step <= state.last_step:
+                # Not counted as a failure: a replayed code is the right code, so it gives a guesser nothing.
+                log.warning("2FA: refused %s: replay of an already used code", label)
+                raise NotAcceptableError(
+                    f"The code provided for {label} was already used; each code is accepted once. Wait for "
+                    "the next code from your authenticator app."
+                )
+            cookie = secrets.token_urlsafe(32) if has_limits else None
+            session = Session(
+                now + dt.timedelta(minutes=period),
+                has_limits,
+                _digest(cookie) if cookie else "",
+                _key_digest(key),
+                period,
+            )
+            await self._save(definition.thumbprint, State(session, step, 0, None))
+        log.info(
+            "2FA: session opened for %s for %d minutes, %s",
+            label,
+            period,
+            "only for the client holding the cookie" if has_limits else "for every client of the certificate",
+        )
+        return LoginResult(cookie, period * 60)
+
+    async def logout(self, identity: Identity) -> None:
+        """DELETE /authentication/2fa: ends the certificate's session for every client (as RavenDB)."""
+        if identity.status in (AuthStatus.NO_CERTIFICATE, AuthStatus.NONE) or identity.thumbprint is None:
+            raise BadRequestError(NO_CERTIFICATE_MESSAGE)
+        definition = identity.definition
+        if definition is None:
+            return  # nothing to end
+        async with self._lock:
+            state = self._states.get(definition.thumbprint)
+            if state is not None and state.session is not None:
+                await self._save(definition.thumbprint, replace(state, session=None))
+                log.info("2FA: session ended (logout) for %s", _label(definition))
+
+    async def forget(self, thumbprints: list[str]) -> None:
+        """Hook for deleted certificates: their sessions, replay marks and lockouts go with them."""
+        known = [t for t in thumbprints if t in self._states]
+        if known:
+            await self._storage.delete_two_factor(known)
+            for thumbprint in known:
+                self._states.pop(thumbprint, None)
+
+    async def _save(self, thumbprint: str, state: State) -> None:
+        # Storage first, then the index: a request never sees a session that storage does not hold.
+        await self._storage.put_two_factor(thumbprint, state.to_storage())
+        self._states[thumbprint] = state
+
+
+def _matching_step(key: str, token: str, now: dt.datetime) -> int | None:
+    """The time step within the window whose code equals ``token`` (newest first), or None."""
+    totp = pyotp.TOTP(key, digits=DIGITS, interval=STEP_SECONDS)  # HMAC-SHA1 (pyotp's and RFC 6238's default)
+    current = totp.timecode(now)
+    found = None
+    # Every candidate is computed and compared in constant time, so timing does not tell which step matched.
+    for step in range(current + WINDOW_STEPS, current - WINDOW_STEPS - 1, -1):
+        if hmac.compare_digest(totp.generate_otp(step), token) and found is None:
+            found = step
+    return found
