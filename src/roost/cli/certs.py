@@ -205,16 +205,20 @@ def certs() -> None:
               help="The server's CA certificate (default <data-dir>/certificates/ca.crt).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Default ./roost-data.")
 @click.option("--insecure", is_flag=True, help="Do not verify the server's certificate (testing only).")
+@click.option("--require-2fa", "require_2fa", is_flag=True,
+              help="Require two-factor authentication: prints the new key and its QR code (shown once).")
 def generate(name: str, clearance: str, permission: tuple[str, ...], key_type: str, months: int | None,
              password_prompt: bool, password_file: Path | None, out: Path | None, pem: bool, offline: bool,
              ca_cert: Path | None, ca_key: Path | None, url: str | None, cert: Path | None, ca: Path | None,
-             data_dir: Path | None, insecure: bool) -> None:
+             data_dir: Path | None, insecure: bool, require_2fa: bool) -> None:
     """Generate a client certificate NAME and save its package (.zip with .pfx, .crt, .key, README.txt).
 
     With --offline nothing is registered: upload the package afterwards (roost certs upload NAME.zip's .pfx).
     """
     try:
         password = _password(password_prompt, password_file)
+        if offline and require_2fa:
+            raise CliError("--require-2fa needs the server, which keeps the key: generate online instead.")
         if offline:
             click.echo(_offline(name, key_type, password, months, ca_cert, ca_key, out, pem))
             return
@@ -227,8 +231,14 @@ def generate(name: str, clearance: str, permission: tuple[str, ...], key_type: s
             body["ExpirationMonths"] = months
         if password:
             body["Password"] = password
+        if require_2fa:
+            from roost.cli.twofactor import enrolment_text, new_key
+
+            body["TwoFactorAuthenticationKey"] = new_key(endpoint)
         response = endpoint.request("POST", "/admin/certificates", body=body, expect=(200,))
         click.echo(_save_package(response.body, name, out, pem, bool(password)))
+        if require_2fa:
+            click.echo(enrolment_text(body["TwoFactorAuthenticationKey"], name, endpoint.url))
     except CliError as error:
         _fail(error.message, error.exit_code)
     except RoostError as error:

@@ -47,6 +47,9 @@ def _register_certificate_commands() -> None:
 
     main.add_command(certs)
     main.add_command(server_cert)
+    from roost.cli.twofactor import auth
+
+    main.add_command(auth)
 
 
 _register_certificate_commands()

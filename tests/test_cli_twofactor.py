@@ -1,0 +1,104 @@
+"""``roost certs generate --require-2fa`` and ``roost auth 2fa`` against a real server process."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pyotp
+import zxingcpp
+from click.testing import CliRunner, Result
+
+from conftest import RunningServer
+from roost.cli.main import main
+
+
+def roost(server: RunningServer, *args: str) -> Result:
+    group, command, *rest = args
+    where = ["--url", server.url, "--data-dir", str(server.data_dir)]
+    return CliRunner().invoke(main, [group, command, *where, *rest], catch_exceptions=False)
+
+
+def code(secret: str, offset: float = 0.0) -> str:
+    return pyotp.TOTP(secret).at(time.time() + offset)
+
+
+def decode_terminal_qr(text: str) -> str:
+    """Read segno's compact terminal QR code (half blocks, two module rows per line) with zxing-cpp."""
+    glyphs = {"█": (1, 1), "▀": (1, 0), "▄": (0, 1), " ": (0, 0)}
+    rows = [line for line in text.splitlines() if line.strip() and set(line) <= set(glyphs)]
+    width = max(len(r) for r in rows)
+    pixels: list[list[int]] = []
+    for row in rows:
+        cells = [glyphs[c] for c in row.ljust(width)]
+        pixels += [[top for top, _ in cells], [bottom for _, bottom in cells]]
+    # A drawn half block is a light module: segno draws for a dark terminal background.
+    image = np.pad(np.array(pixels, dtype=np.uint8) * 255, 4, constant_values=255)
+    results = zxingcpp.read_barcodes(np.kron(image, np.ones((8, 8), dtype=np.uint8)))
+    assert len(results) == 1, results
+    return str(results[0].text)
+
+
+def enrolled(server: RunningServer, name: str, tmp_path: Path) -> tuple[Path, str, str]:
+    generated = roost(server, "certs", "generate", name, "--require-2fa", "--pem", "--out", str(tmp_path))
+    assert generated.exit_code == 0, generated.output
+    key_line = generated.output.split("(shown once; Roost never shows it again):\n", 1)[1].splitlines()[0]
+    secret = key_line.replace(" ", "")
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret), key_line
+    return tmp_path / f"{name}.pem", secret, generated.output
+
+
+def test_generate_with_require_2fa_prints_the_key_and_a_qr_code_of_the_exact_uri(server: RunningServer,
+                                                                                  tmp_path: Path) -> None:
+    pem, secret, output = enrolled(server, "cli-2fa-alice", tmp_path)
+    uri = f"otpauth://totp/localhost:cli-2fa-alice?secret={secret}&issuer=localhost"
+    assert f"  {uri}\n" in output
+    assert decode_terminal_qr(output) == uri
+    # The key is the certificate's: without a session the certificate is refused with the 2FA message.
+    refused = server.session(pem).get(f"{server.url}/certificates/whoami")
+    assert refused.status_code == 428
+    listed = server.admin().get(f"{server.url}/admin/certificates", params={"name": "cli-2fa-alice"})
+    assert listed.json()["Results"][0]["HasTwoFactor"] is True and secret not in listed.text
+
+    plain = roost(server, "certs", "generate", "cli-2fa-plain", "--pem", "--out", str(tmp_path))
+    assert plain.exit_code == 0 and "Two-factor" not in plain.output
+    assert server.session(tmp_path / "cli-2fa-plain.pem").get(f"{server.url}/certificates/whoami").status_code == 200
+
+    offline = roost(server, "certs", "generate", "cli-2fa-offline", "--offline", "--require-2fa", "--out",
+                    str(tmp_path))
+    assert offline.exit_code == 2 and "--require-2fa needs the server" in offline.output
+
+
+def test_auth_2fa_opens_a_cookie_session_or_one_for_all_clients(server: RunningServer, tmp_path: Path) -> None:
+    pem, secret, _ = enrolled(server, "cli-2fa-bob", tmp_path)
+    bad = roost(server, "auth", "2fa", "--cert", str(pem), "--code", "12ab56")
+    assert bad.exit_code == 2 and "6-digit code" in bad.output
+    wrong = roost(server, "auth", "2fa", "--cert", str(pem), "--code",
+                  "000000" if code(secret) != "000000" else "111111")
+    assert wrong.exit_code == 1 and "Wrong token provided for" in wrong.output
+
+    limited = roost(server, "auth", "2fa", "--cert", str(pem), "--code", code(secret), "--duration", "5")
+    assert limited.exit_code == 0, limited.output
+    assert "open for 5 minutes, only for clients that send this header" in limited.output
+    header = limited.output.strip().splitlines()[-1]
+    assert header.startswith("Cookie: 2fa-cookie=")
+    with_cookie = server.session(pem)
+    with_cookie.headers["Cookie"] = header.split(": ", 1)[1]
+    assert with_cookie.get(f"{server.url}/certificates/whoami").status_code == 200
+    assert server.session(pem).get(f"{server.url}/certificates/whoami").status_code == 403  # no cookie
+    assert roost(server, "certs", "whoami", "--cert", str(pem)).exit_code == 1
+
+    next_code = code(secret, 30)
+    everyone = roost(server, "auth", "2fa", "--cert", str(pem), "--code", next_code, "--all-clients")
+    assert everyone.exit_code == 0, everyone.output
+    assert "open for 120 minutes for every client" in everyone.output  # the server's default duration
+    whoami = roost(server, "certs", "whoami", "--cert", str(pem))
+    assert whoami.exit_code == 0, whoami.output
+
+    ended = roost(server, "auth", "logout", "--cert", str(pem))
+    assert ended.exit_code == 0 and "ended" in ended.output
+    assert server.session(pem).get(f"{server.url}/certificates/whoami").status_code == 428
+    replayed = roost(server, "auth", "2fa", "--cert", str(pem), "--code", next_code, "--all-clients")
+    assert replayed.exit_code == 1 and "already used" in replayed.output
