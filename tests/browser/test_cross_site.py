@@ -256,3 +256,35 @@ def test_the_studio_itself_works_under_the_check(studio: Studio) -> None:
     assert result == "done"
     assert target not in {entry[0] for entry in _registry(studio)}
     context.close()
+
+
+def test_a_foreign_page_cannot_frame_the_studio(studio: Studio, attacker: Attacker) -> None:
+    """frame-ancestors 'none': no clickjacking of the Studio's buttons under a foreign page's decoy."""
+    context = _admin_context(studio)
+    page = context.new_page()
+    refusals: list[str] = []
+    page.on("console", lambda message: refusals.append(message.text) if "frame-ancestors" in message.text else None)
+    page.goto(f"{attacker.origin}/")
+    page.evaluate("""(src) => new Promise((resolve) => {
+      const frame = document.createElement("iframe");
+      frame.src = src;
+      frame.addEventListener("load", () => resolve(), {once: true});
+      document.body.append(frame);
+    })""", f"{studio.url}/studio/")
+    page.wait_for_timeout(500)
+    framed = [f for f in page.frames if f != page.main_frame]
+    assert framed, "the iframe was not created"
+    # Chromium replaces a refused frame by an error page: none of the Studio's DOM is there.
+    assert all(frame.locator("#identity").count() == 0 for frame in framed)
+    assert refusals, "Chromium did not report the frame-ancestors refusal"
+    context.close()
+
+
+def test_the_studio_renders_when_opened_at_the_top_level(studio: Studio) -> None:
+    """The twin: the same page opened at the top level (not framed) renders the Studio."""
+    context = _admin_context(studio)
+    page = context.new_page()
+    page.goto(f"{studio.url}/studio/")
+    page.locator("#identity .me-name").wait_for()
+    assert page.locator("#identity").count() == 1
+    context.close()
