@@ -318,6 +318,16 @@ def test_html_error_pages_escape_and_carry_the_policy(server: RunningServer) -> 
     assert "&lt;img src=x onerror=" in page.text  # the subject is there, as text
 
 
+def test_request_text_in_other_errors_never_becomes_html(server: RunningServer) -> None:
+    """A browser navigating to a crafted URL gets JSON (never sniffed as HTML), with the path as data."""
+    response = server.admin().get(f"{server.url}/studio/<img src=x onerror=alert(1)>",
+                                  headers={"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"})
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "<img" in response.json()["Message"]  # kept as data, shown as text by whoever displays it
+
+
 def test_redirects_and_api_errors_carry_the_headers(server: RunningServer) -> None:
     admin = server.admin()
     redirect = admin.get(f"{server.url}/", allow_redirects=False)
