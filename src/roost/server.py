@@ -23,7 +23,7 @@ from roost.pki import datadir
 from roost.pki.authority import CertificateAuthority
 from roost.pki.inspect import CertificateInfo, load_certificates, thumbprint_of
 from roost.security.certificates import CertificateService
-from roost.security.identity import Identifier
+from roost.security.identity import AuthStatus, Identifier, Identity
 from roost.security.registry import CertificateDefinition, Registry
 from roost.security.twofactor import TwoFactor
 from roost.settings import Settings
@@ -34,6 +34,9 @@ from roost.types import Clearance, Thumbprint
 
 log = logging.getLogger("roost")
 
+RENEW_GENERATED_BEFORE = dt.timedelta(days=30)
+RENEWAL_CHECK_SECONDS = 3600.0
+RENEWAL_SCHEDULE = Identity(AuthStatus.CLUSTER_ADMIN, display_name="the renewal schedule")
 SERVER_CERTIFICATE_NAME = "Server Certificate"
 OLD_SERVER_CERTIFICATE_NAME = "Old Server Certificate - can delete"
 
@@ -68,6 +71,7 @@ class Server:
     _runner: web.AppRunner | None = None
     _temp_dir: Path | None = None
     _pool: ProcessPoolExecutor | None = None
+    _renewal: asyncio.Task[None] | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Server:
@@ -109,6 +113,15 @@ class Server:
             )
         else:
             configured = datadir.generated_server_certificate(certs_dir, self.authority)
+            if configured.info.not_after - clock.now() < RENEW_GENERATED_BEFORE:
+                # RavenDB's most common lock-out is an expired server certificate; Roost's own one never expires.
+                old = configured.info
+                configured = datadir.generated_server_certificate(certs_dir, self.authority, renew=True)
+                self.warnings.append(
+                    f"The generated server certificate {old.thumbprint} expires on {old.not_after:%Y-%m-%d}; "
+                    f"renewed it: now {configured.info.thumbprint}. Servers that trusted the old one through its "
+                    "export need the new export (roost certs export)."
+                )
         self.configured_thumbprint = configured.info.thumbprint
         self.server_certificate = self._installed_replacement(configured) or configured
         server_infos = [self.server_certificate.info, *self._previous_server_certificates()]
@@ -294,9 +307,27 @@ class Server:
         self.url = self.settings.url_for_port(self.port)
         await self.ensure_initial_client(self.url)
         self.registry.start_flusher()
+        self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
         return self.url
 
+    async def _renew_generated_certificate(self) -> None:
+        """Hourly: renew Roost's generated server certificate once it is within 30 days of expiring (as RavenDB's
+        refresh cycle does for Let's Encrypt), with the same no-restart swap as ``refresh``."""
+        while True:
+            await asyncio.sleep(RENEWAL_CHECK_SECONDS)
+            current = self.server_certificate
+            if current is None or not current.generated:
+                continue
+            if current.info.not_after - clock.now() >= RENEW_GENERATED_BEFORE:
+                continue
+            try:
+                await self.certificates.refresh_server_certificate(RENEWAL_SCHEDULE)
+            except Exception:
+                log.exception("Could not renew the generated server certificate; will try again in an hour")
+
     async def stop(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.registry.stop()

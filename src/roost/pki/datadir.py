@@ -182,12 +182,25 @@ def install_replacement(certs_dir: Path, pfx: bytes, password: str | None, *, co
                "ConfiguredThumbprint": configured_thumbprint,
                "InstalledAt": (now or dt.datetime.now(dt.UTC)).isoformat()}
     _replace_file(certs_dir / ACTIVE_POINTER, json.dumps(pointer, indent=2).encode(), private=False)
+    _remove_replaced_keys(certs_dir, keep=key_path)
     return ServerCertificate(info, [describe(c) for c in chain], cert_path, key_path, None, generated=False)
 
 
 def forget_replacement(certs_dir: Path) -> None:
     """Roost's generated certificate is in charge again (after ``refresh``)."""
     (certs_dir / ACTIVE_POINTER).unlink(missing_ok=True)
+    _remove_replaced_keys(certs_dir, keep=None)
+
+
+def _remove_replaced_keys(certs_dir: Path, keep: Path | None) -> None:
+    """Private keys of earlier replacements are never presented again: do not leave them lying around.
+
+    Their certificates (public) stay, and so does their trust as "Old Server Certificate - can delete".
+    """
+    for path in certs_dir.glob("server.*.key"):
+        stem = path.name.removeprefix("server.").removesuffix(".key")
+        if len(stem) == 40 and all(c in "0123456789abcdef" for c in stem) and path != keep:
+            path.unlink(missing_ok=True)
 
 
 @dataclass
