@@ -117,6 +117,11 @@ def _load_server_pfx(
         raise error(f"The certificate from {source} must hold a certificate and its private key.")
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise error(f"The certificate from {source} has a {type(key).__name__}; use an RSA or EC key.")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.DER, spki) != cert.public_key().public_bytes(
+            serialization.Encoding.DER, spki):
+        # Other tools can write such a file; ssl would refuse it only when the new context is built.
+        raise error(f"The private key in the certificate from {source} does not belong to its certificate.")
     info = describe(cert)
     if info.not_after < (now or dt.datetime.now(dt.UTC)):
         raise error(
