@@ -1,0 +1,113 @@
+"""Two-factor authentication in the Studio: enrolment in the Generate dialog, the clearance screen on 428."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+import pytest
+from playwright.sync_api import expect
+from studio_browser import Studio, checked_fixture, downloaded_certificate, row, studio_fixture  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+
+def _generate_with_two_factor(studio: Studio, name: str, tmp_path, *, shot: bool = False):  # type: ignore[no-untyped-def]
+    page = studio.open()
+    page.get_by_role("button", name="Generate client certificate").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name", exact=True).fill(name)
+    dialog.get_by_label("Security clearance").select_option("Operator")
+    dialog.get_by_label("Require two-factor authentication").check()
+    secret_box = dialog.locator("code.secret")
+    expect(secret_box).to_have_text(re.compile(r"^[A-Z2-7]{16,}$"))
+    secret = secret_box.inner_text()
+    qr = dialog.locator("img.qr")
+    expect(qr).to_be_visible()
+    assert qr.evaluate("img => img.complete && img.naturalWidth > 0")
+    expect(dialog).to_contain_text("Shown once")
+    if shot:
+        studio.shot(page, "studio-generate-2fa")
+    with page.expect_download() as download_info:
+        dialog.get_by_role("button", name="Generate", exact=True).click()
+    expect(dialog.locator("code.secret")).to_have_text(secret)
+    certificate = downloaded_certificate(download_info.value, name, tmp_path)
+    page.context.close()
+    return certificate, secret
+
+
+def _clearance_page(studio: Studio, pem):  # type: ignore[no-untyped-def]
+    page = studio.context(pem).new_page()
+    studio.watch(page)
+    page.goto(f"{studio.url}/studio/")
+    expect(page.get_by_role("heading", name="Two-factor authentication")).to_be_visible()
+    return page
+
+
+def test_generate_with_two_factor_then_clear_the_studio_with_a_code(checked: Studio, tmp_path) -> None:
+    certificate, secret = _generate_with_two_factor(checked, "mfa-operator", tmp_path, shot=True)
+    page = _clearance_page(checked, certificate.pem_path)
+    code = page.get_by_label("Code from your authenticator app")
+    expect(code).to_be_focused()
+    expect(page.get_by_label("Session duration (minutes)")).to_be_visible()
+    expect(page.get_by_label("Only this browser")).to_be_checked()
+    expect(page.get_by_label("All clients of this certificate (applications, other browsers)")).not_to_be_checked()
+    checked.shot(page, "studio-two-factor")
+
+    totp = pyotp.TOTP(secret)
+    wrong = "000000" if totp.now() != "000000" else "111111"
+    code.fill(wrong)
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("alert")).to_contain_text("That code was not accepted")
+
+    code.fill(totp.now())
+    page.get_by_role("button", name="Verify").click()
+    expect(page.locator("#identity .me-name")).to_have_text("mfa-operator")
+    expect(page.get_by_role("heading", name="Certificates", level=1)).to_be_visible()
+    expect(page.get_by_role("button", name="End two-factor session")).to_be_visible()
+
+    # "Only this browser": another browser with the same certificate is refused, and offered the code screen.
+    other = checked.context(certificate.pem_path).new_page()
+    checked.watch(other)
+    other.goto(f"{checked.url}/studio/")
+    expect(other.get_by_role("heading", name="Roost did not let you in")).to_be_visible()
+    other.get_by_role("button", name="Enter a two-factor code").click()
+    expect(other.get_by_label("Code from your authenticator app")).to_be_visible()
+
+    page.get_by_role("button", name="End two-factor session").click()
+    expect(page.get_by_role("heading", name="Two-factor authentication")).to_be_visible()
+
+
+def test_repeated_wrong_codes_lock_and_the_screen_says_so(checked: Studio, tmp_path) -> None:
+    certificate, secret = _generate_with_two_factor(checked, "mfa-locked", tmp_path)
+    page = _clearance_page(checked, certificate.pem_path)
+    current = pyotp.TOTP(secret).now()
+    wrong = "123456" if current != "123456" else "654321"
+    alert = page.get_by_role("alert")
+    for _ in range(8):
+        page.get_by_label("Code from your authenticator app").fill(wrong)
+        page.get_by_role("button", name="Verify").click()
+        expect(alert).to_be_visible()
+        if "locked" in alert.inner_text():
+            break
+    expect(alert).to_contain_text("Too many wrong codes")
+    expect(alert).to_contain_text("Try again in")
+    checked.shot(page, "studio-two-factor-locked")
+
+
+def test_edit_removes_the_two_factor_key(checked: Studio, tmp_path) -> None:
+    certificate, _ = _generate_with_two_factor(checked, "mfa-removed", tmp_path)
+    page = checked.open()
+    page.get_by_label("Name or thumbprint").fill("mfa-removed")
+    target = row(page, "mfa-removed")
+    expect(target.locator(".badge.on")).to_have_text("on")
+    target.get_by_role("button", name="Edit mfa-removed").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Remove the two-factor authentication key").check()
+    dialog.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(row(page, "mfa-removed").locator(".badge.off")).to_have_text("off")
+
+    # Without a key, the certificate opens the Studio with no code.
+    theirs = checked.open(certificate.pem_path)
+    expect(theirs.locator("#identity .me-name")).to_have_text("mfa-removed")
