@@ -521,6 +521,19 @@ def test_query_paging_parameters_and_statistics(target: Target, people: str) -> 
         assert names(s.advanced.raw_query("from Users limit 1, 2", User)) == ["bob", "Carol"]
 
 
+class NameOnly:
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+
+
+def test_query_projections_with_select_fields(target: Target, people: str) -> None:
+    with client(target, people) as store, store.open_session() as s:
+        projected = list(s.query(object_type=User).where_less_than("age", 26).select_fields(NameOnly, "name"))
+        assert sorted((type(p).__name__, p.name) for p in projected) == [("NameOnly", "bob"), ("NameOnly", "dave")]
+        with pytest.raises(RavenException, match="'select distinct' is not supported"):
+            list(s.advanced.raw_query("from Users select distinct name", User))
+
+
 def test_query_include_brings_the_referenced_documents(target: Target, people: str) -> None:
     with client(target, people) as store, store.open_session() as s:
         found = list(s.query(object_type=User).where_equals("name", "bob").include("manager"))
