@@ -404,3 +404,31 @@ def test_plain_http_gets_no_hsts(tmp_path: Path) -> None:
         _assert_strict_csp(response.headers, "http studio")
     finally:
         running.stop()
+
+
+def test_two_factor_login_and_logout_from_another_site_are_refused(server: RunningServer) -> None:
+    """Login CSRF would open a session for the victim's certificate; logout CSRF would end it. Neither happens,
+    and the refused login does not even consume the code (the body was never read)."""
+    import pyotp
+
+    secret = server.admin().get(f"{server.url}/admin/certificates/2fa/generate").json()["Secret"]
+    cert = server.generate("csrf-2fa", "ValidUser", {}, TwoFactorAuthenticationKey=secret)
+    browser = server.session(cert.pem_path)
+    token = pyotp.TOTP(secret).now()
+    whoami = f"{server.url}/certificates/whoami"
+    login = f"{server.url}/authentication/2fa"
+    for foreign in ({"Origin": EVIL}, {"Sec-Fetch-Site": "cross-site"}):
+        refused = browser.post(login, params={"hasLimits": "false"}, json={"Token": token}, headers=foreign)
+        assert refused.status_code == 403 and refused.json()["Type"] == CROSS_SITE
+        assert browser.get(whoami).status_code == 428
+    # The twin: the same code, from the Studio's origin, opens the session.
+    opened = browser.post(login, params={"hasLimits": "false"}, json={"Token": token},
+                          headers={"Origin": server.url, "Sec-Fetch-Site": "same-origin"})
+    assert opened.status_code == 202, opened.text
+    assert browser.get(whoami).status_code == 200
+    for foreign in ({"Origin": EVIL}, {"Sec-Fetch-Site": "same-site"}):
+        refused = browser.delete(login, headers=foreign)
+        assert refused.status_code == 403 and refused.json()["Type"] == CROSS_SITE
+        assert browser.get(whoami).status_code == 200
+    assert browser.delete(login, headers={"Origin": server.url}).status_code == 204
+    assert browser.get(whoami).status_code == 428
