@@ -114,6 +114,15 @@ def test_a_query_on_a_missing_database_is_503_database_missing(server: RunningSe
     assert (response.status_code, response.headers["Database-Missing"]) == (503, "no-such-db")
 
 
+def test_a_too_deeply_nested_body_is_400_not_500(server: RunningServer, admin: requests.Session, database: str) -> None:
+    depth = 100_000
+    nested = '{"Query": "from Users", "QueryParameters": {"p": ' + "[" * depth + "]" * depth + "}}"
+    response = admin.post(f"{server.url}/databases/{database}/queries", data=nested.encode())
+    assert response.status_code == 400 and "nested too deeply" in response.json()["Message"]
+    shallow = '{"Query": "from Users", "QueryParameters": {"p": ' + "[" * 50 + "]" * 50 + "}}"
+    assert admin.post(f"{server.url}/databases/{database}/queries", data=shallow.encode()).status_code == 200
+
+
 def test_a_malformed_body_is_400(server: RunningServer, admin: requests.Session, database: str) -> None:
     response = admin.post(f"{server.url}/databases/{database}/queries", data=b"{not json")
     assert response.status_code == 400 and "Malformed JSON" in response.json()["Message"]

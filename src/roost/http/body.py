@@ -44,6 +44,9 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
         raise BadRequestError(f"Malformed JSON body at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
     except ValueError as exc:
         raise BadRequestError(f"Malformed JSON body: {exc}.") from None
+    except RecursionError:
+        # json.loads recurses once per nesting level: a body of 100,000 '[' would otherwise be a 500.
+        raise BadRequestError("The JSON body is nested too deeply.") from None
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
