@@ -400,6 +400,19 @@ def test_nulls_first_and_last() -> None:
     assert matching("from Users order by V as long desc", NUMBERS)[-1] == "n/4"
 
 
+def test_objects_sort_with_the_missing_values_even_when_deeply_nested() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):  # str() of this would raise RecursionError
+        node["x"] = {}
+        node = node["x"]
+    docs = [doc("a", V=2), doc("b", V=deep), doc("c", V="t"), doc("d")]
+    for ordering in ("", " as string", " as alphaNumeric"):
+        assert matching(f"from Users order by V{ordering}", docs) == ["b", "d", "a", "c"], ordering
+    # As a long, the text "t" has no value either: it joins the nulls, in input order.
+    assert matching("from Users order by V as long", docs) == ["b", "c", "d", "a"]
+
+
 def test_order_by_id() -> None:
     assert matching("from Users order by id() desc limit 2", PEOPLE) == ["users/5", "users/4"]
 

@@ -711,7 +711,9 @@ def _order_value(doc: Document, key: OrderKey) -> object:
 
 def _typed(value: object, ordering: Ordering) -> tuple[object, ...] | None:
     """A comparable tuple for one value; None when it sorts with the nulls. Ranks keep types apart."""
-    if value is None:
+    if value is None or isinstance(value, Mapping):
+        # An object has no order in RavenDB's sorting; it sorts with the nulls (and never goes through
+        # str(), which would recurse through a deeply nested document).
         return None
     if ordering is Ordering.IMPLICIT:
         if isinstance(value, bool):
@@ -720,7 +722,7 @@ def _typed(value: object, ordering: Ordering) -> tuple[object, ...] | None:
             return None if isinstance(value, float) and math.isnan(value) else (2, value)
         if isinstance(value, str):
             return (3, value.casefold(), value)
-        return (5, _text(value))
+        return None
     if ordering is Ordering.LONG or ordering is Ordering.DOUBLE:
         number = _as_number(value)
         if number is None:
