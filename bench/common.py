@@ -197,6 +197,7 @@ def build_loadgen() -> Path:
         **os.environ,
         "GOCACHE": str(WORK_DIR / "gocache"),
         "GOPATH": str(WORK_DIR / "gopath"),
+        "GOENV": "off",  # no user config file: works without $HOME, as root on a fresh machine
         "GOFLAGS": "",
         "GOPROXY": "off",
         "GOTOOLCHAIN": "local",
