@@ -24,7 +24,8 @@ def _generate_with_two_factor(studio: Studio, name: str, tmp_path, *, shot: bool
     secret = secret_box.inner_text()
     qr = dialog.locator("img.qr")
     expect(qr).to_be_visible()
-    assert qr.evaluate("img => img.complete && img.naturalWidth > 0")
+    # The QR code is an SVG from the server: wait until the browser has decoded it.
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=qr.element_handle())
     expect(dialog).to_contain_text("Shown once")
     if shot:
         studio.shot(page, "studio-generate-2fa")
