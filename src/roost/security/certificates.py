@@ -605,15 +605,11 @@ class CertificateService:
         if state not in (None, "", "valid", "expiring", "expired"):
             raise BadRequestError("state must be one of: valid, expiring, expired.")
         needle = text.casefold() if text else None
-        candidates = registry.sorted_by_name()
-        if sort == "expiry":
-            candidates = sorted(candidates, key=lambda d: d.not_after)
-        elif sort not in ("name", None, ""):
+        if sort not in ("name", "expiry", None, ""):
             raise BadRequestError("sort must be 'name' or 'expiry'.")
+        index = registry.by_expiry if sort == "expiry" else registry.by_name
 
         def keep(d: CertificateDefinition) -> bool:
-            if d.collection_primary and not secondary:
-                return False
             if name is not None and d.name != name:
                 return False
             if needle and needle not in d.name.casefold() and needle not in d.thumbprint.casefold():
@@ -628,8 +624,18 @@ class CertificateService:
                 return False
             return True
 
-        filtered = candidates if (secondary and name is None and not needle and not wanted_clearance
-                                  and not state) else [d for d in candidates if keep(d)]
+        # The common cases are slices of an index kept sorted on write; only free-text, clearance and state
+        # filters scan, and secondaries (listed on request only) are few.
+        candidates: list[CertificateDefinition] = (
+            registry.with_name(name) if name is not None and sort != "expiry" else index.items()
+        )
+        if secondary:
+            secondaries = [d for d in registry.all() if d.collection_primary]
+            key = (lambda d: (d.not_after, d.thumbprint)) if sort == "expiry" else (
+                lambda d: (d.name.casefold(), d.thumbprint))
+            candidates = sorted([*candidates, *secondaries], key=key)
+        filtering = name is not None or needle or wanted_clearance is not None or bool(state)
+        filtered = [d for d in candidates if keep(d)] if filtering else candidates
         page = filtered[start : start + page_size]
         results = [d.to_wire(metadata_only=metadata_only, last_used=registry.last_used(d.thumbprint)) for d in page]
         # After a replacement the server certificate is also a registered ClusterNode entry: list it once.

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import datetime as dt
+import gc
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -122,6 +124,52 @@ class CertificateDefinition:
         return wire
 
 
+class SortedIndex:
+    """Definitions kept sorted by a key on every write (bisect), so a page of the list is a slice, whatever the
+    size of the registry: no re-sort after a write (bench/ figure 6)."""
+
+    def __init__(self, key: Callable[[CertificateDefinition], tuple[Any, ...]]) -> None:
+        self._key = key
+        self._keys: list[tuple[Any, ...]] = []
+        self._items: list[CertificateDefinition] = []
+
+    def rebuild(self, definitions: Iterable[CertificateDefinition]) -> None:
+        pairs = sorted(((self._key(d), d) for d in definitions), key=lambda pair: pair[0])
+        self._keys = [k for k, _ in pairs]
+        self._items = [d for _, d in pairs]
+
+    def add(self, definition: CertificateDefinition) -> None:
+        key = self._key(definition)
+        at = bisect.bisect_left(self._keys, key)
+        self._keys.insert(at, key)
+        self._items.insert(at, definition)
+
+    def remove(self, definition: CertificateDefinition) -> None:
+        key = self._key(definition)
+        at = bisect.bisect_left(self._keys, key)
+        if at < len(self._keys) and self._keys[at] == key:
+            del self._keys[at]
+            del self._items[at]
+
+    def range_of(self, low: tuple[Any, ...], high: tuple[Any, ...]) -> list[CertificateDefinition]:
+        """Definitions whose key is in [low, high)."""
+        return self._items[bisect.bisect_left(self._keys, low) : bisect.bisect_left(self._keys, high)]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[CertificateDefinition]:
+        return self._items
+
+
+def _name_key(d: CertificateDefinition) -> tuple[str, str]:
+    return (d.name.casefold(), d.thumbprint)
+
+
+def _expiry_key(d: CertificateDefinition) -> tuple[dt.datetime, str]:
+    return (d.not_after, d.thumbprint)
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     results: list[CertificateDefinition]
@@ -137,7 +185,9 @@ class Registry:
         self._by_pinning_hash: dict[str, set[str]] = {}
         self._last_used: dict[str, dt.datetime] = {}
         self._dirty_last_used: dict[str, dt.datetime] = {}
-        self._sorted: list[CertificateDefinition] | None = None
+        # Primaries (and standalone certificates) only: what the certificate list shows.
+        self.by_name = SortedIndex(_name_key)
+        self.by_expiry = SortedIndex(_expiry_key)
         self._flusher: asyncio.Task[None] | None = None
         self.generation = 0
 
@@ -145,14 +195,25 @@ class Registry:
         index: dict[str, CertificateDefinition] = {}
         pins: dict[str, set[str]] = {}
         last_used: dict[str, dt.datetime] = {}
-        for data in await self._storage.load_certificates():
-            definition = CertificateDefinition.from_storage(data)
-            index[definition.thumbprint] = definition
-            pins.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
-            if data.get("LastUsedDate"):
-                last_used[definition.thumbprint] = clock.parse_wire_date(data["LastUsedDate"])
-        self._by_thumbprint, self._by_pinning_hash, self._last_used = index, pins, last_used
-        self._sorted = None
+        # Loading creates millions of small objects that all live on: the cyclic collector would run many full
+        # passes over them for nothing (seconds at 100,000 certificates).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for data in await self._storage.load_certificates():
+                definition = CertificateDefinition.from_storage(data)
+                index[definition.thumbprint] = definition
+                pins.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
+                if data.get("LastUsedDate"):
+                    last_used[definition.thumbprint] = clock.parse_wire_date(data["LastUsedDate"])
+            self._by_thumbprint, self._by_pinning_hash, self._last_used = index, pins, last_used
+            primaries = [d for d in index.values() if not d.collection_primary]
+            self.by_name.rebuild(primaries)
+            self.by_expiry.rebuild(primaries)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+            gc.freeze()  # the registry is long-lived: keep it out of every later collection
         self.generation += 1
 
     def __len__(self) -> int:
@@ -179,10 +240,10 @@ class Registry:
     def all(self) -> Iterable[CertificateDefinition]:
         return self._by_thumbprint.values()
 
-    def sorted_by_name(self) -> list[CertificateDefinition]:
-        if self._sorted is None:
-            self._sorted = sorted(self._by_thumbprint.values(), key=lambda d: (d.name.casefold(), d.thumbprint))
-        return self._sorted
+    def with_name(self, name: str) -> list[CertificateDefinition]:
+        """Primaries whose name is exactly ``name`` (a bisect range, then the exact comparison)."""
+        folded = name.casefold()
+        return [d for d in self.by_name.range_of((folded, ""), (folded, "\uffff")) if d.name == name]
 
     async def put(self, definitions: list[CertificateDefinition]) -> None:
         stored = []
@@ -193,20 +254,14 @@ class Registry:
                 data["LastUsedDate"] = clock.wire_date(last_used)
             stored.append(data)
         await self._storage.put_certificates(stored)
-        for definition in definitions:
-            old = self._by_thumbprint.get(definition.thumbprint)
-            if old is not None:
-                self._by_pinning_hash.get(old.pinning_hash, set()).discard(old.thumbprint)
-            self._by_thumbprint[definition.thumbprint] = definition
-            self._by_pinning_hash.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
-        self._changed()
+        self.apply_external(definitions)
 
     async def delete(self, thumbprints: list[str]) -> None:
         await self._storage.delete_certificates(thumbprints)
         for thumbprint in thumbprints:
             old = self._by_thumbprint.pop(thumbprint, None)
             if old is not None:
-                self._by_pinning_hash.get(old.pinning_hash, set()).discard(thumbprint)
+                self._unindex(old)
             self._last_used.pop(thumbprint, None)
             self._dirty_last_used.pop(thumbprint, None)
         self._changed()
@@ -225,13 +280,21 @@ class Registry:
         for definition in definitions:
             old = self._by_thumbprint.get(definition.thumbprint)
             if old is not None:
-                self._by_pinning_hash.get(old.pinning_hash, set()).discard(old.thumbprint)
+                self._unindex(old)
             self._by_thumbprint[definition.thumbprint] = definition
             self._by_pinning_hash.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
+            if not definition.collection_primary:
+                self.by_name.add(definition)
+                self.by_expiry.add(definition)
         self._changed()
 
+    def _unindex(self, old: CertificateDefinition) -> None:
+        self._by_pinning_hash.get(old.pinning_hash, set()).discard(old.thumbprint)
+        if not old.collection_primary:
+            self.by_name.remove(old)
+            self.by_expiry.remove(old)
+
     def _changed(self) -> None:
-        self._sorted = None
         self.generation += 1
 
     # Last used ----------------------------------------------------------------------------------------------
