@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import ROOT, ClientCertificate, RunningServer, start_server, unpack_package
 
@@ -33,6 +34,8 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1440, "height": 1000}
 DOCS_IMAGES = ROOT / "docs" / "images"
 XSS_NAME = "<img src=x onerror=\"document.title='pwned'\">"
+# The machine running the suite may be busy (a full `make test` starts many servers): be patient, not flaky.
+expect.set_options(timeout=10_000)
 
 
 def require_chromium() -> None:
