@@ -102,3 +102,46 @@ def test_auth_2fa_opens_a_cookie_session_or_one_for_all_clients(server: RunningS
     assert server.session(pem).get(f"{server.url}/certificates/whoami").status_code == 428
     replayed = roost(server, "auth", "2fa", "--cert", str(pem), "--code", next_code, "--all-clients")
     assert replayed.exit_code == 1 and "already used" in replayed.output
+
+
+def test_edit_gives_a_new_key_or_removes_it_and_upload_can_require_2fa(server: RunningServer,
+                                                                        tmp_path: Path) -> None:
+    pem, secret, _ = enrolled(server, "cli-2fa-carol", tmp_path)
+    first = server.session(pem).post(f"{server.url}/authentication/2fa?hasLimits=false", json={"Token": code(secret)})
+    assert first.status_code == 202
+    entry = server.admin().get(f"{server.url}/admin/certificates", params={"name": "cli-2fa-carol"}).json()
+    tp = entry["Results"][0]["Thumbprint"]
+    assert server.session(pem).get(f"{server.url}/certificates/whoami").status_code == 200
+
+    plain_edit = roost(server, "certs", "edit", tp, "-p", "carol-db=Read")
+    assert plain_edit.exit_code == 0 and "Two-factor" not in plain_edit.output
+    assert server.session(pem).get(f"{server.url}/certificates/whoami").status_code == 200  # key and session kept
+
+    rekeyed = roost(server, "certs", "edit", tp, "--require-2fa")
+    assert rekeyed.exit_code == 0, rekeyed.output
+    new_secret = rekeyed.output.split("(shown once; Roost never shows it again):\n", 1)[1].splitlines()[0]
+    new_secret = new_secret.replace(" ", "")
+    assert new_secret != secret
+    assert decode_terminal_qr(rekeyed.output) == (
+        f"otpauth://totp/localhost:cli-2fa-carol?secret={new_secret}&issuer=localhost")
+    assert server.session(pem).get(f"{server.url}/certificates/whoami").status_code == 428  # old session ended
+    opened = roost(server, "auth", "2fa", "--cert", str(pem), "--code", code(new_secret, 30), "--all-clients")
+    assert opened.exit_code == 0, opened.output
+
+    removed = roost(server, "certs", "edit", tp, "--remove-2fa")
+    assert removed.exit_code == 0 and "no longer needs a code" in removed.output
+    assert roost(server, "auth", "logout", "--cert", str(pem)).exit_code == 0
+    me = server.session(pem).get(f"{server.url}/certificates/whoami")
+    assert me.status_code == 200 and me.json()["HasTwoFactor"] is False
+
+    # Upload: the same certificate registered again after a delete, now with a key.
+    crt = tmp_path / "carol.crt"
+    crt.write_bytes(pem.read_bytes().split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n")
+    assert roost(server, "certs", "delete", tp, "--yes").exit_code == 0
+    uploaded = roost(server, "certs", "upload", str(crt), "--name", "cli-2fa-carol-again", "--require-2fa")
+    assert uploaded.exit_code == 0, uploaded.output
+    upload_secret = uploaded.output.split("(shown once; Roost never shows it again):\n", 1)[1].splitlines()[0]
+    assert server.session(pem).get(f"{server.url}/certificates/whoami").status_code == 428
+    accepted = server.session(pem).post(f"{server.url}/authentication/2fa?hasLimits=false",
+                                        json={"Token": code(upload_secret.replace(" ", ""))})
+    assert accepted.status_code == 202

@@ -269,9 +269,11 @@ def _offline(name: str, key_type: str, password: str | None, months: int | None,
 @click.option("--permission", "-p", multiple=True, metavar="DB=ACCESS", help="Database access; repeat for more.")
 @click.option("--password-prompt", is_flag=True, help="The .pfx is protected: ask for its passphrase.")
 @click.option("--password-file", type=click.Path(path_type=Path), default=None, help="Read it from a file instead.")
+@click.option("--require-2fa", "require_2fa", is_flag=True,
+              help="Require two-factor authentication: prints the new key and its QR code (shown once).")
 @server_options
 def upload(endpoint: Endpoint, file: Path, name: str, clearance: str, permission: tuple[str, ...],
-           password_prompt: bool, password_file: Path | None) -> None:
+           password_prompt: bool, password_file: Path | None, require_2fa: bool) -> None:
     """Register an existing certificate: FILE is a .crt/.pem (PEM), .cer (DER), .pfx (one or a collection), or a
     package .zip made by `roost certs generate --offline` (its .crt is sent, never its key)."""
     password = _password(password_prompt, password_file, "existing passphrase")
@@ -286,11 +288,19 @@ def upload(endpoint: Endpoint, file: Path, name: str, clearance: str, permission
                             "SecurityClearance": _clearance(clearance), "Permissions": _permissions(permission)}
     if password:
         body["Password"] = password
+    if require_2fa:
+        from roost.cli.twofactor import new_key
+
+        body["TwoFactorAuthenticationKey"] = new_key(endpoint)
     endpoint.request("PUT", "/admin/certificates", body=body, expect=(201,))
     listed = endpoint.request("GET", "/admin/certificates",
                               params={"name": name, "secondary": "true", "metadataOnly": "true"}).json()
     thumbprints = [e["Thumbprint"] for e in listed["Results"]]
     click.echo(f"Registered '{name}': {', '.join(thumbprints)}")
+    if require_2fa:
+        from roost.cli.twofactor import enrolment_text
+
+        click.echo(enrolment_text(body["TwoFactorAuthenticationKey"], name, endpoint.url))
 
 
 @certs.command(name="list")
@@ -372,9 +382,11 @@ def show(endpoint: Endpoint, thumbprint: str, as_json: bool) -> None:
               help="Set this database's access (added to the others); repeat for more.")
 @click.option("--remove-permission", multiple=True, metavar="DB", help="Remove this database's access.")
 @click.option("--disable/--enable", "disabled", default=None, help="Refuse (or accept again) this certificate.")
+@click.option("--require-2fa/--remove-2fa", "two_factor", default=None,
+              help="Give it a new two-factor key (printed once with its QR code), or remove its key.")
 @server_options
 def edit(endpoint: Endpoint, thumbprint: str, name: str | None, clearance: str | None, permission: tuple[str, ...],
-         remove_permission: tuple[str, ...], disabled: bool | None) -> None:
+         remove_permission: tuple[str, ...], disabled: bool | None, two_factor: bool | None) -> None:
     """Change a certificate's name, clearance, database access, or disable it."""
     found = endpoint.request("GET", "/admin/certificates", params={"thumbprint": thumbprint, "metadataOnly": "true"},
                              expect=(200, 404))
@@ -392,11 +404,22 @@ def edit(endpoint: Endpoint, thumbprint: str, name: str | None, clearance: str |
         "Permissions": permissions,
         "Disabled": current.get("Disabled", False) if disabled is None else disabled,
     }
-    endpoint.request("POST", "/admin/certificates/edit", body=body, expect=(201,))
+    if two_factor:
+        from roost.cli.twofactor import new_key
+
+        body["TwoFactorAuthenticationKey"] = new_key(endpoint)
+    params = {"deleteTwoFactorConfiguration": "true"} if two_factor is False else None
+    endpoint.request("POST", "/admin/certificates/edit", params=params, body=body, expect=(201,))
     state = " (disabled)" if body["Disabled"] else ""
     click.echo(f"Updated '{body['Name']}' ({current['Thumbprint']}): "
                f"{_LABELS.get(body['SecurityClearance'], body['SecurityClearance'])}, "
                f"{_permissions_text(body)}{state}")
+    if two_factor:
+        from roost.cli.twofactor import enrolment_text
+
+        click.echo(enrolment_text(body["TwoFactorAuthenticationKey"], body["Name"], endpoint.url))
+    elif two_factor is False:
+        click.echo("Two-factor authentication removed: the certificate no longer needs a code.")
 
 
 @certs.command()

@@ -46,7 +46,8 @@ from roost.security.registry import CertificateDefinition, Registry
 from roost.storage.base import JsonObject, Storage
 from roost.types import Level
 
-log = logging.getLogger("roost.twofactor")
+# Under roost.audit: whatever keeps the audit trail keeps these events too.
+log = logging.getLogger("roost.audit.twofactor")
 
 COOKIE_NAME = "2fa-cookie"
 # RFC 6238 defaults, which every authenticator app uses: HMAC-SHA1, 6 digits, 30-second steps.
