@@ -32,6 +32,7 @@ export function renderCertificates(main) {
   const prev = h("button", { type: "button", class: "secondary small" }, "Previous page");
   const next = h("button", { type: "button", class: "secondary small" }, "Next page");
   let controller = null;
+  let serverStale = true; // the server panel is drawn on the first load and after a change
 
   const announce = (message) => {
     notice.textContent = message;
@@ -40,6 +41,7 @@ export function renderCertificates(main) {
   const changed = (message) => {
     invalidate();
     if (message) announce(message);
+    serverStale = true; // a renewal or replacement changes the server panel too
     load();
   };
 
@@ -153,7 +155,6 @@ export function renderCertificates(main) {
     ),
   );
 
-  let serverShown = false;
   async function load() {
     controller?.abort();
     controller = new AbortController();
@@ -177,8 +178,8 @@ export function renderCertificates(main) {
           : `Showing ${formatCount(first)}–${formatCount(last)} of ${formatCount(page.total)}`;
       prev.disabled = state.start === 0;
       next.disabled = last >= page.total;
-      if (!serverShown || !state.start) {
-        serverShown = true;
+      if (serverStale) {
+        serverStale = false;
         let entry = page.serverEntry;
         if (!entry && page.loadedServerCert) entry = await serverEntryOf(page.loadedServerCert);
         replace(serverSlot, serverPanel({ entry, thumbprint: page.loadedServerCert, onChanged: changed }));
