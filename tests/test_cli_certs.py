@@ -201,3 +201,17 @@ def test_help_lists_every_command(args: list[str]) -> None:
                 "server-cert": ["replace", "renew"]}[args[0]]
     for command in expected:
         assert f"  {command} " in result.output
+
+
+def test_docs_cover_every_command_and_route() -> None:
+    from conftest import ROOT
+    from roost.cli.certs import certs, server_cert
+    from roost.http.routes.certificates import routes
+
+    docs = (ROOT / "docs" / "certificates.md").read_text()
+    for group, name in [(certs, "certs"), (server_cert, "server-cert")]:
+        for command in group.commands:
+            assert f"roost {name} {command}" in docs, f"docs/certificates.md does not show roost {name} {command}"
+    for route in routes.routes:
+        if "2fa" not in route.path:  # two-factor routes are documented in docs/two-factor.md
+            assert route.path in docs, f"docs/certificates.md does not show {route.method} {route.path}"

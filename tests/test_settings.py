@@ -33,12 +33,12 @@ def test_ravendb_aliases(tmp_path: Path) -> None:
     pfx.write_bytes(b"x")
     settings, ignored = load_settings({}, [
         "--ServerUrl=https://0.0.0.0:9443", f"--Security.Certificate.Path={pfx}",
-        "--Security.Certificate.Password=pw", "--Security.WellKnownCertificates.Admin=AB12,cd34",
+        "--Security.Certificate.Password=pw", f"--Security.WellKnownCertificates.Admin={'AB12' * 10},{'cd34' * 10}",
         f"--DataDir={tmp_path}", "--RunInMemory=true", "--Setup.Mode=None", "--License.Eula.Accepted=true",
     ], environ={})
     assert (settings.host, settings.port) == ("0.0.0.0", 9443)
     assert settings.certificate_path == pfx.resolve() and settings.certificate_password == "pw"
-    assert settings.well_known_admins == ("AB12", "cd34")
+    assert settings.well_known_admins == ("AB12" * 10, "cd34" * 10)
     assert settings.run_in_memory and settings.data_dir == tmp_path
     assert ignored == ["Setup.Mode", "License.Eula.Accepted"]
     assert settings.url_for_port(9443) == "https://localhost:9443"
@@ -51,6 +51,7 @@ def test_ravendb_aliases(tmp_path: Path) -> None:
     ({"port": 70000}, [], "between 0 and 65535"),
     ({}, ["--InitialClientCertificate.Clearance=ValidUser"], "must be ClusterAdmin or Operator"),
     ({}, ["--Security.WellKnownCertificates.Admin=not/a/file"], "neither a thumbprint nor an existing file"),
+    ({}, ["--Security.WellKnownCertificates.Admin=AB12"], "a thumbprint is 40 hexadecimal digits"),
     ({}, ["--RunInMemory=maybe"], "must be true or false"),
 ])
 def test_refusals(flags: dict[str, object], args: list[str], message: str) -> None:

@@ -315,9 +315,12 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
                 raise ConfigurationError(f"Security.TrustedIssuers: '{path}' ({v[1]}) does not exist.")
         kwargs["trusted_issuers"] = paths
     for admin in kwargs.get("well_known_admins", ()):
-        if not all(c in "0123456789abcdefABCDEF" for c in admin) and not Path(admin).is_file():
+        # A thumbprint is SHA-1: exactly 40 hex digits. A shorter one (a typo, a cut-off paste) would never match.
+        is_thumbprint = len(admin) == 40 and all(c in "0123456789abcdefABCDEF" for c in admin)
+        if not is_thumbprint and not Path(admin).is_file():
             raise ConfigurationError(
-                f"Security.WellKnownCertificates.Admin: '{admin}' is neither a thumbprint nor an existing file."
+                f"Security.WellKnownCertificates.Admin: '{admin}' is neither a thumbprint nor an existing file "
+                "(a thumbprint is 40 hexadecimal digits)."
             )
     if (v := get("storage_url")) is not None:
         kwargs["storage_url"] = str(v[0]) or None
