@@ -23,6 +23,9 @@ from roost.errors import ConfigurationError, RoostError
 from roost.pki import datadir
 from roost.pki.authority import CertificateAuthority
 from roost.pki.inspect import CertificateInfo, load_certificates, thumbprint_of
+from roost.security.allowlist import AllowList, listening_socket
+from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
+from roost.security.audit import AuditLog
 from roost.security.certificates import CertificateService
 from roost.security.identity import AuthStatus, Identifier, Identity
 from roost.security.registry import CertificateDefinition, Registry
@@ -34,6 +37,8 @@ from roost.tls import ServerTLS
 from roost.types import Clearance, Thumbprint
 
 log = logging.getLogger("roost")
+ALLOWED_IPS_KEY = "security.allowed_ips"
+AUDIT_HEAD_KEY = "audit.head"
 
 RENEW_GENERATED_BEFORE = dt.timedelta(days=30)
 RENEWAL_CHECK_SECONDS = 3600.0
@@ -60,6 +65,9 @@ class Server:
     documents: DocumentStore
     certificates: CertificateService = field(init=False)
     two_factor: TwoFactor = field(init=False)
+    audit: AuditLog = field(init=False)  # server.audit.record(event, actor=..., **fields): see security/audit.py
+    allowlist: AllowList = field(default_factory=AllowList)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # stop hooks (schedules, ...)
     authority: CertificateAuthority | None = None
     server_certificate: datadir.ServerCertificate | None = None
     tls: ServerTLS | None = None
@@ -73,6 +81,7 @@ class Server:
     _temp_dir: Path | None = None
     _pool: ProcessPoolExecutor | None = None
     _renewal: asyncio.Task[None] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Server:
@@ -89,6 +98,7 @@ class Server:
         await documents.load()
         server = cls(settings, storage, registry, identifier, documents)
         server._temp_dir = temp_dir
+        server._loop = asyncio.get_running_loop()
         server.certificates = CertificateService(server)
         server.two_factor = TwoFactor(storage, registry, server.now,
                                       default_minutes=settings.two_factor_default_minutes,
@@ -98,9 +108,37 @@ class Server:
         if settings.test_clock_offset_seconds:
             server.warnings.append(f"test_clock_offset_seconds is set: the server's clock is "
                                    f"{settings.test_clock_offset_seconds} s off. Use it only in tests.")
+        server.audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
+        server.audit.on_append.append(server._keep_audit_head)
+        await server._load_allowlist()
         if settings.secured:
             await server._prepare_certificates()
         return server
+
+    def _keep_audit_head(self, seq: int, digest: str) -> None:
+        """The newest audit Seq and hash also live in storage, so that cutting the end off the log is noticed."""
+        loop = self._loop
+
+        def store() -> None:
+            asyncio.ensure_future(self.storage.put_setting(AUDIT_HEAD_KEY, [seq, digest]))
+
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(store)
+
+    async def _load_allowlist(self) -> None:
+        """Security.AllowedIPs from the settings, unless changed at run time (then storage holds the list)."""
+        stored = await self.storage.get_setting(ALLOWED_IPS_KEY)
+        try:
+            self.allowlist.replace(stored if stored is not None else self.settings.allowed_ips)
+        except RoostError as exc:
+            raise ConfigurationError(f"Security.AllowedIPs: {exc.message}") from None
+
+    async def set_allowed_ips(self, entries: list[str]) -> None:
+        """Validate, store (so it survives a restart), then apply: new connections at once, open ones on their
+        next request (the middleware checks every request)."""
+        check = AllowList(entries)
+        await self.storage.put_setting(ALLOWED_IPS_KEY, list(check.entries))
+        self.allowlist.replace(check.entries)
 
     async def _prepare_certificates(self) -> None:
         settings = self.settings
@@ -295,11 +333,11 @@ class Server:
         host = self.settings.host
         if host == "localhost":
             host = "127.0.0.1"  # one socket: "localhost" may resolve to two addresses on two ports
-        site = web.TCPSite(
-            self._runner, host, self.settings.port,
-            ssl_context=self.tls.listening_context if self.tls else None, backlog=1024,
-        )
         try:
+            # Our own listening socket so that the IP allowlist runs at accept(), before any TLS handshake.
+            sock = listening_socket(host, self.settings.port, self.allowlist)
+            site = web.SockSite(self._runner, sock, ssl_context=self.tls.listening_context if self.tls else None,
+                                backlog=1024)
             await site.start()
         except OSError as exc:
             raise ConfigurationError(
@@ -309,6 +347,9 @@ class Server:
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self.url = self.settings.url_for_port(self.port)
+        # For the CLI on this machine: `roost ... --data-dir DIR` finds the server without --url.
+        if not self.settings.run_in_memory:
+            (self.settings.data_dir / "server.url").write_text(self.url + "\n")
         await self.ensure_initial_client(self.url)
         self.registry.start_flusher()
         self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
@@ -332,6 +373,8 @@ class Server:
     async def stop(self) -> None:
         if self._renewal is not None:
             self._renewal.cancel()
+        for hook in self.background:
+            await hook()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.registry.stop()

@@ -52,8 +52,15 @@ def _register_certificate_commands() -> None:
     main.add_command(auth)
 
 
-_register_certificate_commands()
+def _register_hosted_commands() -> None:
+    from roost.cli.security import audit, security
 
+    main.add_command(security)
+    main.add_command(audit)
+
+
+_register_certificate_commands()
+_register_hosted_commands()
 
 if __name__ == "__main__":
     main()

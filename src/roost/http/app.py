@@ -6,13 +6,23 @@ from aiohttp import web
 
 from roost.http.browsers import BROWSERS, BrowserPolicy
 from roost.http.middleware import BARE_HANDLERS, SERVER, security_middleware
-from roost.http.routes import certificates, databases, documents, hilo, queries, studio, topology, twofactor
+from roost.http.routes import (
+    certificates,
+    databases,
+    documents,
+    hilo,
+    queries,
+    security,
+    studio,
+    topology,
+    twofactor,
+)
 from roost.http.routing import RouteTable, install
 from roost.server import Server
 
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
-    topology.routes, hilo.routes, queries.routes, twofactor.routes,
+    topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes,
 ]
 
 

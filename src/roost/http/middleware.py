@@ -11,7 +11,7 @@ import logging
 from aiohttp import web
 
 from roost import RAVEN_SERVER_VERSION
-from roost.errors import PayloadTooLargeError, RoostError, RouteNotFoundError
+from roost.errors import AuthorizationError, PayloadTooLargeError, RoostError, RouteNotFoundError
 from roost.http import errors
 from roost.http.browsers import BROWSERS
 from roost.http.routing import LEVELS, Handler
@@ -63,6 +63,8 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
                 f"{'?' + request.query_string if request.query_string else ''}"
             )
         level = app[LEVELS][match_info.handler]
+        if not server.allowlist.everyone:
+            _ensure_address_allowed(request, server)
         if server.tls is None:
             identity = UNSECURED
         elif match_info.handler in app[BARE_HANDLERS]:
@@ -83,6 +85,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             if error is not None:
                 if errors.wants_html(request):  # browsers get the private-window hint too
                     error = authz.refusal(level, identity, match_info.get("db"), browser=True) or error
+                _audit_refusal(request, server, identity, error)
                 raise error
             if identity.status.authenticated and identity.definition is not None:
                 server.registry.touch(identity.definition.thumbprint, now)
@@ -105,6 +108,30 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     if not response.prepared:  # a handler that streamed its answer has set its own headers (browsers.add_headers)
         browsers.add_headers(request, headers)
     return response
+
+
+def peer_address(request: web.Request) -> str | None:
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return peer[0] if isinstance(peer, tuple) else None
+
+
+def _ensure_address_allowed(request: web.Request, server: Server) -> None:
+    """A connection opened before its address left Security.AllowedIPs: refused from its next request on."""
+    address = peer_address(request)
+    if not server.allowlist.allows(address):
+        raise AuthorizationError(
+            f"The address {address} is not allowed to connect to this server (Security.AllowedIPs). "
+            "Ask an administrator to add it to the allowed IP addresses."
+        )
+
+
+def _audit_refusal(request: web.Request, server: Server, identity: Identity, error: RoostError) -> None:
+    """Authentication refusals (not mere lack of clearance) go to the audit log, rate-limited per certificate."""
+    if identity.status.authenticated or identity.status is AuthStatus.TWO_FACTOR_REQUIRED:
+        return
+    address = peer_address(request)
+    server.audit.record_refusal(identity.thumbprint or f"address:{address}", identity, error.message, address)
 
 
 def _too_large(request: web.Request) -> RoostError:

@@ -196,6 +196,13 @@ class CertificateService:
                 f"current client certificate being used has a lower clearance: {_caller_label(caller)}"
             )
 
+    def _audit(self, event: str, caller: Identity, definitions: list[CertificateDefinition], **extra: Any) -> None:
+        """Who did it, to which certificates, with which clearance and permissions (never a key or passphrase)."""
+        self._server.audit.record(event, actor=caller, Certificates=[
+            {"Name": d.name, "Thumbprint": d.thumbprint, "Clearance": d.clearance.value,
+             "Permissions": {db: a.value for db, a in d.permissions.items()}} for d in definitions
+        ], **extra)
+
     # Generate -------------------------------------------------------------------------------------------------
 
     async def generate(self, caller: Identity, body: Any) -> tuple[str, bytes, CertificateDefinition]:
@@ -221,6 +228,7 @@ class CertificateService:
                                       two_factor_key=request.two_factor_key, source="generated")
         async with self._lock:
             await self.registry.put([definition])
+        self._audit("certificate.generated", caller, [definition])
         return f"{request.name}.zip", issued.zip_bytes, definition
 
     def _definition(self, info: CertificateInfo, name: str, clearance: Clearance, permissions: dict[str, Access],
@@ -291,6 +299,7 @@ class CertificateService:
             # members are re-anchored from the registry at start-up, and stop being anchors once deleted.
             await self.registry.put(definitions)
             await self._server.trust([m.der for m in members] + [c.der for c in chain])
+        self._audit("certificate.uploaded", caller, definitions)
         return definitions
 
     # Edit -----------------------------------------------------------------------------------------------------
@@ -340,6 +349,7 @@ class CertificateService:
             updated = [replace(m, name=name, clearance=clearance, permissions=permissions, disabled=disabled,
                                two_factor_key=two_factor_key) for m in members]
             await self.registry.put(updated)
+        self._audit("certificate.edited", caller, updated[:1], Disabled=disabled, TwoFactorRemoved=delete_two_factor)
         return updated[0]
 
     def _ensure_not_synthetic(self, thumbprint: str, verb: str) -> None:
@@ -388,6 +398,7 @@ class CertificateService:
                 )
             await self.registry.delete(members)
             await self._server.forget_certificate(members)
+        self._audit("certificate.deleted", caller, [definition])
         return definition
 
     async def purge(self, caller: Identity) -> list[CertificateDefinition]:
@@ -404,6 +415,8 @@ class CertificateService:
             if thumbprints:
                 await self.registry.delete(thumbprints)
                 await self._server.forget_certificate(thumbprints)
+        if expired:
+            self._audit("certificate.purged", caller, expired)
         return expired
 
     # Server certificate (reference section 7) ----------------------------------------------------------------

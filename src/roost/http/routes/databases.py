@@ -53,6 +53,7 @@ async def create_database(request: web.Request) -> web.StreamResponse:
             f"The name in the query ('{name}') and in the record ('{body.get('DatabaseName')}') differ."
         )
     row = await request.app[SERVER].documents.create_database(name)
+    request.app[SERVER].audit.record("database.created", actor=identity_of(request), Database=row.name)
     return json_response({"RaftCommandIndex": next(_raft_index), "Name": row.name, "NodesAddedTo": [NODE_TAG]},
                          status=201)
 
@@ -76,6 +77,7 @@ async def delete_databases(request: web.Request) -> web.StreamResponse:
         raise NotFoundError(f"Database '{missing[0]}' does not exist; nothing was deleted.")
     for name in checked:
         await documents.delete_database(name)
+        request.app[SERVER].audit.record("database.deleted", actor=identity_of(request), Database=name)
     return json_response({"RaftCommandIndex": next(_raft_index), "PendingDeletes": []})
 
 

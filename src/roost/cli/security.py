@@ -1,0 +1,104 @@
+"""``roost security ...`` and ``roost audit ...``: the hosted-product security settings and the audit log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import click
+
+from roost.cli.transfer import client_from, connection_options, fail
+
+
+@click.group()
+def security() -> None:
+    """Server-wide security settings (IP allowlist)."""
+
+
+@security.command("allowed-ips")
+@click.argument("addresses", nargs=-1)
+@click.option("--set", "set_", is_flag=True, help="Replace the list with ADDRESSES.")
+@click.option("--clear", is_flag=True, help="Allow every address again.")
+@click.option("--force", is_flag=True, help="Apply even if the list leaves out your own address.")
+@connection_options
+def allowed_ips(addresses: tuple[str, ...], set_: bool, clear: bool, force: bool, **conn: Any) -> None:
+    """Show or change Security.AllowedIPs (IPv4/IPv6 addresses and CIDR ranges; empty means everyone).
+
+    \b
+      roost security allowed-ips                          show the list
+      roost security allowed-ips --set 203.0.113.7 10.0.0.0/8
+      roost security allowed-ips --clear
+
+    A change applies to new connections at once and to open ones on their next request. Needs Operator.
+    """
+    client = client_from(conn)
+    if set_ and clear:
+        fail("Use --set ADDRESS... or --clear, not both.", 2)
+    if addresses and not set_:
+        fail("To change the list, write --set before the addresses.", 2)
+    if set_ or clear:
+        result = client.json("PUT", "/admin/security/allowed-ips", params={"force": "true" if force else None},
+                             json_body={"AllowedIPs": [] if clear else list(addresses)})
+    else:
+        result = client.json("GET", "/admin/security/allowed-ips")
+    if result["Everyone"]:
+        click.echo("Allowed IPs: everyone (the list is empty).")
+    else:
+        click.echo("Allowed IPs:")
+        for entry in result["AllowedIPs"]:
+            click.echo(f"  {entry}")
+
+
+@click.group()
+def audit() -> None:
+    """The hash-chained audit log (<data-dir>/audit.log)."""
+
+
+@audit.command("verify")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("roost-data"),
+              show_default=True, help="The server's data directory.")
+def audit_verify(data_dir: Path) -> None:
+    """Check every entry's hash chain; report the first altered or missing entry (exit 1)."""
+    from roost.security import audit as audit_log  # noqa: PLC0415
+
+    result = audit_log.verify(data_dir / audit_log.FILE_NAME, _stored_head(data_dir))
+    click.echo(result.message)
+    if not result.ok:
+        raise SystemExit(1)
+
+
+def _stored_head(data_dir: Path) -> tuple[int, str] | None:
+    """The newest Seq/hash the server noted in its storage (catches lines cut off the end of the file)."""
+    path = data_dir / "roost.db"
+    if not path.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT value FROM settings WHERE key = 'audit.head'").fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    seq, digest = json.loads(row[0])
+    return int(seq), str(digest)
+
+
+@audit.command("tail")
+@click.option("-n", "--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
+@click.option("--since", type=int, default=None, help="Entries after this Seq (oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, as stored.")
+@connection_options
+def audit_tail(limit: int, since: int | None, as_json: bool, **conn: Any) -> None:
+    """The newest audit entries, read through GET /admin/audit (Operator)."""
+    client = client_from(conn)
+    result = client.json("GET", "/admin/audit", params={"limit": limit, "since": since})
+    for entry in result["Entries"]:
+        if as_json:
+            click.echo(json.dumps(entry, ensure_ascii=False))
+            continue
+        rest = {k: v for k, v in entry.items() if k not in ("Seq", "Time", "Event", "Actor", "ActorThumbprint", "Prev")}
+        actor = entry.get("Actor", "server")
+        click.echo(f"{entry['Seq']:>6} {entry['Time']} {entry['Event']:<28} {actor}  "
+                   f"{json.dumps(rest, ensure_ascii=False)}")

@@ -1,0 +1,128 @@
+"""The IP allowlist (``Security.AllowedIPs``): which peer addresses may talk to the server at all.
+
+Checked twice, both O(1) per call after the first sight of an address:
+
+* at ``accept()`` (``GatedSocket``), before asyncio wraps the connection in TLS: a refused peer's socket is closed
+  at once, so it costs the server no handshake and learns nothing about the server certificate;
+* on every request (``roost.http.middleware``), so that a connection opened before an address was removed gets a
+  clear 403 on its next request instead of keeping its access for as long as it stays alive.
+
+An empty list means everyone (the default), and that case is a single attribute test.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+from roost.errors import BadRequestError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Peers seen since the last change: address string -> allowed. Bounded so that a scan from many addresses cannot
+# grow it without limit; when full it is simply cleared (the next lookups repopulate it).
+_CACHE_LIMIT = 65536
+
+
+def parse_entries(entries: Iterable[object]) -> tuple[Network, ...]:
+    """IPv4/IPv6 addresses and CIDR ranges. Raises BadRequestError naming the first bad entry."""
+    networks: list[Network] = []
+    for entry in entries:
+        if not isinstance(entry, str) or not entry.strip():
+            raise BadRequestError(f"'{entry}' is not an IP address or CIDR range (e.g. 203.0.113.7, 10.0.0.0/8, ::1).")
+        try:
+            # strict=False: "10.1.2.3/8" means the range 10.0.0.0/8, as administrators usually write it.
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise BadRequestError(
+                f"'{entry}' is not an IP address or CIDR range (e.g. 203.0.113.7, 10.0.0.0/8, ::1)."
+            ) from None
+    return tuple(networks)
+
+
+def normalize(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The peer address as the list sees it: an IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+class AllowList:
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self.everyone = True
+        self.entries: tuple[str, ...] = ()
+        self._networks: tuple[Network, ...] = ()
+        self._cache: dict[str, bool] = {}
+        self.generation = 0
+        self.replace(entries)
+
+    def replace(self, entries: Iterable[str]) -> None:
+        """Swap the list in one step (validated first: a bad entry changes nothing)."""
+        networks = parse_entries(entries)
+        self._networks = networks
+        self.entries = tuple(str(n) if n.num_addresses > 1 else str(n.network_address) for n in networks)
+        self._cache = {}
+        self.everyone = not networks
+        self.generation += 1
+
+    def allows(self, address: str | None) -> bool:
+        if self.everyone:
+            return True
+        if address is None:
+            return False  # no peer address (a Unix socket): not an allowed IP
+        cached = self._cache.get(address)
+        if cached is not None:
+            return cached
+        ip = normalize(address)
+        allowed = ip is not None and any(ip in network for network in self._networks)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache = {}
+        self._cache[address] = allowed
+        return allowed
+
+    def would_allow(self, entries: Iterable[str], address: str | None) -> bool:
+        return AllowList(entries).allows(address)
+
+
+class GatedSocket(socket.socket):
+    """A listening socket whose ``accept()`` drops peers outside the allowlist before asyncio sees them.
+
+    asyncio's accept loop calls ``sock.accept()`` on exactly this object and starts TLS only on what it returns,
+    so a refused peer gets its TCP connection closed before any handshake (no ServerHello, no certificate).
+    The allowed path adds one attribute test (empty list) or one dict lookup.
+    """
+
+    allowlist: AllowList
+    refused = 0
+
+    def accept(self) -> tuple[socket.socket, object]:
+        while True:
+            conn, addr = super().accept()  # BlockingIOError when the backlog is empty: asyncio stops there
+            if self.allowlist.allows(addr[0] if isinstance(addr, tuple) else None):
+                return conn, addr
+            self.refused += 1
+            conn.close()
+
+
+def listening_socket(host: str, port: int, allowlist: AllowList, backlog: int = 1024) -> GatedSocket:
+    """Bind and listen as asyncio's create_server would (SO_REUSEADDR, IPv6-only for an IPv6 address)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = GatedSocket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    sock.allowlist = allowlist
+    return sock

@@ -1,0 +1,222 @@
+"""The audit log: append-only, hash-chained JSON lines in ``<data-dir>/audit.log``.
+
+Each line is one JSON object with ``Seq`` (1, 2, 3, ...), ``Time`` (UTC), ``Event``, the fields of the event and
+``Prev``: the SHA-256 (hex) of the previous line's exact bytes (64 zeros for the first). Editing, removing or
+reordering a line breaks the chain at that point, and ``verify`` names the first entry that does not fit.
+Removing the *last* lines leaves a valid shorter chain; the server therefore also keeps the newest ``Seq`` and
+hash in its storage (``audit.head``), which ``roost audit verify --data-dir`` compares with the file.
+
+API for other parts of the server (certificate management, 2FA, server-certificate renewal, backups)::
+
+    server.audit.record("certificate.generated", actor=identity, Thumbprint=..., Clearance=..., Permissions=...)
+
+``actor`` is the caller's Identity (its name and thumbprint are recorded), or None for the server itself. Field
+names are CamelCase like the rest of Roost's JSON. A field whose name says it holds a secret (password,
+passphrase, private key, TOTP key, identity) is refused with ValueError: no secret ever reaches the log.
+Writes are synchronous and small (one write + fsync); events are rare and each one must survive a crash.
+
+Events recorded by Roost: ``auth.refused`` (rate-limited per thumbprint or address), ``certificate.generated``,
+``.uploaded``, ``.edited``, ``.deleted``, ``.purged``, ``.implicitly-trusted``, ``twofactor.succeeded``,
+``.failed``, ``.locked``, ``database.created``, ``.deleted``, ``backup.created``, ``.failed``,
+``backup.restored``, ``.restore-refused``, ``allowlist.changed``, ``server-certificate.replaced``, ``.renewed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from roost.security.identity import Identity
+
+GENESIS = "0" * 64
+FILE_NAME = "audit.log"
+_SECRET_WORDS = ("password", "passphrase", "privatekey", "secret", "totp", "twofactorkey", "identity", "pfx")
+REFUSAL_WINDOW_SECONDS = 60.0
+
+
+def line_hash(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+def _check_no_secret(fields: dict[str, Any]) -> None:
+    for name in fields:
+        folded = name.replace("_", "").replace("-", "").casefold()
+        if any(word in folded for word in _SECRET_WORDS):
+            raise ValueError(f"The audit field '{name}' looks like a secret; secrets never go into the audit log.")
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    entries: int
+    message: str
+    first_bad_seq: int | None = None
+    last_hash: str = GENESIS
+
+
+class AuditLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()  # backups run in worker threads and record from there
+        self._seq, self._prev = _tail_state(path)
+        # auth.refused rate limit: key -> (window start, suppressed count)
+        self._refusals: dict[str, tuple[float, int]] = {}
+        self.on_append: list[Any] = []  # callables (seq, hash): the server keeps the head in storage
+
+    @property
+    def head(self) -> tuple[int, str]:
+        return self._seq, self._prev
+
+    def record(self, event: str, *, actor: Identity | None = None, **fields: Any) -> dict[str, Any]:
+        _check_no_secret(fields)
+        with self._lock:
+            entry: dict[str, Any] = {
+                "Seq": self._seq + 1,
+                "Time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "Event": event,
+            }
+            if actor is not None:
+                entry["Actor"] = actor.display_name or actor.status.value
+                if actor.thumbprint:
+                    entry["ActorThumbprint"] = actor.thumbprint
+            entry.update(fields)
+            entry["Prev"] = self._prev
+            line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._seq += 1
+            self._prev = line_hash(line)
+            head = (self._seq, self._prev)
+        for hook in self.on_append:
+            hook(*head)
+        return entry
+
+    def record_refusal(self, key: str, actor: Identity, reason: str, address: str | None) -> None:
+        """``auth.refused``, at most once per ``key`` (thumbprint or address) a minute; the next entry says how
+        many were left out, so a flood of bad requests can neither fill the disk nor hide."""
+        now = time.monotonic()
+        window = self._refusals.get(key)
+        if window is not None and now - window[0] < REFUSAL_WINDOW_SECONDS:
+            self._refusals[key] = (window[0], window[1] + 1)
+            return
+        suppressed = window[1] if window else 0
+        if len(self._refusals) > 10000:
+            self._refusals = {k: v for k, v in self._refusals.items() if now - v[0] < REFUSAL_WINDOW_SECONDS}
+        self._refusals[key] = (now, 0)
+        fields: dict[str, Any] = {"Status": actor.status.value, "Reason": reason, "Address": address}
+        if actor.thumbprint:
+            fields["Thumbprint"] = actor.thumbprint
+        if suppressed:
+            fields["Suppressed"] = suppressed
+        self.record("auth.refused", **fields)
+
+    def read(self, since: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Entries with Seq > since (oldest first), or the newest ``limit`` entries when since is None."""
+        if since is None:
+            tail: list[dict[str, Any]] = []
+            for entry in self.entries():
+                tail.append(entry)
+                if len(tail) > limit:
+                    del tail[0]
+            return tail
+        out: list[dict[str, Any]] = []
+        for entry in self.entries():
+            if entry.get("Seq", 0) > since:
+                out.append(entry)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            for raw in f:
+                raw = raw.rstrip(b"\n")
+                if raw:
+                    try:
+                        yield json.loads(raw)
+                    except ValueError:
+                        yield {"Seq": None, "Event": "unreadable-line"}
+
+
+def _tail_state(path: Path) -> tuple[int, str]:
+    """Seq and hash of the last line, read from the end of the file (the log only grows)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0, GENESIS
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        chunk = 4096
+        data = b""
+        while True:
+            start = max(0, size - chunk)
+            f.seek(start)
+            data = f.read(size - start)
+            lines = data.rstrip(b"\n").split(b"\n")
+            if len(lines) > 1 or start == 0:
+                break
+            chunk *= 4
+    last = lines[-1]
+    try:
+        seq = int(json.loads(last)["Seq"])
+    except (ValueError, KeyError, TypeError):
+        seq = 0
+    return seq, line_hash(last)
+
+
+def verify(path: Path, head: tuple[int, str] | None = None) -> VerifyResult:
+    """Walk the chain. ``head`` (Seq, hash) from storage, when known, also catches removed last entries."""
+    prev, expected_seq, count = GENESIS, 1, 0
+    if not path.exists():
+        if head and head[0] > 0:
+            return VerifyResult(False, 0, f"The audit log {path} is missing; storage says it had {head[0]} entries.",
+                                1)
+        return VerifyResult(True, 0, "The audit log is empty.")
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.rstrip(b"\n")
+            try:
+                entry = json.loads(line)
+                seq = entry["Seq"]
+                claimed = entry["Prev"]
+            except (ValueError, KeyError, TypeError):
+                return VerifyResult(False, count, f"Line {number} is not an audit entry (altered).", expected_seq,
+                                    prev)
+            if seq != expected_seq:
+                if isinstance(seq, int) and seq > expected_seq:
+                    what = (f"entries {expected_seq} to {seq - 1} are missing" if seq - 1 > expected_seq
+                            else f"entry {expected_seq} is missing")
+                else:
+                    what = f"line {number} claims Seq {seq} where {expected_seq} was expected (altered)"
+                return VerifyResult(False, count, f"Chain broken: {what}.", expected_seq, prev)
+            if claimed != prev:
+                bad = expected_seq - 1
+                return VerifyResult(
+                    False, count, f"Chain broken: entry {bad} was altered (entry {seq} does not carry its hash).",
+                    bad, prev)
+            prev = line_hash(line)
+            expected_seq += 1
+            count += 1
+    if head is not None:
+        head_seq, head_hash = head
+        if head_seq > count:
+            return VerifyResult(
+                False, count, f"Entries {count + 1} to {head_seq} are missing from the end of the log.", count + 1, prev)
+        if head_seq == count and head_seq > 0 and head_hash != prev:
+            return VerifyResult(False, count, f"Entry {count} was altered (its hash differs from storage's).",
+                                count, prev)
+    return VerifyResult(True, count, f"The audit log is intact: {count} entries.", None, prev)
