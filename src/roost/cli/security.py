@@ -61,7 +61,7 @@ def audit() -> None:
               show_default=True, help="The server's data directory.")
 def audit_verify(data_dir: Path) -> None:
     """Check every entry's hash chain; report the first altered or missing entry (exit 1)."""
-    from roost.security import audit as audit_log  # noqa: PLC0415
+    from roost.security import audit as audit_log
 
     result = audit_log.verify(data_dir / audit_log.FILE_NAME, _stored_head(data_dir))
     click.echo(result.message)

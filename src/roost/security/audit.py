@@ -214,8 +214,8 @@ def verify(path: Path, head: tuple[int, str] | None = None) -> VerifyResult:
     if head is not None:
         head_seq, head_hash = head
         if head_seq > count:
-            return VerifyResult(
-                False, count, f"Entries {count + 1} to {head_seq} are missing from the end of the log.", count + 1, prev)
+            missing = f"Entries {count + 1} to {head_seq} are missing from the end of the log."
+            return VerifyResult(False, count, missing, count + 1, prev)
         if head_seq == count and head_seq > 0 and head_hash != prev:
             return VerifyResult(False, count, f"Entry {count} was altered (its hash differs from storage's).",
                                 count, prev)
