@@ -18,6 +18,8 @@ from pathlib import Path
 from aiohttp import web
 
 from roost import clock
+from roost.backups.schedule import Schedules
+from roost.backups.service import BackupService
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError, RoostError
 from roost.pki import datadir
@@ -67,6 +69,8 @@ class Server:
     two_factor: TwoFactor = field(init=False)
     audit: AuditLog = field(init=False)  # server.audit.record(event, actor=..., **fields): see security/audit.py
     allowlist: AllowList = field(default_factory=AllowList)
+    backups: BackupService = field(init=False)
+    backup_schedules: Schedules = field(init=False)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # stop hooks (schedules, ...)
     authority: CertificateAuthority | None = None
     server_certificate: datadir.ServerCertificate | None = None
@@ -110,6 +114,10 @@ class Server:
                                    f"{settings.test_clock_offset_seconds} s off. Use it only in tests.")
         server.audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
         server.audit.on_append.append(server._keep_audit_head)
+        server.backups = BackupService(server)
+        server.backup_schedules = Schedules(server)
+        await server.backup_schedules.load()
+        server.background.append(server.backup_schedules.stop)
         await server._load_allowlist()
         if settings.secured:
             await server._prepare_certificates()
@@ -353,6 +361,7 @@ class Server:
         await self.ensure_initial_client(self.url)
         self.registry.start_flusher()
         self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
+        self.backup_schedules.start()
         return self.url
 
     async def _renew_generated_certificate(self) -> None:

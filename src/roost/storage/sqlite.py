@@ -85,8 +85,9 @@ def _row_document(row: sqlite3.Row) -> StoredDocument:
 
 
 class SqliteStorage:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path | None = None) -> None:
         self._db = connection
+        self.path = path
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
@@ -98,10 +99,18 @@ class SqliteStorage:
         connection.execute("PRAGMA foreign_keys=ON")
         connection.executescript(_SCHEMA)
         path.chmod(0o600)
-        return cls(connection)
+        return cls(connection, path)
 
     async def close(self) -> None:
         self._db.close()
+
+    def snapshot(self) -> SqliteSnapshot:
+        assert self.path is not None
+        return SqliteSnapshot(self.path)
+
+    def restorer(self) -> SqliteRestorer:
+        assert self.path is not None
+        return SqliteRestorer(self.path)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -301,3 +310,90 @@ class SqliteStorage:
     async def delete_setting(self, key: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM settings WHERE key = ?", (key,))
+
+
+# Backups ------------------------------------------------------------------------------------------------------
+# Backups and restores run in a worker thread on their own connection, so the event loop's connection is never
+# shared between threads and a long read never blocks requests. Under WAL a reader sees one consistent snapshot
+# for the whole read transaction while writers carry on.
+
+
+class SqliteSnapshot:
+    """A consistent read-only view of the whole store, for one backup. Rows come out as stored (JSON text)."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        self._db.execute("BEGIN")
+        self._db.execute("SELECT count(*) FROM databases").fetchone()  # the snapshot starts at the first read
+
+    def close(self) -> None:
+        self._db.execute("COMMIT")
+        self._db.close()
+
+    def databases(self) -> list[JsonObject]:
+        rows = self._db.execute("SELECT name, database_id, created, last_etag, record FROM databases ORDER BY key")
+        return [{"Name": r[0], "DatabaseId": r[1], "Created": r[2], "LastEtag": r[3], "Record": json.loads(r[4])}
+                for r in rows]
+
+    def documents(self, database: str) -> Iterator[tuple[str, str | None, str, str, str, int, str]]:
+        # Primary-key order: no sort, the cursor steps through the B-tree, memory stays flat.
+        yield from self._db.execute(
+            "SELECT id, collection, body, metadata, change_vector, etag, last_modified FROM documents "
+            "WHERE db = ? ORDER BY key", (_key(database),))
+
+    def hilo(self, database: str) -> list[tuple[str, int]]:
+        return [(r[0], r[1]) for r in self._db.execute("SELECT tag, max FROM hilo WHERE db = ?", (_key(database),))]
+
+    def certificates(self) -> list[JsonObject]:
+        return [json.loads(r[0]) for r in self._db.execute("SELECT definition FROM certificates ORDER BY thumbprint")]
+
+
+class SqliteRestorer:
+    """Writes one restored database in batches; the database row comes last, so it appears only when complete."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def target_state(self, name: str) -> tuple[bool, int]:
+        """(exists, document count) of the target database."""
+        row = self._db.execute("SELECT 1 FROM databases WHERE key = ?", (_key(name),)).fetchone()
+        count = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (_key(name),)).fetchone()[0]
+        return row is not None, int(count)
+
+    def insert_documents(self, name: str, rows: list[tuple[str, str | None, str, str, str, int, str]]) -> None:
+        db_key = _key(name)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(db_key, _key(r[0]), *r) for r in rows])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def finish(self, name: str, database_id: str, created: str, last_etag: int, record: JsonObject,
+               hilo: list[tuple[str, int]]) -> None:
+        db_key = _key(name)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT INTO databases (key, name, database_id, created, last_etag, record) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET database_id = excluded.database_id, last_etag = excluded.last_etag, "
+                "record = excluded.record",
+                (db_key, name, database_id, created, last_etag, json.dumps(record)))
+            self._db.execute("DELETE FROM hilo WHERE db = ?", (db_key,))
+            self._db.executemany("INSERT INTO hilo (db, tag, max) VALUES (?, ?, ?)",
+                                 [(db_key, _key(tag), high) for tag, high in hilo])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def discard(self, name: str) -> None:
+        """Undo a restore that failed half-way (only documents were written; the database row was not)."""
+        self._db.execute("DELETE FROM documents WHERE db = ?", (_key(name),))

@@ -1,0 +1,182 @@
+"""Automated backups: per-database schedules (interval, retention, folder, recipients), run by the server.
+
+Schedules live in storage (``backups.schedules``) so they survive restarts. Only public keys are stored: the
+server can write backups it cannot read. Each run writes ``<folder>/<db>-<UTC time>.roostbackup`` through a
+partial file, logs and audits its size and duration, and only after a good run deletes the oldest backups beyond
+the retention count. A failed run is logged, audited (``backup.failed``) and shown in the schedule's status
+(``LastError``, ``ConsecutiveFailures``); it deletes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from roost.backups.service import EXTENSION, Lock
+from roost.documents.names import database_name
+from roost.errors import BadRequestError, NotFoundError
+
+if TYPE_CHECKING:
+    from roost.server import Server
+
+log = logging.getLogger("roost.backups")
+SETTING = "backups.schedules"
+MIN_INTERVAL = 1
+MAX_RETENTION = 10000
+_FIELDS = {"Database", "IntervalSeconds", "Retention", "Folder", "Recipients"}
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+class Schedules:
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._schedules: dict[str, dict[str, Any]] = {}  # folded name -> definition
+        self._status: dict[str, dict[str, Any]] = {}
+        self._next: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._running: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+    async def load(self) -> None:
+        stored = await self._server.storage.get_setting(SETTING) or {}
+        self._schedules = {k: v for k, v in stored.items()}
+        now = time.monotonic()
+        self._next = {k: now + v["IntervalSeconds"] for k, v in self._schedules.items()}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for task in list(self._running.values()):
+            try:
+                await task
+            except Exception:  # already reported by the run
+                pass
+
+    def _folder(self, text: str) -> Path:
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else self._server.settings.data_dir / path
+
+    async def put(self, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(body) - _FIELDS)
+        if unknown:
+            raise BadRequestError(f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(sorted(_FIELDS))}.")
+        if "Passphrase" in body:
+            raise BadRequestError("Schedules encrypt to public keys only.")
+        name = database_name(body.get("Database"))
+        names = await self._server.backups.database_names([name])
+        interval, retention = body.get("IntervalSeconds"), body.get("Retention")
+        if isinstance(interval, bool) or not isinstance(interval, int) or not MIN_INTERVAL <= interval <= 366 * 86400:
+            raise BadRequestError(f"IntervalSeconds must be a whole number of seconds between {MIN_INTERVAL} and "
+                                  f"{366 * 86400}.")
+        if isinstance(retention, bool) or not isinstance(retention, int) or not 1 <= retention <= MAX_RETENTION:
+            raise BadRequestError(f"Retention must be how many backups to keep, between 1 and {MAX_RETENTION}.")
+        folder = body.get("Folder")
+        if not isinstance(folder, str) or not folder.strip():
+            raise BadRequestError("Folder is required: where on the server the backups go (relative to the data "
+                                  "directory, or absolute).")
+        lock = Lock.parse(body.get("Recipients"), None)
+        path = self._folder(folder.strip())
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadRequestError(f"Cannot create the backup folder '{path}': {exc.strerror}.") from None
+        schedule = {"Database": names[0], "IntervalSeconds": interval, "Retention": retention,
+                    "Folder": folder.strip(), "Recipients": list(lock.recipients)}
+        updated = {**self._schedules, names[0].casefold(): schedule}
+        await self._server.storage.put_setting(SETTING, updated)
+        self._schedules = updated
+        self._next[names[0].casefold()] = time.monotonic() + interval
+        return schedule
+
+    async def delete(self, name: str) -> None:
+        key = name.casefold()
+        if key not in self._schedules:
+            raise NotFoundError(f"There is no backup schedule for '{name}'.")
+        updated = {k: v for k, v in self._schedules.items() if k != key}
+        await self._server.storage.put_setting(SETTING, updated)
+        self._schedules = updated
+        self._next.pop(key, None)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{**schedule, "Status": self._status.get(key, {})} for key, schedule in sorted(self._schedules.items())]
+
+    async def run_now(self, name: str, *, wait: bool) -> dict[str, Any]:
+        key = name.casefold()
+        if key not in self._schedules:
+            raise NotFoundError(f"There is no backup schedule for '{name}'.")
+        task = self._running.get(key) or self._launch(key)
+        if wait:
+            await asyncio.shield(task)
+        return self._status.get(key, {})
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            for key, due in list(self._next.items()):
+                if due <= now and key not in self._running and key in self._schedules:
+                    self._next[key] = now + self._schedules[key]["IntervalSeconds"]
+                    self._launch(key)
+
+    def _launch(self, key: str) -> asyncio.Task[dict[str, Any]]:
+        task = asyncio.create_task(self._run(key))
+        self._running[key] = task
+        task.add_done_callback(lambda _: self._running.pop(key, None))
+        return task
+
+    async def _run(self, key: str) -> dict[str, Any]:
+        schedule = self._schedules[key]
+        server = self._server
+        name = schedule["Database"]
+        status = self._status.setdefault(key, {"Runs": 0, "ConsecutiveFailures": 0})
+        started = dt.datetime.now(dt.UTC)
+        status["LastRun"] = started.isoformat(timespec="seconds").replace("+00:00", "Z")
+        folder = self._folder(schedule["Folder"])
+        target = folder / f"{_safe(name)}-{started:%Y%m%dT%H%M%S%fZ}{EXTENSION}"
+        lock = Lock(tuple(schedule["Recipients"]))
+        try:
+            names = await server.backups.database_names([name])
+            folder.mkdir(parents=True, exist_ok=True)
+            result = await asyncio.to_thread(server.backups.write_file, target, names, lock, scope="database")
+        except Exception as exc:  # every failure is reported, none is fatal to the server
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            status.update(LastError=message, ConsecutiveFailures=status["ConsecutiveFailures"] + 1,
+                          LastFailure=status["LastRun"])
+            status["Runs"] += 1
+            log.error("Scheduled backup of %s to %s failed: %s", name, folder, message)
+            server.audit.record("backup.failed", Databases=[name], Target=str(folder), Error=message, Scheduled=True)
+            return status
+        status.update(LastError=None, ConsecutiveFailures=0, LastSuccess=status["LastRun"], LastFile=str(target),
+                      LastBytes=result.bytes, LastSeconds=round(result.seconds, 3), LastDocuments=result.documents)
+        status["Runs"] += 1
+        server.backups.audit_created(None, result, lock, str(target), Scheduled=True)
+        removed = self._apply_retention(folder, name, schedule["Retention"])
+        status["Removed"] = removed
+        return status
+
+    def _apply_retention(self, folder: Path, name: str, keep: int) -> list[str]:
+        """Only after a good run: the oldest complete backups beyond ``keep`` (names sort by time)."""
+        pattern = re.compile(re.escape(_safe(name)) + r"-\d{8}T\d{12}Z" + re.escape(EXTENSION) + "$")
+        backups = sorted(p for p in folder.iterdir() if pattern.match(p.name))
+        removed = []
+        for old in backups[: max(0, len(backups) - keep)]:
+            try:
+                old.unlink()
+                removed.append(old.name)
+            except OSError as exc:
+                log.warning("Could not remove old backup %s: %s", old, exc.strerror)
+        return removed

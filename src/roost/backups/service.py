@@ -1,0 +1,235 @@
+"""Create, verify and restore encrypted backups; every one logged and audited. Runs in worker threads.
+
+Create: storage snapshot -> gzip JSON lines (format.py) -> age (crypto.py) -> a file or the HTTP response, all
+streaming with bounded buffers, so memory stays flat whatever the database size.
+
+Restore is staged: the encrypted upload is written to ``<data-dir>/backup-staging/``, decrypted there in full (age
+authenticates every chunk and the end), its structure and counts checked, and only then applied to storage. A
+wrong key, an altered byte or a truncated file therefore restores nothing. Staged files are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from pyrage import x25519  # type: ignore[import-untyped]
+
+from roost.backups import crypto, format
+from roost.errors import BadRequestError, ConflictError, NotFoundError
+
+if TYPE_CHECKING:
+    from roost.security.identity import Identity
+    from roost.server import Server
+
+log = logging.getLogger("roost.backups")
+STAGING = "backup-staging"
+EXTENSION = ".roostbackup"
+_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Lock:
+    """How a backup is encrypted: to public keys, or with a passphrase (never stored, never logged)."""
+
+    recipients: tuple[str, ...] = ()
+    passphrase: str | None = None
+
+    @classmethod
+    def parse(cls, recipients: Any, passphrase: Any) -> Lock:
+        if recipients is not None and not isinstance(recipients, list):
+            raise BadRequestError("Recipients must be a list of age public keys (age1...).")
+        if passphrase is not None and (not isinstance(passphrase, str) or len(passphrase) < 8):
+            raise BadRequestError("Passphrase must be a string of at least 8 characters.")
+        if recipients and passphrase:
+            raise BadRequestError("Give Recipients or a Passphrase, not both.")
+        if not recipients and not passphrase:
+            raise BadRequestError("A backup is always encrypted: give Recipients (age1... keys) or a Passphrase.")
+        crypto.parse_recipients(recipients or [])
+        return cls(tuple(r.strip() for r in recipients or []), passphrase)
+
+    @property
+    def kind(self) -> str:
+        return "passphrase" if self.passphrase else "recipients"
+
+    def audit_fields(self) -> dict[str, Any]:
+        return {"Encryption": self.kind, "Recipients": list(self.recipients)}
+
+
+@dataclass(frozen=True)
+class Result:
+    databases: list[str]
+    documents: int
+    bytes: int
+    seconds: float
+
+
+class _CountingWriter:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.inner.write(data)
+        self.bytes += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if hasattr(self.inner, "flush"):
+            self.inner.flush()
+
+
+class BackupService:
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._restoring: set[str] = set()
+        self.staging = server.settings.data_dir / STAGING
+        shutil.rmtree(self.staging, ignore_errors=True)  # left by a crash: never applied, never kept
+
+    def _storage(self) -> Any:
+        storage = self._server.storage
+        if not hasattr(storage, "snapshot"):
+            raise BadRequestError("Backups are supported on the embedded SQLite storage only.")
+        return storage
+
+    async def database_names(self, names: list[str] | None) -> list[str]:
+        """Resolve requested names (None: every database) with their stored spelling; 404 for an unknown one."""
+        known = {row.name.casefold(): row.name for row in await self._server.documents.list_databases()}
+        if names is None:
+            return sorted(known.values(), key=str.casefold)
+        out = []
+        for name in names:
+            if name.casefold() not in known:
+                raise NotFoundError(f"Database '{name}' does not exist; nothing was backed up.")
+            out.append(known[name.casefold()])
+        return out
+
+    # Create ------------------------------------------------------------------------------------------------
+
+    def write(self, out: Any, databases: list[str], lock: Lock, *, scope: str) -> Result:
+        """Blocking: the whole encrypted backup into ``out`` (``write``)."""
+        started = time.monotonic()
+        snapshot = self._storage().snapshot()
+        counted = _CountingWriter(out)
+        try:
+            stats: dict[str, int] = {}
+            reader = format.IterReader(format.plaintext(snapshot, databases, scope=scope, stats=stats))
+            crypto.encrypt(reader, counted, recipients=crypto.parse_recipients(lock.recipients) or None,
+                           passphrase=lock.passphrase)
+        finally:
+            snapshot.close()
+        return Result(databases, stats.get("Documents", 0), counted.bytes, time.monotonic() - started)
+
+    def write_file(self, path: Path, databases: list[str], lock: Lock, *, scope: str) -> Result:
+        """Write to ``path`` via a hidden partial file renamed at the end: a failure never leaves a half backup
+        under a backup's name, and never touches an older one."""
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            with partial.open("xb") as f:
+                os.chmod(partial, 0o600)
+                result = self.write(f, databases, lock, scope=scope)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return result
+
+    def audit_created(self, actor: Identity | None, result: Result, lock: Lock, target: str, **extra: Any) -> None:
+        self._server.audit.record("backup.created", actor=actor, Databases=result.databases, Bytes=result.bytes,
+                                  Seconds=round(result.seconds, 3), Target=target, **lock.audit_fields(), **extra)
+        log.info("Backup of %s: %d bytes in %.1f s to %s", ", ".join(result.databases) or "(no databases)",
+                 result.bytes, result.seconds, target)
+
+    # Restore -----------------------------------------------------------------------------------------------
+
+    def staged_path(self) -> Path:
+        self.staging.mkdir(mode=0o700, exist_ok=True)
+        return self.staging / f"{secrets.token_hex(8)}.upload"
+
+    def restore(self, encrypted: Path, target: str, source: str | None, *,
+                identities: list[x25519.Identity] | None, passphrase: str | None,
+                progress: Callable[[str], None] | None = None) -> tuple[str, int]:
+        """Blocking. Decrypt the staged upload in full, check it, then write ``target``. Returns (source, docs)."""
+        key = target.casefold()
+        if key in self._restoring:
+            raise ConflictError(f"A restore into '{target}' is already running.")
+        self._restoring.add(key)
+        plain = encrypted.with_suffix(".plain")
+        restorer = self._storage().restorer()
+        applied = False
+        try:
+            exists, count = restorer.target_state(target)
+            if count:
+                raise ConflictError(
+                    f"Database '{target}' already holds {count} documents. Restore into a new or empty database.")
+            with encrypted.open("rb") as src, plain.open("xb") as dst:
+                os.chmod(plain, 0o600)
+                crypto.decrypt(src, dst, identities=identities, passphrase=passphrase)
+            summary = format.check(plain)  # the whole file authenticated and is complete: now apply
+            section = _pick(summary, source)
+            batch: list[tuple[str, str | None, str, str, str, int, str]] = []
+            written = 0
+            applied = True
+            for row in format.documents(plain, section.name):
+                batch.append(row)
+                if len(batch) >= _BATCH:
+                    restorer.insert_documents(target, batch)
+                    written += len(batch)
+                    batch = []
+            if batch:
+                restorer.insert_documents(target, batch)
+                written += len(batch)
+            if written != section.documents:
+                raise format.BackupFormatError("The backup changed while it was being restored.")
+            restorer.finish(target, section.database_id, section.created, section.last_etag, section.record,
+                            section.hilo)
+            applied = False
+            return section.name, written
+        except BaseException:
+            if applied:
+                restorer.discard(target)
+            raise
+        finally:
+            restorer.close()
+            self._restoring.discard(key)
+            plain.unlink(missing_ok=True)
+            encrypted.unlink(missing_ok=True)
+
+
+def _pick(summary: format.Summary, source: str | None) -> format.DatabaseSection:
+    if source is None:
+        if len(summary.databases) != 1:
+            names = ", ".join(s.name for s in summary.databases) or "none"
+            raise BadRequestError(f"This backup holds {len(summary.databases)} databases ({names}); say which one to "
+                                  "restore (--from-db NAME).")
+        return summary.databases[0]
+    for section in summary.databases:
+        if section.name.casefold() == source.casefold():
+            return section
+    raise NotFoundError(f"The backup holds no database '{source}'.")
+
+
+def verify_file(path: Path, *, identities: list[x25519.Identity] | None, passphrase: str | None,
+                staging: Path) -> format.Summary:
+    """Decrypt into a temporary file and check the content; nothing is restored. Used by ``roost backup verify``."""
+    staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+    plain = staging / f".verify-{secrets.token_hex(8)}.plain"
+    try:
+        with path.open("rb") as src, plain.open("xb") as dst:
+            os.chmod(plain, 0o600)
+            crypto.decrypt(src, dst, identities=identities, passphrase=passphrase)
+        return format.check(plain)
+    finally:
+        plain.unlink(missing_ok=True)
+
+
+def open_reader(path: Path) -> BinaryIO:
+    return path.open("rb")

@@ -1,0 +1,313 @@
+"""Encrypted backups against a real server: round trips, every refusal, schedules, and memory on 200 MB."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pyrage import x25519
+
+from conftest import ROOT, RunningServer, start_server
+
+
+def roost(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "roost", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600, input=input)
+
+
+def keypair(directory: Path) -> tuple[Path, str]:
+    identity = x25519.Identity.generate()
+    path = directory / f"key-{time.monotonic_ns()}.txt"
+    path.write_text(f"{identity}\n")
+    return path, str(identity.to_public())
+
+
+def fill(server: RunningServer, name: str, count: int = 50) -> None:
+    admin = server.admin()
+    assert admin.put(f"{server.url}/admin/databases", params={"name": name}).status_code == 201
+    commands = [{"Type": "PUT", "Id": f"orders/{i}", "Document": {
+        "Number": i, "Text": "é" * (i % 7), "Nested": {"List": [1, 2.5, None, True]},
+        "@metadata": {"@collection": "Orders", "Custom": "x"}}} for i in range(count)]
+    assert admin.post(f"{server.url}/databases/{name}/bulk_docs", json={"Commands": commands}).status_code == 201
+    assert admin.get(f"{server.url}/databases/{name}/hilo/next", params={"tag": "orders", "lastBatchSize": 0}
+                     ).status_code in (200, 404)
+
+
+def rows(data_dir: Path, name: str) -> str:
+    """A digest of everything a database holds, straight from storage."""
+    with sqlite3.connect(data_dir / "roost.db") as db:
+        digest = hashlib.sha256()
+        for row in db.execute("SELECT id, collection, body, metadata, change_vector, etag, last_modified "
+                              "FROM documents WHERE db = ? ORDER BY key", (name.casefold(),)):
+            digest.update(json.dumps(row).encode())
+        meta = db.execute("SELECT database_id, last_etag FROM databases WHERE key = ?", (name.casefold(),)).fetchone()
+        hilo = db.execute("SELECT tag, max FROM hilo WHERE db = ? ORDER BY tag", (name.casefold(),)).fetchall()
+        digest.update(json.dumps([meta, hilo]).encode())
+    return digest.hexdigest()
+
+
+def database_exists(server: RunningServer, name: str) -> bool:
+    return server.admin().get(f"{server.url}/admin/databases", params={"name": name}).status_code == 200
+
+
+def test_round_trip_with_keys_and_every_refusal(fresh_server: RunningServer, tmp_path: Path) -> None:
+    fill(fresh_server, "Shop")
+    key, public = keypair(tmp_path)
+    other_key, _ = keypair(tmp_path)
+    data = str(fresh_server.data_dir)
+    out = tmp_path / "shop.roostbackup"
+    made = roost("backup", "create", "--data-dir", data, "--db", "Shop", "--out", str(out), "-r", public)
+    assert made.returncode == 0, made.stderr
+    assert out.read_bytes().startswith(b"age-encryption.org/v1\n")
+    assert b"orders/1" not in out.read_bytes()
+
+    checked = roost("backup", "verify", str(out), "-i", str(key))
+    assert checked.returncode == 0 and "Shop: 50 documents" in checked.stdout, checked.stderr
+    wrong = roost("backup", "verify", str(out), "-i", str(other_key))
+    assert wrong.returncode == 1 and "no matching key" in wrong.stderr
+
+    # Wrong key: refused, nothing restored.
+    refused = roost("backup", "restore", str(out), "--data-dir", data, "--db", "Copy", "-i", str(other_key))
+    assert refused.returncode == 1 and "400" in refused.stderr and "Nothing was restored" in refused.stderr
+    assert not database_exists(fresh_server, "Copy")
+
+    # One altered byte near the end (the last chunk) and a truncated file: refused, nothing restored.
+    blob = out.read_bytes()
+    tampered = tmp_path / "tampered.roostbackup"
+    tampered.write_bytes(blob[:-20] + bytes([blob[-20] ^ 1]) + blob[-19:])
+    truncated = tmp_path / "truncated.roostbackup"
+    truncated.write_bytes(blob[: len(blob) - 30])
+    for bad in (tampered, truncated):
+        assert roost("backup", "verify", str(bad), "-i", str(key)).returncode == 1
+        result = roost("backup", "restore", str(bad), "--data-dir", data, "--db", "Copy", "-i", str(key))
+        assert result.returncode == 1 and "does not authenticate" in result.stderr, result.stderr
+        assert not database_exists(fresh_server, "Copy")
+
+    restored = roost("backup", "restore", str(out), "--data-dir", data, "--db", "Copy", "-i", str(key))
+    assert restored.returncode == 0, restored.stderr
+    assert "Restored 50 documents from 'Shop' into 'Copy'" in restored.stdout
+    assert fresh_server.admin().get(f"{fresh_server.url}/databases/Copy/docs", params={"id": "orders/3"}
+                                    ).json()["Results"][0]["Number"] == 3
+    assert rows(fresh_server.data_dir, "Shop") == rows(fresh_server.data_dir, "Copy")
+
+    # Into a database that holds documents: refused, and it is left as it was.
+    again = roost("backup", "restore", str(out), "--data-dir", data, "--db", "Copy", "-i", str(key))
+    assert again.returncode == 1 and "409" in again.stderr
+    assert rows(fresh_server.data_dir, "Shop") == rows(fresh_server.data_dir, "Copy")
+    # Nothing staged is left behind.
+    assert not any((fresh_server.data_dir / "backup-staging").iterdir())
+
+
+def test_passphrase_backup_of_everything(fresh_server: RunningServer, tmp_path: Path) -> None:
+    fill(fresh_server, "One", 5)
+    fill(fresh_server, "Two", 7)
+    fresh_server.generate("someone", "ValidUser", {"One": "Read"}, TwoFactorAuthenticationKey="JBSWY3DPEHPK3PXPJBSWY3DP")
+    secret = tmp_path / "pass.txt"
+    secret.write_text("correct horse battery staple\n")
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("incorrect horse\n")
+    out = tmp_path / "all.roostbackup"
+    data = str(fresh_server.data_dir)
+    made = roost("backup", "create", "--data-dir", data, "--all", "--out", str(out), "--passphrase-file", str(secret))
+    assert made.returncode == 0, made.stderr
+    checked = roost("backup", "verify", str(out), "--passphrase-file", str(secret))
+    assert checked.returncode == 0 and "2 database(s), 12 documents, 2 certificates" in checked.stdout, checked.stdout
+    bad = roost("backup", "verify", str(out), "--passphrase-file", str(wrong))
+    assert bad.returncode == 1 and "passphrase is wrong" in bad.stderr
+    needs_choice = roost("backup", "restore", str(out), "--data-dir", data, "--db", "Back", "--passphrase-file",
+                         str(secret))
+    assert needs_choice.returncode == 1 and "--from-db" in needs_choice.stderr
+    ok = roost("backup", "restore", str(out), "--data-dir", data, "--db", "Back", "--from-db", "Two",
+               "--passphrase-file", str(secret))
+    assert ok.returncode == 0, ok.stderr
+    assert rows(fresh_server.data_dir, "Two") == rows(fresh_server.data_dir, "Back")
+    log = (fresh_server.data_dir / "audit.log").read_text()
+    assert "correct horse" not in log and "JBSWY3DP" not in log
+    events = [json.loads(line)["Event"] for line in log.splitlines()]
+    assert "backup.created" in events and "backup.restored" in events and "backup.restore-refused" in events
+
+
+def test_who_may_back_up_and_restore(fresh_server: RunningServer, tmp_path: Path) -> None:
+    fill(fresh_server, "Shop", 3)
+    fill(fresh_server, "Other", 1)
+    _, public = keypair(tmp_path)
+    body = {"Recipients": [public]}
+    url = f"{fresh_server.url}/databases/Shop/admin/backups"
+    reader = fresh_server.session(fresh_server.generate("reader", "ValidUser", {"Shop": "ReadWrite"}).pem_path)
+    db_admin = fresh_server.session(fresh_server.generate("dbadmin", "ValidUser", {"Shop": "Admin"}).pem_path)
+    assert reader.post(url, json=body).status_code == 403
+    assert fresh_server.session(None).post(url, json=body).status_code == 403
+    assert db_admin.post(f"{fresh_server.url}/databases/Other/admin/backups", json=body).status_code == 403
+    assert db_admin.post(f"{fresh_server.url}/admin/backups", json=body).status_code == 403
+    response = db_admin.post(url, json=body)
+    assert response.status_code == 200 and response.content.startswith(b"age-encryption.org/v1")
+    restore = db_admin.post(f"{fresh_server.url}/admin/backups/restore", params={"database": "X"},
+                            data=response.content, headers={"Roost-Backup-Passphrase": "whatever1"})
+    assert restore.status_code == 403 and not database_exists(fresh_server, "X")
+    schedules = f"{fresh_server.url}/admin/backups/schedules"
+    assert db_admin.put(schedules, json={"Database": "Shop", "IntervalSeconds": 60, "Retention": 1,
+                                         "Folder": "b", "Recipients": [public]}).status_code == 403
+
+
+def test_bad_requests_change_nothing(fresh_server: RunningServer, tmp_path: Path) -> None:
+    fill(fresh_server, "Shop", 2)
+    admin = fresh_server.admin()
+    _, public = keypair(tmp_path)
+    url = f"{fresh_server.url}/databases/Shop/admin/backups"
+    for body in ({}, {"Recipients": []}, {"Recipients": ["age1nope"]}, {"Recipients": "age1x"},
+                 {"Passphrase": "short"}, {"Recipients": [public], "Passphrase": "long enough"},
+                 {"Recipients": [public], "Extra": 1}):
+        response = admin.post(url, json=body)
+        assert response.status_code == 400, (body, response.text)
+    assert admin.post(f"{fresh_server.url}/databases/Nope/admin/backups", json={"Recipients": [public]}
+                      ).status_code == 404
+    restore = f"{fresh_server.url}/admin/backups/restore"
+    assert admin.post(restore, params={"database": "New"}, data=b"x").status_code == 400  # no key
+    assert admin.post(restore, params={"database": "New"}, data=b"not a backup",
+                      headers={"Roost-Backup-Passphrase": "long enough"}).status_code == 400
+    bad_key = admin.post(restore, params={"database": "New"}, data=b"age-encryption.org/v1\n",
+                         headers={"Roost-Backup-Identity": "AGE-SECRET-KEY-1NOTAKEY"})
+    assert bad_key.status_code == 400 and "NOTAKEY" not in bad_key.text
+    assert not database_exists(fresh_server, "New")
+    schedules = f"{fresh_server.url}/admin/backups/schedules"
+    good = {"Database": "Shop", "IntervalSeconds": 60, "Retention": 2, "Folder": "b", "Recipients": [public]}
+    for change in ({"IntervalSeconds": 0}, {"Retention": 0}, {"Folder": ""}, {"Recipients": []},
+                   {"Database": "Nope"}, {"Passphrase": "long enough"}, {"IntervalSeconds": "60"}):
+        response = admin.put(schedules, json={**good, **change})
+        assert response.status_code in (400, 404), (change, response.text)
+    assert admin.get(schedules).json()["Schedules"] == []
+
+
+def test_schedule_runs_keeps_retention_and_reports_failures(fresh_server: RunningServer, tmp_path: Path) -> None:
+    fill(fresh_server, "Shop", 10)
+    key, public = keypair(tmp_path)
+    folder = tmp_path / "scheduled"
+    data = str(fresh_server.data_dir)
+    set_ = roost("backup", "schedule", "set", "--data-dir", data, "--db", "Shop", "--every", "1s", "--keep", "2",
+                 "--folder", str(folder), "-r", public)
+    assert set_.returncode == 0, set_.stderr
+    deadline = time.monotonic() + 60
+    status: dict = {}
+    while time.monotonic() < deadline:
+        schedules = fresh_server.admin().get(f"{fresh_server.url}/admin/backups/schedules").json()["Schedules"]
+        status = schedules[0]["Status"]
+        if status.get("Runs", 0) >= 4:
+            break
+        time.sleep(0.5)
+    assert status.get("Runs", 0) >= 4 and status["LastError"] is None, status
+    assert status["LastBytes"] > 0 and status["LastSeconds"] >= 0
+    # Slow it down (a new interval starts counting now) so that retention does not rotate files under our feet.
+    assert roost("backup", "schedule", "set", "--data-dir", data, "--db", "Shop", "--every", "1h", "--keep", "2",
+                 "--folder", str(folder), "-r", public).returncode == 0
+    time.sleep(1.5)
+    files = sorted(folder.glob("Shop-*.roostbackup"))
+    assert 1 <= len(files) <= 2  # retention; a run may be between writing and pruning
+    assert roost("backup", "verify", str(files[-1]), "-i", str(key)).returncode == 0
+    assert not list(folder.glob(".*partial"))
+
+    # A failing run (the database is gone) is reported and deletes no good backup.
+    fresh_server.admin().delete(f"{fresh_server.url}/admin/databases", json={"DatabaseNames": ["Shop"]})
+    run = roost("backup", "schedule", "run", "--data-dir", data, "--db", "Shop")
+    assert run.returncode == 1 and "does not exist" in run.stderr
+    kept = sorted(folder.glob("Shop-*.roostbackup"))
+    assert kept and set(kept) >= set(files[-1:])
+    status = fresh_server.admin().get(f"{fresh_server.url}/admin/backups/schedules").json()["Schedules"][0]["Status"]
+    assert status["ConsecutiveFailures"] >= 1 and "does not exist" in status["LastError"]
+    listed = roost("backup", "schedule", "list", "--data-dir", data)
+    assert "last error" in listed.stdout
+    events = [json.loads(line) for line in (fresh_server.data_dir / "audit.log").read_text().splitlines()]
+    assert any(e["Event"] == "backup.failed" for e in events)
+    assert any(e["Event"] == "backup.created" and e.get("Scheduled") for e in events)
+    deleted = roost("backup", "schedule", "delete", "--data-dir", data, "--db", "Shop")
+    assert deleted.returncode == 0 and "No backup schedules." in deleted.stdout
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class _PeakSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_kib(self.pid))
+            time.sleep(0.02)
+
+    def __enter__(self) -> _PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_200_mb_round_trip_with_flat_memory(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = start_server(data_dir)
+    try:
+        assert first.admin().put(f"{first.url}/admin/databases", params={"name": "Big"}).status_code == 201
+    finally:
+        first.stop()
+    # 200 MB of documents written straight into the real storage file (through the API this would take minutes).
+    body_text = "x" * 1900
+    with sqlite3.connect(data_dir / "roost.db") as db:
+        database_id = db.execute("SELECT database_id FROM databases WHERE key = 'big'").fetchone()[0]
+        batch = []
+        total = 0
+        i = 0
+        while total < 200 * 1024 * 1024:
+            body = json.dumps({"Index": i, "Payload": f"{i:08d}{body_text}"})
+            batch.append(("big", f"items/{i}", f"items/{i}", "Items", body, json.dumps({"k": i}),
+                          f"A:{i + 1}-{database_id}", i + 1, "2026-01-01T00:00:00.0000000Z"))
+            total += len(body)
+            i += 1
+            if len(batch) == 5000:
+                db.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                batch = []
+        db.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+        db.execute("UPDATE databases SET last_etag = ? WHERE key = 'big'", (i,))
+    server = start_server(data_dir)
+    try:
+        key, public = keypair(tmp_path)
+        pid = server.process.pid
+        time.sleep(1)
+        rest = _rss_kib(pid)
+        out = tmp_path / "big.roostbackup"
+        started = time.monotonic()
+        with _PeakSampler(pid) as sampler:
+            made = roost("backup", "create", "--data-dir", str(data_dir), "--db", "Big", "--out", str(out),
+                         "-r", public)
+        backup_seconds = time.monotonic() - started
+        assert made.returncode == 0, made.stderr
+        backup_peak = sampler.peak - rest
+        started = time.monotonic()
+        with _PeakSampler(pid) as sampler:
+            restored = roost("backup", "restore", str(out), "--data-dir", str(data_dir), "--db", "Big2",
+                             "-i", str(key))
+        restore_seconds = time.monotonic() - started
+        assert restored.returncode == 0, restored.stderr
+        restore_peak = sampler.peak - rest
+        print(f"\n200 MB ({i} documents): backup {out.stat().st_size / 1e6:.1f} MB in {backup_seconds:.1f} s, "
+              f"server RSS +{backup_peak / 1024:.1f} MiB; restore in {restore_seconds:.1f} s, "
+              f"+{restore_peak / 1024:.1f} MiB (at rest {rest / 1024:.1f} MiB)")
+        assert backup_peak < 100 * 1024, f"backup grew the server by {backup_peak / 1024:.0f} MiB"
+        assert restore_peak < 100 * 1024, f"restore grew the server by {restore_peak / 1024:.0f} MiB"
+    finally:
+        server.stop()
+    assert rows(data_dir, "Big") == rows(data_dir, "Big2")
