@@ -454,6 +454,8 @@ class CertificateService:
             old = await server.install_server_certificate(new)
         audit.info("Server certificate replaced by %s: %s -> %s", caller.display_name, old.info.thumbprint,
                    new.info.thumbprint)
+        server.audit.record("server-certificate.replaced", actor=caller, Old=old.info.thumbprint,
+                            New=new.info.thumbprint, Subject=new.info.subject)
         return old.info.thumbprint, new.info.thumbprint
 
     async def refresh_server_certificate(self, caller: Identity) -> tuple[str, str]:
@@ -477,6 +479,8 @@ class CertificateService:
             old = await server.install_server_certificate(new)
         audit.info("Server certificate renewed by %s: %s -> %s", caller.display_name, old.info.thumbprint,
                    new.info.thumbprint)
+        server.audit.record("server-certificate.renewed", actor=caller, Old=old.info.thumbprint,
+                            New=new.info.thumbprint, Subject=new.info.subject)
         return old.info.thumbprint, new.info.thumbprint
 
     # Implicit trust by public-key pinning hash (reference section 9) -------------------------------------------
@@ -532,6 +536,8 @@ class CertificateService:
             "pinning hash, known issuer %s.", identity.display_name, match.thumbprint, match.name,
             issuer.subject if issuer else "",
         )
+        self._audit("certificate.implicitly-trusted", identity, [definition], SameKeyAs=match.thumbprint,
+                    Issuer=issuer.subject if issuer else "")
         return server.identifier.identify(der, clock.now())
 
     # Read -----------------------------------------------------------------------------------------------------
