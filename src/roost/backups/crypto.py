@@ -48,12 +48,10 @@ def parse_recipients(values: Iterable[Any]) -> list[x25519.Recipient]:
 def parse_identities(text: str) -> list[x25519.Identity]:
     """Identities from an age key file (``age-keygen`` output: comments and AGE-SECRET-KEY-1... lines)."""
     identities = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    words = [w for line in text.splitlines() if not line.strip().startswith("#") for w in line.split()]
+    for word in words:
         try:
-            identities.append(x25519.Identity.from_str(line))
+            identities.append(x25519.Identity.from_str(word))
         except pyrage.IdentityError:
             # Never echo the line: it may be (part of) a secret key.
             raise BadRequestError("The identity is not an age X25519 secret key (AGE-SECRET-KEY-1...).") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from roost.http.routing import RouteTable
 from roost.types import Level
 
 routes = RouteTable()
+log = logging.getLogger("roost.backups")
 
 _QUEUE_DEPTH = 4
 _WRITE_BUFFER = 1024 * 1024
@@ -88,6 +90,8 @@ async def _stream_backup(request: web.Request, databases: list[str], lock: Lock,
                 queue.get_nowait()
             except asyncio.QueueEmpty:
                 await asyncio.sleep(0.01)
+        if not job.cancelled() and job.exception() is not None:
+            log.warning("Backup of %s broke off: %s", ", ".join(databases), job.exception())
         server.audit.record("backup.failed", actor=identity_of(request), Databases=databases,
                             Error=getattr(exc, "message", type(exc).__name__))
         # The status line is already sent: cut the connection so the client sees an incomplete download (and an
