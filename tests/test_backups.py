@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -265,14 +266,14 @@ def test_200_mb_round_trip_with_flat_memory(tmp_path: Path) -> None:
     finally:
         first.stop()
     # 200 MB of documents written straight into the real storage file (through the API this would take minutes).
-    body_text = "x" * 1900
+    # Random hex: it compresses only ~2x, so the encrypted file is ~100 MB too, not a few MB of zeros.
     with sqlite3.connect(data_dir / "roost.db") as db:
         database_id = db.execute("SELECT database_id FROM databases WHERE key = 'big'").fetchone()[0]
         batch = []
         total = 0
         i = 0
         while total < 200 * 1024 * 1024:
-            body = json.dumps({"Index": i, "Payload": f"{i:08d}{body_text}"})
+            body = json.dumps({"Index": i, "Payload": os.urandom(950).hex()})
             batch.append(("big", f"items/{i}", f"items/{i}", "Items", body, json.dumps({"k": i}),
                           f"A:{i + 1}-{database_id}", i + 1, "2026-01-01T00:00:00.0000000Z"))
             total += len(body)
@@ -303,6 +304,18 @@ def test_200_mb_round_trip_with_flat_memory(tmp_path: Path) -> None:
         restore_seconds = time.monotonic() - started
         assert restored.returncode == 0, restored.stderr
         restore_peak = sampler.peak - rest
+        # One flipped byte in the middle of the 100 MB file, and the wrong key: refused, nothing restored.
+        blob = bytearray(out.read_bytes())
+        blob[len(blob) // 2] ^= 0x01
+        tampered = tmp_path / "tampered.roostbackup"
+        tampered.write_bytes(bytes(blob))
+        del blob
+        bad = roost("backup", "restore", str(tampered), "--data-dir", str(data_dir), "--db", "Big3", "-i", str(key))
+        assert bad.returncode == 1 and "does not authenticate" in bad.stderr, bad.stderr
+        other, _ = keypair(tmp_path)
+        wrong = roost("backup", "restore", str(out), "--data-dir", str(data_dir), "--db", "Big3", "-i", str(other))
+        assert wrong.returncode == 1 and "no matching key" in wrong.stderr, wrong.stderr
+        assert not database_exists(server, "Big3")
         print(f"\n200 MB ({i} documents): backup {out.stat().st_size / 1e6:.1f} MB in {backup_seconds:.1f} s, "
               f"server RSS +{backup_peak / 1024:.1f} MiB; restore in {restore_seconds:.1f} s, "
               f"+{restore_peak / 1024:.1f} MiB (at rest {rest / 1024:.1f} MiB)")
@@ -311,3 +324,5 @@ def test_200_mb_round_trip_with_flat_memory(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert rows(data_dir, "Big") == rows(data_dir, "Big2")
+    with sqlite3.connect(data_dir / "roost.db") as db:
+        assert db.execute("SELECT count(*) FROM documents WHERE db = 'big3'").fetchone()[0] == 0
