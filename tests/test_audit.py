@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import ROOT, RunningServer
@@ -122,3 +123,27 @@ def test_secret_fields_are_refused(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="secret"):
             log.record("x", **{field: "v"})
     assert len((tmp_path / "audit.log").read_text().splitlines()) == 1
+
+
+def test_two_factor_successes_failures_and_lockouts_are_recorded(fresh_server: RunningServer) -> None:
+    import pyotp
+
+    secret = fresh_server.admin().get(f"{fresh_server.url}/admin/certificates/2fa/generate").json()["Secret"]
+    cert = fresh_server.generate("second-factor", "ValidUser", TwoFactorAuthenticationKey=secret)
+    client = fresh_server.session(cert.pem_path)
+    url = f"{fresh_server.url}/authentication/2fa"
+    now = pyotp.TOTP(secret)
+    valid = {now.at(time.time() + offset) for offset in (-30, 0, 30)}
+    wrong = next(c for c in ("000000", "111111", "222222") if c not in valid)
+    assert client.post(url, params={"hasLimits": "false"}, json={"Token": now.now()}).status_code == 202
+    for _ in range(5):
+        assert client.post(url, params={"hasLimits": "false"}, json={"Token": wrong}).status_code == 406
+    assert client.post(url, params={"hasLimits": "false"}, json={"Token": now.now()}).status_code == 429
+    events = [e for e in entries(fresh_server) if e["Event"].startswith("twofactor.")]
+    assert [e["Event"] for e in events] == ["twofactor.succeeded"] + ["twofactor.failed"] * 4 + [
+        "twofactor.locked", "twofactor.failed"]
+    assert all(e["ActorThumbprint"] == cert.thumbprint for e in events)
+    assert events[-2]["LockedUntil"]
+    text = (fresh_server.data_dir / "audit.log").read_text()
+    assert secret not in text, [line for line in text.splitlines() if secret in line]
+    assert f"\"{wrong}\"" not in text

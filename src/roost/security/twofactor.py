@@ -434,6 +434,11 @@ class TwoFactor:
             for thumbprint in known:
                 self._states.pop(thumbprint, None)
 
+    def locked_until(self, thumbprint: str) -> dt.datetime | None:
+        """When the certificate's 2FA lockout ends (None: not locked); the audit log records lockouts with it."""
+        state = self._states.get(thumbprint)
+        return state.locked_until if state is not None else None
+
     async def _save(self, thumbprint: str, state: State) -> None:
         # Storage first, then the index: a request never sees a session that storage does not hold.
         await self._storage.put_two_factor(thumbprint, state.to_storage())

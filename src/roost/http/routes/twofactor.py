@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roost.errors import BadRequestError
+from roost import clock
+from roost.errors import BadRequestError, RoostError
 from roost.http.body import json_response, query_bool, query_int, read_json
 from roost.http.middleware import SERVER, identity_of
 from roost.http.routing import RouteTable
@@ -70,9 +71,23 @@ async def login(request: web.Request) -> web.StreamResponse:
         if request.query.get("sessionDurationInMin")
         else None
     )
-    result = await service.login(
-        identity_of(request), await read_json(request, required=False), has_limits=has_limits, minutes=minutes
-    )
+    identity = identity_of(request)
+    audit = request.app[SERVER].audit
+    try:
+        result = await service.login(
+            identity, await read_json(request, required=False), has_limits=has_limits, minutes=minutes
+        )
+    except RoostError as exc:
+        # Audit: who failed, why (the message never holds the code), and a lockout when this failure caused one.
+        locked = service.locked_until(identity.thumbprint) if identity.thumbprint else None
+        if locked is not None and locked <= request.app[SERVER].now():
+            locked = None
+        # A refusal while already locked (429) is a failure; the wrong code that starts a lockout is the lockout.
+        event = "twofactor.locked" if locked is not None and exc.http_status != 429 else "twofactor.failed"
+        audit.record(event, actor=identity, Reason=exc.message,
+                     LockedUntil=clock.wire_date(locked) if locked else None)
+        raise
+    audit.record("twofactor.succeeded", actor=identity, OnlyThisBrowser=has_limits)
     response = web.Response(status=202, headers={"Cache-Control": "no-store"})
     if result.cookie is not None:
         response.headers["Set-Cookie"] = _cookie(result.cookie, result.max_age)
