@@ -23,7 +23,7 @@ def test_bench_smoke_runs_every_figure_and_prints_the_table() -> None:
     env = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin"}
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,  # first run also builds the Go load generator
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     table = proc.stdout[proc.stdout.index("| fig"):]
