@@ -139,11 +139,12 @@ def test_two_factor_successes_failures_and_lockouts_are_recorded(fresh_server: R
     for _ in range(5):
         assert client.post(url, params={"hasLimits": "false"}, json={"Token": wrong}).status_code == 406
     assert client.post(url, params={"hasLimits": "false"}, json={"Token": now.now()}).status_code == 429
+    assert client.post(url, params={"hasLimits": "false"}, json={"Token": "abc"}).status_code == 400
     events = [e for e in entries(fresh_server) if e["Event"].startswith("twofactor.")]
     assert [e["Event"] for e in events] == ["twofactor.succeeded"] + ["twofactor.failed"] * 4 + [
-        "twofactor.locked", "twofactor.failed"]
+        "twofactor.locked", "twofactor.failed", "twofactor.failed"]
     assert all(e["ActorThumbprint"] == cert.thumbprint for e in events)
-    assert events[-2]["LockedUntil"]
+    assert events[-3]["LockedUntil"]
     text = (fresh_server.data_dir / "audit.log").read_text()
     assert secret not in text, [line for line in text.splitlines() if secret in line]
     assert f"\"{wrong}\"" not in text

@@ -82,8 +82,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         locked = service.locked_until(identity.thumbprint) if identity.thumbprint else None
         if locked is not None and locked <= request.app[SERVER].now():
             locked = None
-        # A refusal while already locked (429) is a failure; the wrong code that starts a lockout is the lockout.
-        event = "twofactor.locked" if locked is not None and exc.http_status != 429 else "twofactor.failed"
+        # Only the wrong code (406) that starts a lockout is the lockout; any other refusal while locked (429, or a
+        # 400 for a malformed request) is a failure.
+        event = "twofactor.locked" if locked is not None and exc.http_status == 406 else "twofactor.failed"
         audit.record(event, actor=identity, Reason=exc.message,
                      LockedUntil=clock.wire_date(locked) if locked else None)
         raise
