@@ -152,3 +152,29 @@ def test_change_survives_a_restart(tmp_path: Path) -> None:
 def test_bad_setting_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="Security.AllowedIPs"):
         start_server(tmp_path / "data", "--Security.AllowedIPs=10.0.0.0/33", timeout=20)
+
+
+def test_cli_shows_and_changes_the_list(fresh_server: RunningServer) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def roost(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "roost", "security", "allowed-ips", "--data-dir",
+                               str(fresh_server.data_dir), *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    shown = roost()
+    assert shown.returncode == 0 and "everyone" in shown.stdout
+    changed = roost("--set", "127.0.0.1", "10.0.0.0/8")
+    assert changed.returncode == 0 and "127.0.0.1" in changed.stdout and "10.0.0.0/8" in changed.stdout
+    locked_out = roost("--set", "127.0.0.2")
+    assert locked_out.returncode == 1 and "lock out your own address" in locked_out.stderr
+    assert roost("--set", "not-an-ip").returncode == 1
+    assert roost("127.0.0.1").returncode == 2  # addresses without --set: usage error, nothing changed
+    assert "10.0.0.0/8" in roost().stdout
+    user = fresh_server.generate("user", "ValidUser")
+    refused = roost("--clear", "--cert", str(user.pem_path))
+    assert refused.returncode == 1 and "403" in refused.stderr
+    assert roost("--clear").returncode == 0
+    assert "everyone" in roost().stdout
