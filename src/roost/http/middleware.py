@@ -16,9 +16,10 @@ from roost.http import errors
 from roost.http.browsers import BROWSERS
 from roost.http.routing import LEVELS, Handler
 from roost.security import authz
-from roost.security.identity import NO_CERTIFICATE, UNSECURED, AuthStatus, Identity
+from roost.security.identity import NO_CERTIFICATE, UNSECURED, AuthStatus, Identity, thumbprint_of_der
 from roost.security.twofactor import COOKIE_NAME
 from roost.server import Server
+from roost.types import Thumbprint
 
 log = logging.getLogger("roost.http")
 
@@ -37,6 +38,23 @@ def peer_certificate(request: web.Request) -> bytes | None:
         return None
     der: bytes | None = ssl_object.getpeercert(binary_form=True)
     return der
+
+
+def peer_thumbprint(request: web.Request) -> tuple[bytes | None, Thumbprint | None]:
+    """The peer certificate and its thumbprint, computed once per TLS connection.
+
+    A connection's peer certificate cannot change (renegotiation is off, see tls.py), so the DER and its SHA-1
+    are kept on the transport. What they *mean* is still looked up in the registry on every request.
+    """
+    transport = request.transport
+    if transport is None:
+        return None, None
+    cached: tuple[bytes | None, Thumbprint | None] | None = getattr(transport, "_roost_peer", None)
+    if cached is None:
+        der = peer_certificate(request)
+        cached = (der, thumbprint_of_der(der) if der else None)
+        transport._roost_peer = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def identity_of(request: web.Request) -> Identity:
@@ -71,8 +89,8 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             identity = NO_CERTIFICATE  # bench-only route (figure 4): no identify, no authorize
         else:
             now = server.now()
-            der = peer_certificate(request)
-            identity = server.identifier.identify(der, now)
+            der, thumbprint = peer_thumbprint(request)
+            identity = server.identifier.identify(der, now, thumbprint)
             if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None:
                 # Rare path (a renewed certificate with a registered key): may register it (reference section 9).
                 identity = await server.certificates.implicit_trust(der, identity)

@@ -80,6 +80,7 @@ class Identifier:
         self._server: dict[str, CertificateInfo] = {}  # every server certificate this server has used
         self._well_known: set[str] = set()
         self._parsed: dict[str, CertificateInfo] = {}  # validity of well-known certificates seen so far
+        self._valid: dict[str, Identity] = {}  # thumbprint -> Identity of a valid, enabled definition
 
     def set_server_certificates(self, infos: list[CertificateInfo]) -> None:
         self._server = {i.thumbprint: i for i in infos}
@@ -95,10 +96,11 @@ class Identifier:
     def well_known_admins(self) -> set[str]:
         return set(self._well_known)
 
-    def identify(self, der: bytes | None, now: dt.datetime) -> Identity:
+    def identify(self, der: bytes | None, now: dt.datetime, thumbprint: Thumbprint | None = None) -> Identity:
+        """``thumbprint`` may be passed when the caller already knows it (cached per TLS connection)."""
         if not der:
             return NO_CERTIFICATE
-        thumbprint = thumbprint_of_der(der)
+        thumbprint = thumbprint or thumbprint_of_der(der)
         definition = self.registry.get(thumbprint)
         if definition is not None:
             return self._registered(definition, now)
@@ -126,6 +128,11 @@ class Identifier:
         if validity is not None:
             return Identity(validity, definition.thumbprint, definition.display_name,
                             not_before=definition.not_before, not_after=definition.not_after, definition=definition)
+        # Definitions are immutable and replaced on every change, so the Identity of a valid one can be reused
+        # until the definition object changes; validity and "disabled" were checked above, on this request.
+        cached = self._valid.get(definition.thumbprint)
+        if cached is not None and cached.definition is definition:
+            return cached
         clearance = definition.clearance
         if clearance.is_cluster_admin:
             status = AuthStatus.CLUSTER_ADMIN
@@ -133,8 +140,12 @@ class Identifier:
             status = AuthStatus.OPERATOR
         else:
             status = AuthStatus.ALLOWED
-        return Identity(status, definition.thumbprint, definition.display_name, clearance, definition,
-                        definition.not_before, definition.not_after)
+        identity = Identity(status, definition.thumbprint, definition.display_name, clearance, definition,
+                            definition.not_before, definition.not_after)
+        if len(self._valid) > 100_000:  # bounded: entries of deleted certificates go with the next clear
+            self._valid.clear()
+        self._valid[definition.thumbprint] = identity
+        return identity
 
     def _synthetic(self, info: CertificateInfo, label: str, now: dt.datetime) -> Identity:
         name = f"{info.subject} (Thumbprint: {info.thumbprint})"
