@@ -309,8 +309,8 @@ def test_the_key_never_appears_in_a_later_response_or_in_the_log(server: Running
 def test_qr_code_decodes_to_the_exact_otpauth_uri(server: RunningServer) -> None:
     secret = server.admin().get(f"{server.url}/admin/certificates/2fa/generate").json()["Secret"]
     name = "Alice: ops & on-call"
-    response = server.admin().get(
-        f"{server.url}/admin/certificates/2fa/qr", params={"secret": secret, "name": name}
+    response = server.admin().post(
+        f"{server.url}/admin/certificates/2fa/qr", json={"Secret": secret, "Name": name}
     )
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "image/svg+xml"
@@ -325,9 +325,9 @@ def test_qr_code_decodes_to_the_exact_otpauth_uri(server: RunningServer) -> None
     parsed = pyotp.parse_uri(decoded)
     assert parsed.secret == secret and parsed.name == name and parsed.issuer == "localhost"
 
-    explicit = server.admin().get(
+    explicit = server.admin().post(
         f"{server.url}/admin/certificates/2fa/qr",
-        params={"secret": secret, "name": "bob", "issuer": "db.example.com"},
+        json={"Secret": secret, "Name": "bob", "Issuer": "db.example.com"},
     )
     assert decode_svg_qr(explicit.text) == (
         f"otpauth://totp/db.example.com:bob?secret={secret}&issuer=db.example.com"
@@ -337,19 +337,23 @@ def test_qr_code_decodes_to_the_exact_otpauth_uri(server: RunningServer) -> None
 def test_qr_refuses_bad_input_and_non_operators(server: RunningServer) -> None:
     secret = server.admin().get(f"{server.url}/admin/certificates/2fa/generate").json()["Secret"]
     admin = server.admin()
-    for params in (
-        {"name": "x"},
-        {"secret": "not base32!", "name": "x"},
-        {"secret": "ABCDEFGH", "name": "x"},
-        {"secret": secret},
-        {"secret": secret, "name": "x" * 201},
+    for body in (
+        {"Name": "x"},
+        {"Secret": "not base32!", "Name": "x"},
+        {"Secret": "ABCDEFGH", "Name": "x"},
+        {"Secret": secret},
+        {"Secret": secret, "Name": "x" * 201},
+        {"Secret": secret, "Name": "x", "Extra": 1},
     ):
-        response = admin.get(f"{server.url}/admin/certificates/2fa/qr", params=params)
-        assert response.status_code == 400, params
+        response = admin.post(f"{server.url}/admin/certificates/2fa/qr", json=body)
+        assert response.status_code == 400, body
         assert response.headers["Content-Type"].startswith("application/json")
+    # The key never travels in a URL: there is no GET form of this route.
+    as_get = admin.get(f"{server.url}/admin/certificates/2fa/qr", params={"secret": secret, "name": "x"})
+    assert as_get.status_code in (404, 405) and secret not in as_get.text
     user = server.generate("2fa-qr-user")
-    refused = server.session(user.pem_path).get(
-        f"{server.url}/admin/certificates/2fa/qr", params={"secret": secret, "name": "x"}
+    refused = server.session(user.pem_path).post(
+        f"{server.url}/admin/certificates/2fa/qr", json={"Secret": secret, "Name": "x"}
     )
     assert refused.status_code == 403
 

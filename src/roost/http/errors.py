@@ -34,7 +34,7 @@ def render(request: web.Request, error: RoostError) -> web.Response:
     if isinstance(error, AuthorizationError):
         body = {"Type": error.error_type, "Message": error.message}
     else:
-        body = {"Url": request.path_qs, "Type": error.error_type, "Message": error.message, "Error": error.message}
+        body = {"Url": request.path, "Type": error.error_type, "Message": error.message, "Error": error.message}
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Cache-Control", "no-store")
     return web.Response(

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from roost import clock
 from roost.errors import BadRequestError, RoostError
-from roost.http.body import json_response, query_bool, query_int, read_json
+from roost.http.body import json_response, query_bool, query_int, read_json, read_object
 from roost.http.middleware import SERVER, identity_of
 from roost.http.routing import RouteTable
 from roost.security import twofactor
@@ -44,18 +44,28 @@ async def generate_secret(request: web.Request) -> web.StreamResponse:
     return json_response({"Secret": twofactor.generate_secret()}, headers=_NO_STORE)
 
 
-@routes.get("/admin/certificates/2fa/qr", level=Level.OPERATOR)
+@routes.post("/admin/certificates/2fa/qr", level=Level.OPERATOR)
 async def qr(request: web.Request) -> web.StreamResponse:
-    """The otpauth:// URI of ``secret`` for ``name`` as an SVG QR code (issuer: ``issuer``, else the host)."""
-    secret = twofactor.parse_secret(request.query.get("secret"))
-    name = (request.query.get("name") or "").strip()
-    if not name:
-        raise BadRequestError(
-            "The query parameter 'name' is required: the certificate name shown in the app."
-        )
+    """The otpauth:// URI of ``Secret`` for ``Name`` as an SVG QR code (issuer: ``Issuer``, else the host).
+
+    A POST with a JSON body, not a GET with query parameters: a TOTP key in a URL would be kept by browser
+    history, proxies and access logs.
+    """
+    body = await read_object(request)
+    unknown = sorted(set(body) - {"Secret", "Name", "Issuer"})
+    if unknown:
+        raise BadRequestError(f"Unknown field(s): {', '.join(unknown)}. Allowed: Issuer, Name, Secret.")
+    secret = twofactor.parse_secret(body.get("Secret"))
+    name = body.get("Name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequestError("Name is required: the certificate name shown in the app.")
+    name = name.strip()
     if len(name) > twofactor.MAX_NAME:
         raise BadRequestError(f"The name is longer than {twofactor.MAX_NAME} characters.")
-    issuer = (request.query.get("issuer") or "").strip() or twofactor.issuer_for_host(request.host)
+    issuer_value = body.get("Issuer")
+    if issuer_value is not None and not isinstance(issuer_value, str):
+        raise BadRequestError("Issuer must be a string.")
+    issuer = (issuer_value or "").strip() or twofactor.issuer_for_host(request.host)
     if len(issuer) > twofactor.MAX_NAME:
         raise BadRequestError(f"The issuer is longer than {twofactor.MAX_NAME} characters.")
     svg = twofactor.qr_svg(twofactor.otpauth_uri(secret, name, issuer))
