@@ -174,3 +174,47 @@ def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
 @pytest.fixture(scope="module")
 def admin(server: RunningServer) -> requests.Session:
     return server.admin()
+
+
+# PostgreSQL -------------------------------------------------------------------------------------------------------
+
+# The server every PostgreSQL test uses; each test gets a database of its own in it, dropped afterwards.
+POSTGRES_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres(statement: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_SERVER_URL, timeout=5)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def postgres_database_url(name: str) -> str:
+    base, _, _ = POSTGRES_SERVER_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test alone. Skips when the server is unreachable, except under CI."""
+    import uuid
+
+    name = f"roost_test_{uuid.uuid4().hex[:16]}"
+    try:
+        _postgres(f'CREATE DATABASE "{name}"')
+    except (OSError, TimeoutError) as exc:
+        if IN_CI:
+            raise AssertionError(f"PostgreSQL at {POSTGRES_SERVER_URL} is unreachable under CI=true: {exc}") from exc
+        pytest.skip(f"PostgreSQL at {POSTGRES_SERVER_URL} is unreachable ({exc}); CI runs these tests")
+    try:
+        yield postgres_database_url(name)
+    finally:
+        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -65,6 +65,19 @@ class ChangeVectorMismatch(Exception):
         self.actual = actual
 
 
+class CertificateWatcher(Protocol):
+    """Receives certificate changes made by other nodes sharing the storage (see ``Storage.watch_certificates``)."""
+
+    async def certificates_changed(self, thumbprints: list[str] | None) -> None:
+        """These certificates were written or deleted (``None``: possibly all of them); read them again."""
+
+    async def certificates_channel_lost(self) -> None:
+        """Changes may be missed from now on: stop trusting what is held until the channel resumes."""
+
+    async def certificates_channel_resumed(self) -> None:
+        """Listening again after a loss: anything may have changed in between."""
+
+
 class Storage(Protocol):
     """Async storage. Identifiers are compared case-insensitively (RavenDB's rule) by every backend.
 
@@ -78,7 +91,11 @@ class Storage(Protocol):
     async def load_certificates(self) -> list[JsonObject]: ...
     async def put_certificates(self, definitions: list[JsonObject]) -> None: ...
     async def delete_certificates(self, thumbprints: list[str]) -> None: ...
+    async def get_certificates(self, thumbprints: list[str]) -> list[JsonObject]: ...
     async def record_last_used(self, last_used: dict[str, str]) -> None: ...
+    async def watch_certificates(self, watcher: CertificateWatcher) -> None:
+        """Report certificate changes committed by other nodes; returns once listening. Single-node stores
+        (SQLite) have no other writers and do nothing."""
 
     # Databases.
     async def create_database(self, name: str, database_id: str, created: str) -> bool: ...

@@ -18,6 +18,7 @@ from typing import Any
 from roost.storage.base import (
     BatchCommand,
     BatchResult,
+    CertificateWatcher,
     ChangeVectorMismatch,
     DatabaseRow,
     JsonObject,
@@ -126,6 +127,18 @@ class SqliteStorage:
 
     async def load_certificates(self) -> list[JsonObject]:
         return [json.loads(r[0]) for r in self._db.execute("SELECT definition FROM certificates")]
+
+    async def get_certificates(self, thumbprints: list[str]) -> list[JsonObject]:
+        found: list[JsonObject] = []
+        for start in range(0, len(thumbprints), 500):
+            chunk = thumbprints[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT definition FROM certificates WHERE thumbprint IN ({marks})", chunk)
+            found += [json.loads(r[0]) for r in rows]
+        return found
+
+    async def watch_certificates(self, watcher: CertificateWatcher) -> None:
+        """Nothing to watch: the embedded database has one writer, this process."""
 
     async def put_certificates(self, definitions: list[JsonObject]) -> None:
         with self._write() as db:

@@ -1,0 +1,400 @@
+"""PostgreSQL storage: several Roost nodes share one database (``--storage_url=postgresql://...``).
+
+Same contract as the embedded SQLite store (``tests/test_storage.py`` runs on both). Differences that matter:
+
+- Writes to one database's documents serialize on that database's row (``SELECT ... FOR UPDATE``), which is
+  where the etag counter lives: etags increase without gaps or duplicates whichever node writes.
+- HiLo ranges come from one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``: atomic, never overlapping.
+- Every certificate write sends ``NOTIFY roost_certificates`` in its own transaction, so it is delivered to the
+  other nodes exactly when it commits; ``watch_certificates`` listens on a dedicated connection and reports a
+  lost channel so that the registry can fail closed (see ``roost.security.registry``).
+- Document bodies are stored as text, not JSONB, so that a document comes back with its keys in the order it was
+  written; certificate definitions are JSONB (``record_last_used`` edits one key in place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import asyncpg
+
+from roost.errors import ConfigurationError
+from roost.storage.base import (
+    BatchCommand,
+    BatchResult,
+    CertificateWatcher,
+    ChangeVectorMismatch,
+    DatabaseRow,
+    JsonObject,
+    PutCommand,
+    StoredDocument,
+)
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "roost_certificates"
+# Payload of a notification that means "reload everything" (a batch too large for one 8000-byte payload).
+_ALL = "*"
+_NOTIFY_PAYLOAD_LIMIT = 7000
+# Any fixed number: only Roost's schema creation takes this advisory lock.
+_SCHEMA_LOCK = 0x526F6F7374
+_RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS certificates (
+    thumbprint TEXT PRIMARY KEY,
+    definition JSONB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS databases (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    database_id TEXT NOT NULL,
+    created TEXT NOT NULL,
+    last_etag BIGINT NOT NULL DEFAULT 0,
+    record JSONB NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS documents (
+    db TEXT NOT NULL,
+    key TEXT NOT NULL,
+    id TEXT NOT NULL,
+    collection TEXT,
+    body TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    change_vector TEXT NOT NULL,
+    etag BIGINT NOT NULL,
+    last_modified TEXT NOT NULL,
+    PRIMARY KEY (db, key)
+);
+CREATE INDEX IF NOT EXISTS documents_by_collection ON documents (db, lower(collection), etag);
+CREATE INDEX IF NOT EXISTS documents_by_etag ON documents (db, etag);
+CREATE TABLE IF NOT EXISTS hilo (
+    db TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    max BIGINT NOT NULL,
+    PRIMARY KEY (db, tag)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value JSONB NOT NULL
+);
+"""
+
+_DOCUMENT_COLUMNS = "id, collection, body, metadata, change_vector, etag, last_modified"
+
+
+def _key(value: str) -> str:
+    return value.casefold()
+
+
+def _row_document(row: asyncpg.Record) -> StoredDocument:
+    return StoredDocument(
+        id=row["id"],
+        collection=row["collection"],
+        body=json.loads(row["body"]),
+        metadata=json.loads(row["metadata"]),
+        change_vector=row["change_vector"],
+        etag=int(row["etag"]),
+        last_modified=row["last_modified"],
+    )
+
+
+def _notify_payloads(thumbprints: list[str]) -> list[str]:
+    """One payload per thumbprint, or one "reload everything" when there are too many to send one by one."""
+    if sum(len(t) + 1 for t in thumbprints) > _NOTIFY_PAYLOAD_LIMIT:
+        return [_ALL]
+    return sorted(set(thumbprints))
+
+
+class PostgresStorage:
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self._pool = pool
+        self._url = url
+        self._watchers: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresStorage:
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=10)
+        except (OSError, asyncpg.PostgresError, ValueError) as exc:
+            raise ConfigurationError(
+                f"Cannot connect to the PostgreSQL storage ({_redacted(url)}): {exc}. "
+                "Check that the server runs and that the storage URL names an existing database."
+            ) from exc
+        async with pool.acquire() as connection, connection.transaction():
+            # Two nodes starting at once would race on CREATE TABLE IF NOT EXISTS (a unique violation in the
+            # catalog); the advisory lock makes schema creation one node at a time.
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            await connection.execute(_SCHEMA)
+        return cls(pool, url)
+
+    async def close(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        for task in self._watchers:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._watchers.clear()
+        await self._pool.close()
+
+    # Certificates -------------------------------------------------------------------------------------------
+
+    async def load_certificates(self) -> list[JsonObject]:
+        rows = await self._pool.fetch("SELECT definition::text FROM certificates")
+        return [json.loads(r[0]) for r in rows]
+
+    async def get_certificates(self, thumbprints: list[str]) -> list[JsonObject]:
+        rows = await self._pool.fetch(
+            "SELECT definition::text FROM certificates WHERE thumbprint = ANY($1::text[])", thumbprints
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    async def put_certificates(self, definitions: list[JsonObject]) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.executemany(
+                "INSERT INTO certificates (thumbprint, definition) VALUES ($1, $2::jsonb) "
+                "ON CONFLICT (thumbprint) DO UPDATE SET definition = excluded.definition",
+                [(d["Thumbprint"], json.dumps(d)) for d in definitions],
+            )
+            await _notify(connection, [d["Thumbprint"] for d in definitions])
+
+    async def delete_certificates(self, thumbprints: list[str]) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute("DELETE FROM certificates WHERE thumbprint = ANY($1::text[])", thumbprints)
+            await _notify(connection, thumbprints)
+
+    async def record_last_used(self, last_used: dict[str, str]) -> None:
+        # No notification: last-used times are informational and flushed every few seconds by every node.
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.executemany(
+                "UPDATE certificates SET definition = jsonb_set(definition, '{LastUsedDate}', to_jsonb($1::text)) "
+                "WHERE thumbprint = $2",
+                [(when, tp) for tp, when in last_used.items()],
+            )
+
+    async def watch_certificates(self, watcher: CertificateWatcher) -> None:
+        """LISTEN on a dedicated connection; report changes, a lost channel, and its return (see base.py).
+
+        Returns once listening, so that nothing committed after start-up can be missed.
+        """
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._watchers.append(loop.create_task(self._watch(watcher, ready)))
+        await ready
+
+    async def _watch(self, watcher: CertificateWatcher, ready: asyncio.Future[None]) -> None:
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._listen(watcher, ready)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                    return
+                log.warning("Lost the PostgreSQL certificate notification channel (%s); reconnecting", exc)
+            try:
+                await watcher.certificates_channel_lost()
+            except Exception:
+                log.exception("The certificate watcher failed on a lost channel")
+            # Back off while reconnecting fails; start over after a session that lasted.
+            attempt = 0 if time.monotonic() - started > 30 else attempt + 1
+            await asyncio.sleep(_RECONNECT_SECONDS[min(attempt, len(_RECONNECT_SECONDS) - 1)])
+
+    async def _listen(self, watcher: CertificateWatcher, ready: asyncio.Future[None]) -> None:
+        """One LISTEN session: returns or raises when its connection is lost."""
+        lost = asyncio.Event()
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        connection = await asyncpg.connect(self._url)
+        try:
+            connection.add_termination_listener(lambda _c: lost.set())
+            await connection.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: queue.put_nowait(payload))
+            if ready.done():
+                await watcher.certificates_channel_resumed()
+            else:
+                ready.set_result(None)
+            await _pump(connection, queue, lost, watcher)
+        finally:
+            if not connection.is_closed():
+                connection.terminate()
+
+    # Databases ----------------------------------------------------------------------------------------------
+
+    async def create_database(self, name: str, database_id: str, created: str) -> bool:
+        status = await self._pool.execute(
+            "INSERT INTO databases (key, name, database_id, created) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (key) DO NOTHING",
+            _key(name), name, database_id, created,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
+        key = _key(name)
+        async with self._pool.acquire() as connection, connection.transaction():
+            status = await connection.execute("DELETE FROM databases WHERE key = $1", key)
+            if status == "DELETE 0":
+                return False
+            await connection.execute("DELETE FROM documents WHERE db = $1", key)
+            await connection.execute("DELETE FROM hilo WHERE db = $1", key)
+            if certificate_updates:
+                await connection.executemany(
+                    "UPDATE certificates SET definition = $1::jsonb WHERE thumbprint = $2",
+                    [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
+                )
+                await _notify(connection, [d["Thumbprint"] for d in certificate_updates])
+            return True
+
+    async def list_databases(self) -> list[DatabaseRow]:
+        rows = await self._pool.fetch("SELECT name, database_id, created, record::text FROM databases ORDER BY key")
+        return [DatabaseRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    async def get_database(self, name: str) -> DatabaseRow | None:
+        r = await self._pool.fetchrow(
+            "SELECT name, database_id, created, record::text FROM databases WHERE key = $1", _key(name)
+        )
+        return DatabaseRow(r[0], r[1], r[2], json.loads(r[3])) if r else None
+
+    # Documents ----------------------------------------------------------------------------------------------
+
+    async def get_documents(self, database: str, ids: list[str]) -> list[StoredDocument | None]:
+        keys = [_key(i) for i in ids]
+        rows = await self._pool.fetch(
+            f"SELECT key, {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND key = ANY($2::text[])",
+            _key(database), keys,
+        )
+        found = {row["key"]: _row_document(row) for row in rows}
+        return [found.get(k) for k in keys]
+
+    async def apply_batch(self, database: str, commands: list[BatchCommand], now: str) -> list[BatchResult]:
+        db_key = _key(database)
+        results: list[BatchResult] = []
+        async with self._pool.acquire() as connection, connection.transaction():
+            # The database row holds the etag counter; locking it serializes every writer of this database (on
+            # every node), so the change-vector checks below see the latest committed documents.
+            row = await connection.fetchrow(
+                "SELECT database_id, last_etag FROM databases WHERE key = $1 FOR UPDATE", db_key
+            )
+            if row is None:
+                raise LookupError(database)
+            database_id, etag = row[0], int(row[1])
+            for command in commands:
+                key = _key(command.id)
+                current = await connection.fetchval(
+                    "SELECT change_vector FROM documents WHERE db = $1 AND key = $2", db_key, key
+                )
+                expected = command.expected_change_vector
+                # RavenDB: an empty expected change vector means "the document must not exist yet".
+                if expected is not None and (
+                    (expected == "" and current is not None) or (expected != "" and current != expected)
+                ):
+                    raise ChangeVectorMismatch(command.id, expected, current)
+                if isinstance(command, PutCommand):
+                    etag += 1
+                    change_vector = f"A:{etag}-{database_id}"
+                    await connection.execute(
+                        "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, "
+                        "last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (db, key) DO UPDATE "
+                        "SET id = excluded.id, collection = excluded.collection, body = excluded.body, "
+                        "metadata = excluded.metadata, change_vector = excluded.change_vector, "
+                        "etag = excluded.etag, last_modified = excluded.last_modified",
+                        db_key, key, command.id, command.collection, json.dumps(command.body),
+                        json.dumps(command.metadata), change_vector, etag, now,
+                    )
+                    stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
+                                            change_vector, etag, now)
+                    results.append(BatchResult(command.id, "PUT", stored))
+                else:
+                    deleted = current is not None
+                    if deleted:
+                        await connection.execute("DELETE FROM documents WHERE db = $1 AND key = $2", db_key, key)
+                    results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
+            await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = $2", etag, db_key)
+        return results
+
+    async def scan_documents(self, database: str, collection: str | None) -> list[StoredDocument]:
+        if collection is None:
+            rows = await self._pool.fetch(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 ORDER BY etag", _key(database)
+            )
+        else:
+            rows = await self._pool.fetch(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND lower(collection) = lower($2) "
+                "ORDER BY etag",
+                _key(database), collection,
+            )
+        return [_row_document(r) for r in rows]
+
+    async def count_documents(self, database: str) -> int:
+        count = await self._pool.fetchval("SELECT count(*) FROM documents WHERE db = $1", _key(database))
+        return int(count)
+
+    async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
+        # One statement: the row lock taken by ON CONFLICT DO UPDATE makes concurrent callers (on any node) queue,
+        # and each gets the maximum its own update produced.
+        high = await self._pool.fetchval(
+            "INSERT INTO hilo (db, tag, max) VALUES ($1, $2, $3) ON CONFLICT (db, tag) "
+            "DO UPDATE SET max = hilo.max + excluded.max RETURNING max",
+            _key(database), _key(tag), size,
+        )
+        return int(high) - size + 1, int(high)
+
+    # Settings -----------------------------------------------------------------------------------------------
+
+    async def get_setting(self, key: str) -> Any:
+        value = await self._pool.fetchval("SELECT value::text FROM settings WHERE key = $1", key)
+        return json.loads(value) if value is not None else None
+
+    async def put_setting(self, key: str, value: Any) -> None:
+        await self._pool.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2::jsonb) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            key, json.dumps(value),
+        )
+
+    async def delete_setting(self, key: str) -> None:
+        await self._pool.execute("DELETE FROM settings WHERE key = $1", key)
+
+
+async def _notify(connection: asyncpg.Connection, thumbprints: list[str]) -> None:
+    """Queue the notifications in the caller's transaction: PostgreSQL delivers them when (and if) it commits."""
+    for payload in _notify_payloads(thumbprints):
+        await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+
+
+async def _pump(
+    connection: asyncpg.Connection, queue: asyncio.Queue[str], lost: asyncio.Event, watcher: CertificateWatcher
+) -> None:
+    """Deliver notifications in order until the connection is lost."""
+    lost_wait = asyncio.ensure_future(lost.wait())
+    try:
+        while True:
+            get = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({get, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if get not in done:
+                get.cancel()
+                raise ConnectionError("the notification connection was closed")
+            payloads = [get.result()]
+            while not queue.empty():
+                payloads.append(queue.get_nowait())
+            await watcher.certificates_changed(None if _ALL in payloads else payloads)
+            if connection.is_closed():
+                raise ConnectionError("the notification connection was closed")
+    finally:
+        lost_wait.cancel()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}{sep}{user}@{host}"
+    return url

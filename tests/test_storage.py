@@ -1,0 +1,506 @@
+"""The Storage contract, run on every backend: the embedded SQLite store and PostgreSQL (a database per test).
+
+Each test opens real storage inside its own event loop. Tests named ``*_two_nodes`` open the same store twice, as two
+Roost nodes sharing it would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from roost.storage import open_storage
+from roost.storage.base import (
+    ChangeVectorMismatch,
+    DeleteCommand,
+    JsonObject,
+    PutCommand,
+    Storage,
+)
+
+NOW = "2026-11-23T08:00:00.0000000Z"
+Body = Callable[[Storage], Awaitable[None]]
+TwoNodeBody = Callable[[Storage, Storage], Awaitable[None]]
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str | None
+    data_dir: Path
+
+    async def open(self) -> Storage:
+        return await open_storage(self.url, self.data_dir)
+
+    def run(self, body: Body) -> None:
+        async def main() -> None:
+            storage = await self.open()
+            try:
+                await body(storage)
+            finally:
+                await storage.close()
+
+        asyncio.run(main())
+
+    def run_two_nodes(self, body: TwoNodeBody) -> None:
+        async def main() -> None:
+            first = await self.open()
+            second = await self.open()
+            try:
+                await body(first, second)
+            finally:
+                await first.close()
+                await second.close()
+
+        asyncio.run(main())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    yield Backend(request.param, url, tmp_path)
+
+
+def definition(thumbprint: str, name: str = "app", **extra: object) -> JsonObject:
+    return {"Thumbprint": thumbprint, "Name": name, "SecurityClearance": "ValidUser", "Permissions": {}, **extra}
+
+
+def put(doc_id: str, body: JsonObject | None = None, collection: str | None = "Users",
+        expected: str | None = None, metadata: JsonObject | None = None) -> PutCommand:
+    return PutCommand(doc_id, collection, body if body is not None else {"Name": doc_id}, metadata or {}, expected)
+
+
+# Certificates -----------------------------------------------------------------------------------------------------
+
+
+def test_certificates_put_load_update_delete(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.load_certificates() == []
+        await storage.put_certificates([definition("AA01"), definition("BB02", "other")])
+        assert sorted(d["Thumbprint"] for d in await storage.load_certificates()) == ["AA01", "BB02"]
+        # A second put of the same thumbprint replaces the definition; it does not add a row.
+        await storage.put_certificates([definition("AA01", "renamed", Permissions={"Orders": "Read"})])
+        loaded = {d["Thumbprint"]: d for d in await storage.load_certificates()}
+        assert len(loaded) == 2
+        assert loaded["AA01"]["Name"] == "renamed"
+        assert loaded["AA01"]["Permissions"] == {"Orders": "Read"}
+        assert [d["Name"] for d in await storage.get_certificates(["AA01", "MISSING"])] == ["renamed"]
+        await storage.delete_certificates(["AA01", "NEVER-THERE"])
+        assert [d["Thumbprint"] for d in await storage.load_certificates()] == ["BB02"]
+        assert await storage.get_certificates(["AA01"]) == []
+
+    backend.run(body)
+
+
+def test_record_last_used_sets_the_date_and_keeps_the_rest(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.put_certificates([definition("AA01", Permissions={"Orders": "ReadWrite"})])
+        await storage.record_last_used({"AA01": NOW, "UNKNOWN": NOW})
+        [stored] = await storage.load_certificates()
+        assert stored["LastUsedDate"] == NOW
+        assert stored["Permissions"] == {"Orders": "ReadWrite"}
+        assert stored["Name"] == "app"
+        # Recording never creates a certificate.
+        assert len(await storage.load_certificates()) == 1
+
+    backend.run(body)
+
+
+# Databases --------------------------------------------------------------------------------------------------------
+
+
+def test_create_database_twice_and_case_insensitive_names(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.create_database("Orders", "id-1", NOW) is True
+        assert await storage.create_database("Orders", "id-2", NOW) is False
+        assert await storage.create_database("ORDERS", "id-3", NOW) is False
+        row = await storage.get_database("oRdErS")
+        assert row is not None
+        assert (row.name, row.database_id, row.created) == ("Orders", "id-1", NOW)
+        assert await storage.get_database("Missing") is None
+        await storage.create_database("accounts", "id-4", NOW)
+        assert [r.name for r in await storage.list_databases()] == ["accounts", "Orders"]
+
+    backend.run(body)
+
+
+def test_delete_database_removes_documents_hilo_and_updates_certificates_together(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Orders", "id-1", NOW)
+        await storage.create_database("Keep", "id-2", NOW)
+        await storage.apply_batch("Orders", [put("orders/1"), put("orders/2")], NOW)
+        await storage.apply_batch("Keep", [put("keep/1")], NOW)
+        await storage.next_hilo_range("Orders", "orders", 32)
+        await storage.put_certificates([definition("AA01", Permissions={"Orders": "Read", "Keep": "Read"})])
+
+        updated = definition("AA01", Permissions={"Keep": "Read"})
+        assert await storage.delete_database("ORDERS", [updated]) is True
+        assert await storage.get_database("Orders") is None
+        [stored] = await storage.load_certificates()
+        assert stored["Permissions"] == {"Keep": "Read"}
+        assert await storage.count_documents("Orders") == 0
+        assert await storage.count_documents("Keep") == 1
+
+        # Recreated under the same name, it starts empty: no documents, HiLo from 1 again.
+        assert await storage.create_database("Orders", "id-3", NOW) is True
+        assert await storage.scan_documents("Orders", None) == []
+        assert await storage.get_documents("Orders", ["orders/1"]) == [None]
+        assert await storage.next_hilo_range("Orders", "orders", 32) == (1, 32)
+
+    backend.run(body)
+
+
+def test_delete_missing_database_changes_nothing(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.put_certificates([definition("AA01", Permissions={"Ghost": "Read"})])
+        assert await storage.delete_database("Ghost", [definition("AA01", Permissions={})]) is False
+        [stored] = await storage.load_certificates()
+        assert stored["Permissions"] == {"Ghost": "Read"}
+
+    backend.run(body)
+
+
+# Documents --------------------------------------------------------------------------------------------------------
+
+
+def test_document_ids_are_case_insensitive(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put("Users/1", {"v": 1})], NOW)
+        [found] = await storage.get_documents("db", ["USERS/1"])
+        assert found is not None and found.id == "Users/1" and found.body == {"v": 1}
+        await storage.apply_batch("Db", [put("users/1", {"v": 2})], NOW)
+        assert await storage.count_documents("Db") == 1
+        [found] = await storage.get_documents("Db", ["Users/1"])
+        assert found is not None and found.body == {"v": 2}
+        results = await storage.apply_batch("Db", [DeleteCommand("USERS/1")], NOW)
+        assert results[0].deleted is True
+        assert await storage.get_documents("Db", ["users/1"]) == [None]
+
+    backend.run(body)
+
+
+def test_get_documents_keeps_the_order_asked_and_reports_missing(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put(f"users/{i}") for i in range(1, 4)], NOW)
+        found = await storage.get_documents("Db", ["users/3", "users/9", "users/1"])
+        assert [d.id if d else None for d in found] == ["users/3", None, "users/1"]
+        many = await storage.get_documents("Db", [f"users/{i}" for i in range(1, 1201)])
+        assert len(many) == 1200 and sum(d is not None for d in many) == 3
+
+    backend.run(body)
+
+
+def test_body_and_metadata_round_trip(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        document = {"zeta": 1, "alpha": [1, 2.5, None, True], "nested": {"é": "ünïcødé ✓", "b": {}}, "s": "x\u0000y"}
+        metadata = {"Raven-Python-Type": "app.User", "@flags": "HasAttachments"}
+        [result] = await storage.apply_batch("Db", [put("docs/1", document, "Docs", metadata=metadata)], NOW)
+        [found] = await storage.get_documents("Db", ["docs/1"])
+        assert found is not None
+        assert found.body == document
+        assert list(found.body) == ["zeta", "alpha", "nested", "s"]  # the client's key order comes back
+        assert found.metadata == metadata
+        assert found.collection == "Docs"
+        assert found.last_modified == NOW
+        assert result.document == found
+
+    backend.run(body)
+
+
+def test_change_vectors_and_etags_per_database(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("One", "ID-ONE", NOW)
+        await storage.create_database("Two", "ID-TWO", NOW)
+        first = await storage.apply_batch("One", [put("a"), put("b")], NOW)
+        other = await storage.apply_batch("Two", [put("a")], NOW)
+        again = await storage.apply_batch("One", [put("a"), DeleteCommand("b"), put("c")], NOW)
+        etags = [r.document.etag for r in first + again if r.document]
+        assert etags == [1, 2, 3, 4]
+        assert other[0].document is not None and other[0].document.etag == 1
+        for result in first + again + other:
+            if result.document is None:
+                continue
+            match = re.fullmatch(r"A:(\d+)-(.+)", result.document.change_vector)
+            assert match is not None, result.document.change_vector
+            assert int(match[1]) == result.document.etag
+            assert match[2] == ("ID-TWO" if result in other else "ID-ONE")
+        # A delete of a missing document does not consume an etag.
+        missing = await storage.apply_batch("One", [DeleteCommand("never")], NOW)
+        assert missing[0].deleted is False and missing[0].document is None
+        [latest] = await storage.apply_batch("One", [put("d")], NOW)
+        assert latest.document is not None and latest.document.change_vector == "A:5-ID-ONE"
+
+    backend.run(body)
+
+
+def test_apply_batch_is_atomic_on_a_change_vector_mismatch(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        [existing] = await storage.apply_batch("Db", [put("keep", {"v": 1})], NOW)
+        assert existing.document is not None
+        batch = [put("new/1"), DeleteCommand("keep"), put("new/2"), put("keep", {"v": 2}, expected="A:999-dbid")]
+        with pytest.raises(ChangeVectorMismatch) as raised:
+            await storage.apply_batch("Db", batch, NOW)
+        assert raised.value.document_id == "keep"
+        assert raised.value.expected == "A:999-dbid"
+        assert raised.value.actual is None  # deleted earlier in the same (rolled back) batch
+        # Nothing of the batch was written: the delete is undone and no etag was consumed.
+        assert await storage.get_documents("Db", ["new/1", "new/2"]) == [None, None]
+        [kept] = await storage.get_documents("Db", ["keep"])
+        assert kept is not None and kept.body == {"v": 1} and kept.change_vector == existing.document.change_vector
+        assert await storage.count_documents("Db") == 1
+        [after] = await storage.apply_batch("Db", [put("next")], NOW)
+        assert after.document is not None and after.document.etag == 2
+
+    backend.run(body)
+
+
+def test_expected_change_vectors(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        # "" means the document must not exist yet.
+        [created] = await storage.apply_batch("Db", [put("users/1", {"v": 1}, expected="")], NOW)
+        assert created.document is not None
+        current = created.document.change_vector
+        with pytest.raises(ChangeVectorMismatch) as raised:
+            await storage.apply_batch("Db", [put("USERS/1", {"v": 2}, expected="")], NOW)
+        assert raised.value.actual == current
+        # The right change vector is accepted; a stale one is refused, for a put and for a delete.
+        [updated] = await storage.apply_batch("Db", [put("users/1", {"v": 2}, expected=current)], NOW)
+        assert updated.document is not None
+        with pytest.raises(ChangeVectorMismatch):
+            await storage.apply_batch("Db", [put("users/1", {"v": 3}, expected=current)], NOW)
+        with pytest.raises(ChangeVectorMismatch):
+            await storage.apply_batch("Db", [DeleteCommand("users/1", expected_change_vector=current)], NOW)
+        with pytest.raises(ChangeVectorMismatch) as raised:
+            await storage.apply_batch("Db", [put("users/404", expected="A:1-dbid")], NOW)
+        assert raised.value.actual is None
+        [deleted] = await storage.apply_batch(
+            "Db", [DeleteCommand("users/1", expected_change_vector=updated.document.change_vector)], NOW
+        )
+        assert deleted.deleted is True
+        [found] = await storage.get_documents("Db", ["users/1"])
+        assert found is None
+
+    backend.run(body)
+
+
+def test_apply_batch_on_a_missing_database_raises_lookup_error(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        with pytest.raises(LookupError):
+            await storage.apply_batch("Nope", [put("a")], NOW)
+        assert await storage.get_database("Nope") is None
+
+    backend.run(body)
+
+
+def test_scan_by_collection_and_count(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.create_database("Other", "otherid", NOW)
+        await storage.apply_batch("Db", [put("u/1", collection="Users"), put("o/1", collection="Orders"),
+                                         put("u/2", collection="users"), put("n/1", collection=None)], NOW)
+        await storage.apply_batch("Other", [put("u/9", collection="Users")], NOW)
+        await storage.apply_batch("Db", [put("u/1", {"v": "again"}, collection="Users")], NOW)
+        assert [d.id for d in await storage.scan_documents("Db", "USERS")] == ["u/2", "u/1"]  # by etag
+        assert [d.id for d in await storage.scan_documents("db", "orders")] == ["o/1"]
+        assert await storage.scan_documents("Db", "Missing") == []
+        assert [d.id for d in await storage.scan_documents("Db", None)] == ["o/1", "u/2", "n/1", "u/1"]
+        assert await storage.count_documents("DB") == 4
+        assert await storage.count_documents("Other") == 1
+        assert await storage.count_documents("Missing") == 0
+
+    backend.run(body)
+
+
+def test_concurrent_writers_on_two_nodes_get_distinct_etags(backend: Backend) -> None:
+    async def body(first: Storage, second: Storage) -> None:
+        await first.create_database("Db", "dbid", NOW)
+        writes = [
+            (first if i % 2 else second).apply_batch("Db", [put(f"docs/{i}"), put("shared", {"by": i})], NOW)
+            for i in range(30)
+        ]
+        results = await asyncio.gather(*writes)
+        etags = sorted(r.document.etag for batch in results for r in batch if r.document)
+        assert etags == list(range(1, 61))
+        assert await second.count_documents("Db") == 31
+        [shared] = await first.get_documents("Db", ["shared"])
+        last_shared = max(r.document.etag for batch in results for r in batch if r.document and r.id == "shared")
+        assert shared is not None and shared.etag == last_shared
+
+    backend.run_two_nodes(body)
+
+
+def test_concurrent_optimistic_writers_exactly_one_wins(backend: Backend) -> None:
+    async def body(first: Storage, second: Storage) -> None:
+        await first.create_database("Db", "dbid", NOW)
+        attempts = [
+            (first if i % 2 else second).apply_batch("Db", [put("users/1", {"by": i}, expected="")], NOW)
+            for i in range(20)
+        ]
+        outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+        winners = [o for o in outcomes if not isinstance(o, BaseException)]
+        assert len(winners) == 1
+        assert all(isinstance(o, ChangeVectorMismatch) for o in outcomes if isinstance(o, BaseException))
+
+    backend.run_two_nodes(body)
+
+
+# HiLo -------------------------------------------------------------------------------------------------------------
+
+
+def test_hilo_ranges_follow_each_other_per_database_and_tag(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.next_hilo_range("Db", "users", 32) == (1, 32)
+        assert await storage.next_hilo_range("DB", "Users", 32) == (33, 64)
+        assert await storage.next_hilo_range("Db", "users", 10) == (65, 74)
+        assert await storage.next_hilo_range("Db", "orders", 32) == (1, 32)
+        assert await storage.next_hilo_range("Other", "users", 32) == (1, 32)
+
+    backend.run(body)
+
+
+def test_concurrent_hilo_callers_never_overlap(backend: Backend) -> None:
+    async def body(first: Storage, second: Storage) -> None:
+        calls = [(first if i % 2 else second).next_hilo_range("Db", "users", 1 + i % 7) for i in range(60)]
+        ranges = sorted(await asyncio.gather(*calls))
+        for (_, high), (low, _) in zip(ranges, ranges[1:], strict=False):
+            assert low == high + 1
+        assert ranges[0][0] == 1
+        assert ranges[-1][1] == sum(1 + i % 7 for i in range(60))
+
+    backend.run_two_nodes(body)
+
+
+# Settings ---------------------------------------------------------------------------------------------------------
+
+
+def test_settings_get_put_delete(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.get_setting("allowed_ips") is None
+        await storage.put_setting("allowed_ips", ["10.0.0.0/8", "::1"])
+        assert await storage.get_setting("allowed_ips") == ["10.0.0.0/8", "::1"]
+        await storage.put_setting("allowed_ips", {"replaced": True, "n": 2})
+        assert await storage.get_setting("allowed_ips") == {"replaced": True, "n": 2}
+        await storage.put_setting("text", "plain")
+        assert await storage.get_setting("text") == "plain"
+        await storage.delete_setting("allowed_ips")
+        await storage.delete_setting("never-set")
+        assert await storage.get_setting("allowed_ips") is None
+        assert await storage.get_setting("text") == "plain"
+
+    backend.run(body)
+
+
+def test_reopening_keeps_everything(backend: Backend) -> None:
+    """The schema is created idempotently: opening an existing store again finds its data."""
+
+    async def write(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put("a")], NOW)
+        await storage.put_certificates([definition("AA01")])
+        await storage.put_setting("k", 1)
+
+    async def read(storage: Storage) -> None:
+        assert await storage.count_documents("Db") == 1
+        assert len(await storage.load_certificates()) == 1
+        assert await storage.get_setting("k") == 1
+        [result] = await storage.apply_batch("Db", [put("b")], NOW)
+        assert result.document is not None and result.document.etag == 2
+
+    backend.run(write)
+    backend.run(read)
+
+
+# Certificate notifications ----------------------------------------------------------------------------------------
+
+
+class RecordingWatcher:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[str] | None]] = []
+        self.changed = asyncio.Event()
+
+    async def certificates_changed(self, thumbprints: list[str] | None) -> None:
+        self.events.append(("changed", thumbprints))
+        self.changed.set()
+
+    async def certificates_channel_lost(self) -> None:
+        self.events.append(("lost", None))
+        self.changed.set()
+
+    async def certificates_channel_resumed(self) -> None:
+        self.events.append(("resumed", None))
+        self.changed.set()
+
+    async def wait_for(self, kind: str, timeout: float = 10.0) -> list[tuple[str, list[str] | None]]:
+        async def until() -> None:
+            while not any(k == kind for k, _ in self.events):
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(until(), timeout)
+        return self.events
+
+
+def test_sqlite_has_nothing_to_watch(tmp_path: Path) -> None:
+    async def body(storage: Storage) -> None:
+        watcher = RecordingWatcher()
+        await storage.watch_certificates(watcher)
+        await storage.put_certificates([definition("AA01")])
+        await asyncio.sleep(0.05)
+        assert watcher.events == []
+
+    Backend("sqlite", None, tmp_path).run(body)
+
+
+@pytest.mark.postgres
+def test_postgres_notifies_other_nodes_of_certificate_changes(postgres_url: str, tmp_path: Path) -> None:
+    async def body(writer: Storage, reader: Storage) -> None:
+        watcher = RecordingWatcher()
+        await reader.watch_certificates(watcher)
+        await writer.put_certificates([definition("AA01"), definition("BB02")])
+        events = await watcher.wait_for("changed")
+        assert sorted(t for _, batch in events for t in batch or []) == ["AA01", "BB02"]
+        watcher.events.clear()
+        # Settings and last-used times are not certificate changes; a rolled-back write sends nothing.
+        await writer.record_last_used({"AA01": NOW})
+        await writer.put_setting("x", 1)
+        await writer.create_database("Db", "dbid", NOW)
+        with pytest.raises(ChangeVectorMismatch):
+            await writer.apply_batch("Db", [put("a", expected="A:1-nope")], NOW)
+        await writer.delete_certificates(["AA01"])
+        events = await watcher.wait_for("changed")
+        assert events == [("changed", ["AA01"])]
+        watcher.events.clear()
+        await writer.delete_database("Db", [definition("BB02", Permissions={})])
+        assert await watcher.wait_for("changed") == [("changed", ["BB02"])]
+
+    Backend("postgres", postgres_url, tmp_path).run_two_nodes(body)
+
+
+@pytest.mark.postgres
+def test_postgres_reports_a_lost_channel_and_its_return(postgres_url: str, tmp_path: Path) -> None:
+    async def body(writer: Storage, reader: Storage) -> None:
+        watcher = RecordingWatcher()
+        await reader.watch_certificates(watcher)
+        # Cut the listening connection from the server side, as a PostgreSQL restart or failover would.
+        killed = await writer._pool.fetchval(  # type: ignore[attr-defined]
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+        assert killed == 1
+        events = await watcher.wait_for("resumed")
+        assert [kind for kind, _ in events] == ["lost", "resumed"]
+        watcher.events.clear()
+        await writer.put_certificates([definition("CC03")])
+        assert await watcher.wait_for("changed") == [("changed", ["CC03"])]
+
+    Backend("postgres", postgres_url, tmp_path).run_two_nodes(body)
