@@ -427,10 +427,18 @@ class RecordingWatcher:
     def __init__(self) -> None:
         self.events: list[tuple[str, list[str] | None]] = []
         self.changed = asyncio.Event()
+        self.behind = 0
+        self.caught_up = 0
 
     async def certificates_changed(self, thumbprints: list[str] | None) -> None:
         self.events.append(("changed", thumbprints))
         self.changed.set()
+
+    def certificates_behind(self) -> None:
+        self.behind += 1
+
+    def certificates_caught_up(self) -> None:
+        self.caught_up += 1
 
     async def certificates_channel_lost(self) -> None:
         self.events.append(("lost", None))
@@ -469,6 +477,7 @@ def test_postgres_notifies_other_nodes_of_certificate_changes(postgres_url: str,
         await writer.put_certificates([definition("AA01"), definition("BB02")])
         events = await watcher.wait_for("changed")
         assert sorted(t for _, batch in events for t in batch or []) == ["AA01", "BB02"]
+        assert watcher.behind >= 1 and watcher.caught_up >= 1
         watcher.events.clear()
         # Settings and last-used times are not certificate changes; a rolled-back write sends nothing.
         await writer.record_last_used({"AA01": NOW})
@@ -494,7 +503,7 @@ def test_postgres_reports_a_lost_channel_and_its_return(postgres_url: str, tmp_p
         # Cut the listening connection from the server side, as a PostgreSQL restart or failover would.
         killed = await writer._pool.fetchval(  # type: ignore[attr-defined]
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            "WHERE datname = current_database() AND application_name LIKE 'roost certificate listener%'"
         )
         assert killed == 1
         events = await watcher.wait_for("resumed")

@@ -67,6 +67,12 @@ class DatabaseDoesNotExistError(RoostError):
         self.database = database
 
 
+class ServiceUnavailableError(RoostError):
+    """This node cannot answer safely right now (e.g. it lost the cluster's certificate notifications)."""
+
+    http_status = 503
+
+
 class AuthorizationError(RoostError):
     """Authentication or authorization refused. Rendered as RavenDB's ``{"Type": "InvalidAuth", ...}``."""
 

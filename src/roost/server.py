@@ -96,6 +96,7 @@ class Server:
         datadir.ensure_directory(settings.data_dir)
         storage = await open_storage(settings.storage_url, settings.data_dir)
         registry = Registry(storage)
+        await registry.watch()  # before loading, so that no change made by another node is missed
         await registry.load()
         identifier = Identifier(registry)
         documents = DocumentStore(storage, registry)
@@ -153,7 +154,14 @@ class Server:
         certs_dir = settings.certificates_dir
         datadir.ensure_directory(certs_dir)
         certs_dir.chmod(0o700)
-        self.authority = datadir.load_or_create_authority(certs_dir)
+        if settings.ca_dir is not None:
+            # A cluster's shared CA (docs/storage.md): its key stays in files, never in the shared database.
+            datadir.ensure_directory(settings.ca_dir)
+            settings.ca_dir.chmod(0o700)
+            self.authority = datadir.load_or_create_authority(settings.ca_dir)
+            datadir.publish_authority_certificate(certs_dir, self.authority)
+        else:
+            self.authority = datadir.load_or_create_authority(certs_dir)
         if settings.certificate_path is not None:
             configured = datadir.supplied_server_certificate(
                 certs_dir, settings.certificate_path, settings.certificate_password
@@ -186,6 +194,7 @@ class Server:
         self.tls = ServerTLS(self.server_certificate.cert_path, self.server_certificate.key_path, anchors,
                              self.server_certificate.key_password)
         self.warnings += self._unreachable_well_known_admins(well_known)
+        self.registry.on_external_change.append(self._trust_external)
         self.initial_client = datadir.existing_initial_client(certs_dir)
 
     def _installed_replacement(self, configured: datadir.ServerCertificate) -> datadir.ServerCertificate | None:
@@ -225,6 +234,12 @@ class Server:
                 "thumbprint, or add its issuer's certificate file to Security.TrustedIssuers."
             )
         return warnings
+
+    async def _trust_external(self, definitions: list[CertificateDefinition]) -> None:
+        """Another node registered these: anchor uploaded ones (and stored chain issuers) in TLS here too."""
+        if self.tls is not None:
+            anchors = [d.certificate_der for d in definitions if d.source != "generated"]
+            self.tls.add_anchors(anchors + await self._stored_trust_anchors())
 
     def _previous_server_certificates(self) -> list[CertificateInfo]:
         """Server certificates this data directory used before (replaced or renewed): still ClusterNode."""

@@ -38,6 +38,8 @@ class Settings:
     well_known_admins: tuple[str, ...] = ()  # thumbprints, or paths of certificate files
     well_known_issuer_hashes: tuple[str, ...] = ()
     trusted_issuers: tuple[Path, ...] = ()
+    # A directory holding ca.crt and ca.key, shared by the nodes of a cluster (default: <data-dir>/certificates).
+    ca_dir: Path | None = None
     run_in_memory: bool = False
     storage_url: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
@@ -80,6 +82,7 @@ _ALIASES: dict[str, str] = {
     "securitywellknowncertificatesadmin": "well_known_admins",
     "securitywellknownissuerhashesadmin": "well_known_issuer_hashes",
     "securitytrustedissuers": "trusted_issuers",
+    "securitycapath": "ca_dir",
     "securityallowedips": "allowed_ips",
     "securitycorsallowedorigins": "cors_allowed_origins",
     "securitytwofactordefaultsessiondurationinmin": "two_factor_default_minutes",
@@ -322,6 +325,15 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
                 f"Security.WellKnownCertificates.Admin: '{admin}' is neither a thumbprint nor an existing file "
                 "(a thumbprint is 40 hexadecimal digits)."
             )
+    if (v := get("ca_dir")) is not None and str(v[0]):
+        path = Path(str(v[0])).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ConfigurationError(f"Security.Ca.Path '{path}' ({v[1]}) must be a directory with ca.crt and ca.key.")
+        if (path / "ca.crt").exists() != (path / "ca.key").exists():
+            raise ConfigurationError(
+                f"Security.Ca.Path '{path}' ({v[1]}) must hold both ca.crt and ca.key, or neither (to create them)."
+            )
+        kwargs["ca_dir"] = path.resolve()
     if (v := get("storage_url")) is not None:
         kwargs["storage_url"] = str(v[0]) or None
     if (v := get("max_body_bytes")) is not None:

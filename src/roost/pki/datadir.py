@@ -84,6 +84,11 @@ def load_or_create_authority(certs_dir: Path) -> CertificateAuthority:
     return authority
 
 
+def publish_authority_certificate(certs_dir: Path, authority: CertificateAuthority) -> None:
+    """Keep a copy of a shared CA's certificate (public) where clients of this node look for ``ca.crt``."""
+    _write_public(certs_dir / "ca.crt", authority.certificate_pem())
+
+
 def generated_server_certificate(
     certs_dir: Path, authority: CertificateAuthority, *, renew: bool = False
 ) -> ServerCertificate:

@@ -2,6 +2,11 @@
 
 A write commits to storage first and then updates the index, so a request never sees a registration that
 storage does not hold. Last-used times are kept in memory and flushed to storage in batches.
+
+When several nodes share the storage, the registry is the storage's ``CertificateWatcher``: it re-reads the
+certificates another node changed, and after losing the notification channel it is ``stale`` until it has
+reloaded everything; the request path calls ``refresh()`` first, so no request is served from a stale index
+(fail closed).
 """
 
 from __future__ import annotations
@@ -12,18 +17,19 @@ import bisect
 import datetime as dt
 import gc
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from roost import clock
-from roost.errors import BadRequestError
+from roost.errors import BadRequestError, ServiceUnavailableError
 from roost.storage.base import JsonObject, Storage
 from roost.types import Access, Clearance, Thumbprint
 
 log = logging.getLogger(__name__)
 
 LAST_USED_FLUSH_SECONDS = 10.0
+CATCH_UP_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +196,21 @@ class Registry:
         self.by_expiry = SortedIndex(_expiry_key)
         self._flusher: asyncio.Task[None] | None = None
         self.generation = 0
+        # Serializes every index change that follows a storage read, so an older read never overwrites a newer one.
+        self._lock = asyncio.Lock()
+        self._listening = True  # the notification channel is up (always, for storage without one)
+        self._stale = False
+        self._behind = False  # a notification arrived and is being read back from storage
+        self._caught_up = asyncio.Event()
+        self._caught_up.set()
+        # Called with the definitions another node wrote (e.g. to trust uploaded certificates in TLS).
+        self.on_external_change: list[Callable[[list[CertificateDefinition]], Awaitable[None]]] = []
 
     async def load(self) -> None:
+        async with self._lock:
+            await self._load()
+
+    async def _load(self) -> None:
         index: dict[str, CertificateDefinition] = {}
         pins: dict[str, set[str]] = {}
         last_used: dict[str, dt.datetime] = {}
@@ -206,6 +225,9 @@ class Registry:
                 pins.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
                 if data.get("LastUsedDate"):
                     last_used[definition.thumbprint] = clock.parse_wire_date(data["LastUsedDate"])
+            for thumbprint, when in self._last_used.items():  # a reload keeps the times not flushed yet
+                if thumbprint in index and (thumbprint not in last_used or last_used[thumbprint] < when):
+                    last_used[thumbprint] = when
             self._by_thumbprint, self._by_pinning_hash, self._last_used = index, pins, last_used
             primaries = [d for d in index.values() if not d.collection_primary]
             self.by_name.rebuild(primaries)
@@ -215,6 +237,82 @@ class Registry:
                 gc.enable()
             gc.freeze()  # the registry is long-lived: keep it out of every later collection
         self.generation += 1
+        if self._listening:
+            self._stale = False
+
+    # Cluster: changes made by other nodes (see roost.storage.base.CertificateWatcher) -------------------------
+
+    async def watch(self) -> None:
+        """Follow the changes other nodes make to shared storage; call before ``load`` so that none is missed."""
+        await self._storage.watch_certificates(self)
+
+    @property
+    def stale(self) -> bool:
+        """True while a notified change is being read, and after the notification channel was lost until
+        everything has been reloaded."""
+        return self._stale or self._behind
+
+    async def refresh(self) -> None:
+        """Wait for notified changes; reload everything if stale; refuse (503) while that cannot be done."""
+        if self._behind:
+            try:
+                await asyncio.wait_for(self._caught_up.wait(), CATCH_UP_SECONDS)
+            except TimeoutError:
+                raise ServiceUnavailableError(
+                    "This node is still reading certificate changes from the cluster storage. Retry in a few seconds."
+                ) from None
+        if not self._stale:
+            return
+        if not self._listening:
+            raise ServiceUnavailableError(
+                "This node lost the certificate change notifications of the cluster storage and is reconnecting. "
+                "Retry in a few seconds."
+            )
+        try:
+            await self.load()
+        except Exception as exc:
+            log.exception("Could not reload the certificate registry")
+            raise ServiceUnavailableError(
+                "This node could not reload the certificates from the cluster storage. Retry in a few seconds."
+            ) from exc
+
+    async def certificates_changed(self, thumbprints: list[str] | None) -> None:
+        if thumbprints is None:
+            await self.load()
+            learned = list(self._by_thumbprint.values())
+        else:
+            async with self._lock:
+                stored = await self._storage.get_certificates(thumbprints)
+                found = [CertificateDefinition.from_storage(d) for d in stored]
+                present = {d.thumbprint for d in found}
+                self.apply_external(found)
+                self._remove([t for t in thumbprints if t not in present])
+            learned = found
+        for hook in self.on_external_change:
+            await hook(learned)
+
+    def certificates_behind(self) -> None:
+        self._behind = True
+        self._caught_up.clear()
+
+    def certificates_caught_up(self) -> None:
+        self._behind = False
+        self._caught_up.set()
+
+    async def certificates_channel_lost(self) -> None:
+        self._listening = False
+        self._stale = True  # set before releasing the waiters below, so that they reload or refuse
+        self.certificates_caught_up()
+        log.warning("Certificate change notifications lost: refusing requests until the registry is reloaded")
+
+    async def certificates_channel_resumed(self) -> None:
+        self._listening = True
+        try:
+            await self.certificates_changed(None)
+        except Exception:
+            log.exception("Could not reload the certificate registry; the next request will try again")
+        else:
+            log.info("Certificate change notifications resumed; registry reloaded")
 
     def __len__(self) -> int:
         return len(self._by_thumbprint)
@@ -253,11 +351,16 @@ class Registry:
             if (last_used := self._last_used.get(definition.thumbprint)) is not None:
                 data["LastUsedDate"] = clock.wire_date(last_used)
             stored.append(data)
-        await self._storage.put_certificates(stored)
-        self.apply_external(definitions)
+        async with self._lock:
+            await self._storage.put_certificates(stored)
+            self.apply_external(definitions)
 
     async def delete(self, thumbprints: list[str]) -> None:
-        await self._storage.delete_certificates(thumbprints)
+        async with self._lock:
+            await self._storage.delete_certificates(thumbprints)
+            self._remove(thumbprints)
+
+    def _remove(self, thumbprints: list[str]) -> None:
         for thumbprint in thumbprints:
             old = self._by_thumbprint.pop(thumbprint, None)
             if old is not None:

@@ -68,6 +68,13 @@ class ChangeVectorMismatch(Exception):
 class CertificateWatcher(Protocol):
     """Receives certificate changes made by other nodes sharing the storage (see ``Storage.watch_certificates``)."""
 
+    def certificates_behind(self) -> None:
+        """A notification has arrived and ``certificates_changed`` will follow (called synchronously, at once):
+        what is held is about to change, so requests should wait for ``certificates_caught_up``."""
+
+    def certificates_caught_up(self) -> None:
+        """Every notification received so far has been delivered to ``certificates_changed``."""
+
     async def certificates_changed(self, thumbprints: list[str] | None) -> None:
         """These certificates were written or deleted (``None``: possibly all of them); read them again."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -37,6 +38,7 @@ from roost.storage.base import (
 log = logging.getLogger(__name__)
 
 CHANNEL = "roost_certificates"
+APPLICATION_NAME = "roost"  # shown in pg_stat_activity
 # Payload of a notification that means "reload everything" (a batch too large for one 8000-byte payload).
 _ALL = "*"
 _NOTIFY_PAYLOAD_LIMIT = 7000
@@ -118,7 +120,9 @@ class PostgresStorage:
     @classmethod
     async def open(cls, url: str) -> PostgresStorage:
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=10)
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=10, server_settings={"application_name": APPLICATION_NAME}
+            )
         except (OSError, asyncpg.PostgresError, ValueError) as exc:
             raise ConfigurationError(
                 f"Cannot connect to the PostgreSQL storage ({_redacted(url)}): {exc}. "
@@ -212,10 +216,16 @@ class PostgresStorage:
         """One LISTEN session: returns or raises when its connection is lost."""
         lost = asyncio.Event()
         queue: asyncio.Queue[str] = asyncio.Queue()
-        connection = await asyncpg.connect(self._url)
+        name = f"{APPLICATION_NAME} certificate listener (pid {os.getpid()})"
+        connection = await asyncpg.connect(self._url, server_settings={"application_name": name})
         try:
             connection.add_termination_listener(lambda _c: lost.set())
-            await connection.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: queue.put_nowait(payload))
+
+            def received(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+                queue.put_nowait(payload)
+                watcher.certificates_behind()
+
+            await connection.add_listener(CHANNEL, received)
             if ready.done():
                 await watcher.certificates_channel_resumed()
             else:
@@ -384,6 +394,8 @@ async def _pump(
             while not queue.empty():
                 payloads.append(queue.get_nowait())
             await watcher.certificates_changed(None if _ALL in payloads else payloads)
+            if queue.empty():
+                watcher.certificates_caught_up()
             if connection.is_closed():
                 raise ConnectionError("the notification connection was closed")
     finally:

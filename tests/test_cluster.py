@@ -1,0 +1,175 @@
+"""Two ``roost serve`` processes sharing one PostgreSQL database and one CA directory (docs/storage.md).
+
+A certificate written or deleted on node A takes effect on node B at once (PostgreSQL LISTEN/NOTIFY), and a node
+that lost the notification channel reloads everything before it serves another request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import requests
+
+from conftest import RunningServer, start_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def _node(data_dir: Path, postgres_url: str, ca_dir: Path | None) -> RunningServer:
+    args = [f"--storage_url={postgres_url}"]
+    if ca_dir is not None:
+        args.append(f"--Security.Ca.Path={ca_dir}")
+    return start_server(data_dir, *args)
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, postgres_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+    ca_dir = tmp_path / "cluster-ca"
+    a = _node(tmp_path / "a", postgres_url, ca_dir)
+    try:
+        b = _node(tmp_path / "b", postgres_url, ca_dir)
+    except BaseException:
+        a.stop()
+        raise
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def _keep_alive(node: RunningServer, pem: Path) -> http.client.HTTPSConnection:
+    context = ssl.create_default_context(cafile=str(node.ca_pem))
+    context.load_cert_chain(str(pem))
+    connection = http.client.HTTPSConnection("localhost", node.port, context=context)
+    connection.connect()
+    return connection
+
+
+def _get(connection: http.client.HTTPSConnection, path: str) -> tuple[int, dict[str, object]]:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read()
+    return response.status, (json.loads(body) if body else {})
+
+
+def test_nodes_share_one_ca(nodes: tuple[RunningServer, RunningServer]) -> None:
+    a, b = nodes
+    assert a.ca_pem.read_bytes() == b.ca_pem.read_bytes()
+    assert (a.ca_pem.parent.parent.parent / "cluster-ca" / "ca.key").stat().st_mode & 0o077 == 0
+    assert not (b.certs_dir / "ca.key").exists(), "the shared CA's key stays in the CA directory"
+
+
+def test_certificate_generated_on_a_authenticates_on_b_and_deletion_bites_at_once(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = nodes
+    client = a.generate("cluster-app", "ValidUser", {"Orders": "ReadWrite"})
+    # Immediately, without retries: B learned it from the notification (or from storage at start).
+    whoami = b.session(client.pem_path).get(f"{b.url}/certificates/whoami")
+    assert whoami.status_code == 200, whoami.text
+    assert whoami.json()["Thumbprint"] == client.thumbprint
+
+    # A keep-alive connection to B, then deletion on A: B refuses the very next request on that connection.
+    connection = _keep_alive(b, client.pem_path)
+    assert _get(connection, "/certificates/whoami")[0] == 200
+    deleted = a.admin().delete(f"{a.url}/admin/certificates", params={"thumbprint": client.thumbprint})
+    assert deleted.status_code == 204, deleted.text
+    status, body = _get(connection, "/certificates/whoami")
+    assert status == 403, body
+    assert "is unknown to the server" in str(body["Message"])
+    # And on a new connection too; A's own admin certificate still works on B.
+    assert b.session(client.pem_path).get(f"{b.url}/certificates/whoami").status_code == 403
+    assert b.admin().get(f"{b.url}/certificates/whoami").status_code == 200
+    assert a.session(b.admin_pem).get(f"{a.url}/certificates/whoami").status_code == 200
+
+
+def test_permission_change_on_a_applies_on_b(nodes: tuple[RunningServer, RunningServer]) -> None:
+    a, b = nodes
+    assert a.admin().put(f"{a.url}/admin/databases", params={"name": "shared"}).status_code == 201
+    client = a.generate("reader", "ValidUser", {"shared": "Read"})
+    user_b = b.session(client.pem_path)
+    assert user_b.get(f"{b.url}/databases/shared/docs", params={"id": "x"}).status_code == 404
+    assert user_b.put(f"{b.url}/databases/shared/docs", params={"id": "x"}, json={"v": 1}).status_code == 403
+
+    # Deleting the database on A removes it from the certificate's permissions on B as well.
+    assert a.admin().delete(f"{a.url}/admin/databases", json={"DatabaseNames": ["shared"], "HardDelete": True},
+                            ).status_code in (200, 204)
+    assert a.admin().put(f"{a.url}/admin/databases", params={"name": "shared"}).status_code == 201
+    refused = user_b.get(f"{b.url}/databases/shared/docs", params={"id": "x"})
+    assert refused.status_code == 403, refused.text
+
+
+def test_without_a_shared_ca_a_generated_certificate_fails_on_the_other_node(
+    tmp_path: Path, postgres_url: str,
+) -> None:
+    """Why Security.Ca.Path exists: each node's own CA is unknown to the other, so the TLS handshake fails."""
+    a = _node(tmp_path / "a", postgres_url, None)
+    try:
+        b = _node(tmp_path / "b", postgres_url, None)
+        try:
+            client = a.generate("lonely", "ValidUser")
+            assert a.session(client.pem_path).get(f"{a.url}/certificates/whoami").status_code == 200
+            with pytest.raises(requests.exceptions.ConnectionError):
+                b.session(client.pem_path).get(f"{b.url}/certificates/whoami")
+            # Registered in the shared storage all the same: B's own admin sees it.
+            listed = b.admin().get(f"{b.url}/admin/certificates", params={"thumbprint": client.thumbprint})
+            assert listed.status_code == 200 and client.thumbprint in listed.text
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def _terminate_listener(postgres_url: str, node: RunningServer) -> int:
+    async def run() -> int:
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            return int(await connection.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = $1",
+                f"roost certificate listener (pid {node.process.pid})",
+            ))
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def test_a_node_that_lost_notifications_reloads_before_serving(
+    nodes: tuple[RunningServer, RunningServer], postgres_url: str,
+) -> None:
+    a, b = nodes
+    client = a.generate("missed", "ValidUser")
+    assert b.session(client.pem_path).get(f"{b.url}/certificates/whoami").status_code == 200
+    connection = _keep_alive(b, client.pem_path)
+    assert _get(connection, "/certificates/whoami")[0] == 200
+
+    # B's listener loses its channel; the deletion's notification is sent while B does not listen.
+    assert _terminate_listener(postgres_url, b) == 1
+    deleted = a.admin().delete(f"{a.url}/admin/certificates", params={"thumbprint": client.thumbprint})
+    assert deleted.status_code == 204
+
+    # B never serves the deleted certificate: 503 while it reconnects, then 403 once reloaded.
+    statuses = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status, _ = _get(connection, "/certificates/whoami")
+        statuses.append(status)
+        if status == 403:
+            break
+        assert status == 503, statuses
+        time.sleep(0.1)
+    assert statuses[-1] == 403, statuses
+    # The node recovers: valid certificates work again, and new notifications arrive.
+    assert b.admin().get(f"{b.url}/certificates/whoami").status_code == 200
+    later = a.generate("after-reconnect", "ValidUser")
+    assert b.session(later.pem_path).get(f"{b.url}/certificates/whoami").status_code == 200
+    a.admin().delete(f"{a.url}/admin/certificates", params={"thumbprint": later.thumbprint})
+    assert b.session(later.pem_path).get(f"{b.url}/certificates/whoami").status_code == 403
