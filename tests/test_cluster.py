@@ -173,3 +173,46 @@ def test_a_node_that_lost_notifications_reloads_before_serving(
     assert b.session(later.pem_path).get(f"{b.url}/certificates/whoami").status_code == 200
     a.admin().delete(f"{a.url}/admin/certificates", params={"thumbprint": later.thumbprint})
     assert b.session(later.pem_path).get(f"{b.url}/certificates/whoami").status_code == 403
+
+
+def _self_signed_client(tmp_path: Path, name: str) -> tuple[str, Path, str]:
+    """A client certificate from outside Roost (base64 DER for the upload, PEM file with key, thumbprint)."""
+    import base64
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    pem = tmp_path / f"{name}.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return base64.b64encode(der).decode(), pem, cert.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def test_certificate_uploaded_on_a_passes_tls_on_b(nodes: tuple[RunningServer, RunningServer], tmp_path: Path) -> None:
+    a, b = nodes
+    encoded, pem, thumbprint = _self_signed_client(tmp_path, "outside")
+    # Before the upload B does not know the issuer: the handshake fails (the documented limit).
+    with pytest.raises(requests.exceptions.ConnectionError):
+        b.session(pem).get(f"{b.url}/certificates/whoami")
+    uploaded = a.admin().put(f"{a.url}/admin/certificates",
+                             json={"Name": "outside", "Certificate": encoded, "SecurityClearance": "ValidUser",
+                                   "Permissions": {}})
+    assert uploaded.status_code == 201, uploaded.text
+    whoami = b.session(pem).get(f"{b.url}/certificates/whoami")
+    assert whoami.status_code == 200, whoami.text
+    assert whoami.json()["Thumbprint"] == thumbprint
+    a.admin().delete(f"{a.url}/admin/certificates", params={"thumbprint": thumbprint})
+    assert b.session(pem).get(f"{b.url}/certificates/whoami").status_code == 403
