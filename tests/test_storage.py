@@ -474,7 +474,12 @@ def test_postgres_notifies_other_nodes_of_certificate_changes(postgres_url: str,
     async def body(writer: Storage, reader: Storage) -> None:
         watcher = RecordingWatcher()
         await reader.watch_certificates(watcher)
+        # A writer that listens too returns only once its own listener heard the change (an echo token, which
+        # is never reported as a change): by then PostgreSQL has handed it to every listening node.
+        own = RecordingWatcher()
+        await writer.watch_certificates(own)
         await writer.put_certificates([definition("AA01"), definition("BB02")])
+        assert writer._echoes == {}  # type: ignore[attr-defined]
         events = await watcher.wait_for("changed")
         assert sorted(t for _, batch in events for t in batch or []) == ["AA01", "BB02"]
         assert watcher.behind >= 1 and watcher.caught_up >= 1
@@ -491,6 +496,8 @@ def test_postgres_notifies_other_nodes_of_certificate_changes(postgres_url: str,
         watcher.events.clear()
         await writer.delete_database("Db", [definition("BB02", Permissions={})])
         assert await watcher.wait_for("changed") == [("changed", ["BB02"])]
+        await own.wait_for("changed")
+        assert all(not t.startswith("echo:") for _, batch in own.events + watcher.events for t in batch or [])
 
     Backend("postgres", postgres_url, tmp_path).run_two_nodes(body)
 

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import time
 from typing import Any
 
@@ -42,6 +43,9 @@ APPLICATION_NAME = "roost"  # shown in pg_stat_activity
 # Payload of a notification that means "reload everything" (a batch too large for one 8000-byte payload).
 _ALL = "*"
 _NOTIFY_PAYLOAD_LIMIT = 7000
+# Prefix of the token a writer sends after its changes and waits to hear back (see PostgresStorage._notify).
+_ECHO = "echo:"
+_ECHO_SECONDS = 2.0
 # Any fixed number: only Roost's schema creation takes this advisory lock.
 _SCHEMA_LOCK = 0x526F6F7374
 _RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -116,6 +120,7 @@ class PostgresStorage:
         self._pool = pool
         self._url = url
         self._watchers: list[asyncio.Task[None]] = []
+        self._echoes: dict[str, asyncio.Future[None]] = {}
 
     @classmethod
     async def open(cls, url: str) -> PostgresStorage:
@@ -159,18 +164,22 @@ class PostgresStorage:
         return [json.loads(r[0]) for r in rows]
 
     async def put_certificates(self, definitions: list[JsonObject]) -> None:
-        async with self._pool.acquire() as connection, connection.transaction():
-            await connection.executemany(
-                "INSERT INTO certificates (thumbprint, definition) VALUES ($1, $2::jsonb) "
-                "ON CONFLICT (thumbprint) DO UPDATE SET definition = excluded.definition",
-                [(d["Thumbprint"], json.dumps(d)) for d in definitions],
-            )
-            await _notify(connection, [d["Thumbprint"] for d in definitions])
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                await connection.executemany(
+                    "INSERT INTO certificates (thumbprint, definition) VALUES ($1, $2::jsonb) "
+                    "ON CONFLICT (thumbprint) DO UPDATE SET definition = excluded.definition",
+                    [(d["Thumbprint"], json.dumps(d)) for d in definitions],
+                )
+                echo = await self._notify(connection, [d["Thumbprint"] for d in definitions])
+            await self._await_echo(echo)
 
     async def delete_certificates(self, thumbprints: list[str]) -> None:
-        async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute("DELETE FROM certificates WHERE thumbprint = ANY($1::text[])", thumbprints)
-            await _notify(connection, thumbprints)
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                await connection.execute("DELETE FROM certificates WHERE thumbprint = ANY($1::text[])", thumbprints)
+                echo = await self._notify(connection, thumbprints)
+            await self._await_echo(echo)
 
     async def record_last_used(self, last_used: dict[str, str]) -> None:
         # No notification: last-used times are informational and flushed every few seconds by every node.
@@ -222,6 +231,9 @@ class PostgresStorage:
             connection.add_termination_listener(lambda _c: lost.set())
 
             def received(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+                if payload.startswith(_ECHO):
+                    self._heard_echo(payload)  # a writer's token (ours or another node's): no change to read
+                    return
                 queue.put_nowait(payload)
                 watcher.certificates_behind()
 
@@ -235,6 +247,40 @@ class PostgresStorage:
             if not connection.is_closed():
                 connection.terminate()
 
+    async def _notify(self, connection: asyncpg.Connection, thumbprints: list[str]) -> asyncio.Future[None] | None:
+        """Queue the notifications in the caller's transaction: PostgreSQL delivers them when (and if) it commits.
+
+        While this node listens, an echo token follows them; the write returns once this node's own listener has
+        heard it, which is when PostgreSQL has handed the notifications to every listening node as well.
+        """
+        for payload in _notify_payloads(thumbprints):
+            await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        if not self._watchers:
+            return None
+        token = f"{_ECHO}{secrets.token_hex(8)}"
+        echo: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._echoes[token] = echo
+        await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, token)
+        return echo
+
+    async def _await_echo(self, echo: asyncio.Future[None] | None) -> None:
+        if echo is None:
+            return
+        try:
+            await asyncio.wait_for(echo, _ECHO_SECONDS)
+        except TimeoutError:
+            # Committed all the same; the other nodes catch up when their notification arrives (or reload).
+            log.warning("The certificate change notification did not come back within %s s", _ECHO_SECONDS)
+        finally:
+            for token, future in list(self._echoes.items()):
+                if future is echo:
+                    del self._echoes[token]
+
+    def _heard_echo(self, payload: str) -> None:
+        echo = self._echoes.get(payload)
+        if echo is not None and not echo.done():
+            echo.set_result(None)
+
     # Databases ----------------------------------------------------------------------------------------------
 
     async def create_database(self, name: str, database_id: str, created: str) -> bool:
@@ -247,18 +293,21 @@ class PostgresStorage:
 
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
         key = _key(name)
-        async with self._pool.acquire() as connection, connection.transaction():
-            status = await connection.execute("DELETE FROM databases WHERE key = $1", key)
-            if status == "DELETE 0":
-                return False
-            await connection.execute("DELETE FROM documents WHERE db = $1", key)
-            await connection.execute("DELETE FROM hilo WHERE db = $1", key)
-            if certificate_updates:
-                await connection.executemany(
-                    "UPDATE certificates SET definition = $1::jsonb WHERE thumbprint = $2",
-                    [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
-                )
-                await _notify(connection, [d["Thumbprint"] for d in certificate_updates])
+        echo: asyncio.Future[None] | None = None
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                status = await connection.execute("DELETE FROM databases WHERE key = $1", key)
+                if status == "DELETE 0":
+                    return False
+                await connection.execute("DELETE FROM documents WHERE db = $1", key)
+                await connection.execute("DELETE FROM hilo WHERE db = $1", key)
+                if certificate_updates:
+                    await connection.executemany(
+                        "UPDATE certificates SET definition = $1::jsonb WHERE thumbprint = $2",
+                        [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
+                    )
+                    echo = await self._notify(connection, [d["Thumbprint"] for d in certificate_updates])
+            await self._await_echo(echo)
             return True
 
     async def list_databases(self) -> list[DatabaseRow]:
@@ -370,12 +419,6 @@ class PostgresStorage:
 
     async def delete_setting(self, key: str) -> None:
         await self._pool.execute("DELETE FROM settings WHERE key = $1", key)
-
-
-async def _notify(connection: asyncpg.Connection, thumbprints: list[str]) -> None:
-    """Queue the notifications in the caller's transaction: PostgreSQL delivers them when (and if) it commits."""
-    for payload in _notify_payloads(thumbprints):
-        await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
 
 async def _pump(
