@@ -368,6 +368,18 @@ def test_hilo_ranges_follow_each_other_per_database_and_tag(backend: Backend) ->
     backend.run(body)
 
 
+def test_return_hilo_range_only_when_nobody_took_a_range_since(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.next_hilo_range("Db", "users", 32) == (1, 32)
+        assert await storage.return_hilo_range("DB", "Users", 32, 5) is True  # used 1..5, gives back 6..32
+        assert await storage.next_hilo_range("Db", "users", 32) == (6, 37)
+        assert await storage.return_hilo_range("Db", "users", 32, 5) is False  # stale: 37 is the max now
+        assert await storage.next_hilo_range("Db", "users", 32) == (38, 69)
+        assert await storage.return_hilo_range("Db", "orders", 32, 0) is False  # no such tag
+
+    backend.run(body)
+
+
 def test_concurrent_hilo_callers_never_overlap(backend: Backend) -> None:
     async def body(first: Storage, second: Storage) -> None:
         calls = [(first if i % 2 else second).next_hilo_range("Db", "users", 1 + i % 7) for i in range(60)]

@@ -33,6 +33,7 @@ from roost.storage.base import (
     DatabaseRow,
     JsonObject,
     PutCommand,
+    Storage,
     StoredDocument,
 )
 
@@ -404,6 +405,13 @@ class PostgresStorage:
         )
         return int(high) - size + 1, int(high)
 
+    async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
+        # Compare-and-set on the row: a range handed out since (by any node) makes this a no-op.
+        status = await self._pool.execute(
+            "UPDATE hilo SET max = $1 WHERE db = $2 AND tag = $3 AND max = $4", last, _key(database), _key(tag), end
+        )
+        return bool(status == "UPDATE 1")
+
     # Settings -----------------------------------------------------------------------------------------------
 
     async def get_setting(self, key: str) -> Any:
@@ -453,3 +461,8 @@ def _redacted(url: str) -> str:
         user = credentials.split(":", 1)[0]
         return f"{scheme}{sep}{user}@{host}"
     return url
+
+
+def _conforms(storage: PostgresStorage) -> Storage:
+    """Never called: makes mypy check that PostgresStorage implements the Storage protocol (it is imported by name)."""
+    return storage
