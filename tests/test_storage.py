@@ -412,6 +412,19 @@ def test_settings_get_put_delete(backend: Backend) -> None:
     backend.run(body)
 
 
+def test_two_factor_state_put_load_delete(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.load_two_factor() == {}
+        await storage.put_two_factor("AA01", {"LastStep": 1, "Failures": 0, "Sessions": {"s": "2026-11-23"}})
+        await storage.put_two_factor("BB02", {"LastStep": 7})
+        await storage.put_two_factor("AA01", {"LastStep": 2, "Failures": 3})
+        assert await storage.load_two_factor() == {"AA01": {"LastStep": 2, "Failures": 3}, "BB02": {"LastStep": 7}}
+        await storage.delete_two_factor(["AA01", "NEVER"])
+        assert await storage.load_two_factor() == {"BB02": {"LastStep": 7}}
+
+    backend.run(body)
+
+
 def test_reopening_keeps_everything(backend: Backend) -> None:
     """The schema is created idempotently: opening an existing store again finds its data."""
 

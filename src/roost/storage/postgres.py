@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS hilo (
     max BIGINT NOT NULL,
     PRIMARY KEY (db, tag)
 );
+CREATE TABLE IF NOT EXISTS two_factor (
+    thumbprint TEXT PRIMARY KEY,
+    state JSONB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value JSONB NOT NULL
@@ -411,6 +415,22 @@ class PostgresStorage:
             "UPDATE hilo SET max = $1 WHERE db = $2 AND tag = $3 AND max = $4", last, _key(database), _key(tag), end
         )
         return bool(status == "UPDATE 1")
+
+    # Two-factor state ---------------------------------------------------------------------------------------
+
+    async def load_two_factor(self) -> dict[str, JsonObject]:
+        rows = await self._pool.fetch("SELECT thumbprint, state::text FROM two_factor")
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def put_two_factor(self, thumbprint: str, state: JsonObject) -> None:
+        await self._pool.execute(
+            "INSERT INTO two_factor (thumbprint, state) VALUES ($1, $2::jsonb) "
+            "ON CONFLICT (thumbprint) DO UPDATE SET state = excluded.state",
+            thumbprint, json.dumps(state),
+        )
+
+    async def delete_two_factor(self, thumbprints: list[str]) -> None:
+        await self._pool.execute("DELETE FROM two_factor WHERE thumbprint = ANY($1::text[])", thumbprints)
 
     # Settings -----------------------------------------------------------------------------------------------
 
