@@ -86,7 +86,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         elif match_info.handler in app[BARE_HANDLERS]:
             identity = NO_CERTIFICATE  # bench-only route (figure 4): no identify, no authorize
         else:
-            if server.registry.stale:  # lost the cluster's certificate notifications: reload first (fail closed)
+            if server.registry.stale:  # behind the cluster's certificate changes: catch up first (fail closed)
                 await server.registry.refresh()
             now = server.now()
             der, thumbprint = peer_thumbprint(request)
