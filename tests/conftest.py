@@ -116,7 +116,7 @@ def unpack_package(package: bytes, name: str, directory: Path, password: str | N
     return ClientCertificate(name, pem_path, thumbprint, package)
 
 
-def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
+def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180.0,
                  port: int = 0) -> RunningServer:
     """Start ``roost serve`` and wait for its 'Server available on:' line."""
     command = [sys.executable, "-m", "roost", "serve", "--data-dir", str(data_dir), "--port", str(port), *args]

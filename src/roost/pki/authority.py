@@ -68,6 +68,21 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+def _end_entity_key_usage(private_key: PrivateKey) -> x509.KeyUsage:
+    """digitalSignature signs the TLS handshake; keyEncipherment only matters for RSA key transport (TLS 1.2)."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=isinstance(private_key, rsa.RSAPrivateKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 @dataclass(frozen=True)
 class IssuedCertificate:
     certificate: x509.Certificate
@@ -168,25 +183,10 @@ class CertificateAuthority:
         now = _now()
         not_before = not_before or now - BACKDATE
         not_after = not_after or now + dt.timedelta(days=DEFAULT_CLIENT_LIFETIME_DAYS)
-        key_is_rsa = isinstance(private_key, rsa.RSAPrivateKey)
         builder = self._builder(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), private_key.public_key(), not_before, not_after
         )
-        builder = builder.add_extension(
-            # digitalSignature signs the TLS handshake; keyEncipherment only matters for RSA key transport.
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=key_is_rsa,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        ).add_extension(
+        builder = builder.add_extension(_end_entity_key_usage(private_key), critical=True).add_extension(
             # clientAuth only: a leaked client certificate cannot impersonate a server.
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=True,
@@ -213,20 +213,7 @@ class CertificateAuthority:
         )
         builder = (
             builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=isinstance(private_key, rsa.RSAPrivateKey),
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_end_entity_key_usage(private_key), critical=True)
             # serverAuth to serve HTTPS; clientAuth because cluster nodes are also clients of each other.
             .add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),

@@ -68,8 +68,8 @@ class CertificateDefinition:
     def has_two_factor(self) -> bool:
         return bool(self.two_factor_key)
 
-    def to_storage(self) -> JsonObject:
-        # The 2FA key belongs here (the server must verify codes); passphrases and private keys never do.
+    def _public_fields(self) -> JsonObject:
+        """What storage and the wire share: RavenDB's CertificateDefinition without the certificate itself."""
         return {
             "Name": self.name,
             "Thumbprint": self.thumbprint,
@@ -78,11 +78,17 @@ class CertificateDefinition:
             "NotBefore": clock.wire_date(self.not_before),
             "NotAfter": clock.wire_date(self.not_after),
             "PublicKeyPinningHash": self.pinning_hash,
-            "Certificate": base64.b64encode(self.certificate_der).decode(),
-            "Subject": self.subject,
             "CollectionPrimaryKey": self.collection_primary,
             "CollectionSecondaryKeys": list(self.collection_secondaries),
             "Disabled": self.disabled,
+        }
+
+    def to_storage(self) -> JsonObject:
+        # The 2FA key belongs here (the server must verify codes); passphrases and private keys never do.
+        return {
+            **self._public_fields(),
+            "Certificate": base64.b64encode(self.certificate_der).decode(),
+            "Subject": self.subject,
             "TwoFactorAuthenticationKey": self.two_factor_key,
             "Source": self.source,
         }
@@ -112,16 +118,7 @@ class CertificateDefinition:
         Never includes the 2FA key: only whether there is one.
         """
         wire: JsonObject = {
-            "Name": self.name,
-            "Thumbprint": self.thumbprint,
-            "SecurityClearance": self.clearance.value,
-            "Permissions": {db: a.value for db, a in self.permissions.items()},
-            "NotBefore": clock.wire_date(self.not_before),
-            "NotAfter": clock.wire_date(self.not_after),
-            "PublicKeyPinningHash": self.pinning_hash,
-            "CollectionPrimaryKey": self.collection_primary,
-            "CollectionSecondaryKeys": list(self.collection_secondaries),
-            "Disabled": self.disabled,
+            **self._public_fields(),
             "HasTwoFactor": self.has_two_factor,
             "LastUsedDate": clock.wire_date(last_used) if last_used else None,
         }
