@@ -34,3 +34,10 @@ def test_a_route_without_a_level_is_refused() -> None:
     table = RouteTable()
     with pytest.raises(TypeError):
         table.route("GET", "/x", level="Operator")  # type: ignore[arg-type]
+
+
+def test_head_answers_like_get_at_the_same_level(server) -> None:  # type: ignore[no-untyped-def]
+    ok = server.admin().head(f"{server.url}/certificates/whoami")
+    assert ok.status_code == 200 and ok.content == b""
+    refused = server.session(None).head(f"{server.url}/certificates/whoami")
+    assert refused.status_code == 403

@@ -57,6 +57,8 @@ def install(app: web.Application, tables: list[RouteTable]) -> None:
     for table in tables:
         for route in table.routes:
             app.router.add_route(route.method, route.path, route.handler)
+            if route.method == "GET":  # HTTP semantics: HEAD is GET without the body, at the same level
+                app.router.add_route("HEAD", route.path, route.handler)
             if route.handler in levels and levels[route.handler] is not route.level:
                 raise ValueError(f"{route.handler.__name__} is registered with two levels")
             levels[route.handler] = route.level
