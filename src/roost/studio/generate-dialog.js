@@ -32,25 +32,7 @@ export async function openGenerateDialog({ onDone }) {
   const twoFactor = h("input", { type: "checkbox", name: "two-factor" });
   const twoFactorPanel = h("div", { class: "two-factor-panel", hidden: true });
   const keyType = select(KEY_TYPES, "EC-P256", { name: "key-type" });
-  let secret = null;
-
-  twoFactor.addEventListener("change", async () => {
-    if (!twoFactor.checked) {
-      twoFactorPanel.hidden = true;
-      return;
-    }
-    twoFactorPanel.hidden = false;
-    if (secret) return;
-    replace(twoFactorPanel, h("p", { class: "muted" }, "Creating an authentication key…"));
-    try {
-      secret = (await request("GET", "/admin/certificates/2fa/generate")).Secret;
-      showSecret(twoFactorPanel, secret, settings.nameInput.value.trim() || "certificate");
-    } catch (err) {
-      twoFactor.checked = false;
-      twoFactorPanel.hidden = true;
-      handle.error.show(`Two-factor authentication could not be set up: ${err.message}`);
-    }
-  });
+  const enrolment = twoFactorEnrolment(twoFactor, twoFactorPanel, settings.nameInput, handle.error);
 
   const form = h(
     "form",
@@ -84,7 +66,8 @@ export async function openGenerateDialog({ onDone }) {
       KeyType: keyType.value,
     };
     if (passphrase.value) body.Password = passphrase.value;
-    if (twoFactor.checked && secret) body.TwoFactorAuthenticationKey = secret;
+    const secret = enrolment.secret();
+    if (secret) body.TwoFactorAuthenticationKey = secret;
     const result = await runAction(
       generate,
       handle.error,
@@ -95,7 +78,7 @@ export async function openGenerateDialog({ onDone }) {
     const filename = result.filename || `${body.Name}.zip`;
     saveBlob(result.blob, filename);
     onDone?.();
-    showDone(handle, filename, body.Name, twoFactor.checked ? secret : null);
+    showDone(handle, filename, body.Name, secret);
   });
 }
 
@@ -106,6 +89,28 @@ function monthsProblem(input) {
     return "The expiration period is a whole number of months, from 1 to 120.";
   }
   return null;
+}
+
+/**
+ * "Require two-factor authentication": ticking the box asks the server for a new key once and shows it with its QR
+ * code. `secret()` is the key to send, or null when the box is not ticked. Shared by the generate and upload dialogs.
+ */
+export function twoFactorEnrolment(checkbox, panel, nameInput, error) {
+  let secret = null;
+  checkbox.addEventListener("change", async () => {
+    panel.hidden = !checkbox.checked;
+    if (!checkbox.checked || secret) return;
+    replace(panel, h("p", { class: "muted" }, "Creating an authentication key…"));
+    try {
+      secret = (await request("GET", "/admin/certificates/2fa/generate")).Secret;
+      showSecret(panel, secret, nameInput.value.trim() || "certificate");
+    } catch (err) {
+      checkbox.checked = false;
+      panel.hidden = true;
+      error.show(`Two-factor authentication could not be set up: ${err.message}`);
+    }
+  });
+  return { secret: () => (checkbox.checked ? secret : null) };
 }
 
 /** The 2FA key as text and as a QR code (an SVG the server renders), with the shown-once warning. */

@@ -6,7 +6,7 @@ import { fileToBase64, request } from "./api.js";
 import { field, h, replace } from "./dom.js";
 import { openDialog, runAction } from "./dialog.js";
 import { certificateSettings, loadDatabaseNames } from "./certificate-form.js";
-import { showSecret } from "./generate-dialog.js";
+import { showSecret, twoFactorEnrolment } from "./generate-dialog.js";
 import { thumbprintCell } from "./copy.js";
 
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g;
@@ -33,7 +33,6 @@ export async function openUploadDialog({ onDone }) {
   });
   const twoFactor = h("input", { type: "checkbox", name: "two-factor", id: "upload-2fa" });
   const twoFactorPanel = h("div", { class: "two-factor-panel", hidden: true });
-  let secret = null;
 
   file.addEventListener("change", async () => {
     const chosen = file.files[0];
@@ -47,18 +46,7 @@ export async function openUploadDialog({ onDone }) {
     }
   });
 
-  twoFactor.addEventListener("change", async () => {
-    twoFactorPanel.hidden = !twoFactor.checked;
-    if (!twoFactor.checked || secret) return;
-    try {
-      secret = (await request("GET", "/admin/certificates/2fa/generate")).Secret;
-      showSecret(twoFactorPanel, secret, settings.nameInput.value.trim() || "certificate");
-    } catch (err) {
-      twoFactor.checked = false;
-      twoFactorPanel.hidden = true;
-      handle.error.show(`Two-factor authentication could not be set up: ${err.message}`);
-    }
-  });
+  const enrolment = twoFactorEnrolment(twoFactor, twoFactorPanel, settings.nameInput, handle.error);
 
   const form = h(
     "form",
@@ -88,14 +76,15 @@ export async function openUploadDialog({ onDone }) {
     }
     const body = { ...settings.value(), Certificate: await fileToBase64(chosen) };
     if (passphrase.value) body.Password = passphrase.value;
-    if (twoFactor.checked && secret) body.TwoFactorAuthenticationKey = secret;
+    const secret = enrolment.secret();
+    if (secret) body.TwoFactorAuthenticationKey = secret;
     const ok = await runAction(save, handle.error, async () => {
       await request("PUT", "/admin/certificates", { body });
       return true;
     }, "Uploading…");
     if (!ok) return;
     onDone?.();
-    await showUploaded(handle, body.Name, twoFactor.checked ? secret : null);
+    await showUploaded(handle, body.Name, secret);
   });
 }
 
