@@ -56,6 +56,13 @@ def check_fields(body: Any, allowed: set[str], what: str) -> dict[str, Any]:
     return body
 
 
+def optional_string(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequestError(f"{key} must be a string.")
+    return value
+
+
 def validate_name(value: Any) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise BadRequestError("Name is a required field in the certificate definition")
@@ -145,9 +152,7 @@ class GenerateRequest:
     def parse(cls, body: Any, now: dt.datetime) -> GenerateRequest:
         body = check_fields(body, {"Name", "SecurityClearance", "Password", "Permissions", "NotAfter", "KeyType",
                                    "ExpirationMonths", "TwoFactorAuthenticationKey"}, "certificate definition")
-        password = body.get("Password")
-        if password is not None and not isinstance(password, str):
-            raise BadRequestError("Password must be a string.")
+        password = optional_string(body, "Password")
         key_type = body.get("KeyType") or "EC-P256"
         if key_type not in KEY_TYPES:
             raise BadRequestError(f"Unknown KeyType '{key_type}'. Use one of: {', '.join(KEY_TYPES)}.")
@@ -255,9 +260,7 @@ class CertificateService:
         raw = body.get("Certificate")
         if not raw or not isinstance(raw, str):
             raise BadRequestError("Certificate is a mandatory property when saving an existing certificate")
-        password = body.get("Password")
-        if password is not None and not isinstance(password, str):
-            raise BadRequestError("Password must be a string.")
+        password = optional_string(body, "Password")
         infos = load_certificates(decode_certificate_field(raw), password or None)
         server_thumbprints = self._server.identifier.server_thumbprints
         for info in infos:
@@ -429,9 +432,7 @@ class CertificateService:
         raw = body.get("Certificate")
         if not raw or not isinstance(raw, str):
             raise BadRequestError("Certificate is a mandatory property: the base64 of the new server .pfx.")
-        password = body.get("Password")
-        if password is not None and not isinstance(password, str):
-            raise BadRequestError("Password must be a string.")
+        password = optional_string(body, "Password")
         try:
             pfx = base64.b64decode(raw.strip(), validate=True)
         except (binascii.Error, ValueError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -17,6 +19,24 @@ class StoredDocument:
     change_vector: str
     etag: int
     last_modified: str
+
+
+def fold(value: str) -> str:
+    """The storage key of a database name or document id: RavenDB compares them case-insensitively."""
+    return value.casefold()
+
+
+def document_from_row(row: Mapping[str, Any]) -> StoredDocument:
+    """A ``documents`` row (same columns in every backend; JSON kept as text) as a StoredDocument."""
+    return StoredDocument(
+        id=row["id"],
+        collection=row["collection"],
+        body=json.loads(row["body"]),
+        metadata=json.loads(row["metadata"]),
+        change_vector=row["change_vector"],
+        etag=int(row["etag"]),
+        last_modified=row["last_modified"],
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ from roost.storage.base import (
     PutCommand,
     Storage,
     StoredDocument,
+    document_from_row,
+    fold,
 )
 
 log = logging.getLogger(__name__)
@@ -97,20 +99,6 @@ CREATE TABLE IF NOT EXISTS settings (
 _DOCUMENT_COLUMNS = "id, collection, body, metadata, change_vector, etag, last_modified"
 
 
-def _key(value: str) -> str:
-    return value.casefold()
-
-
-def _row_document(row: asyncpg.Record) -> StoredDocument:
-    return StoredDocument(
-        id=row["id"],
-        collection=row["collection"],
-        body=json.loads(row["body"]),
-        metadata=json.loads(row["metadata"]),
-        change_vector=row["change_vector"],
-        etag=int(row["etag"]),
-        last_modified=row["last_modified"],
-    )
 
 
 def _notify_payloads(thumbprints: list[str]) -> list[str]:
@@ -292,12 +280,12 @@ class PostgresStorage:
         status = await self._pool.execute(
             "INSERT INTO databases (key, name, database_id, created) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (key) DO NOTHING",
-            _key(name), name, database_id, created,
+            fold(name), name, database_id, created,
         )
         return bool(status == "INSERT 0 1")
 
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
-        key = _key(name)
+        key = fold(name)
         echo: asyncio.Future[None] | None = None
         async with self._pool.acquire() as connection:
             async with connection.transaction():
@@ -321,23 +309,23 @@ class PostgresStorage:
 
     async def get_database(self, name: str) -> DatabaseRow | None:
         r = await self._pool.fetchrow(
-            "SELECT name, database_id, created, record::text FROM databases WHERE key = $1", _key(name)
+            "SELECT name, database_id, created, record::text FROM databases WHERE key = $1", fold(name)
         )
         return DatabaseRow(r[0], r[1], r[2], json.loads(r[3])) if r else None
 
     # Documents ----------------------------------------------------------------------------------------------
 
     async def get_documents(self, database: str, ids: list[str]) -> list[StoredDocument | None]:
-        keys = [_key(i) for i in ids]
+        keys = [fold(i) for i in ids]
         rows = await self._pool.fetch(
             f"SELECT key, {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND key = ANY($2::text[])",
-            _key(database), keys,
+            fold(database), keys,
         )
-        found = {row["key"]: _row_document(row) for row in rows}
+        found = {row["key"]: document_from_row(row) for row in rows}
         return [found.get(k) for k in keys]
 
     async def apply_batch(self, database: str, commands: list[BatchCommand], now: str) -> list[BatchResult]:
-        db_key = _key(database)
+        db_key = fold(database)
         results: list[BatchResult] = []
         async with self._pool.acquire() as connection, connection.transaction():
             # The database row holds the etag counter; locking it serializes every writer of this database (on
@@ -349,7 +337,7 @@ class PostgresStorage:
                 raise LookupError(database)
             database_id, etag = row[0], int(row[1])
             for command in commands:
-                key = _key(command.id)
+                key = fold(command.id)
                 current = await connection.fetchval(
                     "SELECT change_vector FROM documents WHERE db = $1 AND key = $2", db_key, key
                 )
@@ -385,18 +373,18 @@ class PostgresStorage:
     async def scan_documents(self, database: str, collection: str | None) -> list[StoredDocument]:
         if collection is None:
             rows = await self._pool.fetch(
-                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 ORDER BY etag", _key(database)
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 ORDER BY etag", fold(database)
             )
         else:
             rows = await self._pool.fetch(
                 f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND lower(collection) = lower($2) "
                 "ORDER BY etag",
-                _key(database), collection,
+                fold(database), collection,
             )
-        return [_row_document(r) for r in rows]
+        return [document_from_row(r) for r in rows]
 
     async def count_documents(self, database: str) -> int:
-        count = await self._pool.fetchval("SELECT count(*) FROM documents WHERE db = $1", _key(database))
+        count = await self._pool.fetchval("SELECT count(*) FROM documents WHERE db = $1", fold(database))
         return int(count)
 
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
@@ -405,14 +393,14 @@ class PostgresStorage:
         high = await self._pool.fetchval(
             "INSERT INTO hilo (db, tag, max) VALUES ($1, $2, $3) ON CONFLICT (db, tag) "
             "DO UPDATE SET max = hilo.max + excluded.max RETURNING max",
-            _key(database), _key(tag), size,
+            fold(database), fold(tag), size,
         )
         return int(high) - size + 1, int(high)
 
     async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
         # Compare-and-set on the row: a range handed out since (by any node) makes this a no-op.
         status = await self._pool.execute(
-            "UPDATE hilo SET max = $1 WHERE db = $2 AND tag = $3 AND max = $4", last, _key(database), _key(tag), end
+            "UPDATE hilo SET max = $1 WHERE db = $2 AND tag = $3 AND max = $4", last, fold(database), fold(tag), end
         )
         return bool(status == "UPDATE 1")
 

@@ -24,6 +24,8 @@ from roost.storage.base import (
     JsonObject,
     PutCommand,
     StoredDocument,
+    document_from_row,
+    fold,
 )
 
 _SCHEMA = """
@@ -69,20 +71,6 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 
-def _key(value: str) -> str:
-    return value.casefold()
-
-
-def _row_document(row: sqlite3.Row) -> StoredDocument:
-    return StoredDocument(
-        id=row["id"],
-        collection=row["collection"],
-        body=json.loads(row["body"]),
-        metadata=json.loads(row["metadata"]),
-        change_vector=row["change_vector"],
-        etag=row["etag"],
-        last_modified=row["last_modified"],
-    )
 
 
 class SqliteStorage:
@@ -166,12 +154,12 @@ class SqliteStorage:
             cursor = db.execute(
                 "INSERT INTO databases (key, name, database_id, created) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (key) DO NOTHING",
-                (_key(name), name, database_id, created),
+                (fold(name), name, database_id, created),
             )
             return cursor.rowcount == 1
 
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
-        key = _key(name)
+        key = fold(name)
         with self._write() as db:
             cursor = db.execute("DELETE FROM databases WHERE key = ?", (key,))
             if cursor.rowcount == 0:
@@ -190,32 +178,32 @@ class SqliteStorage:
 
     async def get_database(self, name: str) -> DatabaseRow | None:
         r = self._db.execute(
-            "SELECT name, database_id, created, record FROM databases WHERE key = ?", (_key(name),)
+            "SELECT name, database_id, created, record FROM databases WHERE key = ?", (fold(name),)
         ).fetchone()
         return DatabaseRow(r[0], r[1], r[2], json.loads(r[3])) if r else None
 
     # Documents ----------------------------------------------------------------------------------------------
 
     async def get_documents(self, database: str, ids: list[str]) -> list[StoredDocument | None]:
-        db_key = _key(database)
+        db_key = fold(database)
         if len(ids) == 1:
             row = self._db.execute(
-                "SELECT * FROM documents WHERE db = ? AND key = ?", (db_key, _key(ids[0]))
+                "SELECT * FROM documents WHERE db = ? AND key = ?", (db_key, fold(ids[0]))
             ).fetchone()
-            return [_row_document(row) if row else None]
+            return [document_from_row(row) if row else None]
         found: dict[str, StoredDocument] = {}
-        keys = [_key(i) for i in ids]
+        keys = [fold(i) for i in ids]
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self._db.execute(
                 f"SELECT * FROM documents WHERE db = ? AND key IN ({marks})", (db_key, *chunk)
             ):
-                found[row["key"]] = _row_document(row)
+                found[row["key"]] = document_from_row(row)
         return [found.get(k) for k in keys]
 
     async def apply_batch(self, database: str, commands: list[BatchCommand], now: str) -> list[BatchResult]:
-        db_key = _key(database)
+        db_key = fold(database)
         results: list[BatchResult] = []
         with self._write() as db:
             row = db.execute("SELECT database_id, last_etag FROM databases WHERE key = ?", (db_key,)).fetchone()
@@ -223,7 +211,7 @@ class SqliteStorage:
                 raise LookupError(database)
             database_id, etag = row[0], row[1]
             for command in commands:
-                key = _key(command.id)
+                key = fold(command.id)
                 current = db.execute(
                     "SELECT change_vector FROM documents WHERE db = ? AND key = ?", (db_key, key)
                 ).fetchone()
@@ -259,16 +247,16 @@ class SqliteStorage:
 
     async def scan_documents(self, database: str, collection: str | None) -> list[StoredDocument]:
         if collection is None:
-            rows = self._db.execute("SELECT * FROM documents WHERE db = ? ORDER BY etag", (_key(database),))
+            rows = self._db.execute("SELECT * FROM documents WHERE db = ? ORDER BY etag", (fold(database),))
         else:
             rows = self._db.execute(
                 "SELECT * FROM documents WHERE db = ? AND collection = ? COLLATE NOCASE ORDER BY etag",
-                (_key(database), collection),
+                (fold(database), collection),
             )
-        return [_row_document(r) for r in rows]
+        return [document_from_row(r) for r in rows]
 
     async def count_documents(self, database: str) -> int:
-        row = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (_key(database),)).fetchone()
+        row = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (fold(database),)).fetchone()
         return int(row[0])
 
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
@@ -276,7 +264,7 @@ class SqliteStorage:
             row = db.execute(
                 "INSERT INTO hilo (db, tag, max) VALUES (?, ?, ?) ON CONFLICT (db, tag) "
                 "DO UPDATE SET max = max + ? RETURNING max",
-                (_key(database), _key(tag), size, size),
+                (fold(database), fold(tag), size, size),
             ).fetchone()
             high = int(row[0])
             return high - size + 1, high
@@ -285,7 +273,7 @@ class SqliteStorage:
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE hilo SET max = ? WHERE db = ? AND tag = ? AND max = ?",
-                (last, _key(database), _key(tag), end),
+                (last, fold(database), fold(tag), end),
             )
             return cursor.rowcount == 1
 
@@ -352,10 +340,10 @@ class SqliteSnapshot:
         # Primary-key order: no sort, the cursor steps through the B-tree, memory stays flat.
         yield from self._db.execute(
             "SELECT id, collection, body, metadata, change_vector, etag, last_modified FROM documents "
-            "WHERE db = ? ORDER BY key", (_key(database),))
+            "WHERE db = ? ORDER BY key", (fold(database),))
 
     def hilo(self, database: str) -> list[tuple[str, int]]:
-        return [(r[0], r[1]) for r in self._db.execute("SELECT tag, max FROM hilo WHERE db = ?", (_key(database),))]
+        return [(r[0], r[1]) for r in self._db.execute("SELECT tag, max FROM hilo WHERE db = ?", (fold(database),))]
 
     def certificates(self) -> list[JsonObject]:
         return [json.loads(r[0]) for r in self._db.execute("SELECT definition FROM certificates ORDER BY thumbprint")]
@@ -372,18 +360,18 @@ class SqliteRestorer:
 
     def target_state(self, name: str) -> tuple[bool, int]:
         """(exists, document count) of the target database."""
-        row = self._db.execute("SELECT 1 FROM databases WHERE key = ?", (_key(name),)).fetchone()
-        count = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (_key(name),)).fetchone()[0]
+        row = self._db.execute("SELECT 1 FROM databases WHERE key = ?", (fold(name),)).fetchone()
+        count = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (fold(name),)).fetchone()[0]
         return row is not None, int(count)
 
     def insert_documents(self, name: str, rows: list[tuple[str, str | None, str, str, str, int, str]]) -> None:
-        db_key = _key(name)
+        db_key = fold(name)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany(
                 "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(db_key, _key(r[0]), *r) for r in rows])
+                [(db_key, fold(r[0]), *r) for r in rows])
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -391,7 +379,7 @@ class SqliteRestorer:
 
     def finish(self, name: str, database_id: str, created: str, last_etag: int, record: JsonObject,
                hilo: list[tuple[str, int]]) -> None:
-        db_key = _key(name)
+        db_key = fold(name)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(
@@ -401,7 +389,7 @@ class SqliteRestorer:
                 (db_key, name, database_id, created, last_etag, json.dumps(record)))
             self._db.execute("DELETE FROM hilo WHERE db = ?", (db_key,))
             self._db.executemany("INSERT INTO hilo (db, tag, max) VALUES (?, ?, ?)",
-                                 [(db_key, _key(tag), high) for tag, high in hilo])
+                                 [(db_key, fold(tag), high) for tag, high in hilo])
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -409,4 +397,4 @@ class SqliteRestorer:
 
     def discard(self, name: str) -> None:
         """Undo a restore that failed half-way (only documents were written; the database row was not)."""
-        self._db.execute("DELETE FROM documents WHERE db = ?", (_key(name),))
+        self._db.execute("DELETE FROM documents WHERE db = ?", (fold(name),))
