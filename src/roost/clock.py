@@ -1,12 +1,26 @@
-"""The one clock Roost reads. Tests replace ``now`` (the only thing they may mock); everything else is real."""
+"""The one clock Roost reads: no other module looks at the wall clock (tests/test_contracts.py holds it).
+
+Tests may move it in two ways, and only these: replace ``now`` in-process (the only thing they may mock), or
+start a server with ``Settings.test_clock_offset_seconds``, which the server hands to ``set_offset`` at start so
+that every part of it (identity checks, 2FA, issuance, audit, backups) sees the same moved time.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
+_offset = dt.timedelta(0)
+
+
+def set_offset(seconds: float) -> None:
+    """Move this process's clock by ``seconds`` (tests only; the server warns at start when it is set)."""
+    global _offset
+    _offset = dt.timedelta(seconds=seconds)
+
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """The current time, UTC, aware."""
+    return dt.datetime.now(dt.UTC) + _offset if _offset else dt.datetime.now(dt.UTC)
 
 
 def wire_date(value: dt.datetime) -> str:

@@ -27,6 +27,7 @@ from roost.pki.authority import CertificateAuthority
 from roost.pki.inspect import CertificateInfo, load_certificates, thumbprint_of
 from roost.security.allowlist import AllowList, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
+from roost.security.audit import HEAD_SETTING as AUDIT_HEAD_KEY
 from roost.security.audit import AuditLog
 from roost.security.certificates import CertificateService
 from roost.security.identity import AuthStatus, Identifier, Identity
@@ -40,7 +41,6 @@ from roost.types import Clearance, Thumbprint
 
 log = logging.getLogger("roost")
 ALLOWED_IPS_KEY = "security.allowed_ips"
-AUDIT_HEAD_KEY = "audit.head"
 
 RENEW_GENERATED_BEFORE = dt.timedelta(days=30)
 RENEWAL_CHECK_SECONDS = 3600.0
@@ -105,12 +105,13 @@ class Server:
         server._temp_dir = temp_dir
         server._loop = asyncio.get_running_loop()
         server.certificates = CertificateService(server)
-        server.two_factor = TwoFactor(storage, registry, server.now,
+        server.two_factor = TwoFactor(storage, registry, clock.now,
                                       default_minutes=settings.two_factor_default_minutes,
                                       max_minutes=settings.two_factor_max_minutes)
         await server.two_factor.load()
         server.on_certificates_deleted.append(server.two_factor.forget)
         if settings.test_clock_offset_seconds:
+            clock.set_offset(settings.test_clock_offset_seconds)
             server.warnings.append(f"test_clock_offset_seconds is set: the server's clock is "
                                    f"{settings.test_clock_offset_seconds} s off. Use it only in tests.")
         server.audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
@@ -407,10 +408,6 @@ class Server:
             self._pool.shutdown(cancel_futures=True)
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
-
-    def now(self) -> dt.datetime:
-        offset = self.settings.test_clock_offset_seconds
-        return clock.now() + dt.timedelta(seconds=offset) if offset else clock.now()
 
     @property
     def server_thumbprint(self) -> str | None:

@@ -49,7 +49,7 @@ class Settings:
     two_factor_default_minutes: int = 120
     two_factor_max_minutes: int = 24 * 60
     bench_unauthenticated_route: bool = False
-    # Tests only: shifts the server's clock (server.now) by this many seconds, so that session expiry and lockout
+    # Tests only: shifts the server's clock (clock.set_offset) by this many seconds, so that session expiry and lockout
     # ends are tested against a real server process without waiting. The server warns at start-up when it is set.
     test_clock_offset_seconds: int = 0
     log_level: str = "INFO"

@@ -14,7 +14,6 @@ so a restore is identical. The trailer makes a plaintext that ends early detecta
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import json
 import zlib
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roost import clock
 from roost.errors import BadRequestError
 
 FORMAT = "roost-backup"
@@ -61,7 +61,7 @@ def plaintext(snapshot: Any, databases: list[str], *, scope: str, stats: dict[st
     rows = {row["Name"].casefold(): row for row in snapshot.databases()}
     chosen = [rows[name.casefold()] for name in databases if name.casefold() in rows]
     header = {"Format": FORMAT, "Version": VERSION, "Scope": scope,
-              "Created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+              "Created": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
               "Databases": [row["Name"] for row in chosen]}
     yield from emit(_dumps(header) + "\n")
     total = 0

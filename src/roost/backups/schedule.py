@@ -10,13 +10,13 @@ the retention count. A failed run is logged, audited (``backup.failed``) and sho
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from roost import clock
 from roost.backups.service import EXTENSION, Lock
 from roost.documents.names import database_name
 from roost.errors import BadRequestError, NotFoundError
@@ -143,7 +143,7 @@ class Schedules:
         server = self._server
         name = schedule["Database"]
         status = self._status.setdefault(key, {"Runs": 0, "ConsecutiveFailures": 0})
-        started = dt.datetime.now(dt.UTC)
+        started = clock.now()
         status["LastRun"] = started.isoformat(timespec="seconds").replace("+00:00", "Z")
         folder = self._folder(schedule["Folder"])
         target = folder / f"{_safe(name)}-{started:%Y%m%dT%H%M%S%fZ}{EXTENSION}"

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from roost.cli.transfer import CHUNK, client_from, connection_options, fail
+from roost.cli.client import CHUNK, EXIT_REFUSED, EXIT_USAGE, CliError, Endpoint, server_options
 
 
 @click.group()
@@ -60,20 +60,20 @@ def keygen(out: Path) -> None:
 @click.option("--recipients-file", "-R", type=click.Path(path_type=Path, exists=True, dir_okay=False), multiple=True)
 @click.option("--passphrase", "ask", is_flag=True, help="Lock with a passphrase instead (prompted).")
 @click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
-@connection_options
-def create(database: str | None, everything: bool, out: Path, recipient: tuple[str, ...],
-           recipients_file: tuple[Path, ...], ask: bool, passphrase_file: Path | None, **conn: Any) -> None:
+@server_options
+def create(endpoint: Endpoint, database: str | None, everything: bool, out: Path, recipient: tuple[str, ...],
+           recipients_file: tuple[Path, ...], ask: bool, passphrase_file: Path | None) -> None:
     """Download an encrypted backup of one database (--db) or of everything (--all)."""
     if bool(database) == everything:
-        fail("Give --db NAME or --all.", 2)
+        raise CliError("Give --db NAME or --all.", EXIT_USAGE)
     recipients = _recipients(recipient, recipients_file)
     passphrase = _passphrase(passphrase_file, ask, confirm=True) if (ask or passphrase_file) else None
     if not recipients and passphrase is None:
-        fail("A backup is always encrypted: give --recipient age1... (see roost backup keygen) or --passphrase.", 2)
+        raise CliError("A backup is always encrypted: give --recipient age1... (see roost backup keygen) or "
+                       "--passphrase.", EXIT_USAGE)
     body: dict[str, Any] = {"Passphrase": passphrase} if passphrase is not None else {"Recipients": recipients}
-    client = client_from(conn)
     path = f"/databases/{database}/admin/backups" if database else "/admin/backups"
-    response = client.request("POST", path, json_body=body, timeout=None)
+    response = endpoint.open("POST", path, body=body, timeout=None)
     partial = out.with_name(f".{out.name}.partial")
     written = 0
     try:
@@ -89,7 +89,9 @@ def create(database: str | None, everything: bool, out: Path, recipient: tuple[s
         os.replace(partial, out)
     except Exception as exc:  # the server broke off (it logged why): keep no partial file under the name
         partial.unlink(missing_ok=True)
-        fail(f"The backup did not complete ({exc}); nothing was written to {out}.")
+        raise CliError(f"The backup did not complete ({exc}); nothing was written to {out}.", EXIT_REFUSED) from exc
+    finally:
+        response.close()
     how = "with a passphrase" if passphrase else f"to {len(recipients)} recipient(s)"
     click.echo(f"Wrote {out} ({written} bytes, encrypted {how}).")
 
@@ -111,12 +113,11 @@ def _key_headers(identity: Path | None, ask: bool, passphrase_file: Path | None)
 @click.option("--identity", "-i", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="age secret key file (from roost backup keygen).")
 @click.option("--passphrase-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
-@connection_options
-def restore(file: Path, database: str, from_db: str | None, identity: Path | None, passphrase_file: Path | None,
-            **conn: Any) -> None:
+@server_options
+def restore(endpoint: Endpoint, file: Path, database: str, from_db: str | None, identity: Path | None,
+            passphrase_file: Path | None) -> None:
     """Upload FILE and restore it (Operator). The server applies it only after the whole file authenticated."""
     headers = _key_headers(identity, True, passphrase_file)
-    client = client_from(conn)
     size = file.stat().st_size
 
     def body() -> Any:
@@ -125,8 +126,9 @@ def restore(file: Path, database: str, from_db: str | None, identity: Path | Non
                 bar.update(len(chunk))
                 yield chunk
 
-    result = client.json("POST", "/admin/backups/restore", params={"database": database, "from": from_db},
-                         body=body(), headers={**headers, "Content-Type": "application/octet-stream"}, timeout=None)
+    result = endpoint.json("POST", "/admin/backups/restore", params={"database": database, "from": from_db},
+                           content=body(), headers={**headers, "Content-Type": "application/octet-stream"},
+                           timeout=None)
     click.echo(f"Restored {result['Documents']} documents from '{result['From']}' into '{result['Database']}'.")
 
 
@@ -145,7 +147,7 @@ def verify(file: Path, identity: Path | None, passphrase_file: Path | None) -> N
         passphrase = None if identity else _passphrase(passphrase_file, True, confirm=False)
         summary = verify_file(file, identities=identities, passphrase=passphrase, staging=file.resolve().parent)
     except RoostError as error:
-        fail(error.message)
+        raise CliError(error.message, EXIT_REFUSED) from error
     click.echo(f"OK: {file} authenticates and is complete. Created {summary.created}; "
                f"{len(summary.databases)} database(s), {summary.documents} documents"
                + (f", {summary.certificates} certificates" if summary.scope == "all" else "") + ".")
@@ -164,12 +166,12 @@ def schedule() -> None:
 @click.option("--keep", "retention", type=click.IntRange(1, 10000), required=True, help="How many backups to keep.")
 @click.option("--folder", required=True, help="Folder on the server (absolute, or relative to its data dir).")
 @click.option("--recipient", "-r", multiple=True, required=True, help="age public key (age1...); repeatable.")
-@connection_options
-def schedule_set(database: str, interval: str, retention: int, folder: str, recipient: tuple[str, ...],
-                 **conn: Any) -> None:
+@server_options
+def schedule_set(endpoint: Endpoint, database: str, interval: str, retention: int, folder: str,
+                 recipient: tuple[str, ...]) -> None:
     """Create or change the schedule of one database."""
     seconds = _seconds(interval)
-    result = client_from(conn).json("PUT", "/admin/backups/schedules", json_body={
+    result = endpoint.json("PUT", "/admin/backups/schedules", body={
         "Database": database, "IntervalSeconds": seconds, "Retention": retention, "Folder": folder,
         "Recipients": list(recipient)})
     _print_schedules(result["Schedules"])
@@ -177,10 +179,10 @@ def schedule_set(database: str, interval: str, retention: int, folder: str, reci
 
 @schedule.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@connection_options
-def schedule_list(as_json: bool, **conn: Any) -> None:
+@server_options
+def schedule_list(endpoint: Endpoint, as_json: bool) -> None:
     """Every schedule with the status of its last run (size, duration, errors)."""
-    result = client_from(conn).json("GET", "/admin/backups/schedules")
+    result = endpoint.json("GET", "/admin/backups/schedules")
     if as_json:
         click.echo(json.dumps(result["Schedules"], indent=2))
     else:
@@ -189,22 +191,21 @@ def schedule_list(as_json: bool, **conn: Any) -> None:
 
 @schedule.command("delete")
 @click.option("--db", "database", required=True)
-@connection_options
-def schedule_delete(database: str, **conn: Any) -> None:
+@server_options
+def schedule_delete(endpoint: Endpoint, database: str) -> None:
     """Stop automated backups of a database (existing backup files are kept)."""
-    result = client_from(conn).json("DELETE", "/admin/backups/schedules", params={"database": database})
+    result = endpoint.json("DELETE", "/admin/backups/schedules", params={"database": database})
     _print_schedules(result["Schedules"])
 
 
 @schedule.command("run")
 @click.option("--db", "database", required=True)
-@connection_options
-def schedule_run(database: str, **conn: Any) -> None:
+@server_options
+def schedule_run(endpoint: Endpoint, database: str) -> None:
     """Run a schedule now and wait for it (to check a new schedule works)."""
-    status = client_from(conn).json("POST", "/admin/backups/schedules/run", params={"database": database},
-                                    timeout=None)
+    status = endpoint.json("POST", "/admin/backups/schedules/run", params={"database": database}, timeout=None)
     if status.get("LastError"):
-        fail(f"The backup failed: {status['LastError']}")
+        raise CliError(f"The backup failed: {status['LastError']}", EXIT_REFUSED)
     click.echo(f"Wrote {status['LastFile']} ({status['LastBytes']} bytes in {status['LastSeconds']} s).")
 
 
@@ -215,8 +216,16 @@ def _seconds(text: str) -> int:
         if text[-1] in units:
             return int(float(text[:-1]) * units[text[-1]])
         return int(text)
-    except (ValueError, IndexError):
-        fail(f"'{text}' is not an interval such as 90s, 30m, 6h or 1d.", 2)
+    except (ValueError, IndexError) as exc:
+        raise CliError(f"'{text}' is not an interval such as 90s, 30m, 6h or 1d.", EXIT_USAGE) from exc
+
+
+def _interval(seconds: int) -> str:
+    """The way --every takes it: 6h, not 21600 s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _print_schedules(schedules: list[dict[str, Any]]) -> None:
@@ -226,5 +235,5 @@ def _print_schedules(schedules: list[dict[str, Any]]) -> None:
         status = s.get("Status") or {}
         last = (f"last error: {status['LastError']}" if status.get("LastError")
                 else f"last good: {status.get('LastSuccess', 'never')}")
-        click.echo(f"{s['Database']}: every {s['IntervalSeconds']} s, keep {s['Retention']}, to {s['Folder']} "
+        click.echo(f"{s['Database']}: every {_interval(s['IntervalSeconds'])}, keep {s['Retention']}, to {s['Folder']} "
                    f"({len(s['Recipients'])} recipient(s)); {last}")

@@ -8,61 +8,23 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import functools
 import io
 import json
 import os
-import sys
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from roost import clock
-from roost.cli.client import EXIT_USAGE, CliError, Endpoint
-from roost.errors import RoostError
+from roost.cli.client import CliError, Endpoint, server_options
 from roost.pki.inspect import load_certificates
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _CLEARANCES = {"user": "ValidUser", "validuser": "ValidUser", "operator": "Operator",
                "clusteradmin": "ClusterAdmin", "clusternode": "ClusterNode"}
 _ACCESS = {"read": "Read", "readwrite": "ReadWrite", "admin": "Admin"}
 _LABELS = {"ValidUser": "User", "ClusterAdmin": "Cluster Admin", "ClusterNode": "Cluster Node"}
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
-
-
-def server_options(command: F) -> F:
-    """--url, --cert, --ca, --data-dir, --insecure on every command that talks to a server."""
-
-    @click.option("--url", envvar="ROOST_URL", default=None,
-                  help="The server (default $ROOST_URL or https://localhost:8443).")
-    @click.option("--cert", "cert", envvar="ROOST_CERT", type=click.Path(path_type=Path), default=None,
-                  help="PEM file with your client certificate and its unencrypted key "
-                       "(default <data-dir>/certificates/admin.client.pem).")
-    @click.option("--ca", "ca", envvar="ROOST_CA", type=click.Path(path_type=Path), default=None,
-                  help="CA certificate that signed the server's certificate (default <data-dir>/certificates/ca.crt).")
-    @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-                  help="A local server's data directory, where the defaults above come from (default ./roost-data).")
-    @click.option("--insecure", is_flag=True, help="Do not verify the server's certificate (testing only).")
-    @functools.wraps(command)
-    def wrapper(url: str | None, cert: Path | None, ca: Path | None, data_dir: Path | None, insecure: bool,
-                **kwargs: Any) -> Any:
-        try:
-            endpoint = Endpoint.resolve(url, cert, ca, data_dir, insecure)
-            return command(endpoint, **kwargs)
-        except CliError as error:
-            _fail(error.message, error.exit_code)
-        except RoostError as error:
-            _fail(error.message)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _clearance(value: str) -> str:
@@ -198,12 +160,14 @@ def certs() -> None:
               help="With --offline: your own CA's certificate (PEM) to issue the certificate.")
 @click.option("--ca-key", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="With --offline: that CA's private key (PEM).")
-@click.option("--url", envvar="ROOST_URL", default=None, help="The server (default https://localhost:8443).")
+@click.option("--url", default=None,
+              help="The server (default $ROOST_URL, then <data-dir>/server.url, then https://localhost:8443).")
 @click.option("--cert", "cert", envvar="ROOST_CERT", type=click.Path(path_type=Path), default=None,
               help="Your client certificate PEM (default <data-dir>/certificates/admin.client.pem).")
 @click.option("--ca", "ca", envvar="ROOST_CA", type=click.Path(path_type=Path), default=None,
               help="The server's CA certificate (default <data-dir>/certificates/ca.crt).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Default ./roost-data.")
+@click.option("--data-dir", envvar="ROOST_DATA_DIR", type=click.Path(path_type=Path), default=None,
+              help="A local server's data directory, where the defaults come from (default ./roost-data).")
 @click.option("--insecure", is_flag=True, help="Do not verify the server's certificate (testing only).")
 @click.option("--require-2fa", "require_2fa", is_flag=True,
               help="Require two-factor authentication: prints the new key and its QR code (shown once).")
@@ -215,34 +179,29 @@ def generate(name: str, clearance: str, permission: tuple[str, ...], key_type: s
 
     With --offline nothing is registered: upload the package afterwards (roost certs upload NAME.zip's .pfx).
     """
-    try:
-        password = _password(password_prompt, password_file)
-        if offline and require_2fa:
-            raise CliError("--require-2fa needs the server, which keeps the key: generate online instead.")
-        if offline:
-            click.echo(_offline(name, key_type, password, months, ca_cert, ca_key, out, pem))
-            return
-        if ca_cert or ca_key:
-            raise CliError("--ca-cert and --ca-key go with --offline (the server issues from its own CA).")
-        endpoint = Endpoint.resolve(url, cert, ca, data_dir, insecure)
-        body: dict[str, Any] = {"Name": name, "SecurityClearance": _clearance(clearance),
-                                "Permissions": _permissions(permission), "KeyType": key_type}
-        if months:
-            body["ExpirationMonths"] = months
-        if password:
-            body["Password"] = password
-        if require_2fa:
-            from roost.cli.twofactor import enrolment_text, new_key
+    password = _password(password_prompt, password_file)
+    if offline and require_2fa:
+        raise CliError("--require-2fa needs the server, which keeps the key: generate online instead.")
+    if offline:
+        click.echo(_offline(name, key_type, password, months, ca_cert, ca_key, out, pem))
+        return
+    if ca_cert or ca_key:
+        raise CliError("--ca-cert and --ca-key go with --offline (the server issues from its own CA).")
+    endpoint = Endpoint.resolve(url, cert, ca, data_dir, insecure)
+    body: dict[str, Any] = {"Name": name, "SecurityClearance": _clearance(clearance),
+                            "Permissions": _permissions(permission), "KeyType": key_type}
+    if months:
+        body["ExpirationMonths"] = months
+    if password:
+        body["Password"] = password
+    if require_2fa:
+        from roost.cli.twofactor import enrolment_text, new_key
 
-            body["TwoFactorAuthenticationKey"] = new_key(endpoint)
-        response = endpoint.request("POST", "/admin/certificates", body=body, expect=(200,))
-        click.echo(_save_package(response.body, name, out, pem, bool(password)))
-        if require_2fa:
-            click.echo(enrolment_text(body["TwoFactorAuthenticationKey"], name, endpoint.url))
-    except CliError as error:
-        _fail(error.message, error.exit_code)
-    except RoostError as error:
-        _fail(error.message)
+        body["TwoFactorAuthenticationKey"] = new_key(endpoint)
+    response = endpoint.request("POST", "/admin/certificates", body=body, expect=(200,))
+    click.echo(_save_package(response.body, name, out, pem, bool(password)))
+    if require_2fa:
+        click.echo(enrolment_text(body["TwoFactorAuthenticationKey"], name, endpoint.url))
 
 
 def _offline(name: str, key_type: str, password: str | None, months: int | None, ca_cert: Path | None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from roost.cli.transfer import fail
+from roost.cli.client import EXIT_REFUSED, CliError
 
 
 @click.command("initial")
@@ -24,10 +24,10 @@ def initial(data_dir: Path, out: Path) -> None:
 
     package = data_dir / "certificates" / f"{INITIAL_CLIENT_NAME}.zip"
     if not package.is_file():
-        fail(f"No initial client certificate in {data_dir}: start the server once with this data directory "
-             "(roost serve --data-dir ...), which creates it.")
+        raise CliError(f"No initial client certificate in {data_dir}: start the server once with this data "
+                       "directory (roost serve --data-dir ...), which creates it.", EXIT_REFUSED)
     if out.exists():
-        fail(f"{out} already exists; choose another --out.")
+        raise CliError(f"{out} already exists; choose another --out.", EXIT_REFUSED)
     shutil.copyfile(package, out)
     out.chmod(0o600)  # it holds a private key
     click.echo(f"Wrote {out}. It holds a private key: keep it as safe as a password. See README.txt inside.")

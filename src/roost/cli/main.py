@@ -8,11 +8,27 @@ from pathlib import Path
 
 import click
 
-from roost.errors import ConfigurationError
+from roost.cli.client import EXIT_USAGE, CliError
+from roost.errors import ConfigurationError, RoostError
 from roost.settings import load_settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class RoostGroup(click.Group):
+    """The one error hook of the CLI: a ``CliError`` (or a ``RoostError`` raised on this machine, e.g. by reading a
+    local certificate file) is printed as one line on stderr and exits with its documented code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except CliError as error:
+            click.echo(f"Error: {error.message}", err=True)
+            sys.exit(error.exit_code)
+        except RoostError as error:
+            click.echo(f"Error: {error.message}", err=True)
+            sys.exit(EXIT_USAGE)
+
+
+@click.group(cls=RoostGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="roost")
 def main() -> None:
     """Roost: a certificate-secured document database that speaks RavenDB's HTTP API."""
@@ -36,8 +52,7 @@ def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int
         settings, ignored = load_settings({"data_dir": data_dir, "host": host, "port": port}, list(ctx.args))
         asyncio.run(run(settings, ignored, echo=lambda line: click.echo(line)))
     except ConfigurationError as error:
-        click.echo(f"Error: {error.message}", err=True)
-        sys.exit(2)
+        raise CliError(error.message, EXIT_USAGE) from error
     except KeyboardInterrupt:
         pass
 

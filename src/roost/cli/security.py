@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import click
 
-from roost.cli.transfer import client_from, connection_options, fail
+from roost.cli.client import EXIT_USAGE, CliError, Endpoint, server_options
 
 
 @click.group()
@@ -22,8 +20,8 @@ def security() -> None:
 @click.option("--set", "set_", is_flag=True, help="Replace the list with ADDRESSES.")
 @click.option("--clear", is_flag=True, help="Allow every address again.")
 @click.option("--force", is_flag=True, help="Apply even if the list leaves out your own address.")
-@connection_options
-def allowed_ips(addresses: tuple[str, ...], set_: bool, clear: bool, force: bool, **conn: Any) -> None:
+@server_options
+def allowed_ips(endpoint: Endpoint, addresses: tuple[str, ...], set_: bool, clear: bool, force: bool) -> None:
     """Show or change Security.AllowedIPs (IPv4/IPv6 addresses and CIDR ranges; empty means everyone).
 
     \b
@@ -33,16 +31,15 @@ def allowed_ips(addresses: tuple[str, ...], set_: bool, clear: bool, force: bool
 
     A change applies to new connections at once and to open ones on their next request. Needs Operator.
     """
-    client = client_from(conn)
     if set_ and clear:
-        fail("Use --set ADDRESS... or --clear, not both.", 2)
+        raise CliError("Use --set ADDRESS... or --clear, not both.", EXIT_USAGE)
     if addresses and not set_:
-        fail("To change the list, write --set before the addresses.", 2)
+        raise CliError("To change the list, write --set before the addresses.", EXIT_USAGE)
     if set_ or clear:
-        result = client.json("PUT", "/admin/security/allowed-ips", params={"force": "true" if force else None},
-                             json_body={"AllowedIPs": [] if clear else list(addresses)})
+        result = endpoint.json("PUT", "/admin/security/allowed-ips", params={"force": "true" if force else None},
+                               body={"AllowedIPs": [] if clear else list(addresses)})
     else:
-        result = client.json("GET", "/admin/security/allowed-ips")
+        result = endpoint.json("GET", "/admin/security/allowed-ips")
     if result["Everyone"]:
         click.echo("Allowed IPs: everyone (the list is empty).")
     else:
@@ -71,17 +68,13 @@ def audit_verify(data_dir: Path) -> None:
 
 def _stored_head(data_dir: Path) -> tuple[int, str] | None:
     """The newest Seq/hash the server noted in its storage (catches lines cut off the end of the file)."""
-    path = data_dir / "roost.db"
-    if not path.exists():
+    from roost.security.audit import HEAD_SETTING
+    from roost.storage.sqlite import DATABASE_FILE, read_setting_offline
+
+    stored = read_setting_offline(data_dir / DATABASE_FILE, HEAD_SETTING)
+    if stored is None:
         return None
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            row = db.execute("SELECT value FROM settings WHERE key = 'audit.head'").fetchone()
-    except sqlite3.Error:
-        return None
-    if row is None:
-        return None
-    seq, digest = json.loads(row[0])
+    seq, digest = stored
     return int(seq), str(digest)
 
 
@@ -89,11 +82,10 @@ def _stored_head(data_dir: Path) -> tuple[int, str] | None:
 @click.option("-n", "--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
 @click.option("--since", type=int, default=None, help="Entries after this Seq (oldest first).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, as stored.")
-@connection_options
-def audit_tail(limit: int, since: int | None, as_json: bool, **conn: Any) -> None:
+@server_options
+def audit_tail(endpoint: Endpoint, limit: int, since: int | None, as_json: bool) -> None:
     """The newest audit entries, read through GET /admin/audit (Operator)."""
-    client = client_from(conn)
-    result = client.json("GET", "/admin/audit", params={"limit": limit, "since": since})
+    result = endpoint.json("GET", "/admin/audit", params={"limit": limit, "since": since})
     for entry in result["Entries"]:
         if as_json:
             click.echo(json.dumps(entry, ensure_ascii=False))

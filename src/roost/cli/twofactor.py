@@ -9,8 +9,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from roost.cli.certs import server_options
-from roost.cli.client import CliError, Endpoint
+from roost.cli.client import CliError, Endpoint, server_options
 from roost.security.twofactor import COOKIE_NAME, issuer_for_host, otpauth_uri, qr_terminal
 
 # Enrolment (used by roost certs generate --require-2fa) -----------------------------------------------------

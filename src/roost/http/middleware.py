@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from roost import RAVEN_SERVER_VERSION
+from roost import RAVEN_SERVER_VERSION, clock
 from roost.errors import AuthorizationError, PayloadTooLargeError, RoostError, RouteNotFoundError
 from roost.http import errors
 from roost.http.browsers import BROWSERS
@@ -88,7 +88,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         else:
             if server.registry.stale:  # behind the cluster's certificate changes: catch up first (fail closed)
                 await server.registry.refresh()
-            now = server.now()
+            now = clock.now()
             der, thumbprint = peer_thumbprint(request)
             identity = server.identifier.identify(der, now, thumbprint)
             if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None:

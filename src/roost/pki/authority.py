@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from roost import clock
 from roost.errors import BadRequestError
 
 KeyType = Literal["EC-P256", "RSA-2048", "RSA-4096"]
@@ -65,7 +66,7 @@ def _signature_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | ha
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return clock.now().replace(microsecond=0)
 
 
 def _end_entity_key_usage(private_key: PrivateKey) -> x509.KeyUsage:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from roost import clock
 from roost.errors import BadRequestError, ConfigurationError, RoostError
 from roost.pki import packages
 from roost.pki.authority import (
@@ -128,7 +129,7 @@ def _load_server_pfx(
         # Other tools can write such a file; ssl would refuse it only when the new context is built.
         raise error(f"The private key in the certificate from {source} does not belong to its certificate.")
     info = describe(cert)
-    if info.not_after < (now or dt.datetime.now(dt.UTC)):
+    if info.not_after < (now or clock.now()):
         raise error(
             f"The provided certificate '{info.subject}' from {source} is expired! It expired on "
             f"{info.not_after:%Y-%m-%d}. Supply a valid certificate."
@@ -190,7 +191,7 @@ def install_replacement(certs_dir: Path, pfx: bytes, password: str | None, *, co
     _replace_file(cert_path, b"".join(packages.certificate_pem(c) for c in chain), private=False)
     pointer = {"Thumbprint": info.thumbprint, "Certificate": cert_path.name, "Key": key_path.name,
                "ConfiguredThumbprint": configured_thumbprint,
-               "InstalledAt": (now or dt.datetime.now(dt.UTC)).isoformat()}
+               "InstalledAt": (now or clock.now()).isoformat()}
     _replace_file(certs_dir / ACTIVE_POINTER, json.dumps(pointer, indent=2).encode(), private=False)
     _remove_replaced_keys(certs_dir, keep=key_path)
     return ServerCertificate(info, [describe(c) for c in chain], cert_path, key_path, None, generated=False)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from roost import clock
 from roost.errors import BadRequestError
 from roost.pki import packages
 from roost.pki.authority import (
@@ -84,7 +85,7 @@ def offline_package(name: str, key_type: KeyType, password: str | None, *, lifet
         if ca_key.public_key().public_numbers() != ca_cert.public_key().public_numbers():  # type: ignore[union-attr]
             raise BadRequestError("The --ca-key does not belong to the --ca-cert certificate.")
         authority = CertificateAuthority(ca_cert, ca_key)
-        not_after = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=lifetime_days)
+        not_after = clock.now().replace(microsecond=0) + dt.timedelta(days=lifetime_days)
         cert = authority.issue_client(name, key, not_after=min(not_after, ca_cert.not_valid_after_utc))
         ca_certificate = ca_cert
     zip_bytes = packages.client_package(name, cert, key, password, ca_certificate)

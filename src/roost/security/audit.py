@@ -23,7 +23,6 @@ Events recorded by Roost: ``auth.refused`` (rate-limited per thumbprint or addre
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -34,10 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from roost import clock
+
 if TYPE_CHECKING:
     from roost.security.identity import Identity
 
 GENESIS = "0" * 64
+HEAD_SETTING = "audit.head"  # the storage setting that holds the newest [Seq, hash]
 FILE_NAME = "audit.log"
 _SECRET_WORDS = ("password", "passphrase", "privatekey", "secret", "totp", "twofactorkey", "identity", "pfx")
 REFUSAL_WINDOW_SECONDS = 60.0
@@ -81,7 +83,7 @@ class AuditLog:
         with self._lock:
             entry: dict[str, Any] = {
                 "Seq": self._seq + 1,
-                "Time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "Time": clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "Event": event,
             }
             if actor is not None:

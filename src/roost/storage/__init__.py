@@ -18,7 +18,7 @@ async def open_storage(url: str | None, data_dir: Path) -> Storage:
         postgres = importlib.import_module("roost.storage.postgres")
         storage: Storage = await postgres.PostgresStorage.open(url)
         return storage
-    from roost.storage.sqlite import SqliteStorage
+    from roost.storage.sqlite import DATABASE_FILE, SqliteStorage
 
-    path = Path(url.removeprefix("sqlite:///")) if url else data_dir / "roost.db"
+    path = Path(url.removeprefix("sqlite:///")) if url else data_dir / DATABASE_FILE
     return await SqliteStorage.open(path)

@@ -28,6 +28,8 @@ from roost.storage.base import (
     fold,
 )
 
+DATABASE_FILE = "roost.db"  # in the data directory, beside its -wal and -shm files
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
     thumbprint TEXT PRIMARY KEY,
@@ -398,3 +400,16 @@ class SqliteRestorer:
     def discard(self, name: str) -> None:
         """Undo a restore that failed half-way (only documents were written; the database row was not)."""
         self._db.execute("DELETE FROM documents WHERE db = ?", (fold(name),))
+
+
+def read_setting_offline(path: Path, key: str) -> Any:
+    """One stored setting of a data directory's ``roost.db``, read-only, without a running server (the CLI's
+    ``roost audit verify`` reads the audit head this way). None when the file or the key is missing."""
+    if not path.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return json.loads(row[0]) if row else None

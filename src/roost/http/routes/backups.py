@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from roost import clock
 from roost.backups import crypto
 from roost.backups.service import EXTENSION, Lock
 from roost.documents.names import database_name
@@ -72,7 +72,7 @@ async def _stream_backup(request: web.Request, databases: list[str], lock: Lock,
         finally:
             asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     response = web.StreamResponse(headers={
         "Content-Type": "application/octet-stream", "Cache-Control": "no-store",
         "Content-Disposition": f'attachment; filename="{label}-{stamp}{EXTENSION}"',

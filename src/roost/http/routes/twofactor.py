@@ -90,7 +90,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     except RoostError as exc:
         # Audit: who failed, why (the message never holds the code), and a lockout when this failure caused one.
         locked = service.locked_until(identity.thumbprint) if identity.thumbprint else None
-        if locked is not None and locked <= request.app[SERVER].now():
+        if locked is not None and locked <= clock.now():
             locked = None
         # Only the wrong code (406) that starts a lockout is the lockout; any other refusal while locked (429, or a
         # 400 for a malformed request) is a failure.

@@ -1,0 +1,58 @@
+"""Architecture contracts that a reading of the import graph and the syntax tree can hold (ARCHITECTURE.md).
+
+Each check walks the source of ``src/roost`` with ``ast``; each has a twin that feeds it a small piece of code
+breaking the rule, so that a check which can no longer fail is noticed.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from conftest import ROOT
+
+SRC = ROOT / "src" / "roost"
+
+# Reading the wall clock: the names a module could call to learn the current time.
+WALL_CLOCK_CALLS = {"now", "utcnow", "today", "time", "time_ns"}
+WALL_CLOCK_OWNERS = {"datetime", "date", "dt", "time"}
+
+
+def modules() -> Iterator[tuple[str, ast.Module]]:
+    for path in sorted(SRC.rglob("*.py")):
+        relative = path.relative_to(SRC.parent).with_suffix("")
+        name = ".".join(relative.parts).removesuffix(".__init__")
+        yield name, ast.parse(path.read_text(), str(path))
+
+
+def wall_clock_reads(tree: ast.Module) -> list[int]:
+    """Lines that call datetime.now(), datetime.utcnow(), date.today() or time.time() (time.monotonic is fine:
+    it measures durations, not the time of day)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in WALL_CLOCK_CALLS:
+            owner = node.func.value
+            owner_name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", None)
+            if owner_name in WALL_CLOCK_OWNERS:
+                found.append(node.lineno)
+    return found
+
+
+def test_only_clock_reads_the_wall_clock() -> None:
+    offenders = [f"{name}:{line}" for name, tree in modules() if name != "roost.clock"
+                 for line in wall_clock_reads(tree)]
+    assert not offenders, f"read the time through roost.clock.now(): {offenders}"
+
+
+def test_the_clock_check_can_fail() -> None:
+    for code in ("import datetime as dt\ndt.datetime.now(dt.UTC)", "from datetime import datetime\ndatetime.utcnow()",
+                 "import time\ntime.time()", "import datetime\ndatetime.date.today()"):
+        assert wall_clock_reads(ast.parse(code)) == [2], code
+    assert wall_clock_reads(ast.parse("import time\ntime.monotonic()")) == []
+
+
+def test_the_wall_clock_source_is_where_the_check_looks() -> None:
+    assert (SRC / "clock.py").is_file() and Path(__file__).name == "test_contracts.py"
+    assert wall_clock_reads(ast.parse((SRC / "clock.py").read_text()))  # the one reader is seen by the check
