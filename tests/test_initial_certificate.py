@@ -50,7 +50,7 @@ def test_cli_exports_the_initial_package(fresh_server, tmp_path: Path) -> None: 
     with zipfile.ZipFile(out) as archive:
         names = set(archive.namelist())
         readme = archive.read("README.txt").decode()
-    assert {"admin.client.pfx", "admin.client.crt", "admin.client.key", "README.txt", "roost-ca.crt"} <= names
+    assert names == {"admin.client.pfx", "admin.client.crt", "admin.client.key", "README.txt"}
     # The seed's steps: extract, import the .pfx (wizard, Next), restart the browser, Firefox/Linux by hand, pick it.
     for phrase in ("Extract this zip", "Certificate Import Wizard", "Next", "restart the browser", "Firefox",
                    "pick this certificate", "curl --cert", "admin.client.pem", fresh_server.url):

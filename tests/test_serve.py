@@ -26,7 +26,7 @@ def test_first_start_creates_certificates_and_prints_how_to_connect(tmp_path: Pa
             assert _mode(certs / name) == 0o600, name
         with zipfile.ZipFile(certs / "admin.client.zip") as package:
             assert sorted(package.namelist()) == sorted(
-                ["admin.client.pfx", "admin.client.crt", "admin.client.key", "README.txt", "roost-ca.crt"])
+                ["admin.client.pfx", "admin.client.crt", "admin.client.key", "README.txt"])
             assert all((info.external_attr >> 16) & 0o777 == 0o600 for info in package.infolist())
         server.wait_for_output("curl --cert")
         lines = "\n".join(server.output)

@@ -1,4 +1,10 @@
-"""Client certificate packages: ``<Name>.zip`` holding ``.pfx``, ``.crt``, ``.key`` and import instructions."""
+"""Client certificate packages: ``<Name>.zip`` holding ``.pfx``, ``.crt``, ``.key`` and import instructions.
+
+Exactly one ``.crt``, one ``.key`` and one ``.pfx``, as RavenDB's package: clients and scripts (the official
+clients' helpers too) take "the .crt in the zip", so a second certificate file beside the client's would be
+picked by mistake. Roost's CA certificate travels inside the ``.pfx`` chain instead, and is downloaded as PEM
+from ``GET /certificates/ca`` (the README says how).
+"""
 
 from __future__ import annotations
 
@@ -77,7 +83,8 @@ def pem_bundle(certificate: x509.Certificate, private_key: PrivateKey) -> bytes:
 
 def readme_text(name: str, *, has_password: bool, server_url: str | None = None) -> str:
     url = server_url or "https://your-roost-server:8443"
-    pw_pfx = "the passphrase you chose" if has_password else "no passphrase (leave the field empty)"
+    pw_pfx = ("it asks for the passphrase you chose" if has_password
+              else "it has no passphrase: leave the field empty if asked")
     key_note = (
         f"{name}.key is encrypted with your passphrase. curl asks for it with --pass; the RavenDB Python client\n"
         f"needs an unencrypted key, make one with:\n"
@@ -95,12 +102,18 @@ Files
   {name}.crt   the certificate (PEM)
   {name}.key   the private key (PEM)
 
+The server's CA certificate (roost-ca.crt below: clients verify the server with it) is inside {name}.pfx.
+Take it out as PEM with either of:
+  openssl pkcs12 -in {name}.pfx -cacerts -nokeys -out roost-ca.crt{"" if has_password else " -passin pass:"}
+  curl -k --cert {name}.crt --key {name}.key -o roost-ca.crt {url}/certificates/ca
+(-k once, to fetch the CA itself; compare its fingerprint with your administrator's if in doubt.)
+
 The server keeps only the public certificate. If you lose these files, ask an administrator
 to generate a new certificate: the private key cannot be recovered.
 
 Download, install, access
   1. Extract this zip somewhere only you can read.
-  2. Import {name}.pfx (its passphrase: {pw_pfx}):
+  2. Import {name}.pfx ({pw_pfx}):
      - Windows: double-click {name}.pfx and confirm every step of the Certificate Import Wizard with Next.
        Chrome and Edge on Windows use this store; restart the browser afterwards.
      - macOS: double-click {name}.pfx; Keychain Access adds it to the "login" keychain.
@@ -115,8 +128,6 @@ Download, install, access
 
 Command line (curl)
   curl --cert {name}.crt --key {name}.key --cacert roost-ca.crt {url}/certificates/whoami
-  (roost-ca.crt is the server's CA certificate; ask your administrator, or use -k to skip
-  verifying the server while testing)
 
 {key_note}
 RavenDB client (Python)
@@ -145,8 +156,6 @@ def client_package(
         f"{name}.key": private_key_pem(private_key, password),
         "README.txt": readme_text(name, has_password=bool(password), server_url=server_url).encode(),
     }
-    if ca_certificate is not None:
-        files["roost-ca.crt"] = certificate_pem(ca_certificate)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for entry, data in files.items():
