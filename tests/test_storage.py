@@ -321,6 +321,21 @@ def test_scan_by_collection_and_count(backend: Backend) -> None:
     backend.run(body)
 
 
+def test_page_documents_lists_the_most_recently_changed_first(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.create_database("Other", "otherid", NOW)
+        await storage.apply_batch("Db", [put(f"u/{i}") for i in range(1, 6)], NOW)
+        await storage.apply_batch("Other", [put("x/1")], NOW)
+        await storage.apply_batch("Db", [put("u/2", {"v": "changed"})], NOW)  # now the most recent
+        assert [d.id for d in await storage.page_documents("DB", 0, 3)] == ["u/2", "u/5", "u/4"]
+        assert [d.id for d in await storage.page_documents("db", 3, 3)] == ["u/3", "u/1"]
+        assert await storage.page_documents("Db", 5, 3) == []
+        assert await storage.page_documents("Missing", 0, 3) == []
+
+    backend.run(body)
+
+
 def test_concurrent_writers_on_two_nodes_get_distinct_etags(backend: Backend) -> None:
     async def body(first: Storage, second: Storage) -> None:
         await first.create_database("Db", "dbid", NOW)

@@ -167,6 +167,12 @@ class DocumentStore:
         return PutCommand(f"{prefix}{number:019d}-{SERVER_TAG}", command.collection, command.body,
                           command.metadata, command.expected_change_vector)
 
+    async def page(self, database: str, start: int, size: int) -> tuple[list[StoredDocument], int]:
+        """A page of the database's documents, most recently changed first, and how many there are in all."""
+        await self.ensure_exists(database)
+        return (await self._storage.page_documents(database, start, size),
+                await self._storage.count_documents(database))
+
     async def scan(self, database: str, collection: str | None) -> list[StoredDocument]:
         await self.ensure_exists(database)
         return await self._storage.scan_documents(database, collection)

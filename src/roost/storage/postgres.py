@@ -383,6 +383,13 @@ class PostgresStorage:
             )
         return [document_from_row(r) for r in rows]
 
+    async def page_documents(self, database: str, start: int, size: int) -> list[StoredDocument]:
+        rows = await self._pool.fetch(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 ORDER BY etag DESC LIMIT $2 OFFSET $3",
+            fold(database), size, start,
+        )
+        return [document_from_row(r) for r in rows]
+
     async def count_documents(self, database: str) -> int:
         count = await self._pool.fetchval("SELECT count(*) FROM documents WHERE db = $1", fold(database))
         return int(count)

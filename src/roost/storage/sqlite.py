@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (db, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS documents_by_collection ON documents (db, collection, etag);
+CREATE INDEX IF NOT EXISTS documents_by_etag ON documents (db, etag);
 CREATE TABLE IF NOT EXISTS hilo (
     db TEXT NOT NULL,
     tag TEXT NOT NULL,
@@ -255,6 +256,11 @@ class SqliteStorage:
                 "SELECT * FROM documents WHERE db = ? AND collection = ? COLLATE NOCASE ORDER BY etag",
                 (fold(database), collection),
             )
+        return [document_from_row(r) for r in rows]
+
+    async def page_documents(self, database: str, start: int, size: int) -> list[StoredDocument]:
+        rows = self._db.execute("SELECT * FROM documents WHERE db = ? ORDER BY etag DESC LIMIT ? OFFSET ?",
+                                (fold(database), size, start))
         return [document_from_row(r) for r in rows]
 
     async def count_documents(self, database: str) -> int:

@@ -13,7 +13,7 @@ from roost.errors import BadRequestError
 from roost.http.body import json_response, query_int, read_json, read_object
 from roost.http.middleware import SERVER
 from roost.http.routing import RouteTable
-from roost.storage.base import BatchCommand, DeleteCommand, StoredDocument
+from roost.storage.base import BatchCommand, DeleteCommand
 from roost.types import Level
 
 routes = RouteTable()
@@ -43,10 +43,6 @@ async def _load(request: web.Request, db: str, ids: list[str]) -> web.StreamResp
     return json_response({"Results": results, "Includes": includes})
 
 
-def _page(docs: list[StoredDocument], start: int, size: int) -> list[dict[str, Any]]:
-    return [render(d) for d in docs[start : start + size]]
-
-
 @routes.get("/databases/{db}/docs", level=Level.DATABASE_READ)
 async def get_docs(request: web.Request) -> web.StreamResponse:
     db = request.match_info["db"]
@@ -56,8 +52,8 @@ async def get_docs(request: web.Request) -> web.StreamResponse:
     documents = request.app[SERVER].documents
     start = query_int(request, "start", 0)
     size = query_int(request, "pageSize", 25, 1, 1024)
-    docs = await documents.scan(db, None)
-    return json_response({"Results": _page(docs, start, size), "TotalResults": len(docs)})
+    docs, total = await documents.page(db, start, size)  # RavenDB's order: the most recently changed first
+    return json_response({"Results": [render(d) for d in docs], "TotalResults": total})
 
 
 @routes.post("/databases/{db}/docs", level=Level.DATABASE_READ)
