@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 audit = logging.getLogger("roost.audit")
 
-MAX_NAME = 200
+# The name becomes the certificate's Common Name, which X.509 limits to 64 characters (RFC 5280, ub-common-name).
+MAX_NAME = 64
 SERVER_CERTIFICATE_NAME = "Server Certificate"
 WELL_KNOWN_NAME = "Well Known Admin Certificate"
 # Keys RavenDB's clients may send that Roost accepts and ignores (SSO is out of scope).
@@ -70,7 +71,7 @@ def validate_name(value: Any) -> str:
         raise BadRequestError("Name must be a string.")
     name = value.strip()
     if len(name) > MAX_NAME:
-        raise BadRequestError(f"Name is longer than {MAX_NAME} characters.")
+        raise BadRequestError(f"Name is longer than {MAX_NAME} characters ({len(name)}): use at most {MAX_NAME}.")
     if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
         raise BadRequestError("Name contains control characters.")
     if "/" in name or "\\" in name or name in (".", ".."):
@@ -85,6 +86,7 @@ def validate_permissions(value: Any) -> dict[str, Access]:
     if not isinstance(value, dict):
         raise BadRequestError("Permissions must be a JSON object of database name -> access level.")
     permissions: dict[str, Access] = {}
+    folded: dict[str, str] = {}
     for db, access in value.items():
         if not isinstance(db, str) or not db.strip():
             raise BadRequestError("Error in permissions in the certificate definition, database name is empty")
@@ -92,6 +94,12 @@ def validate_permissions(value: Any) -> dict[str, Access]:
             database_name(db)
         except BadRequestError as exc:
             raise BadRequestError(f"Error in permissions in the certificate definition: {exc.message}") from None
+        # Lookups fold case (as RavenDB's): two spellings of one database would leave one access level unused.
+        if (earlier := folded.setdefault(db.casefold(), db)) != db:
+            raise BadRequestError(
+                f"Error in permissions in the certificate definition: '{earlier}' and '{db}' name the same database "
+                "(names are case-insensitive). Give each database once."
+            )
         try:
             permissions[db] = Access(access)
         except ValueError:
