@@ -271,11 +271,24 @@ class CertificateService:
         password = optional_string(body, "Password")
         infos = load_certificates(decode_certificate_field(raw), password or None)
         server_thumbprints = self._server.identifier.server_thumbprints
+        well_known = self._server.identifier.well_known_admins
         for info in infos:
             if info.thumbprint in server_thumbprints:
                 raise BadRequestError(
                     f"You are trying to import the same server certificate ({info.thumbprint}) as the one which is "
                     "already loaded. This is not supported."
+                )
+            # A registration would shadow the setting (the registry is consulted first) and demote the admin.
+            if info.thumbprint in well_known:
+                raise ForbiddenOperationError(
+                    f"Cannot register the well-known admin certificate {info.thumbprint}: it is configured by the "
+                    "server's Security.WellKnownCertificates.Admin setting, not through the API."
+                )
+            registered = self.registry.get(info.thumbprint)
+            if registered is not None and registered.source == "server":
+                raise ForbiddenOperationError(
+                    f"Cannot register the server certificate {info.thumbprint} through this API: it is this "
+                    "server's own (current or earlier) certificate."
                 )
         # Reference section 5: certificates that issue others in the blob are chain/CA certificates: anchors, not
         # registrations.
@@ -337,6 +350,12 @@ class CertificateService:
                     "cluster."
                 )
             existing = self.registry.primary_of(existing)
+            if existing.source == "server":
+                # Earlier server certificates stay ClusterNode until deleted: nodes may still present them.
+                raise ForbiddenOperationError(
+                    f"Cannot edit the server certificate {existing.thumbprint} through this API. Use "
+                    "replace-cluster-cert or refresh."
+                )
             if existing.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
                 raise ForbiddenOperationError(
                     f"Cannot edit the certificate '{existing.name}'. It has '{existing.clearance.value}' security "
