@@ -321,7 +321,10 @@ class CertificateService:
                     )
             # Registered first, so that trust() keeps only the chain certificates as extra stored anchors: the
             # members are re-anchored from the registry at start-up, and stop being anchors once deleted.
-            await self.registry.put(definitions)
+            # Registering a thumbprint again takes it out of any earlier collection, so that an edit or a delete
+            # of that collection never reaches it (and no collection is left without its primary).
+            detached = self.registry.detached({d.thumbprint for d in definitions})
+            await self.registry.put(detached + definitions)
             await self._server.trust([m.der for m in members] + [c.der for c in chain])
         self._audit("certificate.uploaded", caller, definitions)
         return definitions
@@ -375,7 +378,7 @@ class CertificateService:
             # An edit keeps an existing 2FA key unless asked to delete it (RavenDB test
             # EditCertificateDoesntOverrideTwoFactorConfig); a new key replaces it.
             two_factor_key = None if delete_two_factor else (new_key or existing.two_factor_key)
-            members = [existing] + [d for t in existing.collection_secondaries if (d := self.registry.get(t))]
+            members = self.registry.members_of(existing)
             updated = [replace(m, name=name, clearance=clearance, permissions=permissions, disabled=disabled,
                                two_factor_key=two_factor_key) for m in members]
             await self.registry.put(updated)
@@ -408,14 +411,14 @@ class CertificateService:
             definition = self.registry.get(thumbprint.strip())
             if definition is None:
                 raise NotFoundError(f"There is no certificate with thumbprint '{thumbprint}' on this server.")
-            if definition.collection_primary:
-                primary = self.registry.get(definition.collection_primary)
+            primary = self.registry.primary_of(definition)
+            if primary is not definition:
                 raise ForbiddenOperationError(
                     f"Cannot delete {definition.name} (Thumbprint: {definition.thumbprint}) because it is a secondary "
                     "member of a certificate collection. You need to delete the primary certificate of the "
-                    f"collection: {primary.thumbprint if primary else definition.collection_primary}"
+                    f"collection: {primary.thumbprint}"
                 )
-            members = [definition.thumbprint, *definition.collection_secondaries]
+            members: list[str] = [d.thumbprint for d in self.registry.members_of(definition)]
             if caller.thumbprint in members:
                 raise ForbiddenOperationError(
                     f"Cannot delete {definition.name} because it's the current client certificate being used"
@@ -437,11 +440,11 @@ class CertificateService:
         async with self._lock:
             expired = [
                 d for d in self.registry.all()
-                if not d.collection_primary and d.not_after < now
+                if self.registry.primary_of(d) is d and d.not_after < now
                 and (self._caller_is_cluster_admin(caller) or not d.clearance.is_cluster_admin)
                 and caller.thumbprint not in (d.thumbprint, *d.collection_secondaries)
             ]
-            thumbprints = [t for d in expired for t in (d.thumbprint, *d.collection_secondaries)]
+            thumbprints: list[str] = [m.thumbprint for d in expired for m in self.registry.members_of(d)]
             if thumbprints:
                 await self.registry.delete(thumbprints)
                 await self._server.forget_certificate(thumbprints)
