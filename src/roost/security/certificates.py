@@ -36,8 +36,11 @@ if TYPE_CHECKING:
 
 audit = logging.getLogger("roost.audit")
 
-MAX_NAME = 200
+# The name becomes the certificate's Common Name, which X.509 limits to 64 characters (RFC 5280, ub-common-name).
+MAX_NAME = 64
 SERVER_CERTIFICATE_NAME = "Server Certificate"
+# Thumbprints an administrator deleted: implicit trust never registers them again (an explicit upload may).
+DELETED_KEY = "security.deleted_thumbprints"
 WELL_KNOWN_NAME = "Well Known Admin Certificate"
 # Keys RavenDB's clients may send that Roost accepts and ignores (SSO is out of scope).
 _IGNORED_KEYS = {"Usage", "SsoIdentifiers", "SsoServerPublicKeyPinningHashes", "AllowAnySsoServer",
@@ -70,7 +73,7 @@ def validate_name(value: Any) -> str:
         raise BadRequestError("Name must be a string.")
     name = value.strip()
     if len(name) > MAX_NAME:
-        raise BadRequestError(f"Name is longer than {MAX_NAME} characters.")
+        raise BadRequestError(f"Name is longer than {MAX_NAME} characters ({len(name)}): use at most {MAX_NAME}.")
     if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
         raise BadRequestError("Name contains control characters.")
     if "/" in name or "\\" in name or name in (".", ".."):
@@ -85,6 +88,7 @@ def validate_permissions(value: Any) -> dict[str, Access]:
     if not isinstance(value, dict):
         raise BadRequestError("Permissions must be a JSON object of database name -> access level.")
     permissions: dict[str, Access] = {}
+    folded: dict[str, str] = {}
     for db, access in value.items():
         if not isinstance(db, str) or not db.strip():
             raise BadRequestError("Error in permissions in the certificate definition, database name is empty")
@@ -92,6 +96,12 @@ def validate_permissions(value: Any) -> dict[str, Access]:
             database_name(db)
         except BadRequestError as exc:
             raise BadRequestError(f"Error in permissions in the certificate definition: {exc.message}") from None
+        # Lookups fold case (as RavenDB's): two spellings of one database would leave one access level unused.
+        if (earlier := folded.setdefault(db.casefold(), db)) != db:
+            raise BadRequestError(
+                f"Error in permissions in the certificate definition: '{earlier}' and '{db}' name the same database "
+                "(names are case-insensitive). Give each database once."
+            )
         try:
             permissions[db] = Access(access)
         except ValueError:
@@ -263,11 +273,24 @@ class CertificateService:
         password = optional_string(body, "Password")
         infos = load_certificates(decode_certificate_field(raw), password or None)
         server_thumbprints = self._server.identifier.server_thumbprints
+        well_known = self._server.identifier.well_known_admins
         for info in infos:
             if info.thumbprint in server_thumbprints:
                 raise BadRequestError(
                     f"You are trying to import the same server certificate ({info.thumbprint}) as the one which is "
                     "already loaded. This is not supported."
+                )
+            # A registration would shadow the setting (the registry is consulted first) and demote the admin.
+            if info.thumbprint in well_known:
+                raise ForbiddenOperationError(
+                    f"Cannot register the well-known admin certificate {info.thumbprint}: it is configured by the "
+                    "server's Security.WellKnownCertificates.Admin setting, not through the API."
+                )
+            registered = self.registry.get(info.thumbprint)
+            if registered is not None and registered.source == "server":
+                raise ForbiddenOperationError(
+                    f"Cannot register the server certificate {info.thumbprint} through this API: it is this "
+                    "server's own (current or earlier) certificate."
                 )
         # Reference section 5: certificates that issue others in the blob are chain/CA certificates: anchors, not
         # registrations.
@@ -300,7 +323,11 @@ class CertificateService:
                     )
             # Registered first, so that trust() keeps only the chain certificates as extra stored anchors: the
             # members are re-anchored from the registry at start-up, and stop being anchors once deleted.
-            await self.registry.put(definitions)
+            # Registering a thumbprint again takes it out of any earlier collection, so that an edit or a delete
+            # of that collection never reaches it (and no collection is left without its primary).
+            detached = self.registry.detached({d.thumbprint for d in definitions})
+            await self.registry.put(detached + definitions)
+            await self._forget_deleted([d.thumbprint for d in definitions])
             await self._server.trust([m.der for m in members] + [c.der for c in chain])
         self._audit("certificate.uploaded", caller, definitions)
         return definitions
@@ -329,6 +356,12 @@ class CertificateService:
                     "cluster."
                 )
             existing = self.registry.primary_of(existing)
+            if existing.source == "server":
+                # Earlier server certificates stay ClusterNode until deleted: nodes may still present them.
+                raise ForbiddenOperationError(
+                    f"Cannot edit the server certificate {existing.thumbprint} through this API. Use "
+                    "replace-cluster-cert or refresh."
+                )
             if existing.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
                 raise ForbiddenOperationError(
                     f"Cannot edit the certificate '{existing.name}'. It has '{existing.clearance.value}' security "
@@ -341,14 +374,15 @@ class CertificateService:
                     f"'Cluster Admin' can do that and your current client certificate has a lower clearance: "
                     f"{_caller_label(caller)}"
                 )
-            if disabled and caller.thumbprint in (existing.thumbprint, *existing.collection_secondaries):
-                raise ForbiddenOperationError(
-                    f"Cannot disable {existing.name} because it's the current client certificate being used"
-                )
             # An edit keeps an existing 2FA key unless asked to delete it (RavenDB test
             # EditCertificateDoesntOverrideTwoFactorConfig); a new key replaces it.
             two_factor_key = None if delete_two_factor else (new_key or existing.two_factor_key)
-            members = [existing] + [d for t in existing.collection_secondaries if (d := self.registry.get(t))]
+            members = self._with_same_key(existing)
+            self._ensure_may_change_all(caller, existing, members)
+            if disabled and caller.thumbprint in {m.thumbprint for m in members}:
+                raise ForbiddenOperationError(
+                    f"Cannot disable {existing.name} because it's the current client certificate being used"
+                )
             updated = [replace(m, name=name, clearance=clearance, permissions=permissions, disabled=disabled,
                                two_factor_key=two_factor_key) for m in members]
             await self.registry.put(updated)
@@ -371,6 +405,51 @@ class CertificateService:
                 f"Cannot {verb} the server certificate {tp} through this API. Use replace-cluster-cert or refresh."
             )
 
+    def _with_same_key(self, primary: CertificateDefinition) -> list[CertificateDefinition]:
+        """``primary``'s collection and every registered certificate with the same public key (and their
+        collections): one key is one identity, so an edit, a disabling or a delete applies to all of them."""
+        found: dict[str, CertificateDefinition] = {}
+        for member in self.registry.members_of(primary):
+            for sibling in (member, *self.registry.by_pinning_hash(member.pinning_hash)):
+                for d in self.registry.members_of(self.registry.primary_of(sibling)):
+                    found.setdefault(d.thumbprint, d)
+        return list(found.values())
+
+    def same_key_thumbprints(self, definition: CertificateDefinition) -> list[str]:
+        """Registered certificates outside ``definition``'s collection that have its public key."""
+        own = {definition.thumbprint, *definition.collection_secondaries}
+        return sorted(d.thumbprint for d in self.registry.by_pinning_hash(definition.pinning_hash)
+                      if d.thumbprint not in own)
+
+    def _ensure_may_change_all(self, caller: Identity, target: CertificateDefinition,
+                               affected: list[CertificateDefinition]) -> None:
+        for other in affected:
+            if other.thumbprint == target.thumbprint:
+                continue
+            protected = other.source == "server" or other.thumbprint in self._server.identifier.well_known_admins
+            if protected or (other.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller)):
+                raise ForbiddenOperationError(
+                    f"Cannot change the certificate '{target.name}' together with its same-key certificate "
+                    f"'{other.name}' ({other.thumbprint}): it has '{other.clearance.value}' security clearance"
+                    + (" and is a server certificate." if protected else
+                       f" while the current client certificate being used has a lower clearance: "
+                       f"{_caller_label(caller)}")
+                )
+
+    async def _deleted(self) -> set[str]:
+        return set(await self._server.storage.get_setting(DELETED_KEY) or [])
+
+    async def _remember_deleted(self, thumbprints: list[str]) -> None:
+        # Kept in shared storage, so that every node of a cluster honours it, also after a restart.
+        deleted = await self._deleted()
+        if not deleted.issuperset(thumbprints):
+            await self._server.storage.put_setting(DELETED_KEY, sorted(deleted | set(thumbprints)))
+
+    async def _forget_deleted(self, thumbprints: list[str]) -> None:
+        deleted = await self._deleted()
+        if not deleted.isdisjoint(thumbprints):
+            await self._server.storage.put_setting(DELETED_KEY, sorted(deleted - set(thumbprints)))
+
     # Delete and purge -----------------------------------------------------------------------------------------
 
     async def delete(self, caller: Identity, thumbprint: Any) -> CertificateDefinition:
@@ -381,14 +460,15 @@ class CertificateService:
             definition = self.registry.get(thumbprint.strip())
             if definition is None:
                 raise NotFoundError(f"There is no certificate with thumbprint '{thumbprint}' on this server.")
-            if definition.collection_primary:
-                primary = self.registry.get(definition.collection_primary)
+            primary = self.registry.primary_of(definition)
+            if primary is not definition:
                 raise ForbiddenOperationError(
                     f"Cannot delete {definition.name} (Thumbprint: {definition.thumbprint}) because it is a secondary "
                     "member of a certificate collection. You need to delete the primary certificate of the "
-                    f"collection: {primary.thumbprint if primary else definition.collection_primary}"
+                    f"collection: {primary.thumbprint}"
                 )
-            members = [definition.thumbprint, *definition.collection_secondaries]
+            affected = self._with_same_key(definition)
+            members: list[str] = [d.thumbprint for d in affected]
             if caller.thumbprint in members:
                 raise ForbiddenOperationError(
                     f"Cannot delete {definition.name} because it's the current client certificate being used"
@@ -399,9 +479,11 @@ class CertificateService:
                     f"clearance because the current client certificate being used has a lower clearance: "
                     f"{_caller_label(caller)}"
                 )
+            self._ensure_may_change_all(caller, definition, affected)
+            await self._remember_deleted(members)
             await self.registry.delete(members)
             await self._server.forget_certificate(members)
-        self._audit("certificate.deleted", caller, [definition])
+        self._audit("certificate.deleted", caller, affected)
         return definition
 
     async def purge(self, caller: Identity) -> list[CertificateDefinition]:
@@ -410,12 +492,13 @@ class CertificateService:
         async with self._lock:
             expired = [
                 d for d in self.registry.all()
-                if not d.collection_primary and d.not_after < now
+                if self.registry.primary_of(d) is d and d.not_after < now
                 and (self._caller_is_cluster_admin(caller) or not d.clearance.is_cluster_admin)
                 and caller.thumbprint not in (d.thumbprint, *d.collection_secondaries)
             ]
-            thumbprints = [t for d in expired for t in (d.thumbprint, *d.collection_secondaries)]
+            thumbprints: list[str] = [m.thumbprint for d in expired for m in self.registry.members_of(d)]
             if thumbprints:
+                await self._remember_deleted(thumbprints)
                 await self.registry.delete(thumbprints)
                 await self._server.forget_certificate(thumbprints)
         if expired:
@@ -526,6 +609,13 @@ class CertificateService:
                 issuer.subject if issuer else "(not found)", issuer.pinning_hash if issuer else "its issuer's hash",
             )
             return identity
+        if thumbprint in await self._deleted():
+            self._implicit_refused.add(refused_key)
+            audit.warning(
+                "Refused %s: it has the public key of a registered certificate, but an administrator deleted it. "
+                "Upload it to register it again.", identity.display_name,
+            )
+            return identity
         match = self.registry.primary_of(match)
         definition = self._definition(info, match.name, match.clearance, dict(match.permissions),
                                       two_factor_key=match.two_factor_key, source="implicit")
@@ -599,6 +689,12 @@ class CertificateService:
         unique = list(dict.fromkeys(ders))
         return packages.der_certificates_pfx(unique) if unique else b""
 
+    def _wire(self, definition: CertificateDefinition, metadata_only: bool) -> dict[str, Any]:
+        wire = definition.to_wire(metadata_only=metadata_only, last_used=self.registry.last_used(definition.thumbprint))
+        # Roost's addition: the certificates an edit, a disabling or a delete of this one also applies to.
+        wire["SameKeyCertificates"] = self.same_key_thumbprints(definition)
+        return wire
+
     def list(self, *, start: int, page_size: int, thumbprint: str | None, name: str | None, metadata_only: bool,
              secondary: bool, text: str | None = None, clearance: str | None = None, state: str | None = None,
              sort: str = "name") -> dict[str, Any]:
@@ -617,8 +713,7 @@ class CertificateService:
                     return {**result, "Results": [entry], "TotalResults": 1}
                 raise NotFoundError(f"There is no certificate with thumbprint '{thumbprint}' on this server.")
             definition = registry.primary_of(definition)
-            wire = definition.to_wire(metadata_only=metadata_only, last_used=registry.last_used(definition.thumbprint))
-            return {**result, "Results": [wire], "TotalResults": 1}
+            return {**result, "Results": [self._wire(definition, metadata_only)], "TotalResults": 1}
         now = clock.now()
         soon = now + dt.timedelta(days=30)
         wanted_clearance = parse_clearance(clearance) if clearance else None
@@ -657,7 +752,7 @@ class CertificateService:
         filtering = name is not None or needle or wanted_clearance is not None or bool(state)
         filtered = [d for d in candidates if keep(d)] if filtering else candidates
         page = filtered[start : start + page_size]
-        results = [d.to_wire(metadata_only=metadata_only, last_used=registry.last_used(d.thumbprint)) for d in page]
+        results = [self._wire(d, metadata_only) for d in page]
         # After a replacement the server certificate is also a registered ClusterNode entry: list it once.
         include_server = start == 0 and (name is None or name == SERVER_CERTIFICATE_NAME) and not (
             needle or wanted_clearance or state) and registry.get(server.server_thumbprint or "") is None

@@ -101,16 +101,18 @@ class Identifier:
         if not der:
             return NO_CERTIFICATE
         thumbprint = thumbprint or thumbprint_of_der(der)
+        # The setting wins over any registration: an entry under a well-known thumbprint (refused by the API, but
+        # perhaps stored before that) never demotes or locks out the admin.
+        if thumbprint in self._well_known:
+            info = self._parsed.get(thumbprint) or describe_der(der)
+            self._parsed[thumbprint] = info
+            return self._synthetic(info, "Well Known Admin Certificate", now)
         definition = self.registry.get(thumbprint)
         if definition is not None:
             return self._registered(definition, now)
         server = self._server.get(thumbprint)
         if server is not None:
             return self._synthetic(server, "Server Certificate", now)
-        if thumbprint in self._well_known:
-            info = self._parsed.get(thumbprint) or describe_der(der)
-            self._parsed[thumbprint] = info
-            return self._synthetic(info, "Well Known Admin Certificate", now)
         info = describe_der(der)
         name = f"{info.subject} (Thumbprint: {thumbprint})"
         validity = _validity(info.not_before, info.not_after, now)

@@ -325,9 +325,43 @@ class Registry:
         return [self._by_thumbprint[t] for t in self._by_pinning_hash.get(pinning_hash, ())]
 
     def primary_of(self, definition: CertificateDefinition) -> CertificateDefinition:
+        """The primary of ``definition``'s collection; itself when it is one, or when its primary is gone or no
+        longer lists it (data written before collections were kept consistent): such an entry stands alone."""
         if definition.collection_primary:
-            return self._by_thumbprint.get(definition.collection_primary, definition)
+            primary = self._by_thumbprint.get(definition.collection_primary)
+            if primary is not None and definition.thumbprint in primary.collection_secondaries:
+                return primary
         return definition
+
+    def members_of(self, primary: CertificateDefinition) -> list[CertificateDefinition]:
+        """``primary`` and the registered secondaries that name it as their primary."""
+        secondaries = (self._by_thumbprint.get(t) for t in primary.collection_secondaries)
+        return [primary, *(d for d in secondaries if d is not None and d.collection_primary == primary.thumbprint)]
+
+    def detached(self, thumbprints: set[str]) -> list[CertificateDefinition]:
+        """The definitions to rewrite so that ``thumbprints`` (about to be registered again) leave their earlier
+        collections: a secondary leaves its primary's list; the rest of a primary's collection keeps together
+        under its first remaining member."""
+        changed: dict[str, CertificateDefinition] = {}
+        for thumbprint in thumbprints:
+            existing = self._by_thumbprint.get(thumbprint)
+            if existing is None:
+                continue
+            primary = self.primary_of(existing)
+            if primary is existing and not existing.collection_secondaries:
+                continue
+            primary = changed.get(primary.thumbprint, primary)
+            rest = [d for d in self.members_of(primary) if d.thumbprint not in thumbprints]
+            if primary.thumbprint not in thumbprints:
+                changed[primary.thumbprint] = replace(
+                    primary, collection_secondaries=tuple(d.thumbprint for d in rest[1:]))
+            elif rest:
+                head, *tail = rest
+                changed[head.thumbprint] = replace(head, collection_primary="",
+                                                   collection_secondaries=tuple(d.thumbprint for d in tail))
+                for member in tail:
+                    changed[member.thumbprint] = replace(member, collection_primary=head.thumbprint)
+        return list(changed.values())
 
     def last_used(self, thumbprint: str) -> dt.datetime | None:
         return self._last_used.get(thumbprint)

@@ -7,10 +7,12 @@ opened by POSTing a TOTP code to ``/authentication/2fa`` and is either limited t
 a new login replaces the previous one, a logout ends it for every client.
 
 Where Roost does better than RavenDB:
-- RFC 6238 section 5.2: a code is accepted once. The last accepted time step is remembered per certificate,
-  and a code of that step or an earlier one is refused, so a code seen over a shoulder or in a log is useless.
-- Five wrong codes in a row lock the certificate's 2FA for five minutes (HTTP 429 with the time left), which
-  caps an online guesser at a few thousand tries a day against a million codes per step.
+- RFC 6238 section 5.2: a code is accepted once. The last accepted time step is remembered per TOTP key (not
+  per certificate: the members of a collection and same-key siblings share one key), and a code of that step or
+  an earlier one is refused, so a code seen over a shoulder or in a log is useless.
+- Five wrong codes in a row lock the key for five minutes (HTTP 429 with the time left), whichever certificate
+  holding it is used, which caps an online guesser at a few thousand tries a day against a million codes per
+  step.
 - State lives in storage (``two_factor`` table), not in a per-node dictionary: sessions and lockouts survive a
   restart and hold on every node that shares the storage. Storage holds SHA-256 digests of the cookie and of
   the key a session was opened with, never the cookie value or the key itself.
@@ -53,8 +55,7 @@ COOKIE_NAME = "2fa-cookie"
 # RFC 6238 defaults, which every authenticator app uses: HMAC-SHA1, 6 digits, 30-second steps.
 DIGITS = 6
 STEP_SECONDS = 30
-# Codes of the previous and the next step are accepted too (RFC 6238 section 5.2 recommends at most one step
-# of
+# Codes of the previous and the next step are accepted too (RFC 6238 section 5.2 recommends at most one step of
 # network delay): a phone clock up to about 30 s off still works. RavenDB accepts +-2 steps; a narrower window
 # halves the codes an attacker can hit per guess.
 WINDOW_STEPS = 1
@@ -170,7 +171,8 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """Everything Roost remembers about one certificate's 2FA."""
+    """What Roost remembers about one certificate's 2FA session (stored under its thumbprint), or about one key's
+    replay mark and lockout (stored under ``guard_id(key)``, with no session)."""
 
     session: Session | None = None
     last_step: int = -1  # the newest TOTP time step accepted: codes of this step or older are replays
@@ -221,6 +223,14 @@ class LoginResult:
     max_age: int  # seconds
 
 
+GUARD_PREFIX = "key:"
+
+
+def guard_id(key: str) -> str:
+    """Where a key's replay mark and lockout are stored: beside the sessions, named by the key's digest."""
+    return GUARD_PREFIX + _key_digest(key)
+
+
 def _label(definition: CertificateDefinition) -> str:
     return f"{definition.thumbprint} ({definition.name})"
 
@@ -268,7 +278,9 @@ class TwoFactor:
         states = {
             tp: State.from_storage(data) for tp, data in (await self._storage.load_two_factor()).items()
         }
-        gone = [tp for tp in states if self._registry.get(tp) is None]
+        keys = {guard_id(d.two_factor_key) for d in self._registry.all() if d.two_factor_key}
+        gone = [tp for tp in states
+                if (tp not in keys if tp.startswith(GUARD_PREFIX) else self._registry.get(tp) is None)]
         if gone:
             await self._storage.delete_two_factor(gone)
         self._states = {tp: s for tp, s in states.items() if tp not in gone}
@@ -356,9 +368,12 @@ class TwoFactor:
         key = definition.two_factor_key
         assert key is not None
         label = _label(definition)
+        guard_key = guard_id(key)
         async with self._lock:
             now = self._now()
-            state = self._states.get(definition.thumbprint, State())
+            # Counted per key: another certificate of the same key neither replays a code nor gets five more tries.
+            state = self._states.get(guard_key) or self._states.get(definition.thumbprint, State())
+            state = State(None, state.last_step, state.failures, state.locked_until)
             if state.locked_until is not None and now < state.locked_until:
                 seconds = max(1, int((state.locked_until - now).total_seconds() + 0.999))
                 log.warning("2FA: refused %s: locked out for %d more seconds", label, seconds)
@@ -372,9 +387,7 @@ class TwoFactor:
                 failures = state.failures + 1
                 if failures >= MAX_FAILURES:
                     locked_until = now + LOCKOUT
-                    await self._save(
-                        definition.thumbprint, replace(state, failures=0, locked_until=locked_until)
-                    )
+                    await self._save(guard_key, replace(state, failures=0, locked_until=locked_until))
                     log.warning(
                         "2FA: wrong code for %s (%d in a row): locked until %s",
                         label,
@@ -382,9 +395,7 @@ class TwoFactor:
                         clock.wire_date(locked_until),
                     )
                 else:
-                    await self._save(
-                        definition.thumbprint, replace(state, failures=failures, locked_until=None)
-                    )
+                    await self._save(guard_key, replace(state, failures=failures, locked_until=None))
                     log.warning(
                         "2FA: wrong code for %s (%d of %d before a lockout)", label, failures, MAX_FAILURES
                     )
@@ -404,7 +415,8 @@ class TwoFactor:
                 _key_digest(key),
                 period,
             )
-            await self._save(definition.thumbprint, State(session, step, 0, None))
+            await self._save(guard_key, State(None, step, 0, None))
+            await self._save(definition.thumbprint, State(session))
         log.info(
             "2FA: session opened for %s for %d minutes, %s",
             label,
@@ -435,8 +447,11 @@ class TwoFactor:
                 self._states.pop(thumbprint, None)
 
     def locked_until(self, thumbprint: str) -> dt.datetime | None:
-        """When the certificate's 2FA lockout ends (None: not locked); the audit log records lockouts with it."""
-        state = self._states.get(thumbprint)
+        """When the lockout of the certificate's key ends (None: not locked); the audit log records lockouts."""
+        definition = self._registry.get(thumbprint)
+        if definition is None or not definition.two_factor_key:
+            return None
+        state = self._states.get(guard_id(definition.two_factor_key))
         return state.locked_until if state is not None else None
 
     async def _save(self, thumbprint: str, state: State) -> None:
