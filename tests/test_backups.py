@@ -326,3 +326,235 @@ def test_200_mb_round_trip_with_flat_memory(tmp_path: Path) -> None:
     assert rows(data_dir, "Big") == rows(data_dir, "Big2")
     with sqlite3.connect(data_dir / "roost.db") as db:
         assert db.execute("SELECT count(*) FROM documents WHERE db = 'big3'").fetchone()[0] == 0
+
+
+# Restores that must be all or nothing (issue 12) --------------------------------------------------------------
+
+
+def _orphans(data_dir: Path) -> int:
+    """Documents that belong to no database: what a half-done restore leaves behind."""
+    with sqlite3.connect(data_dir / "roost.db") as db:
+        return int(db.execute("SELECT count(*) FROM documents WHERE db NOT IN (SELECT key FROM databases)"
+                              ).fetchone()[0])
+
+
+def _plaintext_lines(server: RunningServer, name: str) -> list[dict]:
+    """The JSON lines inside a real backup of ``name``, decrypted with the passphrase it was made with."""
+    import gzip
+    import io
+
+    from roost.backups import crypto
+
+    made = server.admin().post(f"{server.url}/databases/{name}/admin/backups", json={"Passphrase": "long enough"})
+    assert made.status_code == 200
+    plain = io.BytesIO()
+    crypto.decrypt(io.BytesIO(made.content), plain, passphrase="long enough")
+    return [json.loads(line) for line in gzip.decompress(plain.getvalue()).splitlines()]
+
+
+_SEAL = x25519.Identity.generate()  # an age key (no scrypt): dozens of variants stay fast
+
+
+def _sealed(text: bytes, *, compress: bool = True) -> bytes:
+    """Correctly encrypted content, whatever it holds: only the server's checks stand between it and storage."""
+    import gzip
+    import io
+
+    from roost.backups import crypto
+
+    out = io.BytesIO()
+    crypto.encrypt(io.BytesIO(gzip.compress(text) if compress else text), out, recipients=[_SEAL.to_public()])
+    return out.getvalue()
+
+
+def _joined(entries: list) -> bytes:
+    return "".join(json.dumps(e, ensure_ascii=True) + "\n" for e in entries).encode()
+
+
+def test_malformed_but_well_encrypted_content_is_refused_and_restores_nothing(fresh_server: RunningServer) -> None:
+    fill(fresh_server, "Shop", 3)
+    good = _plaintext_lines(fresh_server, "Shop")
+    kinds = [next(iter(e)) for e in good]
+    assert kinds == ["Format", "Database", "D", "D", "D", "Hilo", "EndDatabase", "End"], kinds
+
+    def with_line(index: int, entry: object) -> bytes:
+        return _joined([*good[:index], entry, *good[index + 1:]])
+
+    def with_doc(position: int, value: object) -> bytes:
+        doc = list(good[2]["D"])
+        doc[position] = value
+        return with_line(2, {"D": doc})
+
+    def with_database(**change: object) -> bytes:
+        return with_line(1, {"Database": {**good[1]["Database"], **change}})
+
+    deep = b"[" * 100_000 + b"1" + b"]" * 100_000
+    variants: dict[str, bytes] = {
+        "not gzip inside": b"",  # replaced below: raw bytes, no gzip
+        "truncated plaintext": _joined(good)[:-40],
+        "not JSON": _joined(good).replace(b'"D"', b"'D'", 1),
+        "a line that is a list": with_line(2, ["D", 1]),
+        "a line that is a number": with_line(2, 7),
+        "version as text": with_line(0, {**good[0], "Version": "1"}),
+        "version true": with_line(0, {**good[0], "Version": True}),
+        "database name missing": with_database(Name=None),
+        "database name a number": with_database(Name=5),
+        "database name with a slash": with_database(Name="a/b"),
+        "database id a list": with_database(DatabaseId=[1]),
+        "last etag huge": with_database(LastEtag=10**30),
+        "last etag text": with_database(LastEtag="12"),
+        "record not an object": with_database(Record=[1, 2]),
+        "document not a list": with_line(2, {"D": {"id": "x"}}),
+        "document too short": with_line(2, {"D": good[2]["D"][:3]}),
+        "document id a number": with_doc(0, 12),
+        "document id empty": with_doc(0, ""),
+        "document id with a NUL": with_doc(0, "orders/\u0000"),
+        "document id a lone surrogate": with_doc(0, "orders/\ud800"),
+        "body a string": with_doc(2, "text"),
+        "body with a surrogate value": with_doc(2, {"Name": "\udfff"}),
+        "body with a surrogate key": with_doc(2, {"\ud800": 1}),
+        "body nested 100000 deep": with_doc(2, {"Deep": "DEEP"}).replace(b'"DEEP"', deep),
+        "metadata a number": with_doc(3, 3),
+        "etag negative": with_doc(5, -1),
+        "etag huge": with_doc(5, 2**64),
+        "etag text": with_doc(5, "5"),
+        "change vector a number": with_doc(4, 1),
+        "two documents with one id": with_line(3, {"D": good[2]["D"]}),
+        "hilo not a list": with_line(5, {"Hilo": 5}),
+        "hilo max huge": with_line(5, {"Hilo": [["orders", 10**20]]}),
+        "end database count as text": with_line(6, {**good[6], "Documents": "3"}),
+        "trailer missing": _joined(good[:-1]),
+        "unknown line": with_line(5, {"Surprise": 1}),
+    }
+    variants["body with 1e999"] = _joined(good).replace(b'"Number":', b'"Number":1e999,"N":', 1)
+    variants["body with NaN"] = _joined(good).replace(b'"Number":', b'"Number":NaN,"N":', 1)
+    sealed = {reason: _sealed(text) for reason, text in variants.items()}
+    sealed["not gzip inside"] = _sealed(b"\x00not gzip at all", compress=False)
+
+    admin = fresh_server.admin()
+    restore = f"{fresh_server.url}/admin/backups/restore"
+    for reason, blob in sealed.items():
+        response = admin.post(restore, params={"database": "Copy"}, data=blob,
+                              headers={"Roost-Backup-Identity": str(_SEAL)})
+        assert response.status_code == 400, (reason, response.status_code, response.text[:300])
+        assert response.json()["Message"], reason
+        assert not database_exists(fresh_server, "Copy"), reason
+        assert _orphans(fresh_server.data_dir) == 0, reason
+    # The accepting twin: the unaltered content restores, and the server still answers every listing.
+    ok = admin.post(restore, params={"database": "Copy"}, data=_sealed(_joined(good)),
+                    headers={"Roost-Backup-Identity": str(_SEAL)})
+    assert ok.status_code == 201, ok.text
+    assert rows(fresh_server.data_dir, "Shop") == rows(fresh_server.data_dir, "Copy")
+    assert admin.get(f"{fresh_server.url}/databases/Copy/docs").status_code == 200
+
+
+def test_retention_of_one_database_never_takes_another_databases_backups(fresh_server: RunningServer,
+                                                                         tmp_path: Path) -> None:
+    """'Café' and 'Cafè' are two databases whose names both read 'Caf_' once made safe for a file name."""
+    _, public = keypair(tmp_path)
+    admin = fresh_server.admin()
+    folder = tmp_path / "shared-folder"
+    for name in ("Café", "Cafè", "Caf_"):
+        fill(fresh_server, name, 2)
+        schedule = {"Database": name, "IntervalSeconds": 3600, "Retention": 1, "Folder": str(folder),
+                    "Recipients": [public]}
+        assert admin.put(f"{fresh_server.url}/admin/backups/schedules", json=schedule).status_code == 200
+    for _ in range(2):
+        for name in ("Café", "Cafè", "Caf_"):
+            run = admin.post(f"{fresh_server.url}/admin/backups/schedules/run", params={"database": name})
+            assert run.status_code == 200 and run.json()["LastError"] is None, run.text
+    files = sorted(p.name for p in folder.iterdir())
+    assert len(files) == 3 and len(set(files)) == 3, files  # one kept per database, no name shared
+    last = {s["Database"]: s["Status"]["LastFile"] for s in admin.get(
+        f"{fresh_server.url}/admin/backups/schedules").json()["Schedules"]}
+    assert sorted(Path(f).name for f in last.values()) == files
+
+
+def test_partial_backup_files_are_removed_at_start_up(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    folder = tmp_path / "scheduled"
+    _, public = keypair(tmp_path)
+    first = start_server(data_dir)
+    try:
+        fill(first, "Shop", 2)
+        schedule = {"Database": "Shop", "IntervalSeconds": 3600, "Retention": 5, "Folder": str(folder),
+                    "Recipients": [public]}
+        assert first.admin().put(f"{first.url}/admin/backups/schedules", json=schedule).status_code == 200
+        assert first.admin().post(f"{first.url}/admin/backups/schedules/run", params={"database": "Shop"}
+                                  ).status_code == 200
+    finally:
+        first.process.kill()  # kill -9: what a crash mid-backup would leave, a hidden partial file, stays
+        first.process.wait()
+    complete = sorted(folder.glob("*.roostbackup"))
+    assert len(complete) == 1
+    partial = folder / f".{complete[0].name[:-len('.roostbackup')]}9.roostbackup.0123abcd.partial"
+    partial.write_bytes(b"age-encryption.org/v1\n-> X25519 half")
+    unrelated = folder / "notes.partial"
+    unrelated.write_text("not Roost's")
+    second = start_server(data_dir)
+    try:
+        assert not partial.exists()
+        assert unrelated.exists() and sorted(folder.glob("*.roostbackup")) == complete
+    finally:
+        second.stop()
+
+
+@pytest.mark.timeout(300)
+def test_a_restore_killed_half_way_leaves_nothing_and_a_retry_works(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = start_server(data_dir)
+    try:
+        assert first.admin().put(f"{first.url}/admin/databases", params={"name": "Big"}).status_code == 201
+    finally:
+        first.stop()
+    count = 40_000  # 20 batches: long enough to be caught half-way
+    with sqlite3.connect(data_dir / "roost.db") as db:
+        database_id = db.execute("SELECT database_id FROM databases WHERE key = 'big'").fetchone()[0]
+        db.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            ("big", f"items/{i}", f"items/{i}", "Items", json.dumps({"Index": i, "Pad": "x" * 200}),
+             json.dumps({"@collection": "Items"}), f"A:{i + 1}-{database_id}", i + 1, "2026-01-01T00:00:00.0000000Z")
+            for i in range(count)])
+        db.execute("UPDATE databases SET last_etag = ? WHERE key = 'big'", (count,))
+    server = start_server(data_dir)
+    made = server.admin().post(f"{server.url}/databases/Big/admin/backups",
+                               json={"Recipients": [str(_SEAL.to_public())]})
+    assert made.status_code == 200
+    blob = made.content
+    restore = f"{server.url}/admin/backups/restore"
+    headers = {"Roost-Backup-Identity": str(_SEAL)}
+
+    def upload() -> None:
+        try:
+            server.admin().post(restore, params={"database": "Copy"}, data=blob, headers=headers, timeout=120)
+        except Exception:  # the server dies under it: that is the point
+            pass
+
+    thread = threading.Thread(target=upload, daemon=True)
+    thread.start()
+    killed_with = 0
+    deadline = time.monotonic() + 120
+    with sqlite3.connect(f"file:{data_dir / 'roost.db'}?mode=ro", uri=True) as db:
+        while time.monotonic() < deadline and thread.is_alive():
+            written = db.execute("SELECT count(*) FROM documents WHERE db <> 'big'").fetchone()[0]
+            if written:
+                server.process.kill()  # kill -9 in the middle of writing documents
+                server.process.wait()
+                killed_with = written
+                break
+            time.sleep(0.002)
+    thread.join(timeout=30)
+    assert 0 < killed_with < count, killed_with
+    again = start_server(data_dir)
+    try:
+        assert _orphans(data_dir) == 0
+        assert not database_exists(again, "Copy")
+        # A database created under that name is empty, not half a restore.
+        admin = again.admin()
+        assert admin.put(f"{again.url}/admin/databases", params={"name": "Copy"}).status_code == 201
+        listed = admin.get(f"{again.url}/databases/Copy/docs", params={"pageSize": 5})
+        assert listed.status_code == 200 and listed.json()["Results"] == []
+        retry = admin.post(f"{again.url}/admin/backups/restore", params={"database": "Copy"}, data=blob, headers=headers, timeout=120)
+        assert retry.status_code == 201 and retry.json()["Documents"] == count, retry.text
+    finally:
+        again.stop()
+    assert rows(data_dir, "Big") == rows(data_dir, "Copy")

@@ -10,6 +10,7 @@ the retention count. A failed run is logged, audited (``backup.failed``) and sho
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -31,8 +32,17 @@ MAX_RETENTION = 10000
 _FIELDS = {"Database", "IntervalSeconds", "Retention", "Folder", "Recipients"}
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+def file_prefix(name: str) -> str:
+    """The start of every backup file name of database ``name``: readable, and unique to the database. The readable
+    part alone is not ('Café' and 'Cafè' both give 'Caf_'), so a digest of the folded name follows it; retention
+    matches the whole prefix and can never take another database's files."""
+    digest = hashlib.sha256(name.casefold().encode()).hexdigest()[:16]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}"
+
+
+def _partial(path: Path) -> bool:
+    """A hidden partial file that BackupService.write_file leaves when the process dies mid-backup."""
+    return re.fullmatch(r"\..+" + re.escape(EXTENSION) + r"\.[0-9a-f]{8}\.partial", path.name) is not None
 
 
 class Schedules:
@@ -49,6 +59,21 @@ class Schedules:
         self._schedules = {k: v for k, v in stored.items()}
         now = time.monotonic()
         self._next = {k: now + v["IntervalSeconds"] for k, v in self._schedules.items()}
+        for schedule in self._schedules.values():
+            self._remove_partials(self._folder(schedule["Folder"]))
+
+    def _remove_partials(self, folder: Path) -> None:
+        """At start-up nothing is being written: partial files in a schedule's folder are left by a crash."""
+        try:
+            leftovers = [p for p in folder.iterdir() if _partial(p)]
+        except OSError:
+            return  # the folder is gone or unreadable: the next run reports it
+        for path in leftovers:
+            try:
+                path.unlink()
+                log.warning("Removed %s, left by a backup that did not finish (the server stopped).", path)
+            except OSError as exc:
+                log.warning("Could not remove the partial backup %s: %s", path, exc.strerror)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
@@ -146,7 +171,7 @@ class Schedules:
         started = clock.now()
         status["LastRun"] = started.isoformat(timespec="seconds").replace("+00:00", "Z")
         folder = self._folder(schedule["Folder"])
-        target = folder / f"{_safe(name)}-{started:%Y%m%dT%H%M%S%fZ}{EXTENSION}"
+        target = folder / f"{file_prefix(name)}-{started:%Y%m%dT%H%M%S%fZ}{EXTENSION}"
         lock = Lock(tuple(schedule["Recipients"]))
         try:
             names = await server.backups.database_names([name])
@@ -170,8 +195,8 @@ class Schedules:
 
     def _apply_retention(self, folder: Path, name: str, keep: int) -> list[str]:
         """Only after a good run: the oldest complete backups beyond ``keep`` (names sort by time)."""
-        pattern = re.compile(re.escape(_safe(name)) + r"-\d{8}T\d{12}Z" + re.escape(EXTENSION) + "$")
-        backups = sorted(p for p in folder.iterdir() if pattern.match(p.name))
+        pattern = re.compile(re.escape(file_prefix(name)) + r"-\d{8}T\d{12}Z" + re.escape(EXTENSION))
+        backups = sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
         removed = []
         for old in backups[: max(0, len(backups) - keep)]:
             try:

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pyrage import x25519  # type: ignore[import-untyped]
 
 from roost.backups import crypto, format
 from roost.errors import BadRequestError, ConflictError, NotFoundError
+from roost.storage.sqlite import RESTORE_STAGE_PREFIX
 
 if TYPE_CHECKING:
     from roost.security.identity import Identity
@@ -92,6 +94,15 @@ class BackupService:
         self._restoring: set[str] = set()
         self.staging = server.settings.data_dir / STAGING
         shutil.rmtree(self.staging, ignore_errors=True)  # left by a crash: never applied, never kept
+        restorer = getattr(server.storage, "restorer", None)
+        if restorer is not None:  # rows of a restore a crash interrupted: never part of any database
+            staged = restorer()
+            try:
+                removed = staged.discard_abandoned()
+            finally:
+                staged.close()
+            if removed:
+                log.warning("Removed %d documents of a restore that did not finish (the server stopped).", removed)
 
     def _storage(self) -> Any:
         storage = self._server.storage
@@ -164,6 +175,9 @@ class BackupService:
         self._restoring.add(key)
         plain = encrypted.with_suffix(".plain")
         restorer = self._storage().restorer()
+        # Rows go in under a staging key and become the target's in finish()'s one commit: a crash at any point
+        # leaves either nothing or the whole database (the rest is removed at the next start, see __init__).
+        stage = RESTORE_STAGE_PREFIX + secrets.token_hex(8)
         applied = False
         try:
             exists, count = restorer.target_state(target)
@@ -173,29 +187,36 @@ class BackupService:
             with encrypted.open("rb") as src, plain.open("xb") as dst:
                 os.chmod(plain, 0o600)
                 crypto.decrypt(src, dst, identities=identities, passphrase=passphrase)
-            summary = format.check(plain)  # the whole file authenticated and is complete: now apply
+            summary = format.check(plain)  # the whole file authenticated, is complete and well-formed: now apply
             section = _pick(summary, source)
-            batch: list[tuple[str, str | None, str, str, str, int, str]] = []
+            batch: list[format.Row] = []
             written = 0
             applied = True
-            for row in format.documents(plain, section.name):
-                batch.append(row)
-                if len(batch) >= _BATCH:
-                    restorer.insert_documents(target, batch)
+            try:
+                for row in format.documents(plain, section.name):
+                    batch.append(row)
+                    if len(batch) >= _BATCH:
+                        restorer.insert_documents(stage, batch)
+                        written += len(batch)
+                        batch = []
+                if batch:
+                    restorer.insert_documents(stage, batch)
                     written += len(batch)
-                    batch = []
-            if batch:
-                restorer.insert_documents(target, batch)
-                written += len(batch)
+            except sqlite3.IntegrityError:
+                raise format.BackupFormatError(
+                    "The backup is damaged: a document id appears twice. Nothing was restored.") from None
             if written != section.documents:
                 raise format.BackupFormatError("The backup changed while it was being restored.")
-            restorer.finish(target, section.database_id, section.created, section.last_etag, section.record,
-                            section.hilo)
+            held = restorer.finish(target, stage, section.database_id, section.created, section.last_etag,
+                                   section.record, section.hilo)
+            if held:
+                raise ConflictError(f"Database '{target}' received {held} documents while the backup was being "
+                                    "restored. Restore into a new or empty database.")
             applied = False
             return section.name, written
         except BaseException:
             if applied:
-                restorer.discard(target)
+                restorer.discard(stage)
             raise
         finally:
             restorer.close()

@@ -357,8 +357,14 @@ class SqliteSnapshot:
         return [json.loads(r[0]) for r in self._db.execute("SELECT definition FROM certificates ORDER BY thumbprint")]
 
 
+# A restore writes its documents under a key no database name can fold to ('/' is refused in names), and moves
+# them to the target in the same transaction that creates the database row: a restore killed half-way leaves only
+# rows under this prefix, invisible to every database, and they are deleted at the next start.
+RESTORE_STAGE_PREFIX = "~restore/"
+
+
 class SqliteRestorer:
-    """Writes one restored database in batches; the database row comes last, so it appears only when complete."""
+    """Writes one restored database in batches under a staging key; ``finish`` makes it appear in one commit."""
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -372,24 +378,33 @@ class SqliteRestorer:
         count = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (fold(name),)).fetchone()[0]
         return row is not None, int(count)
 
-    def insert_documents(self, name: str, rows: list[tuple[str, str | None, str, str, str, int, str]]) -> None:
-        db_key = fold(name)
+    def insert_documents(self, stage: str, rows: list[tuple[str, str | None, str, str, str, int, str]]) -> None:
+        """Add rows under the staging key ``stage`` (RESTORE_STAGE_PREFIX + a token). A duplicate id raises
+        sqlite3.IntegrityError."""
+        assert stage.startswith(RESTORE_STAGE_PREFIX)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany(
                 "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(db_key, fold(r[0]), *r) for r in rows])
+                [(stage, fold(r[0]), *r) for r in rows])
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
-    def finish(self, name: str, database_id: str, created: str, last_etag: int, record: JsonObject,
-               hilo: list[tuple[str, int]]) -> None:
+    def finish(self, name: str, stage: str, database_id: str, created: str, last_etag: int, record: JsonObject,
+               hilo: list[tuple[str, int]]) -> int:
+        """In one transaction: the staged rows become ``name``'s, with its database row and hilo. Returns how many
+        documents the target held already (the caller refuses and discards when that is not 0)."""
         db_key = fold(name)
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            held = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (db_key,)).fetchone()[0]
+            if held:
+                self._db.execute("ROLLBACK")
+                return int(held)
+            self._db.execute("UPDATE documents SET db = ? WHERE db = ?", (db_key, stage))
             self._db.execute(
                 "INSERT INTO databases (key, name, database_id, created, last_etag, record) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET database_id = excluded.database_id, last_etag = excluded.last_etag, "
@@ -402,10 +417,18 @@ class SqliteRestorer:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        return 0
 
-    def discard(self, name: str) -> None:
-        """Undo a restore that failed half-way (only documents were written; the database row was not)."""
-        self._db.execute("DELETE FROM documents WHERE db = ?", (fold(name),))
+    def discard(self, stage: str) -> None:
+        """Drop the staged rows of a restore that failed (the target was never touched)."""
+        assert stage.startswith(RESTORE_STAGE_PREFIX)
+        self._db.execute("DELETE FROM documents WHERE db = ?", (stage,))
+
+    def discard_abandoned(self) -> int:
+        """At start-up: rows staged by restores that a crash interrupted. Returns how many were deleted."""
+        cursor = self._db.execute("DELETE FROM documents WHERE db >= ? AND db < ?",
+                                  (RESTORE_STAGE_PREFIX, RESTORE_STAGE_PREFIX[:-1] + chr(ord("/") + 1)))
+        return int(cursor.rowcount)
 
 
 def read_setting_offline(path: Path, key: str) -> Any:
