@@ -32,6 +32,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1440, "height": 1000}
+# The sizes issue 17 names: a laptop and a narrow window (or a tablet held upright).
+LAPTOP = {"width": 1280, "height": 800}
+NARROW = {"width": 800, "height": 900}
 DOCS_IMAGES = ROOT / "docs" / "images"
 XSS_NAME = "<img src=x onerror=\"document.title='pwned'\">"
 # The machine running the suite may be busy (a full `make test` starts many servers): be patient, not flaky.
@@ -80,7 +83,7 @@ class Studio:
         context = self.browser.new_context(
             client_certificates=[{"origin": self.url, "certPath": str(cert_path), "keyPath": str(key_path)}],
             ignore_https_errors=False,
-            viewport=VIEWPORT,
+            viewport=options.pop("viewport", VIEWPORT),
             accept_downloads=True,
             **options,
         )

@@ -122,8 +122,10 @@ export function renderCertificates(main) {
       h(
         "tr",
         {},
-        ["Name", "Thumbprint", "Security clearance", "Valid from", "Expiration", "Database permissions", "Last used", "2FA", "Actions"]
-          .map((label) => h("th", { scope: "col" }, label)),
+        // Columns a narrow window can spare are hidden by CSS (col-*); Edit and Delete always stay in view.
+        [["Name"], ["Thumbprint", "col-thumb"], ["Clearance"], ["Valid from", "col-valid"], ["Expiration"],
+          ["Database permissions", "col-perms"], ["Last used", "col-used"], ["2FA", "col-2fa"], ["Actions", "col-actions"]]
+          .map(([label, cls]) => h("th", { scope: "col", class: cls }, label)),
       ),
     ),
     tbody,
@@ -226,6 +228,7 @@ export function renderCertificates(main) {
         h("span", { class: "cert-name" }, cert.Name),
         current ? h("span", { class: "badge current", title: "You are connected with this certificate" }, "current") : null,
         cert.Disabled ? h("span", { class: "badge muted" }, "disabled") : null,
+        cert.HasTwoFactor ? h("span", { class: "badge twofa narrow-only", title: "Requires two-factor authentication" }, "2FA") : null,
         members.length > 0
           ? h(
               "details",
@@ -235,14 +238,18 @@ export function renderCertificates(main) {
             )
           : null,
       ),
-      h("td", { class: "thumb" }, thumbprintCell(cert.Thumbprint, { short: true })),
+      h("td", { class: "thumb col-thumb" }, thumbprintCell(cert.Thumbprint, { short: true })),
       h("td", {}, clearanceBadge(cert.SecurityClearance)),
-      h("td", { class: "nowrap" }, formatDate(cert.NotBefore)),
-      h("td", { class: "expiry" }, h("span", { class: "date" }, formatDate(cert.NotAfter)), " ", expiryBadge(cert.NotAfter)),
-      h("td", {}, cert.SecurityClearance === "ValidUser" ? permissionsList(cert.Permissions) : h("span", { class: "muted" }, "All databases")),
-      h("td", { class: "nowrap" }, cert.LastUsedDate ? h("span", { title: formatDate(cert.LastUsedDate, { time: true }) }, formatDate(cert.LastUsedDate)) : h("span", { class: "muted" }, "Never")),
-      h("td", {}, cert.HasTwoFactor ? h("span", { class: "badge on" }, "on") : h("span", { class: "badge off" }, "off")),
-      h("td", { class: "row-actions" }, h("div", { class: "buttons" }, edit, del), why),
+      h("td", { class: "nowrap col-valid" }, formatDate(cert.NotBefore)),
+      h(
+        "td",
+        { class: "expiry", title: `Valid from ${formatDate(cert.NotBefore)} to ${formatDate(cert.NotAfter)}` },
+        h("span", { class: "date" }, formatDate(cert.NotAfter)), " ", expiryBadge(cert.NotAfter),
+      ),
+      h("td", { class: "col-perms" }, cert.SecurityClearance === "ValidUser" ? permissionsList(cert.Permissions) : h("span", { class: "muted" }, "All databases")),
+      h("td", { class: "nowrap col-used" }, cert.LastUsedDate ? h("span", { title: formatDate(cert.LastUsedDate, { time: true }) }, formatDate(cert.LastUsedDate)) : h("span", { class: "muted" }, "Never")),
+      h("td", { class: "col-2fa" }, cert.HasTwoFactor ? h("span", { class: "badge on" }, "on") : h("span", { class: "badge off" }, "off")),
+      h("td", { class: "row-actions col-actions" }, h("div", { class: "buttons" }, edit, del), why),
     );
   }
 

@@ -97,14 +97,22 @@ export function permissionsEditor(databases, initial = {}) {
   };
 }
 
-/** A compact read-only list of permissions for the table. */
-export function permissionsList(permissions) {
+/**
+ * A one-line read-only list of permissions for the table: the first `max` as chips, the rest as a "+N" chip whose
+ * tooltip (and accessible name) lists them, so a certificate with twenty databases keeps a row as short as the others.
+ */
+export function permissionsList(permissions, { max = 2 } = {}) {
   const entries = Object.entries(permissions ?? {}).sort(([a], [b]) => a.localeCompare(b));
   if (entries.length === 0) return h("span", { class: "muted" }, "—");
-  const list = h("ul", { class: "perm-list" });
-  for (const [db, access] of entries) {
-    append(list, h("li", {}, h("span", { class: "db-name" }, db), " ", h("span", { class: "access" }, accessLabel(access))));
+  const shown = entries.length > max + 1 ? entries.slice(0, max) : entries;
+  const rest = entries.slice(shown.length);
+  const list = h("ul", { class: "perm-list", "aria-label": `${entries.length} database permission${entries.length === 1 ? "" : "s"}` });
+  for (const [db, access] of shown) {
+    append(list, h("li", { title: `${db} · ${accessLabel(access)}` }, h("span", { class: "db-name" }, db), " ", h("span", { class: "access" }, accessLabel(access))));
+  }
+  if (rest.length > 0) {
+    const names = rest.map(([db, access]) => `${db} · ${accessLabel(access)}`).join(", ");
+    append(list, h("li", { class: "more", title: names, tabindex: 0, "aria-label": `${rest.length} more: ${names}` }, `+${rest.length}`));
   }
   return list;
 }
-
