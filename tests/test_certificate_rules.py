@@ -15,6 +15,8 @@ import requests
 
 from certtools import Issued, collection_pfx, issue, outside_ca, roost_ca
 from conftest import RunningServer, start_server
+from roost.security import rules
+from roost.security.rules import Actor, Target, Verb
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +293,54 @@ def test_a_name_over_64_characters_is_a_400_naming_the_limit(server: RunningServ
     upload = _put(server.admin(), server, Name="u" * 65, Certificate=issue(roost_ca(server.certs_dir), "u").b64)
     assert upload.status_code == 400 and "longer than 64 characters" in upload.json()["Message"]
     assert server.admin().post(f"{server.url}/admin/certificates", json={**body, "Name": "n" * 64}).status_code == 200
+
+
+# The table, sampled against the live server ---------------------------------------------------------------------
+
+_CLEARANCES = {Target.CLUSTER_ADMIN: "ClusterAdmin", Target.CLUSTER_NODE: "ClusterNode",
+               Target.OPERATOR: "Operator", Target.USER: "ValidUser"}
+
+
+@pytest.mark.parametrize("actor", [Actor.CLUSTER_ADMIN, Actor.OPERATOR, Actor.USER])
+def test_the_live_server_enforces_the_rules_table(server: RunningServer, operator: requests.Session,
+                                                   actor: Actor) -> None:
+    """Every verb on every registration clearance: accepted exactly where rules.allowed says, and a refusal
+    changes nothing."""
+    caller = {Actor.CLUSTER_ADMIN: server.admin(), Actor.OPERATOR: operator,
+              Actor.USER: server.session(server.generate(f"table-user-{actor}", "ValidUser").pem_path)}[actor]
+    ca = roost_ca(server.certs_dir)
+    seen = 0
+    for verb in (Verb.CREATE, Verb.UPLOAD, Verb.EDIT, Verb.DISABLE, Verb.DELETE):
+        for target, clearance in _CLEARANCES.items():
+            allowed = rules.allowed(actor, verb, target)
+            name = f"table-{actor.name}-{verb}-{target.name}".lower()
+            subject = issue(ca, name)
+            if verb in (Verb.EDIT, Verb.DISABLE, Verb.DELETE):  # the target exists first
+                assert _put(server.admin(), server, Name=name, Certificate=subject.b64,
+                            SecurityClearance=clearance).status_code == 201
+            if verb is Verb.CREATE:
+                response = caller.post(f"{server.url}/admin/certificates", json={
+                    "Name": name, "SecurityClearance": clearance, "Permissions": {}})
+                ok = 200
+            elif verb is Verb.UPLOAD:
+                response, ok = _put(caller, server, Name=name, Certificate=subject.b64, SecurityClearance=clearance), 201
+            elif verb is Verb.EDIT:
+                response, ok = _edit(caller, server, Thumbprint=subject.thumbprint, Name=f"{name}-x",
+                                     SecurityClearance=clearance), 201
+            elif verb is Verb.DISABLE:
+                response, ok = _edit(caller, server, Thumbprint=subject.thumbprint, Name=name,
+                                     SecurityClearance=clearance, Disabled=True), 201
+            else:
+                response, ok = _delete(caller, server, subject.thumbprint), 204
+            assert response.status_code == (ok if allowed else 403), (actor, verb, target, response.text)
+            entry = _entry(server, subject.thumbprint)
+            if verb is Verb.UPLOAD:
+                assert (entry is not None) is allowed
+            elif verb is Verb.EDIT:
+                assert entry is not None and entry["Name"] == (f"{name}-x" if allowed else name)
+            elif verb is Verb.DISABLE:
+                assert entry is not None and entry["Disabled"] is allowed
+            elif verb is Verb.DELETE:
+                assert (entry is None) is allowed
+            seen += 1
+    assert seen == 20

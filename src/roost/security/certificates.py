@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from roost import clock
 from roost.documents.names import database_name
-from roost.errors import BadRequestError, ForbiddenOperationError, NotFoundError
+from roost.errors import BadRequestError, NotFoundError
 from roost.pki import datadir, packages
 from roost.pki.authority import KEY_TYPES, KeyType
 from roost.pki.inspect import (
@@ -27,7 +27,8 @@ from roost.pki.inspect import (
     load_certificates,
 )
 from roost.pki.issuance import PackageRequest, issue_package, needs_worker
-from roost.security.identity import Identity
+from roost.security import rules
+from roost.security.identity import SERVER_CERTIFICATE_NAME, Identity
 from roost.security.registry import CertificateDefinition, Registry, parse_clearance
 from roost.types import Access, Clearance, Thumbprint
 
@@ -38,10 +39,8 @@ audit = logging.getLogger("roost.audit")
 
 # The name becomes the certificate's Common Name, which X.509 limits to 64 characters (RFC 5280, ub-common-name).
 MAX_NAME = 64
-SERVER_CERTIFICATE_NAME = "Server Certificate"
 # Thumbprints an administrator deleted: implicit trust never registers them again (an explicit upload may).
 DELETED_KEY = "security.deleted_thumbprints"
-WELL_KNOWN_NAME = "Well Known Admin Certificate"
 # Keys RavenDB's clients may send that Roost accepts and ignores (SSO is out of scope).
 _IGNORED_KEYS = {"Usage", "SsoIdentifiers", "SsoServerPublicKeyPinningHashes", "AllowAnySsoServer",
                  "CollectionPrimaryKey", "CollectionSecondaryKeys", "PublicKeyPinningHash", "LastUsedDate",
@@ -177,10 +176,6 @@ class GenerateRequest:
         )
 
 
-def _caller_label(caller: Identity) -> str:
-    return caller.clearance.value if caller.clearance else caller.status.value
-
-
 class CertificateService:
     def __init__(self, server: Server) -> None:
         self._server = server
@@ -192,24 +187,21 @@ class CertificateService:
     def registry(self) -> Registry:
         return self._server.registry
 
-    # Rules (reference 2.1) -------------------------------------------------------------------------------------
+    # Rules (security/rules.py) --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _caller_is_cluster_admin(caller: Identity) -> bool:
-        return caller.effective_clearance is not None and caller.effective_clearance.is_cluster_admin
+    def _target(self, thumbprint: str, clearance: Clearance, source: str = "") -> rules.Target:
+        identifier = self._server.identifier
+        return rules.target_of(thumbprint, clearance, source=source, well_known=identifier.well_known_admins,
+                               server_thumbprints=identifier.server_thumbprints)
 
-    def _ensure_may_grant(self, caller: Identity, name: str, clearance: Clearance, verb: str) -> None:
-        if clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
-            label = "Cluster Admin" if clearance is Clearance.CLUSTER_ADMIN else clearance.value
-            if verb == "generate":
-                raise ForbiddenOperationError(
-                    f"Cannot generate the client certificate '{name}' with '{label}' security clearance because "
-                    f"the current client certificate being used has a lower clearance: {_caller_label(caller)}"
-                )
-            raise ForbiddenOperationError(
-                f"Cannot save the certificate '{name}' with '{clearance.value}' security clearance because the "
-                f"current client certificate being used has a lower clearance: {_caller_label(caller)}"
-            )
+    def _ensure_each(self, caller: Identity, verb: rules.Verb, named: CertificateDefinition,
+                     affected: list[CertificateDefinition]) -> None:
+        """The rules hold for every certificate an operation reaches: the named one, its collection, its same-key
+        siblings."""
+        for d in [named, *(d for d in affected if d.thumbprint != named.thumbprint)]:
+            rules.ensure(caller, verb, self._target(d.thumbprint, d.clearance, d.source), name=d.name,
+                         thumbprint=d.thumbprint, clearance=d.clearance,
+                         together_with=named.name if d is not named else "")
 
     def _audit(self, event: str, caller: Identity, definitions: list[CertificateDefinition], **extra: Any) -> None:
         """Who did it, to which certificates, with which clearance and permissions (never a key or passphrase)."""
@@ -223,7 +215,8 @@ class CertificateService:
     async def generate(self, caller: Identity, body: Any) -> tuple[str, bytes, CertificateDefinition]:
         server = self._server
         request = GenerateRequest.parse(body, clock.now())
-        self._ensure_may_grant(caller, request.name, request.clearance, "generate")
+        rules.ensure(caller, rules.Verb.CREATE, rules.target_of_clearance(request.clearance), name=request.name,
+                     clearance=request.clearance)
         authority = server.authority
         if authority is None:
             raise BadRequestError(
@@ -266,32 +259,24 @@ class CertificateService:
         permissions = validate_permissions(body.get("Permissions"))
         validate_not_after(body.get("NotAfter"), None, clock.now())
         two_factor_key = validate_two_factor_key(body.get("TwoFactorAuthenticationKey"))
-        self._ensure_may_grant(caller, name, clearance, "upload")
+        rules.ensure(caller, rules.Verb.UPLOAD, rules.target_of_clearance(clearance), name=name, clearance=clearance)
         raw = body.get("Certificate")
         if not raw or not isinstance(raw, str):
             raise BadRequestError("Certificate is a mandatory property when saving an existing certificate")
         password = optional_string(body, "Password")
         infos = load_certificates(decode_certificate_field(raw), password or None)
         server_thumbprints = self._server.identifier.server_thumbprints
-        well_known = self._server.identifier.well_known_admins
         for info in infos:
             if info.thumbprint in server_thumbprints:
                 raise BadRequestError(
                     f"You are trying to import the same server certificate ({info.thumbprint}) as the one which is "
                     "already loaded. This is not supported."
                 )
-            # A registration would shadow the setting (the registry is consulted first) and demote the admin.
-            if info.thumbprint in well_known:
-                raise ForbiddenOperationError(
-                    f"Cannot register the well-known admin certificate {info.thumbprint}: it is configured by the "
-                    "server's Security.WellKnownCertificates.Admin setting, not through the API."
-                )
+            # A registration would shadow the setting or demote a server certificate: refused, whoever calls.
             registered = self.registry.get(info.thumbprint)
-            if registered is not None and registered.source == "server":
-                raise ForbiddenOperationError(
-                    f"Cannot register the server certificate {info.thumbprint} through this API: it is this "
-                    "server's own (current or earlier) certificate."
-                )
+            target = self._target(info.thumbprint, clearance, registered.source if registered else "")
+            if target in (rules.Target.WELL_KNOWN_ADMIN, rules.Target.OLD_SERVER_CERTIFICATE):
+                rules.ensure(caller, rules.Verb.UPLOAD, target, name=name, thumbprint=info.thumbprint)
         # Reference section 5: certificates that issue others in the blob are chain/CA certificates: anchors, not
         # registrations.
         issuers = {i.issuer for i in infos if not i.self_issued}
@@ -313,14 +298,10 @@ class CertificateService:
                                          source="uploaded", primary=primary.thumbprint) for m in members[1:]]
         async with self._lock:
             for definition in definitions:
-                existing = self.registry.get(definition.thumbprint)
-                if (existing is not None and existing.clearance.is_cluster_admin
-                        and not self._caller_is_cluster_admin(caller)):
-                    raise ForbiddenOperationError(
-                        f"Cannot save the certificate '{existing.name}' with '{existing.clearance.value}' security "
-                        f"clearance because the current client certificate being used has a lower clearance: "
-                        f"{_caller_label(caller)}"
-                    )
+                if (existing := self.registry.get(definition.thumbprint)) is not None:  # overwritten: its rules too
+                    rules.ensure(caller, rules.Verb.UPLOAD, self._target(existing.thumbprint, existing.clearance,
+                                                                         existing.source),
+                                 name=existing.name, thumbprint=existing.thumbprint, clearance=existing.clearance)
             # Registered first, so that trust() keeps only the chain certificates as extra stored anchors: the
             # members are re-anchored from the registry at start-up, and stop being anchors once deleted.
             # Registering a thumbprint again takes it out of any earlier collection, so that an edit or a delete
@@ -347,7 +328,8 @@ class CertificateService:
         if not isinstance(disabled, bool):
             raise BadRequestError("Disabled must be true or false.")
         new_key = validate_two_factor_key(body.get("TwoFactorAuthenticationKey"))
-        self._ensure_not_synthetic(thumbprint, "edit")
+        verb = rules.Verb.DISABLE if disabled else rules.Verb.EDIT
+        self._ensure_not_synthetic(caller, verb, thumbprint)
         async with self._lock:
             existing = self.registry.get(thumbprint.strip())
             if existing is None:
@@ -356,54 +338,27 @@ class CertificateService:
                     "cluster."
                 )
             existing = self.registry.primary_of(existing)
-            if existing.source == "server":
-                # Earlier server certificates stay ClusterNode until deleted: nodes may still present them.
-                raise ForbiddenOperationError(
-                    f"Cannot edit the server certificate {existing.thumbprint} through this API. Use "
-                    "replace-cluster-cert or refresh."
-                )
-            if existing.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
-                raise ForbiddenOperationError(
-                    f"Cannot edit the certificate '{existing.name}'. It has '{existing.clearance.value}' security "
-                    f"clearance while the current client certificate being used has a lower clearance: "
-                    f"{_caller_label(caller)}"
-                )
-            if clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
-                raise ForbiddenOperationError(
-                    f"Cannot edit security clearance to '{clearance.value}' for certificate '{existing.name}'. Only a "
-                    f"'Cluster Admin' can do that and your current client certificate has a lower clearance: "
-                    f"{_caller_label(caller)}"
-                )
+            members = self._with_same_key(existing)
+            self._ensure_each(caller, verb, existing, members)
+            rules.ensure(caller, rules.Verb.EDIT, rules.target_of_clearance(clearance), name=existing.name,
+                         clearance=clearance, raising=True)
+            if disabled:
+                rules.ensure_not_own(caller, rules.Verb.DISABLE, existing.name, (m.thumbprint for m in members))
             # An edit keeps an existing 2FA key unless asked to delete it (RavenDB test
             # EditCertificateDoesntOverrideTwoFactorConfig); a new key replaces it.
             two_factor_key = None if delete_two_factor else (new_key or existing.two_factor_key)
-            members = self._with_same_key(existing)
-            self._ensure_may_change_all(caller, existing, members)
-            if disabled and caller.thumbprint in {m.thumbprint for m in members}:
-                raise ForbiddenOperationError(
-                    f"Cannot disable {existing.name} because it's the current client certificate being used"
-                )
             updated = [replace(m, name=name, clearance=clearance, permissions=permissions, disabled=disabled,
                                two_factor_key=two_factor_key) for m in members]
             await self.registry.put(updated)
         self._audit("certificate.edited", caller, updated[:1], Disabled=disabled, TwoFactorRemoved=delete_two_factor)
         return updated[0]
 
-    def _ensure_not_synthetic(self, thumbprint: str, verb: str) -> None:
+    def _ensure_not_synthetic(self, caller: Identity, verb: rules.Verb, thumbprint: str) -> None:
+        """Well-known admins and the server's own certificates, registered or not, are out of the API's reach."""
         tp = thumbprint.strip().upper()
-        if tp in self._server.identifier.well_known_admins:
-            raise ForbiddenOperationError(
-                f"Cannot {verb} the well-known admin certificate {tp}: it is configured by the server's "
-                "Security.WellKnownCertificates.Admin setting, not through the API."
-            )
-        # The certificate this server presents stays ClusterNode even when it is also registered (after a
-        # replacement): editing it down would lock the server's peers out. Earlier server certificates
-        # ("Old Server Certificate - can delete") are ordinary registrations.
-        current = tp == (self._server.server_thumbprint or "")
-        if current or (tp in self._server.identifier.server_thumbprints and self.registry.get(tp) is None):
-            raise ForbiddenOperationError(
-                f"Cannot {verb} the server certificate {tp} through this API. Use replace-cluster-cert or refresh."
-            )
+        target = self._target(tp, Clearance.VALID_USER)
+        if target in (rules.Target.WELL_KNOWN_ADMIN, rules.Target.SERVER_CERTIFICATE):
+            rules.ensure(caller, verb, target, name=tp, thumbprint=tp)
 
     def _with_same_key(self, primary: CertificateDefinition) -> list[CertificateDefinition]:
         """``primary``'s collection and every registered certificate with the same public key (and their
@@ -420,21 +375,6 @@ class CertificateService:
         own = {definition.thumbprint, *definition.collection_secondaries}
         return sorted(d.thumbprint for d in self.registry.by_pinning_hash(definition.pinning_hash)
                       if d.thumbprint not in own)
-
-    def _ensure_may_change_all(self, caller: Identity, target: CertificateDefinition,
-                               affected: list[CertificateDefinition]) -> None:
-        for other in affected:
-            if other.thumbprint == target.thumbprint:
-                continue
-            protected = other.source == "server" or other.thumbprint in self._server.identifier.well_known_admins
-            if protected or (other.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller)):
-                raise ForbiddenOperationError(
-                    f"Cannot change the certificate '{target.name}' together with its same-key certificate "
-                    f"'{other.name}' ({other.thumbprint}): it has '{other.clearance.value}' security clearance"
-                    + (" and is a server certificate." if protected else
-                       f" while the current client certificate being used has a lower clearance: "
-                       f"{_caller_label(caller)}")
-                )
 
     async def _deleted(self) -> set[str]:
         return set(await self._server.storage.get_setting(DELETED_KEY) or [])
@@ -455,31 +395,17 @@ class CertificateService:
     async def delete(self, caller: Identity, thumbprint: Any) -> CertificateDefinition:
         if not isinstance(thumbprint, str) or not thumbprint.strip():
             raise BadRequestError("The query parameter 'thumbprint' is required.")
-        self._ensure_not_synthetic(thumbprint, "delete")
+        self._ensure_not_synthetic(caller, rules.Verb.DELETE, thumbprint)
         async with self._lock:
             definition = self.registry.get(thumbprint.strip())
             if definition is None:
                 raise NotFoundError(f"There is no certificate with thumbprint '{thumbprint}' on this server.")
             primary = self.registry.primary_of(definition)
-            if primary is not definition:
-                raise ForbiddenOperationError(
-                    f"Cannot delete {definition.name} (Thumbprint: {definition.thumbprint}) because it is a secondary "
-                    "member of a certificate collection. You need to delete the primary certificate of the "
-                    f"collection: {primary.thumbprint}"
-                )
+            rules.ensure_primary(definition.name, definition.thumbprint, primary.thumbprint)
             affected = self._with_same_key(definition)
             members: list[str] = [d.thumbprint for d in affected]
-            if caller.thumbprint in members:
-                raise ForbiddenOperationError(
-                    f"Cannot delete {definition.name} because it's the current client certificate being used"
-                )
-            if definition.clearance.is_cluster_admin and not self._caller_is_cluster_admin(caller):
-                raise ForbiddenOperationError(
-                    f"Cannot delete the certificate '{definition.name}' with '{definition.clearance.value}' security "
-                    f"clearance because the current client certificate being used has a lower clearance: "
-                    f"{_caller_label(caller)}"
-                )
-            self._ensure_may_change_all(caller, definition, affected)
+            rules.ensure_not_own(caller, rules.Verb.DELETE, definition.name, members)
+            self._ensure_each(caller, rules.Verb.DELETE, definition, affected)
             await self._remember_deleted(members)
             await self.registry.delete(members)
             await self._server.forget_certificate(members)
@@ -489,11 +415,12 @@ class CertificateService:
     async def purge(self, caller: Identity) -> list[CertificateDefinition]:
         """Delete expired certificates the caller may delete (RavenDB's purge ignores clearance; Roost does not)."""
         now = clock.now()
+        actor = rules.actor_of(caller)
         async with self._lock:
             expired = [
                 d for d in self.registry.all()
                 if self.registry.primary_of(d) is d and d.not_after < now
-                and (self._caller_is_cluster_admin(caller) or not d.clearance.is_cluster_admin)
+                and rules.allowed(actor, rules.Verb.PURGE, self._target(d.thumbprint, d.clearance, d.source))
                 and caller.thumbprint not in (d.thumbprint, *d.collection_secondaries)
             ]
             thumbprints: list[str] = [m.thumbprint for d in expired for m in self.registry.members_of(d)]

@@ -16,6 +16,10 @@ from roost.pki.inspect import CertificateInfo, describe_der
 from roost.security.registry import CertificateDefinition, Registry
 from roost.types import Access, Clearance, Thumbprint
 
+# The names RavenDB gives the certificates that are trusted without a registration.
+SERVER_CERTIFICATE_NAME = "Server Certificate"
+WELL_KNOWN_NAME = "Well Known Admin Certificate"
+
 
 class AuthStatus(enum.StrEnum):
     """RavenDB's AuthenticationStatus values (reference section 1.2), plus Disabled."""
@@ -106,13 +110,13 @@ class Identifier:
         if thumbprint in self._well_known:
             info = self._parsed.get(thumbprint) or describe_der(der)
             self._parsed[thumbprint] = info
-            return self._synthetic(info, "Well Known Admin Certificate", now)
+            return self._synthetic(info, WELL_KNOWN_NAME, now)
         definition = self.registry.get(thumbprint)
         if definition is not None:
             return self._registered(definition, now)
         server = self._server.get(thumbprint)
         if server is not None:
-            return self._synthetic(server, "Server Certificate", now)
+            return self._synthetic(server, SERVER_CERTIFICATE_NAME, now)
         info = describe_der(der)
         name = f"{info.subject} (Thumbprint: {thumbprint})"
         validity = _validity(info.not_before, info.not_after, now)
@@ -154,7 +158,7 @@ class Identifier:
         validity = _validity(info.not_before, info.not_after, now)
         if validity is not None:
             return Identity(validity, info.thumbprint, name, not_before=info.not_before, not_after=info.not_after)
-        clearance = Clearance.CLUSTER_NODE if label == "Server Certificate" else Clearance.CLUSTER_ADMIN
+        clearance = Clearance.CLUSTER_NODE if label == SERVER_CERTIFICATE_NAME else Clearance.CLUSTER_ADMIN
         return Identity(AuthStatus.CLUSTER_ADMIN, info.thumbprint, name, clearance, None, info.not_before,
                         info.not_after, synthetic_name=label)
 
