@@ -410,3 +410,57 @@ def test_json_renders_even_a_legacy_surrogate() -> None:
     response = json_response({"Name": "\ud800", "Ok": "é"})
     assert response.body is not None
     assert json.loads(bytes(response.body)) == {"Name": "\ud800", "Ok": "é"}
+
+
+# PostgreSQL restarts under a request ----------------------------------------------------------------------------------
+
+
+def test_a_postgresql_outage_in_flight_is_a_503_with_retry_after(tmp_path: Path, postgres_url: str) -> None:
+    """The server's write waits on a row lock the test holds; its PostgreSQL connections are then cut (what a
+    PostgreSQL restart does to them). The in-flight request is answered 503 + Retry-After, and the next ones work."""
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    running = start_server(tmp_path / "data", f"--storage_url={postgres_url}")
+    try:
+        admin = running.admin()
+        assert admin.put(f"{running.url}/admin/databases?name=outage").status_code == 201
+        answers: list[requests.Response] = []
+
+        async def cut() -> None:
+            holder = await asyncpg.connect(postgres_url)
+            try:
+                async with holder.transaction():
+                    await holder.execute("SELECT 1 FROM databases WHERE key = 'outage' FOR UPDATE")
+                    writer = threading.Thread(target=lambda: answers.append(
+                        admin.put(f"{running.url}/databases/outage/docs?id=a", json={"A": 1})))
+                    writer.start()
+                    for _ in range(100):  # until the server's write waits on our lock
+                        waiting = await holder.fetchval(
+                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'roost' "
+                            "AND wait_event_type = 'Lock' AND datname = current_database()")
+                        if waiting:
+                            break
+                        await asyncio.sleep(0.05)
+                    await holder.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'roost' "
+                        "AND datname = current_database()")
+                    await asyncio.to_thread(writer.join, 30)
+            finally:
+                await holder.close()
+
+        asyncio.run(cut())
+        assert len(answers) == 1
+        assert answers[0].status_code == 503, answers[0].text
+        assert int(answers[0].headers["Retry-After"]) >= 1
+        deadline = time.monotonic() + 20
+        while True:  # the twin: once PostgreSQL is back, the same write succeeds
+            retried = admin.put(f"{running.url}/databases/outage/docs?id=a", json={"A": 1})
+            if retried.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert retried.status_code == 201, retried.text
+    finally:
+        running.stop()
