@@ -31,6 +31,20 @@ class PayloadTooLargeError(RoostError):
     error_type = "System.ArgumentException"
 
 
+class RequestTimeoutError(RoostError):
+    """The request (its head or its body) did not arrive in time; the connection is closed after the answer."""
+
+    http_status = 408
+    error_type = "System.TimeoutException"
+
+
+class MisdirectedRequestError(RoostError):
+    """The Host header names a server this one is not (DNS rebinding, in unsecured mode)."""
+
+    http_status = 421
+    error_type = "Raven.Server.Web.MisdirectedRequest"
+
+
 class NotFoundError(RoostError):
     http_status = 404
     error_type = "Raven.Client.Exceptions.NotFoundException"

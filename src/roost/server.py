@@ -350,9 +350,10 @@ class Server:
 
     async def start(self) -> str:
         from roost.http.app import build_app
+        from roost.http.timeouts import TimedAppRunner
 
         app = build_app(self)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = TimedAppRunner(app, self.settings, access_log=None, handle_signals=False)
         await self._runner.setup()
         host = self.settings.host
         if host == "localhost":

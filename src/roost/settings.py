@@ -49,6 +49,11 @@ class Settings:
     two_factor_default_minutes: int = 120
     two_factor_max_minutes: int = 24 * 60
     bench_unauthenticated_route: bool = False
+    # Slow clients (slowloris): seconds to receive a request's head once it has begun, to receive its body, and
+    # that an idle keep-alive connection stays open (also the time a new connection has to begin its first request).
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 60.0
+    http_keepalive_timeout_seconds: float = 75.0
     # Tests only: shifts the server's clock (clock.set_offset) by this many seconds, so that session expiry and lockout
     # ends are tested against a real server process without waiting. The server warns at start-up when it is set.
     test_clock_offset_seconds: int = 0
@@ -246,6 +251,16 @@ def origin_of(url: str) -> str | None:
     return f"{scheme}://{host}:{port}"
 
 
+def _seconds(value: Any, key: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{key} must be a number of seconds, not '{value}'.") from None
+    if not low <= number <= high:  # also refuses NaN
+        raise ConfigurationError(f"{key} must be between {low:g} and {high:g} seconds, not {value}.")
+    return number
+
+
 def _origins(value: Any, source: str) -> tuple[str, ...]:
     """Security.Cors.AllowedOrigins: exact origins only. '*' would hand every web site the user's certificate."""
     result: list[str] = []
@@ -354,6 +369,9 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
         kwargs["two_factor_max_minutes"] = _int(v[0], "two_factor_max_minutes", 1, 60 * 24 * 30)
     if (v := get("bench_unauthenticated_route")) is not None:
         kwargs["bench_unauthenticated_route"] = _bool(v[0], "bench_unauthenticated_route")
+    for name in ("http_header_timeout_seconds", "http_body_timeout_seconds", "http_keepalive_timeout_seconds"):
+        if (v := get(name)) is not None:
+            kwargs[name] = _seconds(v[0], f"{name} ({v[1]})", 0.1, 24 * 3600)
     if (v := get("test_clock_offset_seconds")) is not None:
         kwargs["test_clock_offset_seconds"] = _int(v[0], "test_clock_offset_seconds", -(1 << 31), 1 << 31)
     if (v := get("log_level")) is not None:

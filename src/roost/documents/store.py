@@ -26,6 +26,10 @@ from roost.storage.base import (
 # Metadata keys the server computes; a client's copy of them is ignored on write.
 _COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag"}
 SERVER_TAG = "A"
+# HiLo counters the server keeps for itself (in the same table as the clients' tags): never reachable through
+# /hilo, or any ReadWrite client could rewind them and make the server hand out an id again.
+_SERVER_IDS_TAG = "@server-generated-ids"
+INTERNAL_HILO_TAGS = frozenset({_SERVER_IDS_TAG.casefold()})
 
 
 def render(document: StoredDocument) -> JsonObject:
@@ -140,9 +144,13 @@ class DocumentStore:
     async def batch(self, database: str, commands: list[BatchCommand]) -> list[BatchResult]:
         await self.ensure_exists(database)
         prepared: list[BatchCommand] = []
+        # Ids this batch names itself: a generated id must not land on one of them either.
+        named = {command.id.casefold() for command in commands if not _wants_server_id(command)}
         for command in commands:
-            if isinstance(command, PutCommand) and (not command.id or command.id.endswith(("/", "|"))):
-                command = await self._with_server_id(database, command)
+            if _wants_server_id(command):
+                assert isinstance(command, PutCommand)
+                command = await self._with_server_id(database, command, named)
+                named.add(command.id.casefold())
             prepared.append(command)
         for command in prepared:
             document_id(command.id)
@@ -158,14 +166,23 @@ class DocumentStore:
         except LookupError as exc:
             raise DatabaseDoesNotExistError(database) from exc
 
-    async def _with_server_id(self, database: str, command: PutCommand) -> PutCommand:
-        """RavenDB's server-side ids: ``users/`` becomes ``users/0000000000000000001-A``."""
-        _, number = await self._storage.next_hilo_range(database, "@server-generated-ids", 1)
+    async def _with_server_id(self, database: str, command: PutCommand, named: set[str]) -> PutCommand:
+        """RavenDB's server-side ids: ``users/`` becomes ``users/0000000000000000001-A``.
+
+        A client may have stored a document under an id of the same shape itself: such numbers are skipped, and
+        the write expects no document there (an empty change vector), so that a concurrent writer on another node
+        makes it fail (409) instead of overwriting.
+        """
         prefix = command.id or f"{(command.collection or 'documents').lower()}/"
         if prefix.endswith("|"):
             prefix = prefix[:-1] + "/"
-        return PutCommand(f"{prefix}{number:019d}-{SERVER_TAG}", command.collection, command.body,
-                          command.metadata, command.expected_change_vector)
+        while True:
+            _, number = await self._storage.next_hilo_range(database, _SERVER_IDS_TAG, 1)
+            candidate = f"{prefix}{number:019d}-{SERVER_TAG}"
+            if candidate.casefold() in named:
+                continue
+            if (await self._storage.get_documents(database, [candidate]))[0] is None:
+                return PutCommand(candidate, command.collection, command.body, command.metadata, "")
 
     async def page(self, database: str, start: int, size: int) -> tuple[list[StoredDocument], int]:
         """A page of the database's documents, most recently changed first, and how many there are in all."""
@@ -181,9 +198,20 @@ class DocumentStore:
         return await self._storage.count_documents(database)
 
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
+        _ensure_client_tag(tag)
         await self.ensure_exists(database)
         return await self._storage.next_hilo_range(database, tag, size)
 
     async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
+        _ensure_client_tag(tag)
         await self.ensure_exists(database)
         return await self._storage.return_hilo_range(database, tag, end, last)
+
+
+def _wants_server_id(command: BatchCommand) -> bool:
+    return isinstance(command, PutCommand) and (not command.id or command.id.endswith(("/", "|")))
+
+
+def _ensure_client_tag(tag: str) -> None:
+    if tag.casefold() in INTERNAL_HILO_TAGS:
+        raise BadRequestError(f"The HiLo tag '{tag}' is reserved for the server's own ids; use a collection prefix.")

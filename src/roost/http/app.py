@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from roost.http.browsers import BROWSERS, BrowserPolicy
 from roost.http.middleware import BARE_HANDLERS, SERVER, security_middleware
@@ -21,6 +21,10 @@ from roost.http.routes import (
 )
 from roost.http.routing import RouteTable, install
 from roost.server import Server
+
+# aiohttp writes "Server: Python/3.11 aiohttp/3.14.5" on every response, its own 400s for malformed requests too:
+# an attacker's version lookup for free. Its one default lives in this module global, read at each response.
+setattr(web_response, "SERVER_SOFTWARE", "Roost")  # noqa: B010 (the name is not exported for mypy)
 
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,

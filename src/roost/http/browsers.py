@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from multidict import CIMultiDict
 
-from roost.errors import CrossOriginRequestError
+from roost.errors import CrossOriginRequestError, MisdirectedRequestError
+from roost.http.routing import Handler
 from roost.settings import Settings, origin_of
 
 # Methods that may change state. GET, HEAD and OPTIONS must not (and Roost's GET routes do not).
@@ -41,6 +42,25 @@ HTML_CSP = ("Content-Security-Policy", "default-src 'none'; img-src 'self' data:
 _DOCUMENT_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml")
 
 _PREFLIGHT_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH"
+# Set on GET handlers that change state anyway because RavenDB's clients call them with GET (HiLo's next range).
+_CHANGES_STATE = "__roost_changes_state__"
+
+
+def changes_state(handler: Handler) -> Handler:
+    """Mark a GET route that changes state: browsers' cross-site requests to it are refused like a POST's
+    (a foreign page's ``<img src=...>`` would otherwise spend the user's certificate on it)."""
+    setattr(handler, _CHANGES_STATE, True)
+    return handler
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header (``[::1]:8080`` -> ``::1``, ``Example:80`` -> ``example``)."""
+    host = host.strip().casefold()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    if host.count(":") == 1:
+        return host.rsplit(":", 1)[0]
+    return host
 _MAX_ORIGIN_IN_MESSAGE = 200
 
 
@@ -62,6 +82,24 @@ class BrowserPolicy:
         self._settings = settings
         self._own: frozenset[str] | None = None
         self._own_for = ""
+        # Unsecured mode answers only to its own names: a DNS name an attacker controls that resolves to 127.0.0.1
+        # (DNS rebinding) would otherwise give any web page the unsecured server's ClusterAdmin access.
+        names = {"localhost", settings.host.casefold()}
+        if settings.public_url:
+            names.add((urlsplit(settings.public_url).hostname or "").casefold())
+        self._own_hosts = frozenset(name for name in names if name)
+
+    def check_host(self, request: web.Request) -> None:
+        """Unsecured mode: 421 unless the Host header names a loopback address, localhost or the configured host."""
+        host = request.headers.get("Host", "")
+        name = _host_name(host)
+        if not name or name in self._own_hosts or _loopback(name):
+            return  # no Host at all (HTTP/1.0 tools): not a browser, so not a rebinding
+        raise MisdirectedRequestError(
+            f"This unsecured Roost server answers only to its own names (localhost, a loopback address or "
+            f"{self._settings.host}), not to the Host '{host[:_MAX_ORIGIN_IN_MESSAGE]}'. Use one of those, or set "
+            "PublicServerUrl to the name you use."
+        )
 
     def own_origins(self, server_url: str, port: int) -> frozenset[str]:
         """The origins the Studio can be loaded from: the server's URL, its public URL, and on a loopback address
@@ -91,9 +129,12 @@ class BrowserPolicy:
         ``Sec-Fetch-Site`` is not from a browser's cross-origin machinery and passes.
         """
         headers = request.headers
-        if request.method not in UNSAFE_METHODS and "Upgrade" not in headers:
+        if request.method not in UNSAFE_METHODS and "Upgrade" not in headers and not (
+            getattr(request.match_info.handler, _CHANGES_STATE, False)
+        ):
             # A WebSocket handshake is a GET, but no same-origin policy protects what it reads afterwards
-            # (cross-site WebSocket hijacking): upgrades are checked like state-changing requests.
+            # (cross-site WebSocket hijacking): upgrades are checked like state-changing requests, and so are the
+            # GET routes marked with changes_state.
             return
         origin = headers.get("Origin")
         site = headers.get("Sec-Fetch-Site")

@@ -1,13 +1,39 @@
-"""Render every error in one place: RavenDB's JSON for clients, a readable page for browsers."""
+"""Render every error in one place: RavenDB's JSON for clients, a readable page for browsers.
+
+Rendering can never fail: a message may echo hostile request text (a lone surrogate, an undecodable header
+byte, CR/LF), so text is made encodable and header values are made single-line before anything is written.
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import re
 
 from aiohttp import web
 
 from roost.errors import AuthorizationError, RoostError
+
+# Characters a header value cannot carry (CR/LF would split it: response splitting) and that are shown as '?'.
+_NOT_IN_A_HEADER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every character UTF-8 cannot encode (lone surrogates) written as a ``\\udcff`` escape."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def safe_headers(headers: dict[str, str]) -> dict[str, str]:
+    """One line of Latin-1 per header (what HTTP/1.1 can carry): hostile bytes become '?', never a new header."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        cleaned = _NOT_IN_A_HEADER.sub("?", value)
+        out[name] = cleaned.encode("latin-1", "replace").decode("latin-1")
+    return out
 
 # Every HTML response: no script, no style from anywhere, not framable (see docs/security-model.md, Browsers).
 HTML_SECURITY_HEADERS = {
@@ -28,13 +54,24 @@ def wants_html(request: web.Request) -> bool:
 
 
 def render(request: web.Request, error: RoostError) -> web.Response:
-    headers = dict(error.headers)
+    try:
+        return _render(request, error)
+    except Exception:  # a bug here must still answer: the plainest possible response, no request text in it
+        return web.Response(
+            body=json.dumps({"Type": error.error_type, "Message": "The request was refused."}).encode(),
+            status=error.http_status, content_type="application/json", charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+
+
+def _render(request: web.Request, error: RoostError) -> web.Response:
+    headers = safe_headers(error.headers)
+    message = safe_text(error.message)
     if isinstance(error, AuthorizationError) and wants_html(request):
-        return _html_page(error, headers)
+        return _html_page(error.http_status, message, headers)
     if isinstance(error, AuthorizationError):
-        body = {"Type": error.error_type, "Message": error.message}
+        body = {"Type": error.error_type, "Message": message}
     else:
-        body = {"Url": request.path, "Type": error.error_type, "Message": error.message, "Error": error.message}
+        body = {"Url": safe_text(request.path), "Type": error.error_type, "Message": message, "Error": message}
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Cache-Control", "no-store")
     return web.Response(
@@ -46,14 +83,14 @@ def render(request: web.Request, error: RoostError) -> web.Response:
     )
 
 
-def _html_page(error: RoostError, headers: dict[str, str]) -> web.Response:
-    message = html.escape(error.message)
+def _html_page(status: int, text: str, headers: dict[str, str]) -> web.Response:
+    message = html.escape(text)
     what_to_do = (
         "Make sure your browser has your Roost client certificate installed (the .pfx from your package), then "
         "open this address in a new private window so that the browser asks which certificate to use. If the "
         "certificate was deleted, disabled or has expired, ask a Roost administrator for a new one."
     )
-    if error.http_status == 428:
+    if status == 428:
         what_to_do = "Open the Studio (/studio/) and enter the code from your authenticator app."
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Roost: access denied</title>
@@ -61,5 +98,5 @@ def _html_page(error: RoostError, headers: dict[str, str]) -> web.Response:
 <body><main><h1>Access denied</h1><p>{message}</p><h2>What to do</h2><p>{html.escape(what_to_do)}</p>
 <p><a href="/studio/">Go to the Studio</a></p></main></body></html>
 """
-    return web.Response(text=page, status=error.http_status, content_type="text/html", charset="utf-8",
+    return web.Response(text=page, status=status, content_type="text/html", charset="utf-8",
                         headers={**headers, **HTML_SECURITY_HEADERS})

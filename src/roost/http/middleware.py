@@ -7,12 +7,22 @@ never look at certificates; they read ``request[IDENTITY]``.
 from __future__ import annotations
 
 import logging
+import unicodedata
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
 from roost import RAVEN_SERVER_VERSION, clock
-from roost.errors import AuthorizationError, PayloadTooLargeError, RoostError, RouteNotFoundError
+from roost.documents.names import database_name
+from roost.errors import (
+    AuthorizationError,
+    BadRequestError,
+    PayloadTooLargeError,
+    RoostError,
+    RouteNotFoundError,
+)
 from roost.http import errors
+from roost.http.body import BODY_LIMIT, BODY_TIMEOUT, SMALL_BODY, is_valid_unicode
 from roost.http.browsers import BROWSERS
 from roost.http.routing import LEVELS, Handler
 from roost.security import authz
@@ -68,6 +78,10 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     server = app[SERVER]
     browsers = app[BROWSERS]
     try:
+        # Invalid Unicode anywhere in the head is refused here, once for every route, before anything reads it.
+        _ensure_clean_head(request)
+        if server.tls is None:
+            browsers.check_host(request)  # unsecured mode: DNS rebinding
         # CSRF first: before authorization, before any body is read (docs/security-model.md, Browsers).
         browsers.check_csrf(request, server.url, server.port)
         match_info = request.match_info
@@ -107,10 +121,16 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
                 raise error
             if identity.status.authenticated and identity.definition is not None:
                 server.registry.touch(identity.definition.thumbprint, now)
+        if "db" in match_info:  # every {db} route: a name that could never exist is a 400 before any handler
+            database_name(match_info["db"])
         request[IDENTITY] = identity
+        _limit_body(request, identity, server.settings.max_body_bytes, server.settings.http_body_timeout_seconds)
         response = await handler(request)
     except RoostError as error:
         response = errors.render(request, error)
+        if error.http_status in (408, 413) and request.body_exists:
+            # The rest of the body is not wanted: close instead of reading (draining) it after the answer.
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status == 413:
             response = errors.render(request, _too_large(request))
@@ -150,6 +170,37 @@ def _audit_refusal(request: web.Request, server: Server, identity: Identity, err
         return
     address = peer_address(request)
     server.audit.record_refusal(identity.thumbprint or f"address:{address}", identity, error.message, address)
+
+
+def _ensure_clean_head(request: web.Request) -> None:
+    """400 for a URL or header that is not valid UTF-8 (aiohttp keeps undecodable header bytes as lone
+    surrogates, yarl turns bad query bytes into U+FFFD silently) and for control characters in the path (a NUL, a
+    CR/LF that a handler might echo into a header). Costs an ``isascii`` per header on the common path."""
+    raw = request.raw_path
+    if "%" in raw or not raw.isascii():
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except (UnicodeDecodeError, UnicodeEncodeError):
+            raise BadRequestError("The URL is not valid UTF-8 once percent-decoded; encode text as UTF-8.") from None
+        path = request.path
+        if any(unicodedata.category(ch) == "Cc" for ch in path):
+            raise BadRequestError("The URL path holds a control character (such as NUL, CR or LF).")
+    for name, value in request.headers.items():
+        if not (value.isascii() or is_valid_unicode(value)) or not (name.isascii() or is_valid_unicode(name)):
+            raise BadRequestError(f"The header '{errors.safe_text(name)[:60]}' is not valid UTF-8.")
+
+
+def _limit_body(request: web.Request, identity: Identity, max_body: int, timeout: float) -> None:
+    """How much body this caller may send, decided before the handler reads a byte: only an authenticated caller
+    may send up to max_body_bytes; anyone else (no certificate, unknown, 2FA pending) gets SMALL_BODY, and a
+    Content-Length beyond the limit is refused at once, without reading the body."""
+    trusted = identity.status.authenticated or identity.status is AuthStatus.NONE  # NONE: unsecured, loopback only
+    limit = max_body if trusted else min(SMALL_BODY, max_body)
+    request[BODY_LIMIT] = limit
+    request[BODY_TIMEOUT] = timeout
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLargeError(f"The request body is {length} bytes; the limit for this request is {limit} bytes.")
 
 
 def _too_large(request: web.Request) -> RoostError:

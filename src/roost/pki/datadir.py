@@ -52,8 +52,9 @@ class ServerCertificate:
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    path.chmod(0o644)
+    # Public content, private file all the same: everything under the data directory is the owner's alone
+    # (the directory is 0700 anyway; 0644 inside it only invites copying the habit elsewhere).
+    write_private(path, data)
 
 
 def _replace_file(path: Path, data: bytes, *, private: bool) -> None:
@@ -67,12 +68,34 @@ def _replace_file(path: Path, data: bytes, *, private: bool) -> None:
 
 
 def ensure_directory(path: Path) -> None:
+    """Create the data directory, private (0700), and make every file this process creates from now on private.
+
+    The umask is the one rule that reaches files Roost does not open itself: SQLite's ``-wal`` and ``-shm``
+    (0644 under the usual umask 022, holding documents and TOTP keys), backup staging, ``server.url``.
+    """
+    os.umask(0o077)
     try:
         path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
     except OSError as exc:
         raise ConfigurationError(f"Cannot create the data directory '{path}': {exc.strerror}.") from exc
     if not os.access(path, os.W_OK):
         raise ConfigurationError(f"The data directory '{path}' is not writable.")
+    _tighten_known_files(path)
+
+
+# What earlier versions of Roost created with group/other bits (0644 files); tightened at every start.
+_KNOWN_FILES = ("roost.db", "roost.db-wal", "roost.db-shm", "audit.log", "server.url", "certificates")
+
+
+def _tighten_known_files(data_dir: Path) -> None:
+    for name in _KNOWN_FILES:
+        top = data_dir / name
+        if top.is_symlink() or not top.exists():
+            continue
+        for item in [top, *(top.iterdir() if top.is_dir() else ())]:
+            if not item.is_symlink() and item.stat().st_mode & 0o077:
+                item.chmod(item.stat().st_mode & 0o700)
 
 
 def load_or_create_authority(certs_dir: Path) -> CertificateAuthority:

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from roost.errors import BadRequestError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# IPv4 addresses as a dual-stack socket shows them (RFC 4291, 2.5.5.2): ::ffff:a.b.c.d.
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 # Peers seen since the last change: address string -> allowed. Bounded so that a scan from many addresses cannot
 # grow it without limit; when full it is simply cleared (the next lookups repopulate it).
@@ -33,12 +35,26 @@ def parse_entries(entries: Iterable[object]) -> tuple[Network, ...]:
             raise BadRequestError(f"'{entry}' is not an IP address or CIDR range (e.g. 203.0.113.7, 10.0.0.0/8, ::1).")
         try:
             # strict=False: "10.1.2.3/8" means the range 10.0.0.0/8, as administrators usually write it.
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            network = ipaddress.ip_network(entry.strip(), strict=False)
         except ValueError:
             raise BadRequestError(
                 f"'{entry}' is not an IP address or CIDR range (e.g. 203.0.113.7, 10.0.0.0/8, ::1)."
             ) from None
+        networks.append(_unmapped(network))
     return tuple(networks)
+
+
+def _unmapped(network: Network) -> Network:
+    """An IPv4-mapped entry (``::ffff:127.0.0.1``, ``::ffff:10.0.0.0/104``) as the IPv4 network it means.
+
+    Peers are compared in their IPv4 form (``normalize``), so both sides meet in one form; left mapped, the entry
+    would match nobody and could lock every client out.
+    """
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        address = network.network_address.ipv4_mapped
+        assert address is not None
+        return ipaddress.IPv4Network((address, network.prefixlen - 96))
+    return network
 
 
 def normalize(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -80,6 +96,10 @@ class AllowList:
             return cached
         ip = normalize(address)
         allowed = ip is not None and any(ip in network for network in self._networks)
+        if not allowed and isinstance(ip, ipaddress.IPv4Address):
+            # A wide IPv6 entry (::/0, ::ffff:0:0/80) covers IPv4 peers in their mapped form too.
+            mapped = ipaddress.IPv6Address(f"::ffff:{ip}")
+            allowed = any(mapped in network for network in self._networks)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache = {}
         self._cache[address] = allowed

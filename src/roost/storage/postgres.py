@@ -15,16 +15,19 @@ Same contract as the embedded SQLite store (``tests/test_storage.py`` runs on bo
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import logging
 import os
 import secrets
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 
-from roost.errors import ConfigurationError
+from roost.errors import ConfigurationError, ServiceUnavailableError
 from roost.storage.base import (
     BatchCommand,
     BatchResult,
@@ -108,6 +111,43 @@ def _notify_payloads(thumbprints: list[str]) -> list[str]:
     return sorted(set(thumbprints))
 
 
+# What a PostgreSQL restart, failover or network cut looks like from a connection: the request that met it is
+# answered 503 with Retry-After (the pool reconnects for the next one), never a 500.
+_OUTAGE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+           asyncpg.exceptions.OperatorInterventionError)
+_RETRY_AFTER_SECONDS = 2
+_Cls = TypeVar("_Cls", bound=type)
+
+
+def _unavailable(exc: BaseException) -> ServiceUnavailableError:
+    log.warning("PostgreSQL storage unavailable: %s: %s", type(exc).__name__, exc)
+    return ServiceUnavailableError(
+        "The PostgreSQL storage is unreachable right now (restarting or failing over); nothing was changed by "
+        f"this request unless a later read shows it. Retry in {_RETRY_AFTER_SECONDS} seconds.",
+        headers={"Retry-After": str(_RETRY_AFTER_SECONDS)})
+
+
+def _outage_is_unavailable(cls: _Cls) -> _Cls:
+    """Wrap every public coroutine method so that a lost connection becomes ServiceUnavailableError (503)."""
+    for name, method in list(vars(cls).items()):
+        if name.startswith("_") or name in ("open", "close") or not inspect.iscoroutinefunction(method):
+            continue
+
+        def wrap(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            @functools.wraps(function)
+            async def guarded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await function(*args, **kwargs)
+                except _OUTAGE as exc:
+                    raise _unavailable(exc) from exc
+
+            return guarded
+
+        setattr(cls, name, wrap(method))
+    return cls
+
+
+@_outage_is_unavailable
 class PostgresStorage:
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self._pool = pool

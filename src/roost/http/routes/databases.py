@@ -9,7 +9,7 @@ from aiohttp import web
 
 from roost.documents.names import database_name
 from roost.errors import BadRequestError, NotFoundError
-from roost.http.body import json_response, query_bool, query_int, read_json
+from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_json
 from roost.http.middleware import SERVER, identity_of
 from roost.http.routing import RouteTable
 from roost.types import Level
@@ -43,7 +43,7 @@ def _record(name: str, database_id: str, etag: int) -> dict[str, Any]:
 
 @routes.put("/admin/databases", level=Level.OPERATOR)
 async def create_database(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request, required=False)
+    body = await read_json(request, required=False, limit=SMALL_BODY)
     if body is not None and not isinstance(body, dict):
         raise BadRequestError("The database record must be a JSON object.")
     name = request.query.get("name") or (body or {}).get("DatabaseName")
@@ -60,7 +60,7 @@ async def create_database(request: web.Request) -> web.StreamResponse:
 
 @routes.delete("/admin/databases", level=Level.OPERATOR)
 async def delete_databases(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request, required=False)
+    body = await read_json(request, required=False, limit=SMALL_BODY)
     names: Any = None
     if isinstance(body, dict):
         names = body.get("DatabaseNames")

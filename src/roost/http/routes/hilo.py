@@ -17,6 +17,7 @@ from roost import clock
 from roost.documents.store import SERVER_TAG
 from roost.errors import BadRequestError
 from roost.http.body import json_response, query_int
+from roost.http.browsers import changes_state
 from roost.http.middleware import SERVER
 from roost.http.routing import RouteTable
 from roost.types import Level
@@ -74,6 +75,7 @@ def capacity(last_size: int, last_range_at: dt.datetime | None, now: dt.datetime
 
 # A write: reserving ids changes the database (RavenDB's HiLo endpoints are write endpoints too).
 @routes.get("/databases/{db}/hilo/next", level=Level.DATABASE_WRITE)
+@changes_state
 async def next_range(request: web.Request) -> web.StreamResponse:
     db = request.match_info["db"]
     tag = _tag(request)

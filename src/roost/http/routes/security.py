@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from roost.errors import BadRequestError, RoostError
-from roost.http.body import json_response, query_bool, query_int, read_object
+from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_object
 from roost.http.middleware import SERVER, identity_of, peer_address
 from roost.http.routing import RouteTable
 from roost.security.allowlist import AllowList
@@ -41,7 +41,7 @@ async def put_allowed_ips(request: web.Request) -> web.StreamResponse:
     """Body ``{"AllowedIPs": ["203.0.113.7", "10.0.0.0/8"]}``; ``[]`` means everyone. ``?force=true`` accepts a
     list that shuts out the caller's own address (the connection making the change then gets 403s too)."""
     server = request.app[SERVER]
-    body = await read_object(request)
+    body = await read_object(request, limit=SMALL_BODY)
     unknown = sorted(set(body) - {"AllowedIPs"})
     if unknown:
         raise BadRequestError(f"Unknown field(s): {', '.join(unknown)}. The body is {{\"AllowedIPs\": [...]}}.")

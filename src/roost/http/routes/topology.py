@@ -16,8 +16,9 @@ from roost import RAVEN_SERVER_VERSION, __version__
 from roost.documents.names import database_name
 from roost.documents.store import SERVER_TAG
 from roost.http.body import json_response
-from roost.http.middleware import SERVER
+from roost.http.middleware import SERVER, identity_of
 from roost.http.routing import RouteTable
+from roost.security import authz
 from roost.types import Level
 
 routes = RouteTable()
@@ -37,13 +38,15 @@ async def database_topology(request: web.Request) -> web.StreamResponse:
     """``GET /topology?name={db}``: the nodes serving a database (here, this one).
 
     A missing database is RavenDB's 503 with ``Database-Missing``, which the clients turn into
-    DatabaseDoesNotExistException. Permissions are checked on the database's own routes, as in
-    RavenDB: the topology only names this node's URL.
+    DatabaseDoesNotExistException. A caller without access to the database gets the refusal the database's
+    own routes give, before the existence check: the answer must not tell it whether the database exists.
     """
     name = request.query.get("name")
     node: dict[str, Any] = {"Url": _url(request), "ClusterTag": SERVER_TAG, "ServerRole": "Member"}
     if name:
         name = database_name(name)
+        if (refused := authz.refusal(Level.DATABASE_READ, identity_of(request), name)) is not None:
+            raise refused
         await request.app[SERVER].documents.ensure_exists(name)
         node["Database"] = name
     else:

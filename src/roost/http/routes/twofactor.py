@@ -10,8 +10,8 @@ from aiohttp import web
 
 from roost import clock
 from roost.errors import BadRequestError, RoostError
-from roost.http.body import json_response, query_bool, query_int, read_json, read_object
-from roost.http.middleware import SERVER, identity_of
+from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_json, read_object
+from roost.http.middleware import SERVER, identity_of, peer_address
 from roost.http.routing import RouteTable
 from roost.security import twofactor
 from roost.types import Level
@@ -25,6 +25,8 @@ _NO_STORE = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+# A base32 key of 512 bits (RFC 4226 asks for 128 at least, Roost generates 160): anything longer is not a TOTP key.
+_MAX_SECRET = 104
 # The QR code is an image the Studio shows in <img>: it may not run anything or load anything, even opened
 # alone.
 _SVG_HEADERS = {**_NO_STORE, "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
@@ -51,7 +53,7 @@ async def qr(request: web.Request) -> web.StreamResponse:
     A POST with a JSON body, not a GET with query parameters: a TOTP key in a URL would be kept by browser
     history, proxies and access logs.
     """
-    body = await read_object(request)
+    body = await read_object(request, limit=SMALL_BODY)
     unknown = sorted(set(body) - {"Secret", "Name", "Issuer"})
     if unknown:
         raise BadRequestError(f"Unknown field(s): {', '.join(unknown)}. Allowed: Issuer, Name, Secret.")
@@ -68,7 +70,14 @@ async def qr(request: web.Request) -> web.StreamResponse:
     issuer = (issuer_value or "").strip() or twofactor.issuer_for_host(request.host)
     if len(issuer) > twofactor.MAX_NAME:
         raise BadRequestError(f"The issuer is longer than {twofactor.MAX_NAME} characters.")
-    svg = twofactor.qr_svg(twofactor.otpauth_uri(secret, name, issuer))
+    if len(secret) > _MAX_SECRET:
+        raise BadRequestError(f"The secret is longer than {_MAX_SECRET} characters; use the one from "
+                              "GET /admin/certificates/2fa/generate (32 characters).")
+    try:
+        svg = twofactor.qr_svg(twofactor.otpauth_uri(secret, name, issuer))
+    except ValueError:  # segno's DataOverflowError: more than a QR code holds (long non-ASCII name and issuer)
+        raise BadRequestError(
+            "The name, issuer and secret together are too long for a QR code; shorten them.") from None
     return web.Response(body=svg, content_type="image/svg+xml", headers=_SVG_HEADERS)
 
 
@@ -83,9 +92,18 @@ async def login(request: web.Request) -> web.StreamResponse:
     )
     identity = identity_of(request)
     audit = request.app[SERVER].audit
+    address = peer_address(request)
+    try:
+        # Before the body is read: a caller that cannot use 2FA at all (no certificate, unknown, no key) costs one
+        # lookup, never a parse; and it is audited like any other refusal, rate-limited per certificate or address.
+        service.enrolled(identity)
+    except RoostError as exc:
+        audit.record_refusal(identity.thumbprint or f"address:{address}", identity, exc.message, address)
+        raise
     try:
         result = await service.login(
-            identity, await read_json(request, required=False), has_limits=has_limits, minutes=minutes
+            identity, await read_json(request, required=False, limit=SMALL_BODY), has_limits=has_limits,
+            minutes=minutes
         )
     except RoostError as exc:
         # Audit: who failed, why (the message never holds the code), and a lockout when this failure caused one.
@@ -96,9 +114,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         # 400 for a malformed request) is a failure.
         event = "twofactor.locked" if locked is not None and exc.http_status == 406 else "twofactor.failed"
         audit.record(event, actor=identity, Reason=exc.message,
-                     LockedUntil=clock.wire_date(locked) if locked else None)
+                     LockedUntil=clock.wire_date(locked) if locked else None, Address=address)
         raise
-    audit.record("twofactor.succeeded", actor=identity, OnlyThisBrowser=has_limits)
+    audit.record("twofactor.succeeded", actor=identity, OnlyThisBrowser=has_limits, Address=address)
     response = web.Response(status=202, headers={"Cache-Control": "no-store"})
     if result.cookie is not None:
         response.headers["Set-Cookie"] = _cookie(result.cookie, result.max_age)
