@@ -30,7 +30,7 @@ from roost.security.audit import AuditLog
 from roost.security.certificates import CertificateService
 from roost.security.identity import AuthStatus, Identifier, Identity
 from roost.security.implicit import DeletedThumbprints, ImplicitTrust
-from roost.security.registry import CertificateDefinition, Registry
+from roost.security.registry import Registry
 from roost.security.server_certificate import ServerCertificates
 from roost.security.trust import TrustAnchors
 from roost.security.twofactor import TwoFactor
@@ -38,7 +38,7 @@ from roost.settings import Settings
 from roost.storage import open_storage
 from roost.storage.base import Storage
 from roost.tls import ServerTLS
-from roost.types import Clearance, Thumbprint
+from roost.types import Clearance
 
 log = logging.getLogger("roost")
 ALLOWED_IPS_KEY = "security.allowed_ips"
@@ -173,26 +173,9 @@ class Server:
 
     async def ensure_initial_client(self, url: str) -> None:
         """First start: the initial client certificate (ClusterAdmin by default), registered and written out."""
-        if self.authority is None or self.initial_client is not None:
-            return
-        certs_dir = self.settings.certificates_dir
-        client = datadir.create_initial_client(certs_dir, self.authority, url)
-        info = client.info
-        await self.registry.put([
-            CertificateDefinition(
-                name=datadir.INITIAL_CLIENT_NAME,
-                thumbprint=Thumbprint(info.thumbprint),
-                clearance=self.settings.initial_client_clearance,
-                permissions={},
-                not_before=info.not_before,
-                not_after=info.not_after,
-                pinning_hash=info.pinning_hash,
-                certificate_der=info.der,
-                subject=info.subject,
-                source="generated",
-            )
-        ])
-        self.initial_client = client
+        if self.initial_client is None:
+            self.initial_client = await self.certificates.create_initial_client(
+                self.settings.certificates_dir, self.settings.initial_client_clearance, url)
 
     async def forget_certificate(self, thumbprints: list[str]) -> None:
         """Hook for everything that keeps per-certificate state (2FA sessions, ...) when certificates go away."""

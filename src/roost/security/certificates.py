@@ -14,11 +14,12 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from roost import clock
 from roost.errors import BadRequestError, NotFoundError
-from roost.pki import packages
+from roost.pki import datadir, packages
 from roost.pki.authority import CertificateAuthority
 from roost.pki.issuance import PackageRequest, issue_package, needs_worker
 from roost.security import rules, wire
@@ -114,6 +115,19 @@ class CertificateService:
             await self.registry.put([definition])
         self._audit("certificate.generated", caller, [definition])
         return f"{request.name}.zip", issued.zip_bytes, definition
+
+    async def create_initial_client(self, certs_dir: Path, clearance: Clearance,
+                                    url: str) -> datadir.InitialClient | None:
+        """First start: the initial client certificate, written to ``certs_dir`` and registered (no caller: the
+        server makes it for whoever holds its data directory)."""
+        if self._authority is None:
+            return None
+        client = datadir.create_initial_client(certs_dir, self._authority, url)
+        definition = CertificateDefinition.of(client.info, datadir.INITIAL_CLIENT_NAME, clearance, {},
+                                              two_factor_key=None, source="generated")
+        async with self._lock:
+            await self.registry.put([definition])
+        return client
 
     # Upload ---------------------------------------------------------------------------------------------------
 
