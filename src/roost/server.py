@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime as dt
 import logging
 import os
 import shutil
@@ -24,38 +22,29 @@ from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError, RoostError
 from roost.pki import datadir
 from roost.pki.authority import CertificateAuthority
-from roost.pki.inspect import CertificateInfo, load_certificates, thumbprint_of
+from roost.security import server_certificate, trust
 from roost.security.allowlist import AllowList, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
 from roost.security.audit import HEAD_SETTING as AUDIT_HEAD_KEY
 from roost.security.audit import AuditLog
 from roost.security.certificates import CertificateService
 from roost.security.identity import AuthStatus, Identifier, Identity
-from roost.security.registry import CertificateDefinition, Registry
+from roost.security.implicit import DeletedThumbprints, ImplicitTrust
+from roost.security.registry import Registry
+from roost.security.server_certificate import ServerCertificates
+from roost.security.trust import TrustAnchors
 from roost.security.twofactor import TwoFactor
 from roost.settings import Settings
 from roost.storage import open_storage
 from roost.storage.base import Storage
 from roost.tls import ServerTLS
-from roost.types import Clearance, Thumbprint
+from roost.types import Clearance
 
 log = logging.getLogger("roost")
 ALLOWED_IPS_KEY = "security.allowed_ips"
 
-RENEW_GENERATED_BEFORE = dt.timedelta(days=30)
 RENEWAL_CHECK_SECONDS = 3600.0
 RENEWAL_SCHEDULE = Identity(AuthStatus.CLUSTER_ADMIN, display_name="the renewal schedule")
-SERVER_CERTIFICATE_NAME = "Server Certificate"
-OLD_SERVER_CERTIFICATE_NAME = "Old Server Certificate - can delete"
-
-
-def _certificates_from_file(path: Path, setting: str) -> list[CertificateInfo]:
-    try:
-        return load_certificates(path.read_bytes())
-    except OSError as exc:
-        raise ConfigurationError(f"{setting}: cannot read '{path}': {exc.strerror}.") from exc
-    except RoostError as exc:
-        raise ConfigurationError(f"{setting}: '{path}' holds no certificate Roost can read ({exc.message}).") from exc
 
 
 @dataclass
@@ -66,19 +55,17 @@ class Server:
     identifier: Identifier
     documents: DocumentStore
     certificates: CertificateService = field(init=False)
+    server_certificates: ServerCertificates = field(init=False)
     two_factor: TwoFactor = field(init=False)
     audit: AuditLog = field(init=False)  # server.audit.record(event, actor=..., **fields): see security/audit.py
     allowlist: AllowList = field(default_factory=AllowList)
     backups: BackupService = field(init=False)
     backup_schedules: Schedules = field(init=False)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # stop hooks (schedules, ...)
-    authority: CertificateAuthority | None = None
-    server_certificate: datadir.ServerCertificate | None = None
-    tls: ServerTLS | None = None
+    trust_anchors: TrustAnchors | None = None  # None on an unsecured server
     initial_client: datadir.InitialClient | None = None
     url: str = ""
     port: int = 0
-    configured_thumbprint: str = ""  # the certificate the settings name, or Roost's generated one
     warnings: list[str] = field(default_factory=list)
     on_certificates_deleted: list[Callable[[list[str]], Awaitable[None]]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -93,6 +80,8 @@ class Server:
         if settings.run_in_memory:
             temp_dir = Path(tempfile.mkdtemp(prefix="roost-in-memory-"))
             settings = replace(settings, data_dir=temp_dir)
+        if settings.test_clock_offset_seconds:
+            clock.set_offset(settings.test_clock_offset_seconds)  # before anything reads the time
         datadir.ensure_directory(settings.data_dir)
         storage = await open_storage(settings.storage_url, settings.data_dir)
         registry = Registry(storage)
@@ -104,25 +93,22 @@ class Server:
         server = cls(settings, storage, registry, identifier, documents)
         server._temp_dir = temp_dir
         server._loop = asyncio.get_running_loop()
-        server.certificates = CertificateService(server)
+        server.audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
+        server.audit.on_append.append(server._keep_audit_head)
+        await server._build_certificate_services()
         server.two_factor = TwoFactor(storage, registry, clock.now,
                                       default_minutes=settings.two_factor_default_minutes,
                                       max_minutes=settings.two_factor_max_minutes)
         await server.two_factor.load()
         server.on_certificates_deleted.append(server.two_factor.forget)
         if settings.test_clock_offset_seconds:
-            clock.set_offset(settings.test_clock_offset_seconds)
             server.warnings.append(f"test_clock_offset_seconds is set: the server's clock is "
                                    f"{settings.test_clock_offset_seconds} s off. Use it only in tests.")
-        server.audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
-        server.audit.on_append.append(server._keep_audit_head)
         server.backups = BackupService(server)
         server.backup_schedules = Schedules(server)
         await server.backup_schedules.load()
         server.background.append(server.backup_schedules.stop)
         await server._load_allowlist()
-        if settings.secured:
-            await server._prepare_certificates()
         return server
 
     def _keep_audit_head(self, seq: int, digest: str) -> None:
@@ -150,192 +136,52 @@ class Server:
         await self.storage.put_setting(ALLOWED_IPS_KEY, list(check.entries))
         self.allowlist.replace(check.entries)
 
-    async def _prepare_certificates(self) -> None:
+    async def _build_certificate_services(self) -> None:
+        """The server certificate and the trust anchors (secured servers only), then the certificate service."""
         settings = self.settings
-        certs_dir = settings.certificates_dir
-        datadir.ensure_directory(certs_dir)
-        certs_dir.chmod(0o700)
-        if settings.ca_dir is not None:
-            # A cluster's shared CA (docs/storage.md): its key stays in files, never in the shared database.
-            datadir.ensure_directory(settings.ca_dir)
-            settings.ca_dir.chmod(0o700)
-            self.authority = datadir.load_or_create_authority(settings.ca_dir)
-            datadir.publish_authority_certificate(certs_dir, self.authority)
-        else:
-            self.authority = datadir.load_or_create_authority(certs_dir)
-        if settings.certificate_path is not None:
-            configured = datadir.supplied_server_certificate(
-                certs_dir, settings.certificate_path, settings.certificate_password
-            )
-        else:
-            configured = datadir.generated_server_certificate(certs_dir, self.authority)
-            if configured.info.not_after - clock.now() < RENEW_GENERATED_BEFORE:
-                # RavenDB's most common lock-out is an expired server certificate; Roost's own one never expires.
-                old = configured.info
-                configured = datadir.generated_server_certificate(certs_dir, self.authority, renew=True)
-                self.warnings.append(
-                    f"The generated server certificate {old.thumbprint} expires on {old.not_after:%Y-%m-%d}; "
-                    f"renewed it: now {configured.info.thumbprint}. Servers that trusted the old one through its "
-                    "export need the new export (roost certs export)."
-                )
-        self.configured_thumbprint = configured.info.thumbprint
-        self.server_certificate = self._installed_replacement(configured) or configured
-        server_infos = [self.server_certificate.info, *self._previous_server_certificates()]
-        self.identifier.set_server_certificates(server_infos)
-        well_known, anchors_from_files = self._well_known_admins()
-        self.identifier.set_well_known_admins(well_known)
-        anchors = [self.authority.certificate_der()]
-        anchors += [i.der for i in server_infos]
-        anchors += [i.der for i in self.server_certificate.chain]
-        anchors += anchors_from_files
-        for path in settings.trusted_issuers:
-            anchors += [i.der for i in _certificates_from_file(path, "Security.TrustedIssuers")]
-        anchors += [d.certificate_der for d in self.registry.all() if d.source != "generated"]
-        anchors += await self._stored_trust_anchors()
-        self.tls = ServerTLS(self.server_certificate.cert_path, self.server_certificate.key_path, anchors,
-                             self.server_certificate.key_password)
-        self.warnings += self._unreachable_well_known_admins(well_known)
-        self.registry.on_external_change.append(self._trust_external)
-        self.initial_client = datadir.existing_initial_client(certs_dir)
+        lock = asyncio.Lock()  # one registry write at a time, whichever service writes
+        self.server_certificates = ServerCertificates(settings, self.registry, self.identifier, self.audit, lock)
+        if settings.secured:
+            authority = server_certificate.load_authority(settings)
+            current, configured = server_certificate.choose(settings, authority, self.warnings)
+            self.trust_anchors = await trust.prepare(settings, self.storage, self.registry, self.identifier,
+                                                     authority, current, self.warnings)
+            self.server_certificates = ServerCertificates(
+                settings, self.registry, self.identifier, self.audit, lock, authority=authority, current=current,
+                configured_thumbprint=configured, tls=self.trust_anchors.tls)
+            self.initial_client = datadir.existing_initial_client(settings.certificates_dir)
+        anchors = self.trust_anchors
+        deleted = DeletedThumbprints(self.storage)
+        implicit = ImplicitTrust(self.registry, self.identifier, deleted, self.audit, lock,
+                                 anchors=(lambda: anchors.tls.anchors) if anchors is not None else None,
+                                 well_known_issuer_hashes=settings.well_known_issuer_hashes)
+        self.certificates = CertificateService(
+            self.registry, self.identifier, anchors, self.authority, self.audit, lambda: self.process_pool,
+            server_certificates=self.server_certificates, implicit=implicit, deleted=deleted, lock=lock,
+            url=lambda: self.url, on_deleted=self.forget_certificate)
 
-    def _installed_replacement(self, configured: datadir.ServerCertificate) -> datadir.ServerCertificate | None:
-        """The certificate replace-cluster-cert installed, unless the settings changed since or it expired."""
-        replacement = datadir.installed_replacement(self.settings.certificates_dir)
-        if replacement is None:
-            return None
-        info = replacement.certificate.info
-        if replacement.configured_thumbprint != configured.info.thumbprint:
-            self.warnings.append(
-                f"The server certificate {info.thumbprint} installed with replace-cluster-cert is not used: the "
-                f"configured certificate changed since (now {configured.info.thumbprint}), and the settings win."
-            )
-            return None
-        if info.not_after < clock.now():
-            self.warnings.append(
-                f"The server certificate {info.thumbprint} installed with replace-cluster-cert expired on "
-                f"{info.not_after:%Y-%m-%d}; serving the configured certificate {configured.info.thumbprint}. "
-                "Replace it again (roost server-cert replace)."
-            )
-            return None
-        return replacement.certificate
+    @property
+    def authority(self) -> CertificateAuthority | None:
+        return self.server_certificates.authority
 
-    def _unreachable_well_known_admins(self, well_known: set[str]) -> list[str]:
-        """Well-known admin thumbprints whose certificate Roost has never seen cannot be checked for a trusted
-        issuer; the handshake refuses them unless an anchor covers them (ARCHITECTURE.md, TLS)."""
-        assert self.tls is not None
-        seen = {thumbprint_of(der) for der in self.tls.anchors}
-        seen |= {d.thumbprint for d in self.registry.all()}
-        warnings = []
-        for thumbprint in sorted(well_known - seen):
-            warnings.append(
-                f"Security.WellKnownCertificates.Admin: Roost cannot tell whether the certificate {thumbprint} "
-                "will pass the TLS handshake, because it knows only its thumbprint. It is accepted only if it was "
-                "issued by Roost's CA or by an issuer listed in Security.TrustedIssuers; otherwise its connections "
-                "fail before any HTTP answer. Fix: give the path of the certificate file instead of the "
-                "thumbprint, or add its issuer's certificate file to Security.TrustedIssuers."
-            )
-        return warnings
+    @property
+    def server_certificate(self) -> datadir.ServerCertificate | None:
+        return self.server_certificates.current
 
-    async def _trust_external(self, definitions: list[CertificateDefinition]) -> None:
-        """Another node registered these: anchor uploaded ones (and stored chain issuers) in TLS here too."""
-        if self.tls is not None:
-            anchors = [d.certificate_der for d in definitions if d.source != "generated"]
-            self.tls.add_anchors(anchors + await self._stored_trust_anchors())
-
-    def _previous_server_certificates(self) -> list[CertificateInfo]:
-        """Server certificates this data directory used before (replaced or renewed): still ClusterNode."""
-        retired = self.settings.certificates_dir / "retired"
-        infos: list[CertificateInfo] = []
-        if retired.is_dir():
-            for path in sorted(retired.glob("*.crt")):
-                infos.append(load_certificates(path.read_bytes())[0])
-        return infos
-
-    async def _stored_trust_anchors(self) -> list[bytes]:
-        stored = await self.storage.get_setting("tls.trust_anchors") or []
-        return [base64.b64decode(a) for a in stored]
-
-    def _well_known_admins(self) -> tuple[set[str], list[bytes]]:
-        thumbprints: set[str] = set()
-        anchors: list[bytes] = []
-        for entry in self.settings.well_known_admins:
-            path = Path(entry)
-            if path.is_file():
-                for info in _certificates_from_file(path, "Security.WellKnownCertificates.Admin"):
-                    thumbprints.add(info.thumbprint)
-                    anchors.append(info.der)
-            else:
-                thumbprints.add(entry.upper())
-        return thumbprints, anchors
+    @property
+    def tls(self) -> ServerTLS | None:
+        return self.trust_anchors.tls if self.trust_anchors is not None else None
 
     async def ensure_initial_client(self, url: str) -> None:
         """First start: the initial client certificate (ClusterAdmin by default), registered and written out."""
-        if self.authority is None or self.initial_client is not None:
-            return
-        certs_dir = self.settings.certificates_dir
-        client = datadir.create_initial_client(certs_dir, self.authority, url)
-        info = client.info
-        await self.registry.put([
-            CertificateDefinition(
-                name=datadir.INITIAL_CLIENT_NAME,
-                thumbprint=Thumbprint(info.thumbprint),
-                clearance=self.settings.initial_client_clearance,
-                permissions={},
-                not_before=info.not_before,
-                not_after=info.not_after,
-                pinning_hash=info.pinning_hash,
-                certificate_der=info.der,
-                subject=info.subject,
-                source="generated",
-            )
-        ])
-        self.initial_client = client
-
-    async def trust(self, ders: list[bytes]) -> None:
-        """Make certificates pass the TLS handshake from now on (added as anchors; see ARCHITECTURE.md, TLS).
-
-        Chain certificates that came inside an uploaded .pfx are kept in storage, so they are anchors again after a
-        restart; registered leaves are re-anchored from the registry.
-        """
-        if self.tls is None:
-            return
-        self.tls.add_anchors(ders)
-        # O(1) per certificate: this runs on every upload, whatever the size of the registry.
-        extra = [d for d in ders if self.registry.get(thumbprint_of(d)) is None]
-        if extra:
-            stored = await self.storage.get_setting("tls.trust_anchors") or []
-            encoded = [base64.b64encode(d).decode() for d in extra]
-            await self.storage.put_setting("tls.trust_anchors", sorted(set(stored) | set(encoded)))
+        if self.initial_client is None:
+            self.initial_client = await self.certificates.create_initial_client(
+                self.settings.certificates_dir, self.settings.initial_client_clearance, url)
 
     async def forget_certificate(self, thumbprints: list[str]) -> None:
         """Hook for everything that keeps per-certificate state (2FA sessions, ...) when certificates go away."""
         for hook in self.on_certificates_deleted:
             await hook(thumbprints)
-
-    async def install_server_certificate(self, new: datadir.ServerCertificate) -> datadir.ServerCertificate:
-        """Serve ``new`` from now on, without a restart (replace-cluster-cert and refresh).
-
-        Open connections keep the certificate they negotiated; new ones get ``new``. Both certificates stay
-        trusted as ClusterNode, registered under their own thumbprints (RavenDB registers both under the new
-        one, overwriting the old entry: reference section 7), so that nodes and clients still presenting the old
-        one keep working until an administrator deletes "Old Server Certificate - can delete".
-        """
-        assert self.tls is not None and self.server_certificate is not None
-        old = self.server_certificate
-        self.tls.replace_certificate(new.cert_path, new.key_path, new.key_password)
-        self.tls.add_anchors([i.der for i in new.chain])
-        entries = []
-        for info, name in ((old.info, OLD_SERVER_CERTIFICATE_NAME), (new.info, SERVER_CERTIFICATE_NAME)):
-            entries.append(CertificateDefinition(
-                name=name, thumbprint=Thumbprint(info.thumbprint), clearance=Clearance.CLUSTER_NODE,
-                permissions={}, not_before=info.not_before, not_after=info.not_after,
-                pinning_hash=info.pinning_hash, certificate_der=info.der, subject=info.subject, source="server",
-            ))
-        await self.registry.put(entries)
-        self.server_certificate = new
-        self.identifier.set_server_certificates([new.info, *self._previous_server_certificates()])
-        log.info("Server certificate replaced: %s -> %s", old.info.thumbprint, new.info.thumbprint)
-        return old
 
     @property
     def process_pool(self) -> ProcessPoolExecutor:
@@ -386,13 +232,8 @@ class Server:
         refresh cycle does for Let's Encrypt), with the same no-restart swap as ``refresh``."""
         while True:
             await asyncio.sleep(RENEWAL_CHECK_SECONDS)
-            current = self.server_certificate
-            if current is None or not current.generated:
-                continue
-            if current.info.not_after - clock.now() >= RENEW_GENERATED_BEFORE:
-                continue
             try:
-                await self.certificates.refresh_server_certificate(RENEWAL_SCHEDULE)
+                await self.server_certificates.renew_if_due(RENEWAL_SCHEDULE)
             except Exception:
                 log.exception("Could not renew the generated server certificate; will try again in an hour")
 
@@ -412,7 +253,7 @@ class Server:
 
     @property
     def server_thumbprint(self) -> str | None:
-        return self.server_certificate.info.thumbprint if self.server_certificate else None
+        return self.server_certificates.thumbprint
 
     @property
     def ca_path(self) -> Path | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from roost import clock
 from roost.errors import BadRequestError, ServiceUnavailableError
+from roost.pki.inspect import CertificateInfo
 from roost.storage.base import JsonObject, Storage
 from roost.types import Access, Clearance, Thumbprint
 
@@ -55,6 +56,18 @@ class CertificateDefinition:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_access", {db.casefold(): a for db, a in self.permissions.items()})
+
+    @classmethod
+    def of(cls, info: CertificateInfo, name: str, clearance: Clearance, permissions: dict[str, Access], *,
+           two_factor_key: str | None, source: str, primary: str = "",
+           secondaries: tuple[str, ...] = ()) -> CertificateDefinition:
+        """The definition registering the certificate ``info`` describes."""
+        return cls(
+            name=name, thumbprint=Thumbprint(info.thumbprint), clearance=clearance, permissions=permissions,
+            not_before=info.not_before, not_after=info.not_after, pinning_hash=info.pinning_hash,
+            certificate_der=info.der, subject=info.subject, collection_primary=primary,
+            collection_secondaries=secondaries, two_factor_key=two_factor_key, source=source,
+        )
 
     def access_to(self, database: str) -> Access | None:
         return self._access.get(database.casefold())

@@ -98,13 +98,12 @@ async def export(request: web.Request) -> web.StreamResponse:
 async def replace_cluster_cert(request: web.Request) -> web.StreamResponse:
     # A single node confirms at once: replaceImmediately is validated and accepted, and changes nothing.
     query_bool(request, "replaceImmediately")
-    old, new = await request.app[SERVER].certificates.replace_server_certificate(
-        identity_of(request), await read_json(request))
+    old, new = await request.app[SERVER].server_certificates.replace(identity_of(request), await read_json(request))
     return json_response({"OldThumbprint": old, "Thumbprint": new}, status=201, headers=_NO_STORE)
 
 
 @routes.post("/admin/certificates/refresh", level=Level.CLUSTER_ADMIN)
 async def refresh(request: web.Request) -> web.StreamResponse:
     query_bool(request, "replaceImmediately")
-    old, new = await request.app[SERVER].certificates.refresh_server_certificate(identity_of(request))
+    old, new = await request.app[SERVER].server_certificates.refresh(identity_of(request))
     return json_response({"OldThumbprint": old, "Thumbprint": new}, headers=_NO_STORE)

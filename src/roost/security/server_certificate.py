@@ -1,0 +1,201 @@
+"""The certificate this server presents: chosen at start-up, replaced (replace-cluster-cert), renewed (refresh,
+and by itself within 30 days of expiry), always without a restart (reference ravendb-certificates.md, section 7).
+
+Every certificate the server presented stays trusted as ClusterNode, registered under its own thumbprint, until an
+administrator deletes "Old Server Certificate - can delete"; the one it presents now is out of the certificate
+API's reach (security/rules.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+from roost import clock
+from roost.errors import BadRequestError
+from roost.pki import datadir
+from roost.pki.authority import CertificateAuthority
+from roost.pki.inspect import load_certificates
+from roost.security.audit import AuditLog
+from roost.security.identity import SERVER_CERTIFICATE_NAME, Identifier, Identity
+from roost.security.registry import CertificateDefinition, Registry
+from roost.security.requests import ReplaceRequest
+from roost.security.trust import retired_server_certificates
+from roost.settings import Settings
+from roost.tls import ServerTLS
+from roost.types import Clearance, Thumbprint
+
+log = logging.getLogger("roost")
+audit = logging.getLogger("roost.audit")
+
+RENEW_GENERATED_BEFORE = dt.timedelta(days=30)
+OLD_SERVER_CERTIFICATE_NAME = "Old Server Certificate - can delete"
+
+
+def load_authority(settings: Settings) -> CertificateAuthority:
+    certs_dir = settings.certificates_dir
+    datadir.ensure_directory(certs_dir)
+    certs_dir.chmod(0o700)
+    if settings.ca_dir is not None:
+        # A cluster's shared CA (docs/storage.md): its key stays in files, never in the shared database.
+        datadir.ensure_directory(settings.ca_dir)
+        settings.ca_dir.chmod(0o700)
+        authority = datadir.load_or_create_authority(settings.ca_dir)
+        datadir.publish_authority_certificate(certs_dir, authority)
+        return authority
+    return datadir.load_or_create_authority(certs_dir)
+
+
+def choose(settings: Settings, authority: CertificateAuthority,
+           warnings: list[str]) -> tuple[datadir.ServerCertificate, str]:
+    """The certificate to present at start-up, and the thumbprint of the configured one (the settings' file, or
+    Roost's generated certificate), which a replacement is tied to."""
+    certs_dir = settings.certificates_dir
+    if settings.certificate_path is not None:
+        configured = datadir.supplied_server_certificate(certs_dir, settings.certificate_path,
+                                                         settings.certificate_password)
+    else:
+        configured = datadir.generated_server_certificate(certs_dir, authority)
+        if configured.info.not_after - clock.now() < RENEW_GENERATED_BEFORE:
+            # RavenDB's most common lock-out is an expired server certificate; Roost's own one never expires.
+            old = configured.info
+            configured = datadir.generated_server_certificate(certs_dir, authority, renew=True)
+            warnings.append(
+                f"The generated server certificate {old.thumbprint} expires on {old.not_after:%Y-%m-%d}; "
+                f"renewed it: now {configured.info.thumbprint}. Servers that trusted the old one through its "
+                "export need the new export (roost certs export)."
+            )
+    return _installed_replacement(settings, configured, warnings) or configured, configured.info.thumbprint
+
+
+def _installed_replacement(settings: Settings, configured: datadir.ServerCertificate,
+                           warnings: list[str]) -> datadir.ServerCertificate | None:
+    """The certificate replace-cluster-cert installed, unless the settings changed since or it expired."""
+    replacement = datadir.installed_replacement(settings.certificates_dir)
+    if replacement is None:
+        return None
+    info = replacement.certificate.info
+    if replacement.configured_thumbprint != configured.info.thumbprint:
+        warnings.append(
+            f"The server certificate {info.thumbprint} installed with replace-cluster-cert is not used: the "
+            f"configured certificate changed since (now {configured.info.thumbprint}), and the settings win."
+        )
+        return None
+    if info.not_after < clock.now():
+        warnings.append(
+            f"The server certificate {info.thumbprint} installed with replace-cluster-cert expired on "
+            f"{info.not_after:%Y-%m-%d}; serving the configured certificate {configured.info.thumbprint}. "
+            "Replace it again (roost server-cert replace)."
+        )
+        return None
+    return replacement.certificate
+
+
+class ServerCertificates:
+    """The one home of the server certificate: what is presented now, and every way of changing it."""
+
+    def __init__(self, settings: Settings, registry: Registry, identifier: Identifier, audit_log: AuditLog,
+                 lock: asyncio.Lock, *, authority: CertificateAuthority | None = None,
+                 current: datadir.ServerCertificate | None = None, configured_thumbprint: str = "",
+                 tls: ServerTLS | None = None) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._identifier = identifier
+        self._audit = audit_log
+        self._lock = lock  # the certificate service's: registry writes never interleave
+        self.authority = authority
+        self.current = current
+        self.tls = tls
+        # The certificate the settings name, or Roost's generated one; a replacement is tied to it.
+        self._configured_thumbprint = configured_thumbprint
+
+    @property
+    def thumbprint(self) -> str | None:
+        return self.current.info.thumbprint if self.current else None
+
+    async def install(self, new: datadir.ServerCertificate) -> datadir.ServerCertificate:
+        """Serve ``new`` from now on, without a restart (replace-cluster-cert and refresh).
+
+        Open connections keep the certificate they negotiated; new ones get ``new``. Both certificates stay
+        trusted as ClusterNode, registered under their own thumbprints (RavenDB registers both under the new
+        one, overwriting the old entry: reference section 7), so that nodes and clients still presenting the old
+        one keep working until an administrator deletes "Old Server Certificate - can delete".
+        """
+        assert self.tls is not None and self.current is not None
+        old = self.current
+        self.tls.replace_certificate(new.cert_path, new.key_path, new.key_password)
+        self.tls.add_anchors([i.der for i in new.chain])
+        entries = []
+        for info, name in ((old.info, OLD_SERVER_CERTIFICATE_NAME), (new.info, SERVER_CERTIFICATE_NAME)):
+            entries.append(CertificateDefinition(
+                name=name, thumbprint=Thumbprint(info.thumbprint), clearance=Clearance.CLUSTER_NODE,
+                permissions={}, not_before=info.not_before, not_after=info.not_after,
+                pinning_hash=info.pinning_hash, certificate_der=info.der, subject=info.subject, source="server",
+            ))
+        await self._registry.put(entries)
+        self.current = new
+        self._identifier.set_server_certificates(
+            [new.info, *retired_server_certificates(self._settings.certificates_dir)])
+        log.info("Server certificate replaced: %s -> %s", old.info.thumbprint, new.info.thumbprint)
+        return old
+
+    async def replace(self, caller: Identity, body: Any) -> tuple[str, str]:
+        """replace-cluster-cert: install a new server .pfx now. A single node confirms at once, so
+        ``replaceImmediately`` changes nothing here; it is accepted for RavenDB's clients."""
+        request = ReplaceRequest.parse(body)
+        if self.current is None or self.tls is None:
+            raise BadRequestError("This server runs without TLS; there is no server certificate to replace.")
+        async with self._lock:
+            current = self.current
+            # Checked before anything is written: bad input changes nothing.
+            offered = load_certificates(request.pfx, request.password)[0]
+            if offered.thumbprint == current.info.thumbprint:
+                raise BadRequestError(
+                    f"The provided certificate ({offered.thumbprint}) is already this server's certificate."
+                )
+            new = await asyncio.to_thread(datadir.install_replacement, self._settings.certificates_dir,
+                                          request.pfx, request.password,
+                                          configured_thumbprint=self._configured_thumbprint, now=clock.now())
+            old = await self.install(new)
+        audit.info("Server certificate replaced by %s: %s -> %s", caller.display_name, old.info.thumbprint,
+                   new.info.thumbprint)
+        self._audit.record("server-certificate.replaced", actor=caller, Old=old.info.thumbprint,
+                           New=new.info.thumbprint, Subject=new.info.subject)
+        return old.info.thumbprint, new.info.thumbprint
+
+    async def refresh(self, caller: Identity) -> tuple[str, str]:
+        """refresh: a new certificate for Roost's generated server certificate, from the internal CA, now."""
+        current = self.current
+        if current is None or self.authority is None:
+            raise BadRequestError("This server runs without TLS; there is no server certificate to renew.")
+        if not current.generated:
+            raise BadRequestError(
+                f"The server certificate '{current.info.subject}' ({current.info.thumbprint}) was not generated by "
+                "Roost, so Roost cannot renew it. Renew it with its issuer and install it with replace-cluster-cert "
+                "(roost server-cert replace)."
+            )
+        async with self._lock:
+            certs_dir = self._settings.certificates_dir
+            new = await asyncio.to_thread(datadir.generated_server_certificate, certs_dir, self.authority,
+                                          renew=True)
+            datadir.forget_replacement(certs_dir)
+            self._configured_thumbprint = new.info.thumbprint
+            old = await self.install(new)
+        audit.info("Server certificate renewed by %s: %s -> %s", caller.display_name, old.info.thumbprint,
+                   new.info.thumbprint)
+        self._audit.record("server-certificate.renewed", actor=caller, Old=old.info.thumbprint,
+                           New=new.info.thumbprint, Subject=new.info.subject)
+        return old.info.thumbprint, new.info.thumbprint
+
+    async def renew_if_due(self, caller: Identity) -> bool:
+        """Renew Roost's generated certificate once it is within 30 days of expiring (as RavenDB's refresh cycle
+        does for Let's Encrypt); a certificate Roost did not generate is its owner's to renew."""
+        current = self.current
+        if current is None or not current.generated:
+            return False
+        if current.info.not_after - clock.now() >= RENEW_GENERATED_BEFORE:
+            return False
+        await self.refresh(caller)
+        return True
