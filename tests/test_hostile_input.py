@@ -129,6 +129,11 @@ def test_the_error_renderer_never_fails(server: RunningServer) -> None:
             answer = _raw(server, b"POST /admin/databases?name=x HTTP/1.1\r\nHost: localhost\r\nOrigin: " + origin
                           + b"\r\nContent-Length: 0\r\n\r\n", certificate=certificate)
             assert answer[:12] in (b"HTTP/1.1 400", b"HTTP/1.1 403"), (certificate, origin, answer[:300])
+        for passphrase in (b"\xff\xfe", b"\xed\xa0\x80", b"ok\x80"):
+            answer = _raw(server, b"POST /admin/backups/restore?database=r HTTP/1.1\r\nHost: localhost\r\n"
+                          b"Roost-Backup-Passphrase: " + passphrase + b"\r\nContent-Length: 0\r\n\r\n",
+                          certificate=certificate)
+            assert answer[:12] in (b"HTTP/1.1 400", b"HTTP/1.1 403"), (certificate, passphrase, answer[:300])
     # The twin: an ordinary foreign origin still gets its cross-site 403, message and all.
     refused = _raw(server, b"POST /admin/databases?name=x HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example"
                    b"\r\nContent-Length: 0\r\n\r\n")
@@ -311,6 +316,17 @@ def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
                            "--http_body_timeout_seconds=1", "--http_keepalive_timeout_seconds=2")
     yield running
     running.stop()
+
+
+def test_timeout_settings_are_validated() -> None:
+    from roost.errors import ConfigurationError
+    from roost.settings import load_settings
+
+    settings, _ = load_settings(extra_args=["--http_header_timeout_seconds=2.5"], environ={})
+    assert (settings.http_header_timeout_seconds, settings.http_keepalive_timeout_seconds) == (2.5, 75.0)
+    for bad in ("0", "-1", "nan", "soon", "1e9"):
+        with pytest.raises(ConfigurationError):
+            load_settings(extra_args=[f"--http_body_timeout_seconds={bad}"], environ={})
 
 
 def _trickle(server: RunningServer, head: bytes, drip: bytes, seconds: float) -> tuple[bytes, float]:

@@ -21,7 +21,8 @@ from roost.errors import BadRequestError, PayloadTooLargeError, RequestTimeoutEr
 # Enough for any request made of a few names, ids and codes (2FA login, allowlist, QR code, database record).
 SMALL_BODY = 64 * 1024
 BODY_LIMIT = "roost.body_limit"  # request key: the limit the middleware chose for this caller
-BODY_TIMEOUT = "roost.body_timeout"  # request key: seconds to receive the whole body
+BODY_TIMEOUT = "roost.body_timeout"  # request key: seconds to receive the whole body (extended, see MIN_BODY_RATE)
+MIN_BODY_RATE = 64 * 1024  # bytes per second: each chunk received extends the body's deadline by len / this
 # A \uD800-\uDFFF escape: the only way a decoded UTF-8 text can yield a surrogate through json.loads.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -71,21 +72,30 @@ async def read_bytes(request: web.Request, *, limit: int | None = None) -> bytes
     if length is not None and length > limit:
         raise PayloadTooLargeError(f"The request body is {length} bytes; the limit for this request is {limit} bytes.")
     timeout: float | None = request.get(BODY_TIMEOUT)
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    chunks: list[bytes] = []
+    size = 0
     try:
-        async with asyncio.timeout(timeout):
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := await request.content.read(65536):
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLargeError(
-                        f"The request body is larger than the limit of {limit} bytes for this request.")
-                chunks.append(chunk)
-            return b"".join(chunks)
+        while True:
+            async with asyncio.timeout_at(deadline):
+                chunk = await request.content.read(65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"The request body is larger than the limit of {limit} bytes for this request.")
+            chunks.append(chunk)
+            if deadline is not None:
+                # A client sending at least MIN_BODY_RATE never runs out of time, however large its body; one that
+                # trickles earns next to nothing.
+                deadline += len(chunk) / MIN_BODY_RATE
     except TimeoutError:
         # A body trickled byte by byte (slowloris) would hold the connection and its buffer for as long as it likes.
         raise RequestTimeoutError(
-            f"The request body did not arrive within {timeout:g} seconds (http_body_timeout_seconds).") from None
+            f"The request body did not arrive in time: {timeout:g} seconds (http_body_timeout_seconds) plus one "
+            f"second per {MIN_BODY_RATE // 1024} KiB received.") from None
 
 
 async def read_json(request: web.Request, *, required: bool = True, limit: int | None = None) -> Any:
