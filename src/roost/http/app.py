@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from roost.http import openapi
 from roost.http.browsers import BROWSERS, BrowserPolicy
 from roost.http.middleware import BARE_HANDLERS, SERVER, security_middleware
 from roost.http.routes import (
@@ -24,6 +25,7 @@ from roost.server import Server
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
+    openapi.routes,
 ]
 
 
