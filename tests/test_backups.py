@@ -558,3 +558,26 @@ def test_a_restore_killed_half_way_leaves_nothing_and_a_retry_works(tmp_path: Pa
     finally:
         again.stop()
     assert rows(data_dir, "Big") == rows(data_dir, "Copy")
+
+
+def test_hostile_text_in_backup_requests_gets_a_400(fresh_server: RunningServer, tmp_path: Path) -> None:
+    """Found by tests/test_fuzz.py: a lone surrogate in the passphrase cut the download after the 200 had gone out."""
+    fill(fresh_server, "Shop", 1)
+    _, public = keypair(tmp_path)
+    admin = fresh_server.admin()
+    for url in (f"{fresh_server.url}/databases/Shop/admin/backups", f"{fresh_server.url}/admin/backups"):
+        for body in ({"Passphrase": "\ud800users/1-A"}, {"Recipients": ["age1\ud800"]}, {"Recipients": ["ágé1"]},
+                     {"Recipients": [public], "\ud800": 1}):
+            response = admin.post(url, data=json.dumps(body), headers={"Content-Type": "application/json"})
+            assert response.status_code == 400, (body, response.status_code, response.text[:200])
+            assert response.json()["Message"]
+    schedules = f"{fresh_server.url}/admin/backups/schedules"
+    good = {"Database": "Shop", "IntervalSeconds": 3600, "Retention": 1, "Folder": "b", "Recipients": [public]}
+    for change in ({"Folder": "\ud800"}, {"Folder": "a\u0000b"}, {"Folder": "~no-such-user-here/x"},
+                   {"Folder": "x" * 5000}, {"\udfff": 1}):
+        response = admin.put(schedules, data=json.dumps({**good, **change}), headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (change, response.status_code, response.text[:200])
+    assert admin.get(schedules).json()["Schedules"] == []
+    # The accepting twin: the same requests with ordinary text work.
+    assert admin.post(f"{fresh_server.url}/admin/backups", json={"Passphrase": "users/1-A long"}).status_code == 200
+    assert admin.put(schedules, json=good).status_code == 200

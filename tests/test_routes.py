@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from aiohttp import web
 
-from roost.http.app import ROUTE_TABLES
-from roost.http.routing import LEVELS, RouteTable, install
+from roost.http.app import ROUTE_TABLES, build_app
+from roost.http.middleware import BARE_HANDLERS
+from roost.http.openapi import openapi_path
+from roost.http.routing import LEVELS, TABLES, RouteTable
+from roost.settings import Settings
 from roost.types import Level
 
 
-def test_every_installed_route_has_a_level() -> None:
-    app = web.Application()
-    install(app, ROUTE_TABLES)
+def built_app(**settings: object) -> web.Application:
+    """The application exactly as the server builds it (build_app only reads the server's settings)."""
+    return build_app(SimpleNamespace(settings=Settings(**settings)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bench", [False, True])
+def test_every_route_the_built_app_serves_has_a_level(bench: bool) -> None:
+    """Inspects what build_app() made, not install()'s bookkeeping: a route added to the app any other way than
+    through a RouteTable (app.router.add_get in build_app, say) has no level and fails here."""
+    app = built_app(bench_unauthenticated_route=bench)
     levels = app[LEVELS]
-    handlers = {route.handler for route in app.router.routes()}
-    missing = [h.__name__ for h in handlers if h not in levels]
+    bare = app[BARE_HANDLERS]
+    served = [(r.method, r.resource.canonical if r.resource else "?", r.handler) for r in app.router.routes()]
+    assert len(served) > 40
+    missing = [f"{method} {path}" for method, path, handler in served if handler not in levels]
     assert not missing, f"routes without a level: {missing}"
     assert all(isinstance(level, Level) for level in levels.values())
+    # Only the bench's bare route skips identification, and only when its setting is on.
+    assert bool(bare) is bench
+    assert all(levels[h] is Level.UNAUTHENTICATED for h in bare)
+    # Every served route is one the route table declares, with that table's level.
+    declared = {(r.method, openapi_path(r.path)): r.level for table in app[TABLES] for r in table.routes}
+    for method, path, handler in served:
+        key = ("GET" if method == "HEAD" else method, path)
+        assert key in declared, f"{method} {path} is served but declared in no RouteTable"
+        assert declared[key] is levels[handler], f"{method} {path}"
 
 
 def test_admin_routes_are_not_open() -> None:

@@ -36,12 +36,14 @@ class BackupDecryptError(BadRequestError):
 def parse_recipients(values: Iterable[Any]) -> list[x25519.Recipient]:
     recipients = []
     for value in values:
-        if not isinstance(value, str) or not value.strip().startswith("age1"):
-            raise BadRequestError(f"'{value}' is not an age X25519 recipient (a public key starting with age1...).")
+        # Echoed with repr(): ASCII whatever the value holds (a lone surrogate would break the error response).
+        shown = repr(value)[:80]
+        if not isinstance(value, str) or not value.isascii() or not value.strip().startswith("age1"):
+            raise BadRequestError(f"{shown} is not an age X25519 recipient (a public key starting with age1...).")
         try:
             recipients.append(x25519.Recipient.from_str(value.strip()))
         except pyrage.RecipientError:
-            raise BadRequestError(f"'{value}' is not a valid age X25519 recipient.") from None
+            raise BadRequestError(f"{shown} is not a valid age X25519 recipient.") from None
     return recipients
 
 

@@ -40,6 +40,14 @@ def file_prefix(name: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}"
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _partial(path: Path) -> bool:
     """A hidden partial file that BackupService.write_file leaves when the process dies mid-backup."""
     return re.fullmatch(r"\..+" + re.escape(EXTENSION) + r"\.[0-9a-f]{8}\.partial", path.name) is not None
@@ -98,7 +106,8 @@ class Schedules:
     async def put(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(body) - _FIELDS)
         if unknown:
-            raise BadRequestError(f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(sorted(_FIELDS))}.")
+            raise BadRequestError(f"Unknown field(s): {', '.join(map(repr, unknown))[:200]}. Allowed: "
+                                  f"{', '.join(sorted(_FIELDS))}.")
         if "Passphrase" in body:
             raise BadRequestError("Schedules encrypt to public keys only.")
         name = database_name(body.get("Database"))
@@ -113,12 +122,17 @@ class Schedules:
         if not isinstance(folder, str) or not folder.strip():
             raise BadRequestError("Folder is required: where on the server the backups go (relative to the data "
                                   "directory, or absolute).")
+        if len(folder) > 4096 or "\0" in folder or not folder.isprintable() or not _encodable(folder):
+            raise BadRequestError("Folder must be a path of at most 4096 printable characters.")
         lock = Lock.parse(body.get("Recipients"), None)
-        path = self._folder(folder.strip())
+        try:
+            path = self._folder(folder.strip())
+        except RuntimeError:  # "~someone/..." for a user without a home
+            raise BadRequestError(f"Folder {folder[:80]!r} names a home directory that does not exist.") from None
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise BadRequestError(f"Cannot create the backup folder '{path}': {exc.strerror}.") from None
+            raise BadRequestError(f"Cannot create the backup folder {str(path)!r}: {exc.strerror}.") from None
         schedule = {"Database": names[0], "IntervalSeconds": interval, "Retention": retention,
                     "Folder": folder.strip(), "Recipients": list(lock.recipients)}
         updated = {**self._schedules, names[0].casefold(): schedule}

@@ -37,6 +37,14 @@ EXTENSION = ".roostbackup"
 _BATCH = 2000
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Lock:
     """How a backup is encrypted: to public keys, or with a passphrase (never stored, never logged)."""
@@ -50,6 +58,9 @@ class Lock:
             raise BadRequestError("Recipients must be a list of age public keys (age1...).")
         if passphrase is not None and (not isinstance(passphrase, str) or len(passphrase) < 8):
             raise BadRequestError("Passphrase must be a string of at least 8 characters.")
+        if isinstance(passphrase, str) and not _is_unicode(passphrase):
+            # Found by tests/test_fuzz.py: age failed on it after the response had started (a cut download).
+            raise BadRequestError("Passphrase holds invalid Unicode (a lone surrogate); use characters only.")
         if recipients and passphrase:
             raise BadRequestError("Give Recipients or a Passphrase, not both.")
         if not recipients and not passphrase:

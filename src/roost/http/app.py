@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web, web_response
 
+from roost.http import openapi
 from roost.http.browsers import BROWSERS, BrowserPolicy
 from roost.http.middleware import BARE_HANDLERS, SERVER, security_middleware
 from roost.http.routes import (
@@ -29,7 +30,7 @@ setattr(web_response, "SERVER_SOFTWARE", "Roost")  # noqa: B010 (the name is not
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
-    authority.routes,
+    authority.routes, openapi.routes,
 ]
 
 

@@ -1,4 +1,5 @@
-"""Routes declare exactly one authorization level when they are registered (tests/test_routes.py checks it)."""
+"""Routes declare exactly one authorization level when they are registered (tests/test_routes.py checks the built
+app: every route it serves has one)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class RouteTable:
 
 
 LEVELS = web.AppKey("levels", dict)
+TABLES = web.AppKey("route_tables", list)  # what install() added, for the OpenAPI description (openapi.py)
 
 
 def install(app: web.Application, tables: list[RouteTable]) -> None:
@@ -63,3 +65,4 @@ def install(app: web.Application, tables: list[RouteTable]) -> None:
                 raise ValueError(f"{route.handler.__name__} is registered with two levels")
             levels[route.handler] = route.level
     app[LEVELS] = levels
+    app[TABLES] = list(tables)

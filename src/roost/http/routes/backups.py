@@ -205,5 +205,7 @@ async def run_schedule(request: web.Request) -> web.StreamResponse:
 def _only(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise BadRequestError(f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(sorted(allowed))}.")
+        # repr(): ASCII whatever the names hold, so the error response can always be rendered.
+        raise BadRequestError(f"Unknown field(s): {', '.join(map(repr, unknown))[:200]}. Allowed: "
+                              f"{', '.join(sorted(allowed))}.")
 
