@@ -6,13 +6,13 @@ import { errorBox, field, h, replace, select } from "./dom.js";
 import { confirmDialog } from "./dialog.js";
 import { thumbprintCell } from "./copy.js";
 import { clearanceBadge, clearanceLabel, expiryBadge, formatCount, formatDate } from "./format.js";
-import { fetchPage, invalidate } from "./certificate-query.js";
+import { fetchPage, invalidate, pageSpan } from "./certificate-query.js";
 import { openGenerateDialog } from "./generate-dialog.js";
 import { openUploadDialog } from "./upload-dialog.js";
 import { openDeleteDialog, openEditDialog } from "./edit-dialog.js";
 import { permissionsList } from "./permissions.js";
 import { serverPanel, wellKnownPanel } from "./server-panel.js";
-import { deleteRefusal, manageRefusal, OPERATOR_ONLY, session } from "./session.js";
+import { deleteRefusal, editRefusal as editRefusalOf, OPERATOR_ONLY, session } from "./session.js";
 
 const PAGE_SIZES = [25, 50, 100];
 
@@ -33,6 +33,7 @@ export function renderCertificates(main) {
   const next = h("button", { type: "button", class: "secondary small" }, "Next page");
   let controller = null;
   let serverStale = true; // the server panel is drawn on the first load and after a change
+  let registeredServer = null; // the server certificate's own registry entry, when it has one
 
   const announce = (message) => {
     notice.textContent = message;
@@ -166,27 +167,29 @@ export function renderCertificates(main) {
     try {
       const page = await fetchPage(state, signal);
       if (signal.aborted) return;
-      if (page.items.length === 0 && state.start > 0 && page.total > 0) {
-        state.start = Math.max(0, Math.floor((page.total - 1) / state.pageSize) * state.pageSize);
+      if (page.items.length === 0 && state.start > 0 && page.rawTotal > 0 && state.start >= page.rawTotal) {
+        state.start = Math.max(0, Math.floor((page.rawTotal - 1) / state.pageSize) * state.pageSize);
         load();
         return;
       }
-      renderRows(page.items);
-      const first = page.total === 0 ? 0 : state.start + 1;
-      const last = state.start + page.items.length;
-      summary.textContent =
-        page.total === 0
-          ? "No certificates match."
-          : `Showing ${formatCount(first)}–${formatCount(last)} of ${formatCount(page.total)}`;
-      prev.disabled = state.start === 0;
-      next.disabled = last >= page.total;
       if (serverStale) {
         serverStale = false;
-        let entry = page.serverEntry;
-        if (!entry && page.loadedServerCert) entry = await serverEntryOf(page.loadedServerCert);
+        // Asked by thumbprint: the registered entry when there is one (it then counts in the list's total).
+        let entry = page.loadedServerCert ? await serverEntryOf(page.loadedServerCert) : null;
+        entry ??= page.serverEntry;
+        registeredServer = entry && !("Generated" in entry) ? entry : null;
         replace(serverSlot, serverPanel({ entry, thumbprint: page.loadedServerCert, onChanged: changed }));
         replace(wellKnownSlot, wellKnownPanel(page.wellKnown));
+        if (signal.aborted) return;
       }
+      renderRows(page.items);
+      const span = pageSpan(page, state, registeredServer);
+      summary.textContent =
+        span.total === 0
+          ? "No certificates match."
+          : `Showing ${formatCount(span.first)}–${formatCount(span.last)} of ${formatCount(span.total)}`;
+      prev.disabled = state.start === 0;
+      next.disabled = !span.hasNext;
     } catch (err) {
       if (err.name === "AbortError") return;
       listErrors.show(`The certificates could not be loaded: ${err.message}`);
@@ -204,7 +207,7 @@ export function renderCertificates(main) {
   function row(cert) {
     const current = cert.Thumbprint && cert.Thumbprint.toUpperCase() === session.thumbprint;
     const members = cert.CollectionSecondaryKeys ?? [];
-    const editRefusal = manageRefusal(cert);
+    const editRefusal = editRefusalOf(cert);
     const removeRefusal = deleteRefusal(cert);
     const reasonId = `why-${cert.Thumbprint}`;
     const reasons = [...new Set([editRefusal, removeRefusal].filter(Boolean))];
