@@ -78,6 +78,71 @@ def test_edit_and_delete_are_visible_without_sideways_scrolling(checked: Studio,
     checked.shot(page, f"studio-layout-{viewport['width']}")
 
 
+def test_the_generate_name_field_says_its_limit_before_submitting(checked: Studio) -> None:
+    page = checked.open(viewport=LAPTOP)
+    page.get_by_role("button", name="Generate client certificate").click()
+    dialog = page.get_by_role("dialog")
+    name = dialog.get_by_label("Name", exact=True)
+    expect(name).to_have_attribute("maxlength", "64")
+    expect(dialog).to_contain_text("At most 64 characters")
+    name.fill("n" * 70)
+    assert len(name.input_value()) == 64, "the field keeps to the limit"
+    expect(dialog.locator(".name-count")).to_have_text("64 of 64 characters: the limit")
+    checked.shot(page, "studio-generate-name-limit")
+    # At the limit it still generates (the refusal twin is the limit itself: nothing longer can be typed).
+    with page.expect_download():
+        dialog.get_by_role("button", name="Generate", exact=True).click()
+    expect(dialog.get_by_role("status")).to_contain_text("was generated")
+
+
+def test_the_qr_code_follows_the_name_and_the_key_has_a_copy_button(checked: Studio) -> None:
+    context = checked.context(viewport=LAPTOP, permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    checked.watch(page)
+    page.goto(f"{checked.url}/studio/#/certificates")
+    page.get_by_role("button", name="Generate client certificate").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name", exact=True).fill("first-name")
+    with page.expect_request(lambda r: r.url.endswith("/admin/certificates/2fa/qr")) as first:
+        dialog.get_by_label("Require two-factor authentication").check()
+    assert '"first-name"' in (first.value.post_data or "")
+    secret = dialog.locator("code.secret").inner_text()
+    with page.expect_request(lambda r: r.url.endswith("/admin/certificates/2fa/qr")) as second:
+        dialog.get_by_label("Name", exact=True).fill("bob-phone")
+    assert '"bob-phone"' in (second.value.post_data or "")
+    expect(dialog.locator("img.qr")).to_have_attribute("alt", "QR code of the authentication key for bob-phone")
+    expect(dialog.locator("code.secret")).to_have_text(secret)  # the same key: only its label changed
+    dialog.get_by_role("button", name="Copy authentication key").click()
+    expect(dialog.locator(".secret-copy .copy-status")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+
+
+def test_dialog_errors_clear_once_the_input_is_fixed(checked: Studio, tmp_path) -> None:
+    from certificates_factory import self_signed, write_pem
+
+    page = checked.open(viewport=LAPTOP)
+    page.get_by_role("button", name="Generate client certificate").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Name", exact=True).fill("months-check")
+    months = dialog.get_by_label("Expiration period (months)")
+    months.fill("0")
+    dialog.get_by_role("button", name="Generate", exact=True).click()
+    alert = dialog.locator(".error-box")
+    expect(alert).to_contain_text("The expiration period is a whole number of months")
+    months.fill("12")
+    expect(alert).to_be_hidden()
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="Upload client certificate").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Upload", exact=True).click()
+    alert = dialog.locator(".error-box")
+    expect(alert).to_contain_text("Choose the certificate file")
+    pem, _ = self_signed("fixed-later")
+    dialog.get_by_label("Certificate file (.pfx, .crt, .pem or .der)").set_input_files(str(write_pem(tmp_path / "c.pem", pem)))
+    expect(alert).to_be_hidden()
+
+
 # The server certificate changes from here on: these tests run last.
 
 def _loaded(studio: Studio) -> dict[str, Any]:

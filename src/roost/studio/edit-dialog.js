@@ -4,7 +4,7 @@
 import { request } from "./api.js";
 import { h } from "./dom.js";
 import { confirmDialog, openDialog, runAction } from "./dialog.js";
-import { certificateSettings, loadDatabaseNames } from "./certificate-form.js";
+import { certificateSettings, clearErrorOnInput, loadDatabaseNames } from "./certificate-form.js";
 
 export async function openEditDialog(cert, { onDone }) {
   const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
@@ -48,6 +48,7 @@ export async function openEditDialog(cert, { onDone }) {
       : null,
   );
   handle.body.replaceChildren(form);
+  clearErrorOnInput(form, handle.error);
   settings.nameInput.focus();
 
   form.addEventListener("submit", async (event) => {

@@ -5,7 +5,7 @@
 import { fileToBase64, request } from "./api.js";
 import { field, h, replace } from "./dom.js";
 import { openDialog, runAction } from "./dialog.js";
-import { certificateSettings, loadDatabaseNames } from "./certificate-form.js";
+import { certificateSettings, clearErrorOnInput, loadDatabaseNames } from "./certificate-form.js";
 import { showSecret, twoFactorEnrolment } from "./generate-dialog.js";
 import { thumbprintCell } from "./copy.js";
 
@@ -59,6 +59,7 @@ export async function openUploadDialog({ onDone }) {
     twoFactorPanel,
   );
   replace(handle.body, form);
+  clearErrorOnInput(form, handle.error);
   file.focus();
 
   form.addEventListener("submit", async (event) => {
