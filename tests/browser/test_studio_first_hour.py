@@ -143,6 +143,54 @@ def test_dialog_errors_clear_once_the_input_is_fixed(checked: Studio, tmp_path) 
     expect(alert).to_be_hidden()
 
 
+def test_a_browser_whose_certificate_was_deleted_is_told_so_and_not_offered_a_code(checked: Studio) -> None:
+    bob = checked.generate("bob-reader", "Operator")
+    page = checked.open(bob.pem_path, viewport=LAPTOP)
+    expect(page.locator("#identity .me-name")).to_have_text("bob-reader")
+    response = checked.server.admin().delete(f"{checked.url}/admin/certificates", params={"thumbprint": bob.thumbprint})
+    assert response.status_code == 204, response.text
+    page.get_by_label("Name or thumbprint").fill("anything")  # the next request is refused
+    refusal = page.locator("section.refusal")
+    expect(refusal.get_by_role("heading")).to_have_text("This certificate is not registered on this server")
+    expect(refusal).to_contain_text("bob-reader")
+    expect(refusal).to_contain_text("Ask an administrator for a new certificate")
+    expect(page.locator("#identity")).not_to_contain_text("bob-reader")
+    expect(page.get_by_role("button", name="Enter a two-factor code")).to_have_count(0)
+    page.reload()
+    expect(page.locator("section.refusal").get_by_role("heading")).to_have_text(
+        "This certificate is not registered on this server")
+    expect(page.get_by_role("button", name="Enter a two-factor code")).to_have_count(0)
+    checked.shot(page, "studio-refusal-unknown")
+
+
+def test_a_user_lands_on_its_databases_with_their_access_and_no_certificates_menu(checked: Studio) -> None:
+    _databases(checked, "shop", "orders")
+    user = checked.generate("shop-reader", "ValidUser", {"shop": "Read", "orders": "ReadWrite"})
+    page = checked.context(user.pem_path, viewport=LAPTOP).new_page()
+    checked.watch(page)
+    page.goto(f"{checked.url}/studio/")
+    expect(page.get_by_role("heading", name="Databases", level=1)).to_be_visible()
+    expect(page.locator("#nav").get_by_role("link", name="Certificates")).to_have_count(0)
+    expect(page.locator(".db-list")).to_contain_text("shop · Read")
+    expect(page.locator(".db-list")).to_contain_text("orders · Read/Write")
+    checked.shot(page, "studio-user-databases")
+
+    # Typed by hand, the Certificates view says what clearance it needs, not to reinstall anything.
+    page.goto(f"{checked.url}/studio/#/certificates")
+    refusal = page.locator("section.refusal")
+    expect(refusal).to_contain_text("Operator or Cluster Admin")
+    expect(refusal).not_to_contain_text("private")
+    expect(refusal).not_to_contain_text("Install")
+    expect(page.locator("#identity .me-name")).to_have_text("shop-reader")
+
+    # The twin: an Operator lands on Certificates and has it in the menu.
+    operator = checked.generate("ops-landing", "Operator")
+    theirs = checked.context(operator.pem_path, viewport=LAPTOP).new_page()
+    theirs.goto(f"{checked.url}/studio/")
+    expect(theirs.get_by_role("heading", name="Certificates", level=1)).to_be_visible()
+    expect(theirs.locator("#nav").get_by_role("link", name="Certificates")).to_be_visible()
+
+
 # The server certificate changes from here on: these tests run last.
 
 def _loaded(studio: Studio) -> dict[str, Any]:

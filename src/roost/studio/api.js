@@ -71,6 +71,11 @@ export async function request(method, path, { query, body, expect = "json", sign
   if (!response.ok) {
     const error = await toError(response);
     if (response.status === 428) apiEvents.dispatchEvent(new CustomEvent("two-factor-required", { detail: error }));
+    // An authentication refusal mid-session (the certificate was deleted, disabled, or its session ended): the app
+    // asks whoami again rather than keep showing "Signed in as ...".
+    if (response.status === 403 && error.type === "InvalidAuth" && path !== "/certificates/whoami") {
+      apiEvents.dispatchEvent(new CustomEvent("refused", { detail: error }));
+    }
     throw error;
   }
   if (expect === "response") return response;
