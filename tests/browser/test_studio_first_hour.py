@@ -191,6 +191,33 @@ def test_a_user_lands_on_its_databases_with_their_access_and_no_certificates_men
     expect(theirs.locator("#nav").get_by_role("link", name="Certificates")).to_be_visible()
 
 
+def test_the_upload_preview_warns_about_a_ca_only_file_and_says_the_fix(checked: Studio, tmp_path) -> None:
+    from certificates_factory import self_signed, write_pem
+
+    ca_pem, ca_thumbprint = self_signed("made-by-openssl-req", ca=True)
+    page = checked.open(viewport=LAPTOP)
+    page.get_by_role("button", name="Upload client certificate").click()
+    dialog = page.get_by_role("dialog")
+    chooser = dialog.get_by_label("Certificate file (.pfx, .crt, .pem or .der)")
+    chooser.set_input_files(str(write_pem(tmp_path / "ca.pem", ca_pem)))
+    warning = dialog.locator(".preview .notice.warning")
+    expect(warning).to_contain_text("made-by-openssl-req")
+    expect(warning).to_contain_text("CA:TRUE")
+    expect(warning).to_contain_text("basicConstraints=critical,CA:FALSE")
+    expect(dialog.locator(".preview")).to_contain_text(ca_thumbprint)
+    checked.shot(page, "studio-upload-ca-warning")
+    dialog.get_by_role("button", name="Upload", exact=True).click()
+    alert = dialog.locator(".error-box")
+    expect(alert).to_contain_text("made-by-openssl-req")  # the refusal names the certificate and the fix too
+    expect(alert).to_contain_text("CA:FALSE")
+
+    # The twin: a client certificate (CA:FALSE) gets no warning.
+    client_pem, _ = self_signed("a-real-client")
+    chooser.set_input_files(str(write_pem(tmp_path / "client.pem", client_pem)))
+    expect(dialog.locator(".preview")).to_contain_text("holds one certificate")
+    expect(dialog.locator(".preview .notice.warning")).to_have_count(0)
+
+
 # The server certificate changes from here on: these tests run last.
 
 def _loaded(studio: Studio) -> dict[str, Any]:
