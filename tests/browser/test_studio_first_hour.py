@@ -218,6 +218,45 @@ def test_the_upload_preview_warns_about_a_ca_only_file_and_says_the_fix(checked:
     expect(dialog.locator(".preview .notice.warning")).to_have_count(0)
 
 
+def test_the_two_factor_screen_speaks_to_people_and_a_lockout_counts_down(checked: Studio) -> None:
+    import re
+
+    import pyotp
+
+    secret = pyotp.random_base32()
+    certificate = checked.generate("mfa-person", "Operator", TwoFactorAuthenticationKey=secret)
+    page = checked.context(certificate.pem_path, viewport=LAPTOP).new_page()
+    checked.watch(page)
+    page.goto(f"{checked.url}/studio/")
+    screen = page.locator("section.clearance-screen")
+    expect(screen).to_contain_text("Enter the code from your authenticator app")
+    expect(screen).to_contain_text("mfa-person")
+    expect(screen).not_to_contain_text("POST")
+    expect(screen).not_to_contain_text("/authentication/2fa")
+
+    wrong = "123456" if pyotp.TOTP(secret).now() != "123456" else "654321"
+    code = page.get_by_label("Code from your authenticator app")
+    verify = page.get_by_role("button", name="Verify")
+    alert = screen.locator(".error-box")
+    code.fill(wrong)
+    verify.click()
+    expect(alert).to_contain_text("That code was not accepted")
+    expect(verify).to_be_enabled()  # the twin: a wrong code alone does not lock
+    for _ in range(6):
+        if "locked" in alert.inner_text():
+            break
+        code.fill(wrong)
+        verify.click()
+        expect(verify).to_have_text("Verify")
+    expect(alert).to_have_text(re.compile(r"^Too many wrong codes: two-factor sign-in for this certificate is locked\. "
+                                          r"Try again in \d:\d\d\.$"))
+    expect(screen.get_by_role("alert")).to_have_count(1)
+    expect(verify).to_be_disabled()
+    first = alert.inner_text()
+    expect(alert).not_to_have_text(first, timeout=3_000)  # it counts down
+    checked.shot(page, "studio-two-factor-locked")
+
+
 # The server certificate changes from here on: these tests run last.
 
 def _loaded(studio: Studio) -> dict[str, Any]:

@@ -28,10 +28,11 @@ const FALLBACK = {
 async function toError(response) {
   let type = `Http${response.status}`;
   let message = "";
+  let body = null;
   const text = await response.text().catch(() => "");
   if (text) {
     try {
-      const body = JSON.parse(text);
+      body = JSON.parse(text);
       type = body.Type || type;
       message = body.Message || body.Error || "";
     } catch {
@@ -44,6 +45,7 @@ async function toError(response) {
   }
   const error = new ApiError(response.status, type, message);
   error.retryAfter = response.headers.get("Retry-After");
+  error.body = body && typeof body === "object" ? body : null; // extra fields a refusal may carry (TriesLeft)
   return error;
 }
 

@@ -170,7 +170,9 @@ apiEvents.addEventListener("two-factor-required", (event) => {
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   nav.hidden = true;
   document.title = "Two-factor authentication · Roost Studio";
-  renderTwoFactor(main, { reason: `Roost said: ${event.detail.message}`, onCleared: boot });
+  // The API's words ("POST the relevant TOTP value to /authentication/2fa") are for programs; the screen says it.
+  const name = /client certificate '([^']*)'/.exec(event.detail.message ?? "")?.[1];
+  renderTwoFactor(main, { reason: name ? `Certificate: ${name}` : null, onCleared: boot });
 });
 
 window.addEventListener("hashchange", route);
