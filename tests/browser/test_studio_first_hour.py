@@ -257,6 +257,46 @@ def test_the_two_factor_screen_speaks_to_people_and_a_lockout_counts_down(checke
     checked.shot(page, "studio-two-factor-locked")
 
 
+def test_lowering_ones_own_clearance_warns_and_asks_and_cluster_node_is_not_offered(checked: Studio) -> None:
+    me = checked.generate("self-lowering-admin", "ClusterAdmin")
+    checked.generate("someone-else", "ValidUser")
+    page = checked.open(me.pem_path, viewport=LAPTOP)
+    page.get_by_label("Name or thumbprint").fill("some")
+    row(page, "someone-else").get_by_role("button", name="Edit someone-else").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.locator("option[value=Operator]")).to_have_count(1)  # the form is drawn
+    expect(dialog.locator("option[value=ClusterNode]")).to_have_count(0)
+    dialog.get_by_label("Security clearance").select_option("Operator")
+    expect(dialog.locator(".self-warning")).to_be_hidden()  # the twin: someone else's clearance, no warning
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="Upload client certificate").click()
+    expect(page.get_by_role("dialog").locator("option[value=Operator]")).to_have_count(1)
+    expect(page.get_by_role("dialog").locator("option[value=ClusterNode]")).to_have_count(0)
+    page.keyboard.press("Escape")
+
+    page.get_by_label("Name or thumbprint").fill("self-lowering")
+    row(page, "self-lowering-admin").get_by_role("button", name="Edit self-lowering-admin").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Security clearance").select_option("Operator")
+    warning = dialog.locator(".self-warning")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("You are signed in with this certificate")
+    checked.shot(page, "studio-edit-own-clearance")
+    dialog.get_by_role("button", name="Save").click()
+    confirm = page.get_by_role("dialog", name="Lower your own clearance?")
+    expect(confirm).to_contain_text("Operator")
+    confirm.get_by_role("button", name="Cancel").click()
+    saved = checked.server.admin().get(f"{checked.url}/admin/certificates",
+                                       params={"thumbprint": me.thumbprint, "metadataOnly": "true"}).json()
+    assert saved["Results"][0]["SecurityClearance"] == "ClusterAdmin", "Cancel changes nothing"
+
+    page.get_by_role("dialog").get_by_role("button", name="Save").click()
+    page.get_by_role("dialog", name="Lower your own clearance?").get_by_role("button", name="Lower my clearance").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page.locator("#identity .badge.clearance")).to_have_text("Operator")
+
+
 # The server certificate changes from here on: these tests run last.
 
 def _loaded(studio: Studio) -> dict[str, Any]:

@@ -59,7 +59,9 @@ function landing() {
 // header and menu redrawn in case the clearance changed. Not signed in any more: say why, and stop saying
 // "Signed in as ...".
 let rechecking = null;
-apiEvents.addEventListener("refused", () => {
+apiEvents.addEventListener("identity-changed", recheck); // the caller edited its own certificate
+apiEvents.addEventListener("refused", recheck);
+function recheck() {
   if (clearing || rechecking) return;
   rechecking = (async () => {
     const before = session.clearance;
@@ -81,7 +83,7 @@ apiEvents.addEventListener("refused", () => {
       rechecking = null;
     }
   })();
-});
+}
 
 function renderIdentity(me) {
   const notAfter = me.NotAfter;

@@ -25,6 +25,11 @@ export const session = {
   },
 };
 
+/** Clearances ordered by what they allow (Cluster Node and Cluster Admin alike). */
+export function clearanceRank(clearance) {
+  return RANK[clearance] ?? 0;
+}
+
 export function isAdminClearance(clearance) {
   return clearance === "ClusterAdmin" || clearance === "ClusterNode";
 }

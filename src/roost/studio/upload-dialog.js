@@ -30,7 +30,8 @@ export async function openUploadDialog({ onDone }) {
   const preview = h("div", { class: "preview", "aria-live": "polite" });
   const settings = certificateSettings({
     databases,
-    clearances: ["ClusterAdmin", "ClusterNode", "Operator", "ValidUser"],
+    // Cluster Node is the clearance of server certificates, which Roost registers itself: not one for a client.
+    clearances: ["ClusterAdmin", "Operator", "ValidUser"],
   });
   const twoFactor = h("input", { type: "checkbox", name: "two-factor", id: "upload-2fa" });
   const twoFactorPanel = h("div", { class: "two-factor-panel", hidden: true });
