@@ -297,6 +297,47 @@ def test_lowering_ones_own_clearance_warns_and_asks_and_cluster_node_is_not_offe
     expect(page.locator("#identity .badge.clearance")).to_have_text("Operator")
 
 
+def test_the_database_picker_offers_only_databases_not_yet_chosen(checked: Studio) -> None:
+    _databases(checked, *DATABASES)
+    page = checked.open(viewport=LAPTOP)
+    page.get_by_role("button", name="Generate client certificate").click()
+    dialog = page.get_by_role("dialog")
+    add = dialog.get_by_role("button", name="Add database permission")
+    add.click()
+    add.click()
+    pickers = dialog.get_by_label("Database", exact=True)
+    first, second = pickers.nth(0).input_value(), pickers.nth(1).input_value()
+    assert first != second
+    expect(pickers.nth(1).locator(f"option[value='{first}']")).to_have_count(0)
+    expect(pickers.nth(0).locator(f"option[value='{second}']")).to_have_count(0)
+    # Removing a row offers its database again.
+    dialog.get_by_role("button", name=f"Remove permission for {second}").click()
+    expect(pickers.nth(0).locator(f"option[value='{second}']")).to_have_count(1)
+
+
+def test_purge_asks_only_when_something_has_expired(checked: Studio) -> None:
+    import base64
+
+    from certificates_factory import self_signed
+
+    page = checked.open(viewport=LAPTOP)
+    page.get_by_role("button", name="Purge expired").click()
+    expect(page.locator(".notice.success").first).to_have_text("Nothing has expired: there is nothing to purge.")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+
+    pem, _ = self_signed("long-gone-partner", days=-2, not_before_days=-400)
+    response = checked.server.admin().put(f"{checked.url}/admin/certificates", json={
+        "Name": "long-gone-partner", "Certificate": base64.b64encode(pem).decode(), "SecurityClearance": "ValidUser",
+        "Permissions": {}})
+    assert response.status_code == 201, response.text
+    page.get_by_role("button", name="Purge expired").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Delete the expired certificate?")
+    expect(dialog.locator(".purge-list")).to_contain_text("long-gone-partner")
+    dialog.get_by_role("button", name="Purge expired").click()
+    expect(page.locator(".notice.success").first).to_contain_text("Purged 1 expired certificate: long-gone-partner")
+
+
 # The server certificate changes from here on: these tests run last.
 
 def _loaded(studio: Studio) -> dict[str, Any]:

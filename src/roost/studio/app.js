@@ -95,7 +95,8 @@ function renderIdentity(me) {
     h("span", { class: "who" }, h("span", { class: "label" }, "Signed in as "), h("strong", { class: "me-name" }, me.Name ?? "—")),
     clearanceBadge(me.SecurityClearance),
     me.Thumbprint ? thumbprintCell(me.Thumbprint) : null,
-    h("span", { class: "me-expiry" }, notAfter ? `Expires ${formatDate(notAfter)}` : "No expiration date"),
+    // Whoami gives no dates for a well-known admin (configured by thumbprint): say it is unknown, not that there is none.
+    h("span", { class: "me-expiry" }, notAfter ? `Expires ${formatDate(notAfter)}` : "Expiry not reported by the server"),
     logout,
   );
   const state = expiryState(notAfter);

@@ -3,7 +3,7 @@
 
 import { request } from "./api.js";
 import { errorBox, field, h, replace, select } from "./dom.js";
-import { confirmDialog } from "./dialog.js";
+import { confirmDialog, runAction } from "./dialog.js";
 import { thumbprintCell } from "./copy.js";
 import { clearanceBadge, clearanceLabel, expiryBadge, formatCount, formatDate } from "./format.js";
 import { fetchPage, invalidate, pageSpan } from "./certificate-query.js";
@@ -15,6 +15,7 @@ import { serverPanel, wellKnownPanel } from "./server-panel.js";
 import { deleteRefusal, editRefusal as editRefusalOf, OPERATOR_ONLY, session } from "./session.js";
 
 const PAGE_SIZES = [25, 50, 100];
+const BACKDATED = "Roost, like RavenDB, dates generated certificates 7 days back so that clients whose clock runs behind accept them at once.";
 
 export function renderCertificates(main) {
   if (!session.isOperator()) {
@@ -96,10 +97,26 @@ export function renderCertificates(main) {
   const purge = h("button", { type: "button", class: "secondary" }, "Purge expired");
   generate.addEventListener("click", () => openGenerateDialog({ onDone: () => changed("") }));
   upload.addEventListener("click", () => openUploadDialog({ onDone: () => changed("") }));
-  purge.addEventListener("click", () =>
+  purge.addEventListener("click", async () => {
+    // Ask first only when there is something to purge; otherwise just say so.
+    const expired = await runAction(purge, listErrors, () =>
+      request("GET", "/admin/certificates", { query: { metadataOnly: true, state: "expired", pageSize: 11 } }), "Checking…");
+    if (!expired) return;
+    const found = (expired.Results ?? []).filter((c) => c.Thumbprint !== expired.LoadedServerCert);
+    const count = Math.max(expired.TotalResults ?? 0, found.length);
+    if (count === 0) {
+      announce("Nothing has expired: there is nothing to purge.");
+      return;
+    }
+    const names = found.slice(0, 10).map((c) => c.Name);
     confirmDialog({
       title: "Purge expired certificates",
-      message: h("p", {}, "Delete every registered certificate whose expiration date has passed? This cannot be undone."),
+      message: h(
+        "div",
+        {},
+        h("p", {}, `Delete the ${count === 1 ? "expired certificate" : `${formatCount(count)} expired certificates`}? This cannot be undone.`),
+        h("ul", { class: "purge-list" }, names.map((n) => h("li", { class: "cert-name" }, n)), count > names.length ? h("li", { class: "muted" }, `and ${formatCount(count - names.length)} more`) : null),
+      ),
       confirmLabel: "Purge expired",
       action: () => request("DELETE", "/admin/certificates/purge"),
       onDone: (result) => {
@@ -110,8 +127,8 @@ export function renderCertificates(main) {
             : `Purged ${names.length} expired certificate${names.length === 1 ? "" : "s"}: ${names.join(", ")}.`,
         );
       },
-    }),
-  );
+    });
+  });
 
   const table = h(
     "table",
@@ -124,9 +141,9 @@ export function renderCertificates(main) {
         "tr",
         {},
         // Columns a narrow window can spare are hidden by CSS (col-*); Edit and Delete always stay in view.
-        [["Name"], ["Thumbprint", "col-thumb"], ["Clearance"], ["Valid from", "col-valid"], ["Expiration"],
+        [["Name"], ["Thumbprint", "col-thumb"], ["Clearance"], ["Valid from", "col-valid", BACKDATED], ["Expiration"],
           ["Database permissions", "col-perms"], ["Last used", "col-used"], ["2FA", "col-2fa"], ["Actions", "col-actions"]]
-          .map(([label, cls]) => h("th", { scope: "col", class: cls }, label)),
+          .map(([label, cls, title]) => h("th", { scope: "col", class: cls, title }, label)),
       ),
     ),
     tbody,

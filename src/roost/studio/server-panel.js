@@ -111,7 +111,13 @@ function rememberNotRenewable(thumbprint, message) {
   if (thumbprint) window.sessionStorage.setItem(NOT_RENEWABLE + thumbprint, message);
 }
 
-export function wellKnownPanel(thumbprints) {
+/**
+ * The well-known admin certificates: the API lists thumbprints (RavenDB's WellKnownAdminCerts); when an entry is an
+ * object it may also carry Subject, NotAfter and a reason it can never pass TLS (Unusable), and those are shown.
+ */
+export function wellKnownPanel(entries) {
+  const items = entries.map((e) => (typeof e === "string" ? { Thumbprint: e } : e ?? {}));
+  const anyDetails = items.some((e) => e.Subject || e.NotAfter);
   return h(
     "section",
     { class: "card well-known", "aria-labelledby": "well-known-title" },
@@ -120,10 +126,24 @@ export function wellKnownPanel(thumbprints) {
       "p",
       { class: "hint" },
       "Trusted as Cluster Admin by the server's configuration (Security.WellKnownCertificates.Admin). Read-only here.",
+      items.length > 0 && !anyDetails ? " The server reports only their thumbprints, not their subject or expiry." : "",
     ),
-    thumbprints.length === 0
+    items.length === 0
       ? h("p", { class: "muted" }, "None configured.")
-      : h("ul", { class: "thumbprints" }, thumbprints.map((t) => h("li", {}, thumbprintCell(t)))),
+      : h(
+          "ul",
+          { class: "thumbprints well-known-list" },
+          items.map((e) =>
+            h(
+              "li",
+              {},
+              thumbprintCell(e.Thumbprint),
+              e.Subject ? h("span", { class: "subject" }, ` ${e.Subject}`) : null,
+              e.NotAfter ? h("span", { class: "muted" }, ` expires ${formatDate(e.NotAfter)} `, expiryBadge(e.NotAfter)) : null,
+              e.Unusable ? h("p", { class: "notice warning" }, `This entry can never pass TLS: ${e.Unusable}`) : null,
+            ),
+          ),
+        ),
   );
 }
 
