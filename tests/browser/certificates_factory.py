@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
-def self_signed(common_name: str, *, days: int = 365, not_before_days: int = -1) -> tuple[bytes, str]:
-    """A self-signed clientAuth certificate as PEM, and its thumbprint. ``days`` < 0 makes it expired."""
+def self_signed(common_name: str, *, days: int = 365, not_before_days: int = -1, ca: bool = False) -> tuple[bytes, str]:
+    """A self-signed clientAuth certificate as PEM, and its thumbprint. ``days`` < 0 makes it expired; ``ca`` makes
+    it what ``openssl req -x509`` makes by default (basicConstraints CA:TRUE)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
@@ -25,8 +26,8 @@ def self_signed(common_name: str, *, days: int = 365, not_before_days: int = -1)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(now + dt.timedelta(days=days))
-        # A client certificate: clientAuth only, not a CA.
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        # A client certificate: clientAuth only, not a CA (unless asked for, as openssl's default).
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )

@@ -150,8 +150,8 @@ def test_without_a_certificate_the_studio_says_what_to_do(studio: Studio) -> Non
         page = context.new_page()
         page.goto(f"{studio.url}/studio/")
         refusal = page.locator("section.refusal")
-        expect(refusal).to_contain_text("Roost did not let you in")
-        expect(refusal).to_contain_text("client certificate")
+        expect(refusal.get_by_role("heading")).to_have_text("No client certificate")
+        expect(refusal).to_contain_text("Install your certificate (.pfx) in the browser")
         expect(page.locator("#nav")).to_be_hidden()
     finally:
         context.close()

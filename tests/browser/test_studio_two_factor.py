@@ -71,7 +71,7 @@ def test_generate_with_two_factor_then_clear_the_studio_with_a_code(checked: Stu
     other = checked.context(certificate.pem_path).new_page()
     checked.watch(other)
     other.goto(f"{checked.url}/studio/")
-    expect(other.get_by_role("heading", name="Roost did not let you in")).to_be_visible()
+    expect(other.get_by_role("heading", name="Your two-factor session belongs to another browser")).to_be_visible()
     other.get_by_role("button", name="Enter a two-factor code").click()
     expect(other.get_by_label("Code from your authenticator app")).to_be_visible()
 

@@ -28,10 +28,11 @@ const FALLBACK = {
 async function toError(response) {
   let type = `Http${response.status}`;
   let message = "";
+  let body = null;
   const text = await response.text().catch(() => "");
   if (text) {
     try {
-      const body = JSON.parse(text);
+      body = JSON.parse(text);
       type = body.Type || type;
       message = body.Message || body.Error || "";
     } catch {
@@ -44,6 +45,7 @@ async function toError(response) {
   }
   const error = new ApiError(response.status, type, message);
   error.retryAfter = response.headers.get("Retry-After");
+  error.body = body && typeof body === "object" ? body : null; // extra fields a refusal may carry (TriesLeft)
   return error;
 }
 
@@ -71,6 +73,11 @@ export async function request(method, path, { query, body, expect = "json", sign
   if (!response.ok) {
     const error = await toError(response);
     if (response.status === 428) apiEvents.dispatchEvent(new CustomEvent("two-factor-required", { detail: error }));
+    // An authentication refusal mid-session (the certificate was deleted, disabled, or its session ended): the app
+    // asks whoami again rather than keep showing "Signed in as ...".
+    if (response.status === 403 && error.type === "InvalidAuth" && path !== "/certificates/whoami") {
+      apiEvents.dispatchEvent(new CustomEvent("refused", { detail: error }));
+    }
     throw error;
   }
   if (expect === "response") return response;

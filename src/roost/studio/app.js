@@ -11,6 +11,7 @@ import { renderCertificates } from "./certificates.js";
 import { renderDatabases } from "./databases.js";
 import { renderTwoFactor } from "./twofactor.js";
 import { session } from "./session.js";
+import { describeRefusal } from "./refusals.js";
 
 const ROUTES = {
   certificates: { title: "Certificates", render: renderCertificates },
@@ -30,21 +31,58 @@ async function boot() {
   try {
     const me = await session.load();
     if (!me) {
-      showBlocked(
-        "No client certificate",
-        "Roost did not receive a client certificate from your browser. Install your certificate (.pfx) in the browser, then open the Studio in a new private window so the browser asks which certificate to use.",
-      );
+      showBlocked(describeRefusal({ message: "none was provided" }));
       return;
     }
   } catch (err) {
     if (err instanceof ApiError && err.status === 428) return; // the clearance screen is already shown
-    // A two-factor session held by another browser ("only this browser") is refused with a plain 403, as in
-    // RavenDB; entering a code here moves the session to this browser.
-    showBlocked("Roost did not let you in", err.message, err instanceof ApiError && err.status === 403);
+    showBlocked(err instanceof ApiError && err.status === 403 ? describeRefusal(err) : { title: "Roost did not let you in", message: err.message, remedy: "" });
     return;
   }
   renderIdentity(session.me);
+  renderNav();
   route();
+}
+
+/** The menu offers only what the identity may use: Certificates needs Operator clearance. */
+function renderNav() {
+  const certificates = nav.querySelector('a[data-route="certificates"]');
+  if (certificates) certificates.closest("li").hidden = !session.isOperator();
+  document.querySelector(".brand")?.setAttribute("href", `#/${landing()}`);
+}
+
+function landing() {
+  return session.isOperator() ? "certificates" : "databases";
+}
+
+// A refusal mid-session: ask whoami again. Still signed in (the refusal was about clearance): carry on, with the
+// header and menu redrawn in case the clearance changed. Not signed in any more: say why, and stop saying
+// "Signed in as ...".
+let rechecking = null;
+apiEvents.addEventListener("identity-changed", recheck); // the caller edited its own certificate
+apiEvents.addEventListener("refused", recheck);
+function recheck() {
+  if (clearing || rechecking) return;
+  rechecking = (async () => {
+    const before = session.clearance;
+    try {
+      await session.load();
+      renderIdentity(session.me);
+      renderNav();
+      if (session.clearance !== before) route();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 428) return;
+      teardown();
+      teardown = () => {};
+      for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+      session.me = null;
+      replace(identity);
+      warning.hidden = true;
+      showBlocked(err instanceof ApiError && err.status === 403 ? describeRefusal(err) : { title: "Roost did not let you in", message: err.message, remedy: "" });
+    } finally {
+      rechecking = null;
+    }
+  })();
 }
 
 function renderIdentity(me) {
@@ -57,7 +95,8 @@ function renderIdentity(me) {
     h("span", { class: "who" }, h("span", { class: "label" }, "Signed in as "), h("strong", { class: "me-name" }, me.Name ?? "—")),
     clearanceBadge(me.SecurityClearance),
     me.Thumbprint ? thumbprintCell(me.Thumbprint) : null,
-    h("span", { class: "me-expiry" }, notAfter ? `Expires ${formatDate(notAfter)}` : "No expiration date"),
+    // Whoami gives no dates for a well-known admin (configured by thumbprint): say it is unknown, not that there is none.
+    h("span", { class: "me-expiry" }, notAfter ? `Expires ${formatDate(notAfter)}` : "Expiry not reported by the server"),
     logout,
   );
   const state = expiryState(notAfter);
@@ -83,10 +122,11 @@ async function twoFactorLogout(button) {
 
 function route() {
   if (clearing) return;
-  const name = window.location.hash.replace(/^#\/?/, "").split("/")[0] || "certificates";
-  const target = ROUTES[name] ?? ROUTES.certificates;
+  const asked = window.location.hash.replace(/^#\/?/, "").split("/")[0];
+  const name = ROUTES[asked] ? asked : landing();
+  const target = ROUTES[name];
   for (const link of nav.querySelectorAll("a[data-route]")) {
-    if (link.dataset.route === name || (!ROUTES[name] && link.dataset.route === "certificates")) {
+    if (link.dataset.route === name) {
       link.setAttribute("aria-current", "page");
     } else {
       link.removeAttribute("aria-current");
@@ -98,8 +138,9 @@ function route() {
   main.focus({ preventScroll: true });
 }
 
-function showBlocked(title, message, offerTwoFactor = false) {
+function showBlocked({ title, message, remedy, offerTwoFactor = false }) {
   nav.hidden = true;
+  document.title = `${title} · Roost Studio`;
   const enterCode = offerTwoFactor
     ? h("button", { type: "button", class: "secondary" }, "Enter a two-factor code")
     : null;
@@ -107,7 +148,7 @@ function showBlocked(title, message, offerTwoFactor = false) {
     clearing = true;
     document.title = "Two-factor authentication · Roost Studio";
     renderTwoFactor(main, {
-      reason: "If your certificate uses two-factor authentication and its session belongs to another browser, a code moves it here.",
+      reason: "A code opens a two-factor session for this browser.",
       onCleared: boot,
     });
   });
@@ -118,7 +159,7 @@ function showBlocked(title, message, offerTwoFactor = false) {
       { class: "card refusal", role: "alert" },
       h("h1", {}, title),
       h("p", {}, message),
-      enterCode ? h("p", { class: "hint" }, "Is your certificate protected by two-factor authentication?") : null,
+      remedy ? h("p", { class: "remedy" }, remedy) : null,
       enterCode,
     ),
   );
@@ -132,7 +173,9 @@ apiEvents.addEventListener("two-factor-required", (event) => {
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   nav.hidden = true;
   document.title = "Two-factor authentication · Roost Studio";
-  renderTwoFactor(main, { reason: `Roost said: ${event.detail.message}`, onCleared: boot });
+  // The API's words ("POST the relevant TOTP value to /authentication/2fa") are for programs; the screen says it.
+  const name = /client certificate '([^']*)'/.exec(event.detail.message ?? "")?.[1];
+  renderTwoFactor(main, { reason: name ? `Certificate: ${name}` : null, onCleared: boot });
 });
 
 window.addEventListener("hashchange", route);

@@ -37,9 +37,12 @@ export async function fetchPage(q, signal) {
       signal,
     });
     const { items, serverEntry } = split(body);
-    // TotalResults counts the client certificates only, not the server's own entry.
+    // TotalResults counts the registry's entries. The synthetic server entry (it has `Generated`) is not among them,
+    // but once the server certificate is registered too (after a renewal or a replacement) it is, while the Studio
+    // shows it in its own panel: `rawTotal` is the server's count, for paging.
     if (typeof body.TotalResults === "number" && items.every((c) => matches(c, q))) {
-      return { items, total: Math.max(body.TotalResults, items.length), ...meta(body), serverEntry };
+      const hiddenHere = serverEntry && !("Generated" in serverEntry) ? 1 : 0;
+      return { items, total: Math.max(body.TotalResults, items.length), rawTotal: body.TotalResults, hiddenHere, serverSide: true, ...meta(body), serverEntry };
     }
     serverSide = false;
     console.info("Roost Studio: the server does not filter or page certificates; filtering in the browser.");
@@ -52,6 +55,9 @@ export async function fetchPage(q, signal) {
   return {
     items: filtered.slice(q.start, q.start + q.pageSize),
     total: filtered.length,
+    rawTotal: filtered.length,
+    hiddenHere: 0,
+    serverSide: false,
     ...meta(cache),
     serverEntry,
   };
@@ -82,6 +88,33 @@ export function matches(cert, q) {
   if (q.clearance && cert.SecurityClearance !== q.clearance) return false;
   if (q.state && expiryState(cert.NotAfter) !== q.state) return false;
   return true;
+}
+
+/**
+ * Where the Studio's page starts and ends when the registered server entry is counted by the server but shown in its
+ * own panel: {first, last, total, hasNext}. `page.start` is the server's offset.
+ */
+export function pageSpan(page, q, registeredServer) {
+  const counted = page.serverSide && registeredServer && matches(registeredServer, q) ? 1 : 0;
+  let before = 0;
+  if (counted && !page.hiddenHere) {
+    // Not on this page: it was on an earlier one when it sorts before this page's first entry (or the page is empty).
+    before = page.items.length === 0 || serverOrder(registeredServer, page.items[0], q.sort) < 0 ? 1 : 0;
+  }
+  const total = Math.max(0, page.rawTotal - counted);
+  const first = page.items.length === 0 ? 0 : q.start + 1 - before;
+  return { first, last: first + page.items.length - 1, total, hasNext: q.start + q.pageSize < page.rawTotal };
+}
+
+/** The server's own order (registry.py: casefolded name then thumbprint, or expiry then thumbprint). */
+function serverOrder(a, b, sort) {
+  const key = (c) => (sort === "expiry" ? [time(c.NotAfter), c.Thumbprint ?? ""] : [(c.Name ?? "").toLowerCase(), c.Thumbprint ?? ""]);
+  const [x, y] = [key(a), key(b)];
+  for (let i = 0; i < 2; i += 1) {
+    if (x[i] < y[i]) return -1;
+    if (x[i] > y[i]) return 1;
+  }
+  return 0;
 }
 
 function comparator(sort) {

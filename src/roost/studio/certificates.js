@@ -3,18 +3,19 @@
 
 import { request } from "./api.js";
 import { errorBox, field, h, replace, select } from "./dom.js";
-import { confirmDialog } from "./dialog.js";
+import { confirmDialog, runAction } from "./dialog.js";
 import { thumbprintCell } from "./copy.js";
 import { clearanceBadge, clearanceLabel, expiryBadge, formatCount, formatDate } from "./format.js";
-import { fetchPage, invalidate } from "./certificate-query.js";
+import { fetchPage, invalidate, pageSpan } from "./certificate-query.js";
 import { openGenerateDialog } from "./generate-dialog.js";
 import { openUploadDialog } from "./upload-dialog.js";
 import { openDeleteDialog, openEditDialog } from "./edit-dialog.js";
 import { permissionsList } from "./permissions.js";
 import { serverPanel, wellKnownPanel } from "./server-panel.js";
-import { deleteRefusal, manageRefusal, OPERATOR_ONLY, session } from "./session.js";
+import { deleteRefusal, editRefusal as editRefusalOf, OPERATOR_ONLY, session } from "./session.js";
 
 const PAGE_SIZES = [25, 50, 100];
+const BACKDATED = "Roost, like RavenDB, dates generated certificates 7 days back so that clients whose clock runs behind accept them at once.";
 
 export function renderCertificates(main) {
   if (!session.isOperator()) {
@@ -33,6 +34,7 @@ export function renderCertificates(main) {
   const next = h("button", { type: "button", class: "secondary small" }, "Next page");
   let controller = null;
   let serverStale = true; // the server panel is drawn on the first load and after a change
+  let registeredServer = null; // the server certificate's own registry entry, when it has one
 
   const announce = (message) => {
     notice.textContent = message;
@@ -95,10 +97,26 @@ export function renderCertificates(main) {
   const purge = h("button", { type: "button", class: "secondary" }, "Purge expired");
   generate.addEventListener("click", () => openGenerateDialog({ onDone: () => changed("") }));
   upload.addEventListener("click", () => openUploadDialog({ onDone: () => changed("") }));
-  purge.addEventListener("click", () =>
+  purge.addEventListener("click", async () => {
+    // Ask first only when there is something to purge; otherwise just say so.
+    const expired = await runAction(purge, listErrors, () =>
+      request("GET", "/admin/certificates", { query: { metadataOnly: true, state: "expired", pageSize: 11 } }), "Checking…");
+    if (!expired) return;
+    const found = (expired.Results ?? []).filter((c) => c.Thumbprint !== expired.LoadedServerCert);
+    const count = Math.max(expired.TotalResults ?? 0, found.length);
+    if (count === 0) {
+      announce("Nothing has expired: there is nothing to purge.");
+      return;
+    }
+    const names = found.slice(0, 10).map((c) => c.Name);
     confirmDialog({
       title: "Purge expired certificates",
-      message: h("p", {}, "Delete every registered certificate whose expiration date has passed? This cannot be undone."),
+      message: h(
+        "div",
+        {},
+        h("p", {}, `Delete the ${count === 1 ? "expired certificate" : `${formatCount(count)} expired certificates`}? This cannot be undone.`),
+        h("ul", { class: "purge-list" }, names.map((n) => h("li", { class: "cert-name" }, n)), count > names.length ? h("li", { class: "muted" }, `and ${formatCount(count - names.length)} more`) : null),
+      ),
       confirmLabel: "Purge expired",
       action: () => request("DELETE", "/admin/certificates/purge"),
       onDone: (result) => {
@@ -109,8 +127,8 @@ export function renderCertificates(main) {
             : `Purged ${names.length} expired certificate${names.length === 1 ? "" : "s"}: ${names.join(", ")}.`,
         );
       },
-    }),
-  );
+    });
+  });
 
   const table = h(
     "table",
@@ -123,9 +141,9 @@ export function renderCertificates(main) {
         "tr",
         {},
         // Columns a narrow window can spare are hidden by CSS (col-*); Edit and Delete always stay in view.
-        [["Name"], ["Thumbprint", "col-thumb"], ["Clearance"], ["Valid from", "col-valid"], ["Expiration"],
+        [["Name"], ["Thumbprint", "col-thumb"], ["Clearance"], ["Valid from", "col-valid", BACKDATED], ["Expiration"],
           ["Database permissions", "col-perms"], ["Last used", "col-used"], ["2FA", "col-2fa"], ["Actions", "col-actions"]]
-          .map(([label, cls]) => h("th", { scope: "col", class: cls }, label)),
+          .map(([label, cls, title]) => h("th", { scope: "col", class: cls, title }, label)),
       ),
     ),
     tbody,
@@ -166,27 +184,29 @@ export function renderCertificates(main) {
     try {
       const page = await fetchPage(state, signal);
       if (signal.aborted) return;
-      if (page.items.length === 0 && state.start > 0 && page.total > 0) {
-        state.start = Math.max(0, Math.floor((page.total - 1) / state.pageSize) * state.pageSize);
+      if (page.items.length === 0 && state.start > 0 && page.rawTotal > 0 && state.start >= page.rawTotal) {
+        state.start = Math.max(0, Math.floor((page.rawTotal - 1) / state.pageSize) * state.pageSize);
         load();
         return;
       }
-      renderRows(page.items);
-      const first = page.total === 0 ? 0 : state.start + 1;
-      const last = state.start + page.items.length;
-      summary.textContent =
-        page.total === 0
-          ? "No certificates match."
-          : `Showing ${formatCount(first)}–${formatCount(last)} of ${formatCount(page.total)}`;
-      prev.disabled = state.start === 0;
-      next.disabled = last >= page.total;
       if (serverStale) {
         serverStale = false;
-        let entry = page.serverEntry;
-        if (!entry && page.loadedServerCert) entry = await serverEntryOf(page.loadedServerCert);
+        // Asked by thumbprint: the registered entry when there is one (it then counts in the list's total).
+        let entry = page.loadedServerCert ? await serverEntryOf(page.loadedServerCert) : null;
+        entry ??= page.serverEntry;
+        registeredServer = entry && !("Generated" in entry) ? entry : null;
         replace(serverSlot, serverPanel({ entry, thumbprint: page.loadedServerCert, onChanged: changed }));
         replace(wellKnownSlot, wellKnownPanel(page.wellKnown));
+        if (signal.aborted) return;
       }
+      renderRows(page.items);
+      const span = pageSpan(page, state, registeredServer);
+      summary.textContent =
+        span.total === 0
+          ? "No certificates match."
+          : `Showing ${formatCount(span.first)}–${formatCount(span.last)} of ${formatCount(span.total)}`;
+      prev.disabled = state.start === 0;
+      next.disabled = !span.hasNext;
     } catch (err) {
       if (err.name === "AbortError") return;
       listErrors.show(`The certificates could not be loaded: ${err.message}`);
@@ -204,7 +224,7 @@ export function renderCertificates(main) {
   function row(cert) {
     const current = cert.Thumbprint && cert.Thumbprint.toUpperCase() === session.thumbprint;
     const members = cert.CollectionSecondaryKeys ?? [];
-    const editRefusal = manageRefusal(cert);
+    const editRefusal = editRefusalOf(cert);
     const removeRefusal = deleteRefusal(cert);
     const reasonId = `why-${cert.Thumbprint}`;
     const reasons = [...new Set([editRefusal, removeRefusal].filter(Boolean))];

@@ -33,3 +33,21 @@ export function thumbprintCell(thumbprint, { short = false } = {}) {
   });
   return h("span", { class: "thumbprint-cell" }, code, button, status);
 }
+
+/** A Copy button for a value shown next to it (the 2FA key): "Copied", or the value selected for Ctrl+C. */
+export function copyButton(value, label, text = "Copy") {
+  const status = h("span", { class: "copy-status", "aria-live": "polite" });
+  const button = h("button", { type: "button", class: "icon-button copy", "aria-label": label, title: label }, text);
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      status.textContent = "Copied";
+    } catch {
+      status.textContent = "The browser refused: select the key and press Ctrl+C";
+    }
+    setTimeout(() => {
+      status.textContent = "";
+    }, 2500);
+  });
+  return h("span", { class: "copy-wrap" }, button, " ", status);
+}

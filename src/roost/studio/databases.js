@@ -5,6 +5,14 @@ import { request } from "./api.js";
 import { errorBox, field, h, replace } from "./dom.js";
 import { confirmDialog, runAction } from "./dialog.js";
 import { OPERATOR_ONLY, session } from "./session.js";
+import { accessLabel } from "./format.js";
+
+/** The caller's access to `db` from whoami's Permissions (database names compare without case, as in Roost). */
+function accessOf(db) {
+  const permissions = session.me?.Permissions ?? {};
+  const key = Object.keys(permissions).find((k) => k.toLowerCase() === db.toLowerCase());
+  return key ? permissions[key] : null;
+}
 
 export function renderDatabases(main) {
   const refusal = session.isOperator() ? null : OPERATOR_ONLY;
@@ -86,7 +94,15 @@ export function renderDatabases(main) {
   }
 
   function row(db) {
-    if (refusal) return h("li", { class: "db-row" }, h("span", { class: "db-name" }, db));
+    if (refusal) {
+      // A User reaches only the databases its certificate names: say with which access ("shop · Read").
+      const access = accessOf(db);
+      return h(
+        "li",
+        { class: "db-row" },
+        h("span", {}, h("span", { class: "db-name" }, db), access ? h("span", { class: "access" }, ` · ${accessLabel(access)}`) : null),
+      );
+    }
     const del = h("button", { type: "button", class: "danger small", "aria-label": `Delete database ${db}` }, "Delete");
     del.addEventListener("click", () =>
       confirmDialog({

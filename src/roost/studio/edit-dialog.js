@@ -1,10 +1,12 @@
 // "Edit certificate" (figure 2, item 7) and the delete confirmation (item 8). Only the name,
 // clearance, permissions and disabled flag change; the certificate itself never does.
 
-import { request } from "./api.js";
+import { apiEvents, request } from "./api.js";
 import { h } from "./dom.js";
+import { clearanceLabel } from "./format.js";
+import { clearanceRank, session } from "./session.js";
 import { confirmDialog, openDialog, runAction } from "./dialog.js";
-import { certificateSettings, loadDatabaseNames } from "./certificate-form.js";
+import { certificateSettings, clearErrorOnInput, loadDatabaseNames } from "./certificate-form.js";
 
 export async function openEditDialog(cert, { onDone }) {
   const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
@@ -23,8 +25,20 @@ export async function openEditDialog(cert, { onDone }) {
     clearance: cert.SecurityClearance,
     permissions: cert.Permissions ?? {},
     databases,
-    clearances: ["ClusterAdmin", "ClusterNode", "Operator", "ValidUser"],
+    // Cluster Node only for a certificate that has it already (a server's): it is not a client's clearance.
+    clearances: cert.SecurityClearance === "ClusterNode" ? ["ClusterAdmin", "ClusterNode", "Operator", "ValidUser"] : ["ClusterAdmin", "Operator", "ValidUser"],
   });
+  const mine = Boolean(cert.Thumbprint) && cert.Thumbprint.toUpperCase() === session.thumbprint;
+  const lowersMine = () => mine && clearanceRank(settings.clearanceSelect.value) < clearanceRank(cert.SecurityClearance);
+  const selfWarning = h("p", { class: "notice warning self-warning", role: "status", hidden: true });
+  const syncWarning = () => {
+    selfWarning.hidden = !lowersMine();
+    selfWarning.textContent = lowersMine()
+      ? `You are signed in with this certificate: saving gives you ${clearanceLabel(settings.clearanceSelect.value)} clearance, ` +
+        `and from then on this browser can no longer do what needs ${clearanceLabel(cert.SecurityClearance)}.`
+      : "";
+  };
+  settings.clearanceSelect.addEventListener("change", syncWarning);
   const disabled = h("input", { type: "checkbox", id: "edit-disabled", checked: Boolean(cert.Disabled) });
   const removeTwoFactor = h("input", { type: "checkbox", id: "edit-remove-2fa" });
   const form = h(
@@ -32,6 +46,7 @@ export async function openEditDialog(cert, { onDone }) {
     { id: "edit-form", class: "form", novalidate: true },
     h("p", { class: "muted" }, "Thumbprint ", h("code", {}, cert.Thumbprint)),
     settings.elements,
+    selfWarning,
     h(
       "div",
       { class: "field checkbox" },
@@ -48,6 +63,7 @@ export async function openEditDialog(cert, { onDone }) {
       : null,
   );
   handle.body.replaceChildren(form);
+  clearErrorOnInput(form, handle.error);
   settings.nameInput.focus();
 
   form.addEventListener("submit", async (event) => {
@@ -59,14 +75,33 @@ export async function openEditDialog(cert, { onDone }) {
     }
     const body = { Thumbprint: cert.Thumbprint, ...settings.value(), Disabled: disabled.checked };
     const query = removeTwoFactor.checked ? { deleteTwoFactorConfiguration: true } : undefined;
+    const saveIt = () => request("POST", "/admin/certificates/edit", { query, body });
+    const saved = () => {
+      handle.close();
+      if (mine) apiEvents.dispatchEvent(new CustomEvent("identity-changed"));
+      onDone?.(`Certificate “${body.Name}” was saved.`);
+    };
+    if (lowersMine()) {
+      confirmDialog({
+        title: "Lower your own clearance?",
+        danger: true,
+        message: h(
+          "div",
+          {},
+          h("p", {}, `You are signed in with “${cert.Name}”. Saving changes its clearance from ${clearanceLabel(cert.SecurityClearance)} to ${clearanceLabel(body.SecurityClearance)}.`),
+          h("p", {}, "This browser loses what the higher clearance allows at once; only another administrator can give it back."),
+        ),
+        confirmLabel: "Lower my clearance",
+        action: saveIt,
+        onDone: saved,
+      });
+      return;
+    }
     const ok = await runAction(save, handle.error, async () => {
-      await request("POST", "/admin/certificates/edit", { query, body });
+      await saveIt();
       return true;
     }, "Saving…");
-    if (ok) {
-      handle.close();
-      onDone?.(`Certificate “${body.Name}” was saved.`);
-    }
+    if (ok) saved();
   });
 }
 

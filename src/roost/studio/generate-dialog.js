@@ -5,7 +5,8 @@
 import { request, saveBlob } from "./api.js";
 import { field, h, replace, select } from "./dom.js";
 import { openDialog, runAction } from "./dialog.js";
-import { certificateSettings, loadDatabaseNames } from "./certificate-form.js";
+import { certificateSettings, clearErrorOnInput, COMMON_NAME_LIMIT, loadDatabaseNames } from "./certificate-form.js";
+import { copyButton } from "./copy.js";
 
 export const KEY_TYPES = [
   ["EC-P256", "ECDSA P-256 (recommended: small and fast)"],
@@ -26,7 +27,11 @@ export async function openGenerateDialog({ onDone }) {
   cancel.addEventListener("click", handle.close);
   const databases = await loadDatabaseNames(request, handle.error);
 
-  const settings = certificateSettings({ databases });
+  const settings = certificateSettings({
+    databases,
+    maxName: COMMON_NAME_LIMIT,
+    nameHint: `At most ${COMMON_NAME_LIMIT} characters: the name becomes the certificate's Common Name (CN), which X.509 limits to ${COMMON_NAME_LIMIT}.`,
+  });
   const passphrase = h("input", { type: "password", name: "passphrase", autocomplete: "new-password" });
   const months = h("input", { type: "number", name: "months", min: 1, max: 120, step: 1, value: "60", required: true });
   const twoFactor = h("input", { type: "checkbox", name: "two-factor" });
@@ -51,6 +56,7 @@ export async function openGenerateDialog({ onDone }) {
     h("details", { class: "advanced" }, h("summary", {}, "Advanced"), field("Key type", keyType)),
   );
   replace(handle.body, form);
+  clearErrorOnInput(form, handle.error);
   settings.nameInput.focus();
 
   form.addEventListener("submit", async (event) => {
@@ -97,6 +103,14 @@ function monthsProblem(input) {
  */
 export function twoFactorEnrolment(checkbox, panel, nameInput, error) {
   let secret = null;
+  let debounce = null;
+  // The QR code carries the name the authenticator app shows: draw it again when the name changes (same key).
+  nameInput.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      if (checkbox.checked && secret) showSecret(panel, secret, nameInput.value.trim() || "certificate");
+    }, 300);
+  });
   checkbox.addEventListener("change", async () => {
     panel.hidden = !checkbox.checked;
     if (!checkbox.checked || secret) return;
@@ -142,7 +156,18 @@ export function showSecret(panel, secret, name) {
       { class: "notice warning" },
       "Shown once: scan the code or copy the key into an authenticator app (Google Authenticator, 2FAS, …) now. Roost will not show it again.",
     ),
-    h("div", { class: "secret-row" }, qr, qrMissing, h("div", {}, h("p", { class: "label" }, "Authentication key"), h("code", { class: "secret" }, secret))),
+    h(
+      "div",
+      { class: "secret-row" },
+      qr,
+      qrMissing,
+      h(
+        "div",
+        {},
+        h("p", { class: "label" }, "Authentication key"),
+        h("span", { class: "secret-copy" }, h("code", { class: "secret" }, secret), " ", copyButton(secret, "Copy authentication key", "Copy key")),
+      ),
+    ),
   );
 }
 

@@ -25,6 +25,15 @@ export function permissionsEditor(databases, initial = {}) {
     empty.hidden = rows.children.length > 0;
     const used = new Set(rowValues().map(([db]) => db));
     addButton.disabled = known.every((db) => used.has(db));
+    // Each picker offers its own database and those no other row has chosen.
+    for (const picker of rows.querySelectorAll(".perm-db")) {
+      const own = picker.value;
+      const offered = known.filter((db) => db === own || !used.has(db));
+      const current = [...picker.options].map((o) => o.value);
+      if (current.join("\n") === offered.join("\n")) continue;
+      picker.replaceChildren(...offered.map((db) => h("option", { value: db }, db)));
+      picker.value = own;
+    }
   };
 
   const addRow = (database, access = "ReadWrite") => {

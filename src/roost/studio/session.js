@@ -25,8 +25,23 @@ export const session = {
   },
 };
 
+/** Clearances ordered by what they allow (Cluster Node and Cluster Admin alike). */
+export function clearanceRank(clearance) {
+  return RANK[clearance] ?? 0;
+}
+
 export function isAdminClearance(clearance) {
   return clearance === "ClusterAdmin" || clearance === "ClusterNode";
+}
+
+export const OLD_SERVER_CERTIFICATE = "Old Server Certificate - can delete";
+
+/** Why the caller may not edit `cert`, or null when they may. */
+export function editRefusal(cert) {
+  if (cert.Name === OLD_SERVER_CERTIFICATE && cert.SecurityClearance === "ClusterNode") {
+    return "A former server certificate: it stays trusted as Cluster Node so that nodes still presenting it keep working. Delete it once no node uses it.";
+  }
+  return manageRefusal(cert);
 }
 
 /** Why the caller may not manage `cert` (edit or delete it), or null when they may. */

@@ -37,6 +37,7 @@ export async function renderTwoFactor(container, { reason, onCleared }) {
   const thisBrowser = h("input", { type: "radio", name: "scope", id: "scope-browser", value: "browser", checked: true });
   const allClients = h("input", { type: "radio", name: "scope", id: "scope-all", value: "all" });
   const submit = h("button", { type: "submit", class: "primary" }, "Verify");
+  const hint = h("p", { class: "notice success", role: "status", hidden: true });
   const form = h(
     "form",
     { class: "form two-factor", novalidate: true },
@@ -57,6 +58,7 @@ export async function renderTwoFactor(container, { reason, onCleared }) {
       ),
     ),
     errors,
+    hint,
     h("div", { class: "dialog-actions" }, submit),
   );
   form.addEventListener("submit", async (event) => {
@@ -73,6 +75,7 @@ export async function renderTwoFactor(container, { reason, onCleared }) {
       duration.focus();
       return;
     }
+    let lockedFor = 0;
     const ok = await runAction(submit, errors, async () => {
       try {
         await request("POST", "/authentication/2fa", {
@@ -82,11 +85,38 @@ export async function renderTwoFactor(container, { reason, onCleared }) {
         return true;
       } catch (err) {
         code.select();
+        if (err instanceof ApiError && err.status === 429) lockedFor = lockSeconds(err);
         throw err instanceof ApiError ? new ApiError(err.status, err.type, explain(err)) : err;
       }
     }, "Verifying…");
     if (ok) onCleared?.();
+    else if (lockedFor > 0) lockOut(lockedFor);
   });
+
+  // Locked out: one message with a countdown, and Verify disabled until the lock ends.
+  let timer = null;
+  function lockOut(seconds) {
+    clearInterval(timer);
+    const until = Date.now() + seconds * 1000;
+    const tick = () => {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      if (left === 0) {
+        clearInterval(timer);
+        submit.disabled = false;
+        errors.clear();
+        hint.textContent = "The lock has ended: enter the current code.";
+        hint.hidden = false;
+        return;
+      }
+      submit.disabled = true;
+      errors.show(
+        `Too many wrong codes: two-factor sign-in for this certificate is locked. Try again in ${clockText(left)}.`,
+      );
+    };
+    hint.hidden = true;
+    tick();
+    timer = setInterval(tick, 1000);
+  }
 
   replace(
     container,
@@ -102,14 +132,30 @@ export async function renderTwoFactor(container, { reason, onCleared }) {
   code.focus();
 }
 
+function lockSeconds(err) {
+  const wait = Number(err.retryAfter);
+  if (Number.isFinite(wait) && wait > 0) return Math.ceil(wait);
+  const said = /locked for (\d+) more seconds/.exec(err.message ?? "");
+  return said ? Number(said[1]) : 60;
+}
+
+/** 299 -> "4:59" */
+function clockText(seconds) {
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
 function explain(err) {
   if (err.status === 406) {
-    return "That code was not accepted. Codes change every 30 seconds and each is accepted once: wait for the next one and check that your phone's clock is right.";
+    if (/already used/.test(err.message)) {
+      return "That code was already used; each code is accepted once. Wait for the next code from your authenticator app.";
+    }
+    // Roost does not say how many tries are left today; when a refusal carries TriesLeft, say it.
+    const left = err.body?.TriesLeft;
+    const tries = Number.isInteger(left) ? ` ${left} ${left === 1 ? "try" : "tries"} left before sign-in is locked for a while.` : "";
+    return `That code was not accepted. Codes change every 30 seconds and each is accepted once: wait for the next one and check that your phone's clock is right.${tries}`;
   }
   if (err.status === 429) {
-    const wait = Number(err.retryAfter);
-    const when = Number.isFinite(wait) && wait > 0 ? ` Try again in ${Math.ceil(wait / 60)} minute${wait > 60 ? "s" : ""}.` : " Try again later.";
-    return `Too many wrong codes: two-factor sign-in for this certificate is locked for a while.${when} ${err.message}`;
+    return `Too many wrong codes: two-factor sign-in for this certificate is locked. Try again in ${clockText(lockSeconds(err))}.`;
   }
   return err.message;
 }

@@ -2,10 +2,11 @@
 // corporate PKI). The file may be DER, PEM text (one or several certificates) or a .pfx; several
 // certificates become one collection: a primary entry with the others as its members.
 
-import { fileToBase64, request } from "./api.js";
+import { ApiError, fileToBase64, request } from "./api.js";
+import { describeCertificate } from "./x509.js";
 import { field, h, replace } from "./dom.js";
 import { openDialog, runAction } from "./dialog.js";
-import { certificateSettings, loadDatabaseNames } from "./certificate-form.js";
+import { certificateSettings, clearErrorOnInput, loadDatabaseNames } from "./certificate-form.js";
 import { showSecret, twoFactorEnrolment } from "./generate-dialog.js";
 import { thumbprintCell } from "./copy.js";
 
@@ -29,18 +30,23 @@ export async function openUploadDialog({ onDone }) {
   const preview = h("div", { class: "preview", "aria-live": "polite" });
   const settings = certificateSettings({
     databases,
-    clearances: ["ClusterAdmin", "ClusterNode", "Operator", "ValidUser"],
+    // Cluster Node is the clearance of server certificates, which Roost registers itself: not one for a client.
+    clearances: ["ClusterAdmin", "Operator", "ValidUser"],
   });
   const twoFactor = h("input", { type: "checkbox", name: "two-factor", id: "upload-2fa" });
   const twoFactorPanel = h("div", { class: "two-factor-panel", hidden: true });
 
+  let caOnly = null; // the preview's explanation when the file holds only CA certificates
   file.addEventListener("change", async () => {
     const chosen = file.files[0];
+    caOnly = null;
     replace(preview);
     if (!chosen) return;
     if (!settings.nameInput.value.trim()) settings.nameInput.value = chosen.name.replace(/\.[^.]+$/, "");
     try {
-      replace(preview, await describeFile(chosen));
+      const description = await describeFile(chosen);
+      caOnly = description.querySelector(".notice.warning")?.textContent ?? null;
+      replace(preview, description);
     } catch {
       replace(preview, h("p", { class: "hint" }, `${chosen.name}: the Studio could not read it; Roost will check it when you upload.`));
     }
@@ -59,6 +65,7 @@ export async function openUploadDialog({ onDone }) {
     twoFactorPanel,
   );
   replace(handle.body, form);
+  clearErrorOnInput(form, handle.error);
   file.focus();
 
   form.addEventListener("submit", async (event) => {
@@ -79,7 +86,13 @@ export async function openUploadDialog({ onDone }) {
     const secret = enrolment.secret();
     if (secret) body.TwoFactorAuthenticationKey = secret;
     const ok = await runAction(save, handle.error, async () => {
-      await request("PUT", "/admin/certificates", { body });
+      try {
+        await request("PUT", "/admin/certificates", { body });
+      } catch (err) {
+        // The server's refusal names neither the certificate nor the fix; the preview did.
+        if (caOnly && err instanceof ApiError && err.status === 400) throw new ApiError(err.status, err.type, `${err.message} ${caOnly}`);
+        throw err;
+      }
       return true;
     }, "Uploading…");
     if (!ok) return;
@@ -99,9 +112,13 @@ async function describeFile(chosen) {
     return h("p", { class: "hint" }, `${chosen.name}: Roost reads the .pfx when you upload it and lists its members then.`);
   }
   const prints = await Promise.all(ders.map(sha1Hex));
+  const described = ders.map((der) => describeCertificate(der));
+  const cas = described.map((d, i) => ({ ...d, thumbprint: prints[i] })).filter((d) => d.ca);
+  const onlyCas = cas.length > 0 && cas.length === ders.length;
   return h(
     "div",
     { class: "members" },
+    onlyCas ? h("p", { class: "notice warning", role: "status" }, caOnlyExplanation(cas)) : null,
     h(
       "p",
       { class: "hint" },
@@ -109,8 +126,21 @@ async function describeFile(chosen) {
         ? `${chosen.name} holds one certificate:`
         : `${chosen.name} holds ${prints.length} certificates; they will be registered as one collection (CA certificates of a chain are left out):`,
     ),
-    h("ul", { class: "thumbprints" }, prints.map((p) => h("li", {}, h("code", {}, p)))),
+    h(
+      "ul",
+      { class: "thumbprints" },
+      prints.map((p, i) => h("li", {}, h("code", {}, p), described[i]?.commonName ? ` ${described[i].commonName}${described[i].ca ? " (CA)" : ""}` : "")),
+    ),
   );
+}
+
+/** What to say when the file holds only CA certificates: which, why Roost refuses it, and how to make the right one. */
+function caOnlyExplanation(cas) {
+  const names = cas.map((c) => `“${c.commonName ?? c.thumbprint}”`).join(", ");
+  return `${names} ${cas.length === 1 ? "is a CA certificate" : "are CA certificates"} (basicConstraints CA:TRUE, ` +
+    "which openssl req -x509 sets by default), so Roost will not register it as a client certificate: a CA signs " +
+    "certificates, it does not identify a client. Make a client certificate instead, e.g. openssl req -x509 … " +
+    "-addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=clientAuth, or use Generate client certificate.";
 }
 
 function base64Bytes(b64) {
