@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .common import run_load
 from .figures import Context
-from .roost_bench import BARE_FLAG, setup
+from .roost_bench import setup
 
 
 def _py_spy() -> str:
@@ -87,7 +87,7 @@ def main() -> None:
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     spy = _py_spy()
-    with Context(smoke=False) as ctx, setup(ctx, "roost-profile", args=(BARE_FLAG,)) as s:
+    with Context(smoke=False) as ctx, setup(ctx, "roost-profile", bare=True) as s:
         url = s.bare_doc_url if args.bare else s.doc_url
         result: dict[str, object] = {}
 

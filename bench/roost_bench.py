@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 DB = "bench"
 DOC_ID = "bench/1"
 DOC = {"Name": "bench", "Value": 42, "Tags": ["a", "b"], "@metadata": {"@collection": "Bench"}}
-BARE_FLAG = "--Bench.UnauthenticatedRoute=true"
 
 
 @dataclass
@@ -72,7 +71,8 @@ class Setup:
 
     @property
     def bare_doc_url(self) -> str:
-        return f"{self.url}/bench/bare/databases/{DB}/docs?id={DOC_ID}"
+        assert self.server.bare_url, "started without bare=True"
+        return f"{self.server.bare_url}/bench/bare/databases/{DB}/docs?id={DOC_ID}"
 
     def admin(self) -> Client:
         return Client(self.url, self.admin_pem, ca=self.ca)
@@ -112,9 +112,10 @@ class Setup:
         self.server.stop()
 
 
-def setup(ctx: Context, name: str, *, core: int | None = SERVER_CORE, args: tuple[str, ...] = ()) -> Setup:
+def setup(ctx: Context, name: str, *, core: int | None = SERVER_CORE, args: tuple[str, ...] = (),
+          bare: bool = False) -> Setup:
     data_dir = ctx.tmp / name
-    return Setup(data_dir, RoostServer(data_dir, core=core, args=args))
+    return Setup(data_dir, RoostServer(data_dir, core=core, args=args, bare=bare))
 
 
 def prepared_server(ctx: Context) -> Setup:
@@ -263,7 +264,7 @@ def figure_4(ctx: Context) -> list[Row]:
     rounds = 1 if ctx.smoke else 3
     full: list[LoadResult] = []
     bare: list[LoadResult] = []
-    with setup(ctx, "roost-bare", args=(BARE_FLAG,)) as s:
+    with setup(ctx, "roost-bare", bare=True) as s:
         kw: dict[str, Any] = {"cert": s.client_cert, "key": s.client_key, "ca": s.ca, "mode": "keepalive",
                               "connections": 16, "duration": ctx.load_seconds / 2 if not ctx.smoke else 0.5,
                               "warmup": 0 if ctx.smoke else 1.0}

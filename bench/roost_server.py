@@ -16,6 +16,7 @@ from types import TracebackType
 from .common import ALL_CORES, SERVER_CORE, pinned, process_tree, rss_bytes
 
 READY = re.compile(rb"Server available on:\s*(https://\S+)")
+BARE = re.compile(rb"Bare route on:\s*(https://\S+)")
 
 
 class RoostServer:
@@ -29,6 +30,7 @@ class RoostServer:
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
         timeout: float = 120.0,
+        bare: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.core = core
@@ -37,6 +39,8 @@ class RoostServer:
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.bare = bare  # bench.bare_server instead of roost serve: the product plus the bench-only bare app
+        self.bare_url = ""
         self.start_seconds = 0.0
         self.output = b""
 
@@ -49,7 +53,10 @@ class RoostServer:
         return rss_bytes(self.proc.pid)
 
     def start(self) -> RoostServer:
-        cmd = [sys.executable, "-m", "roost", "serve", "--data-dir", str(self.data_dir), "--port", "0", *self.args]
+        if self.bare:
+            cmd = [sys.executable, "-m", "bench.bare_server", "--data-dir", str(self.data_dir), *self.args]
+        else:
+            cmd = [sys.executable, "-m", "roost", "serve", "--data-dir", str(self.data_dir), "--port", "0", *self.args]
         cmd = pinned(cmd, ALL_CORES if self.core is None else self.core)
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         t0 = time.perf_counter()
@@ -63,6 +70,8 @@ class RoostServer:
             if m:
                 self.start_seconds = time.perf_counter() - t0
                 self.url = m.group(1).decode().rstrip("/")
+                if (bare := BARE.search(buf)) is not None:
+                    self.bare_url = bare.group(1).decode().rstrip("/")
                 break
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:

@@ -56,3 +56,49 @@ def test_the_clock_check_can_fail() -> None:
 def test_the_wall_clock_source_is_where_the_check_looks() -> None:
     assert (SRC / "clock.py").is_file() and Path(__file__).name == "test_contracts.py"
     assert wall_clock_reads(ast.parse((SRC / "clock.py").read_text()))  # the one reader is seen by the check
+
+
+# Import contracts (ARCHITECTURE.md, "Package layout"): arrows run down and never back.
+# (package, packages it must never import); an import inside TYPE_CHECKING counts too.
+IMPORT_RULES = [
+    ("roost.http", ("roost.server",)),
+    ("roost.security", ("roost.server", "roost.http", "roost.backups", "roost.documents", "roost.services")),
+    ("roost.backups", ("roost.server", "roost.http", "roost.services")),
+    ("roost.documents", ("roost.server", "roost.http", "roost.security", "roost.backups", "roost.services")),
+    ("roost.storage", ("roost.server", "roost.http", "roost.security", "roost.documents", "roost.backups")),
+    ("roost.pki", ("roost.server", "roost.http", "roost.security", "roost.documents", "roost.backups")),
+    ("roost.services", ("roost.server", "roost.http")),
+]
+
+
+def imported(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def import_violations(name: str, tree: ast.Module) -> list[str]:
+    found = []
+    for package, forbidden in IMPORT_RULES:
+        if name == package or name.startswith(package + "."):
+            found += [f"{name} imports {target}" for target in sorted(imported(tree))
+                      if any(target == f or target.startswith(f + ".") for f in forbidden)]
+    return found
+
+
+def test_packages_import_only_downwards() -> None:
+    violations = [v for name, tree in modules() for v in import_violations(name, tree)]
+    assert not violations, "\n".join(violations)
+
+
+def test_the_import_check_can_fail() -> None:
+    guarded = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from roost.server import Server\n")
+    assert import_violations("roost.http.routes.x", guarded) == ["roost.http.routes.x imports roost.server",
+                                                                  "roost.http.routes.x imports roost.server.Server"]
+    assert import_violations("roost.documents.store", ast.parse("import roost.security.registry")) != []
+    assert import_violations("roost.server", guarded) == []  # the composition root may import anything

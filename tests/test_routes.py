@@ -8,7 +8,6 @@ import pytest
 from aiohttp import web
 
 from roost.http.app import ROUTE_TABLES, build_app
-from roost.http.middleware import BARE_HANDLERS
 from roost.http.openapi import openapi_path
 from roost.http.routing import LEVELS, TABLES, RouteTable
 from roost.settings import Settings
@@ -20,21 +19,18 @@ def built_app(**settings: object) -> web.Application:
     return build_app(SimpleNamespace(settings=Settings(**settings)))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bench", [False, True])
-def test_every_route_the_built_app_serves_has_a_level(bench: bool) -> None:
+def test_every_route_the_built_app_serves_has_a_level() -> None:
     """Inspects what build_app() made, not install()'s bookkeeping: a route added to the app any other way than
     through a RouteTable (app.router.add_get in build_app, say) has no level and fails here."""
-    app = built_app(bench_unauthenticated_route=bench)
+    app = built_app()
     levels = app[LEVELS]
-    bare = app[BARE_HANDLERS]
     served = [(r.method, r.resource.canonical if r.resource else "?", r.handler) for r in app.router.routes()]
     assert len(served) > 40
     missing = [f"{method} {path}" for method, path, handler in served if handler not in levels]
     assert not missing, f"routes without a level: {missing}"
     assert all(isinstance(level, Level) for level in levels.values())
-    # Only the bench's bare route skips identification, and only when its setting is on.
-    assert bool(bare) is bench
-    assert all(levels[h] is Level.UNAUTHENTICATED for h in bare)
+    # The product has no benchmark-only route (bench/bare_server.py builds its own app from the product's parts).
+    assert not [path for _, path, _ in served if path.startswith("/bench")]
     # Every served route is one the route table declares, with that table's level.
     declared = {(r.method, openapi_path(r.path)): r.level for table in app[TABLES] for r in table.routes}
     for method, path, handler in served:

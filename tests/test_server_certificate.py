@@ -250,19 +250,19 @@ def test_the_hourly_check_renews_a_generated_certificate_within_30_days_of_expir
         server = await Server.create(settings)
         await server.start()
         try:
-            assert server.server_certificate is not None
-            before = server.server_certificate.info
+            assert server.services.server_certificate is not None
+            before = server.services.server_certificate.info
             await asyncio.sleep(0.3)
-            assert server.server_certificate.info.thumbprint == before.thumbprint  # not due yet: kept
+            assert server.services.server_certificate.info.thumbprint == before.thumbprint  # not due yet: kept
             later = before.not_after - dt.timedelta(days=20)
             monkeypatch.setattr(clock, "now", lambda: later)
             for _ in range(100):
-                if server.server_certificate.info.thumbprint != before.thumbprint:
+                if server.services.server_certificate.info.thumbprint != before.thumbprint:
                     break
                 await asyncio.sleep(0.05)
-            after = server.server_certificate.info
+            after = server.services.server_certificate.info
             assert after.thumbprint != before.thumbprint
-            old = server.registry.get(before.thumbprint)
+            old = server.services.registry.get(before.thumbprint)
             assert old is not None and old.name == "Old Server Certificate - can delete"
         finally:
             await server.stop()

@@ -8,9 +8,9 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
@@ -19,11 +19,10 @@ from roost import clock
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
 from roost.documents.store import DocumentStore
-from roost.errors import ConfigurationError, RoostError
+from roost.errors import ConfigurationError
 from roost.pki import datadir
-from roost.pki.authority import CertificateAuthority
 from roost.security import server_certificate, trust
-from roost.security.allowlist import AllowList, listening_socket
+from roost.security.allowlist import AllowedAddresses, AllowList, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
 from roost.security.audit import HEAD_SETTING as AUDIT_HEAD_KEY
 from roost.security.audit import AuditLog
@@ -34,45 +33,30 @@ from roost.security.registry import Registry
 from roost.security.server_certificate import ServerCertificates
 from roost.security.trust import TrustAnchors
 from roost.security.twofactor import TwoFactor
+from roost.services import Address, Databases, Services
 from roost.settings import Settings
 from roost.storage import open_storage
 from roost.storage.base import Storage
-from roost.tls import ServerTLS
 from roost.types import Clearance
 
 log = logging.getLogger("roost")
-ALLOWED_IPS_KEY = "security.allowed_ips"
 
 RENEWAL_CHECK_SECONDS = 3600.0
 RENEWAL_SCHEDULE = Identity(AuthStatus.CLUSTER_ADMIN, display_name="the renewal schedule")
 
 
-@dataclass
 class Server:
-    settings: Settings
-    storage: Storage
-    registry: Registry
-    identifier: Identifier
-    documents: DocumentStore
-    certificates: CertificateService = field(init=False)
-    server_certificates: ServerCertificates = field(init=False)
-    two_factor: TwoFactor = field(init=False)
-    audit: AuditLog = field(init=False)  # server.audit.record(event, actor=..., **fields): see security/audit.py
-    allowlist: AllowList = field(default_factory=AllowList)
-    backups: BackupService = field(init=False)
-    backup_schedules: Schedules = field(init=False)
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # stop hooks (schedules, ...)
-    trust_anchors: TrustAnchors | None = None  # None on an unsecured server
-    initial_client: datadir.InitialClient | None = None
-    url: str = ""
-    port: int = 0
-    warnings: list[str] = field(default_factory=list)
-    on_certificates_deleted: list[Callable[[list[str]], Awaitable[None]]] = field(default_factory=list)
-    _runner: web.AppRunner | None = None
-    _temp_dir: Path | None = None
-    _pool: ProcessPoolExecutor | None = None
-    _renewal: asyncio.Task[None] | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
+    """Builds the services from the settings, listens, and stops them again. The HTTP app sees ``services`` only."""
+
+    def __init__(self, services: Services, *, warnings: list[str], initial_client: datadir.InitialClient | None,
+                 pool: KeyPool, temp_dir: Path | None) -> None:
+        self.services = services
+        self.warnings = warnings
+        self.initial_client = initial_client
+        self._pool = pool
+        self._temp_dir = temp_dir
+        self._runner: web.AppRunner | None = None
+        self._renewal: asyncio.Task[None] | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Server:
@@ -82,109 +66,125 @@ class Server:
             settings = replace(settings, data_dir=temp_dir)
         if settings.test_clock_offset_seconds:
             clock.set_offset(settings.test_clock_offset_seconds)  # before anything reads the time
+        warnings: list[str] = []
+        if settings.test_clock_offset_seconds:
+            warnings.append(f"test_clock_offset_seconds is set: the server's clock is "
+                            f"{settings.test_clock_offset_seconds} s off. Use it only in tests.")
         datadir.ensure_directory(settings.data_dir)
         storage = await open_storage(settings.storage_url, settings.data_dir)
         registry = Registry(storage)
         await registry.watch()  # before loading, so that no change made by another node is missed
         await registry.load()
         identifier = Identifier(registry)
-        documents = DocumentStore(storage, registry)
+        documents = DocumentStore(storage)
         await documents.load()
-        server = cls(settings, storage, registry, identifier, documents)
-        server._temp_dir = temp_dir
-        server._loop = asyncio.get_running_loop()
-        server.audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
-        server.audit.on_append.append(server._keep_audit_head)
-        await server._build_certificate_services()
-        server.two_factor = TwoFactor(storage, registry, clock.now,
-                                      default_minutes=settings.two_factor_default_minutes,
-                                      max_minutes=settings.two_factor_max_minutes)
-        await server.two_factor.load()
-        server.on_certificates_deleted.append(server.two_factor.forget)
-        if settings.test_clock_offset_seconds:
-            server.warnings.append(f"test_clock_offset_seconds is set: the server's clock is "
-                                   f"{settings.test_clock_offset_seconds} s off. Use it only in tests.")
-        server.backups = BackupService(server)
-        server.backup_schedules = Schedules(server)
-        await server.backup_schedules.load()
-        server.background.append(server.backup_schedules.stop)
-        await server._load_allowlist()
-        return server
+        audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
+        audit.on_append.append(_audit_head_keeper(storage, asyncio.get_running_loop()))
+        two_factor = TwoFactor(storage, registry, clock.now, default_minutes=settings.two_factor_default_minutes,
+                               max_minutes=settings.two_factor_max_minutes)
+        await two_factor.load()
+        pool = KeyPool()
+        address = Address()
 
-    def _keep_audit_head(self, seq: int, digest: str) -> None:
-        """The newest audit Seq and hash also live in storage, so that cutting the end off the log is noticed."""
-        loop = self._loop
-
-        def store() -> None:
-            asyncio.ensure_future(self.storage.put_setting(AUDIT_HEAD_KEY, [seq, digest]))
-
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(store)
-
-    async def _load_allowlist(self) -> None:
-        """Security.AllowedIPs from the settings, unless changed at run time (then storage holds the list)."""
-        stored = await self.storage.get_setting(ALLOWED_IPS_KEY)
-        try:
-            self.allowlist.replace(stored if stored is not None else self.settings.allowed_ips)
-        except RoostError as exc:
-            raise ConfigurationError(f"Security.AllowedIPs: {exc.message}") from None
-
-    async def set_allowed_ips(self, entries: list[str]) -> None:
-        """Validate, store (so it survives a restart), then apply: new connections at once, open ones on their
-        next request (the middleware checks every request)."""
-        check = AllowList(entries)
-        await self.storage.put_setting(ALLOWED_IPS_KEY, list(check.entries))
-        self.allowlist.replace(check.entries)
-
-    async def _build_certificate_services(self) -> None:
-        """The server certificate and the trust anchors (secured servers only), then the certificate service."""
-        settings = self.settings
         lock = asyncio.Lock()  # one registry write at a time, whichever service writes
-        self.server_certificates = ServerCertificates(settings, self.registry, self.identifier, self.audit, lock)
+        server_certificates = ServerCertificates(settings, registry, identifier, audit, lock)
+        anchors: TrustAnchors | None = None
+        initial_client = None
         if settings.secured:
             authority = server_certificate.load_authority(settings)
-            current, configured = server_certificate.choose(settings, authority, self.warnings)
-            self.trust_anchors = await trust.prepare(settings, self.storage, self.registry, self.identifier,
-                                                     authority, current, self.warnings)
-            self.server_certificates = ServerCertificates(
-                settings, self.registry, self.identifier, self.audit, lock, authority=authority, current=current,
-                configured_thumbprint=configured, tls=self.trust_anchors.tls)
-            self.initial_client = datadir.existing_initial_client(settings.certificates_dir)
-        anchors = self.trust_anchors
-        deleted = DeletedThumbprints(self.storage)
-        implicit = ImplicitTrust(self.registry, self.identifier, deleted, self.audit, lock,
-                                 anchors=(lambda: anchors.tls.anchors) if anchors is not None else None,
+            current, configured = server_certificate.choose(settings, authority, warnings)
+            anchors = await trust.prepare(settings, storage, registry, identifier, authority, current, warnings)
+            server_certificates = ServerCertificates(
+                settings, registry, identifier, audit, lock, authority=authority, current=current,
+                configured_thumbprint=configured, tls=anchors.tls)
+            initial_client = datadir.existing_initial_client(settings.certificates_dir)
+        deleted = DeletedThumbprints(storage)
+        tls_anchors = anchors
+        implicit = ImplicitTrust(registry, identifier, deleted, audit, lock,
+                                 anchors=(lambda: tls_anchors.tls.anchors) if tls_anchors is not None else None,
                                  well_known_issuer_hashes=settings.well_known_issuer_hashes)
-        self.certificates = CertificateService(
-            self.registry, self.identifier, anchors, self.authority, self.audit, lambda: self.process_pool,
-            server_certificates=self.server_certificates, implicit=implicit, deleted=deleted, lock=lock,
-            url=lambda: self.url, on_deleted=self.forget_certificate)
+        certificates = CertificateService(
+            registry, identifier, anchors, server_certificates.authority, audit, pool.get,
+            server_certificates=server_certificates, implicit=implicit, deleted=deleted, lock=lock,
+            url=lambda: address.url, on_deleted=two_factor.forget)
 
-    @property
-    def authority(self) -> CertificateAuthority | None:
-        return self.server_certificates.authority
+        allowed_addresses = AllowedAddresses(storage, AllowList(), audit)
+        await allowed_addresses.load(settings.allowed_ips)
+        backups = BackupService(storage, documents, audit, settings.data_dir)
+        schedules = Schedules(storage, backups, audit, settings.data_dir)
+        await schedules.load()
+        services = Services(
+            settings=settings, storage=storage, registry=registry, identifier=identifier, documents=documents,
+            databases=Databases(documents, registry, audit), audit=audit, certificates=certificates,
+            server_certificates=server_certificates, two_factor=two_factor, allowed_addresses=allowed_addresses,
+            backups=backups, backup_schedules=schedules, trust_anchors=anchors, address=address)
+        return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir)
 
-    @property
-    def server_certificate(self) -> datadir.ServerCertificate | None:
-        return self.server_certificates.current
+    async def start(self) -> str:
+        from roost.http.app import build_app
+        from roost.http.timeouts import TimedAppRunner
 
-    @property
-    def tls(self) -> ServerTLS | None:
-        return self.trust_anchors.tls if self.trust_anchors is not None else None
+        services = self.services
+        settings = services.settings
+        app = build_app(services)
+        self._runner = TimedAppRunner(app, settings, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host = settings.host
+        if host == "localhost":
+            host = "127.0.0.1"  # one socket: "localhost" may resolve to two addresses on two ports
+        try:
+            # Our own listening socket so that the IP allowlist runs at accept(), before any TLS handshake.
+            sock = listening_socket(host, settings.port, services.allowlist)
+            context = services.tls.listening_context if services.tls else None
+            site = web.SockSite(self._runner, sock, ssl_context=context, backlog=1024)
+            await site.start()
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.") from exc
+        server = site._server
+        assert server is not None
+        services.address.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        services.address.url = settings.url_for_port(services.address.port)
+        # For the CLI on this machine: `roost ... --data-dir DIR` finds the server without --url.
+        if not settings.run_in_memory:
+            (settings.data_dir / "server.url").write_text(services.address.url + "\n")
+        if self.initial_client is None:  # first start: the initial client certificate, registered and written out
+            self.initial_client = await services.certificates.create_initial_client(
+                settings.certificates_dir, settings.initial_client_clearance, services.address.url)
+        services.registry.start_flusher()
+        self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
+        services.backup_schedules.start()
+        return services.address.url
 
-    async def ensure_initial_client(self, url: str) -> None:
-        """First start: the initial client certificate (ClusterAdmin by default), registered and written out."""
-        if self.initial_client is None:
-            self.initial_client = await self.certificates.create_initial_client(
-                self.settings.certificates_dir, self.settings.initial_client_clearance, url)
+    async def _renew_generated_certificate(self) -> None:
+        """Hourly: renew Roost's generated server certificate once it is within 30 days of expiring (as RavenDB's
+        refresh cycle does for Let's Encrypt), with the same no-restart swap as ``refresh``."""
+        while True:
+            await asyncio.sleep(RENEWAL_CHECK_SECONDS)
+            try:
+                await self.services.server_certificates.renew_if_due(RENEWAL_SCHEDULE)
+            except Exception:
+                log.exception("Could not renew the generated server certificate; will try again in an hour")
 
-    async def forget_certificate(self, thumbprints: list[str]) -> None:
-        """Hook for everything that keeps per-certificate state (2FA sessions, ...) when certificates go away."""
-        for hook in self.on_certificates_deleted:
-            await hook(thumbprints)
+    async def stop(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+        await self.services.backup_schedules.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.services.registry.stop()
+        await self.services.storage.close()
+        self._pool.shutdown()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
 
-    @property
-    def process_pool(self) -> ProcessPoolExecutor:
+
+class KeyPool:
+    """The worker processes that make RSA keys, started on first use (EC keys, the default, need none)."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def get(self) -> ProcessPoolExecutor:
         if self._pool is None:
             import multiprocessing
 
@@ -194,70 +194,22 @@ class Server:
                                              initializer=os.nice, initargs=(19,))
         return self._pool
 
-    async def start(self) -> str:
-        from roost.http.app import build_app
-        from roost.http.timeouts import TimedAppRunner
-
-        app = build_app(self)
-        self._runner = TimedAppRunner(app, self.settings, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        host = self.settings.host
-        if host == "localhost":
-            host = "127.0.0.1"  # one socket: "localhost" may resolve to two addresses on two ports
-        try:
-            # Our own listening socket so that the IP allowlist runs at accept(), before any TLS handshake.
-            sock = listening_socket(host, self.settings.port, self.allowlist)
-            site = web.SockSite(self._runner, sock, ssl_context=self.tls.listening_context if self.tls else None,
-                                backlog=1024)
-            await site.start()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"Cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}."
-            ) from exc
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self.url = self.settings.url_for_port(self.port)
-        # For the CLI on this machine: `roost ... --data-dir DIR` finds the server without --url.
-        if not self.settings.run_in_memory:
-            (self.settings.data_dir / "server.url").write_text(self.url + "\n")
-        await self.ensure_initial_client(self.url)
-        self.registry.start_flusher()
-        self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
-        self.backup_schedules.start()
-        return self.url
-
-    async def _renew_generated_certificate(self) -> None:
-        """Hourly: renew Roost's generated server certificate once it is within 30 days of expiring (as RavenDB's
-        refresh cycle does for Let's Encrypt), with the same no-restart swap as ``refresh``."""
-        while True:
-            await asyncio.sleep(RENEWAL_CHECK_SECONDS)
-            try:
-                await self.server_certificates.renew_if_due(RENEWAL_SCHEDULE)
-            except Exception:
-                log.exception("Could not renew the generated server certificate; will try again in an hour")
-
-    async def stop(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
-        for hook in self.background:
-            await hook()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await self.registry.stop()
-        await self.storage.close()
+    def shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
-        if self._temp_dir is not None:
-            shutil.rmtree(self._temp_dir, ignore_errors=True)
 
-    @property
-    def server_thumbprint(self) -> str | None:
-        return self.server_certificates.thumbprint
 
-    @property
-    def ca_path(self) -> Path | None:
-        return self.settings.certificates_dir / "ca.crt" if self.authority else None
+def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop) -> Callable[[int, str], None]:
+    """The newest audit Seq and hash also live in storage, so that cutting the end off the log is noticed."""
+
+    def keep(seq: int, digest: str) -> None:
+        def store() -> None:
+            asyncio.ensure_future(storage.put_setting(AUDIT_HEAD_KEY, [seq, digest]))
+
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(store)
+
+    return keep
 
 
 async def run(settings: Settings, ignored: list[str], *, echo: object = print) -> None:
@@ -281,7 +233,8 @@ async def run(settings: Settings, ignored: list[str], *, echo: object = print) -
         out(f"Studio: {url}/studio/")
         if server.initial_client is not None:
             pem = server.initial_client.pem_path.resolve()
-            ca = server.ca_path.resolve() if server.ca_path else None
+            ca_path = server.services.ca_path
+            ca = ca_path.resolve() if ca_path else None
             out(f"Admin client certificate: {server.initial_client.zip_path.resolve()} (PEM: {pem})")
             out(f"Try it: curl --cert {pem} --cacert {ca} {url}/certificates/whoami")
         stop = asyncio.Event()

@@ -48,7 +48,6 @@ class Settings:
     cors_allowed_origins: tuple[str, ...] = ()
     two_factor_default_minutes: int = 120
     two_factor_max_minutes: int = 24 * 60
-    bench_unauthenticated_route: bool = False
     # Slow clients (slowloris): seconds to receive a request's head once it has begun, to receive its body, and
     # that an idle keep-alive connection stays open (also the time a new connection has to begin its first request).
     http_header_timeout_seconds: float = 10.0
@@ -367,8 +366,6 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
         kwargs["two_factor_default_minutes"] = _int(v[0], "two_factor_default_minutes", 1, 60 * 24 * 30)
     if (v := get("two_factor_max_minutes")) is not None:
         kwargs["two_factor_max_minutes"] = _int(v[0], "two_factor_max_minutes", 1, 60 * 24 * 30)
-    if (v := get("bench_unauthenticated_route")) is not None:
-        kwargs["bench_unauthenticated_route"] = _bool(v[0], "bench_unauthenticated_route")
     for name in ("http_header_timeout_seconds", "http_body_timeout_seconds", "http_keepalive_timeout_seconds"):
         if (v := get(name)) is not None:
             kwargs[name] = _seconds(v[0], f"{name} ({v[1]})", 0.1, 24 * 3600)

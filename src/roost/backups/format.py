@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from roost import clock
-from roost.documents.names import database_name, document_id
 from roost.errors import BadRequestError
+from roost.names import database_name, document_id
+from roost.storage.base import DocumentRow, Snapshot
 
 FORMAT = "roost-backup"
 VERSION = 1
@@ -42,7 +43,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def plaintext(snapshot: Any, databases: list[str], *, scope: str, stats: dict[str, int] | None = None
+def plaintext(snapshot: Snapshot, databases: list[str], *, scope: str, stats: dict[str, int] | None = None
               ) -> Iterator[bytes]:
     """gzip bytes of the whole backup, produced lazily in ~256 KiB pieces from a storage snapshot."""
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: JSON still shrinks ~5x, at ~100 MB/s
@@ -142,7 +143,6 @@ _MAX_LINE = 256 * 1024 * 1024
 _MAX_DEPTH = 256
 _INT64 = 1 << 63
 
-Row = tuple[str, str | None, str, str, str, int, str]
 
 
 def _no_constants(name: str) -> Any:
@@ -241,7 +241,7 @@ def _hilo(value: Any) -> list[tuple[str, int]]:
     return out
 
 
-def _row(value: Any) -> Row:
+def _row(value: Any) -> DocumentRow:
     """One stored document, checked as strictly as the API checks a PUT: what a restore writes stays readable."""
     if not isinstance(value, list) or len(value) != 7:
         raise _bad("a document line is not [id, collection, body, metadata, change vector, etag, modified]")
@@ -315,7 +315,7 @@ def check(path: Path) -> Summary:
     raise BackupFormatError("The backup ends early (no trailer): it is truncated.")
 
 
-def documents(path: Path, database: str) -> Iterator[Row]:
+def documents(path: Path, database: str) -> Iterator[DocumentRow]:
     """The stored rows of one database section (checked by ``check`` first), bodies and metadata as JSON text."""
     inside = False
     for entry in lines(path):

@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from roost import clock
 from roost.backups.service import EXTENSION, Lock
-from roost.documents.names import database_name
 from roost.errors import BadRequestError, NotFoundError
+from roost.names import database_name
+from roost.security.audit import Event
 
 if TYPE_CHECKING:
-    from roost.server import Server
+    from roost.backups.service import BackupService
+    from roost.security.audit import AuditLog
+    from roost.storage.base import Storage
 
 log = logging.getLogger("roost.backups")
 SETTING = "backups.schedules"
@@ -54,8 +57,11 @@ def _partial(path: Path) -> bool:
 
 
 class Schedules:
-    def __init__(self, server: Server) -> None:
-        self._server = server
+    def __init__(self, storage: Storage, backups: BackupService, audit: AuditLog, data_dir: Path) -> None:
+        self._storage = storage
+        self._backups = backups
+        self._audit = audit
+        self._data_dir = data_dir
         self._schedules: dict[str, dict[str, Any]] = {}  # folded name -> definition
         self._status: dict[str, dict[str, Any]] = {}
         self._next: dict[str, float] = {}
@@ -63,7 +69,7 @@ class Schedules:
         self._running: dict[str, asyncio.Task[dict[str, Any]]] = {}
 
     async def load(self) -> None:
-        stored = await self._server.storage.get_setting(SETTING) or {}
+        stored = await self._storage.get_setting(SETTING) or {}
         self._schedules = {k: v for k, v in stored.items()}
         now = time.monotonic()
         self._next = {k: now + v["IntervalSeconds"] for k, v in self._schedules.items()}
@@ -101,7 +107,7 @@ class Schedules:
 
     def _folder(self, text: str) -> Path:
         path = Path(text).expanduser()
-        return path if path.is_absolute() else self._server.settings.data_dir / path
+        return path if path.is_absolute() else self._data_dir / path
 
     async def put(self, body: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(body) - _FIELDS)
@@ -111,7 +117,7 @@ class Schedules:
         if "Passphrase" in body:
             raise BadRequestError("Schedules encrypt to public keys only.")
         name = database_name(body.get("Database"))
-        names = await self._server.backups.database_names([name])
+        names = await self._backups.database_names([name])
         interval, retention = body.get("IntervalSeconds"), body.get("Retention")
         if isinstance(interval, bool) or not isinstance(interval, int) or not MIN_INTERVAL <= interval <= 366 * 86400:
             raise BadRequestError(f"IntervalSeconds must be a whole number of seconds between {MIN_INTERVAL} and "
@@ -136,7 +142,7 @@ class Schedules:
         schedule = {"Database": names[0], "IntervalSeconds": interval, "Retention": retention,
                     "Folder": folder.strip(), "Recipients": list(lock.recipients)}
         updated = {**self._schedules, names[0].casefold(): schedule}
-        await self._server.storage.put_setting(SETTING, updated)
+        await self._storage.put_setting(SETTING, updated)
         self._schedules = updated
         self._next[names[0].casefold()] = time.monotonic() + interval
         return schedule
@@ -146,7 +152,7 @@ class Schedules:
         if key not in self._schedules:
             raise NotFoundError(f"There is no backup schedule for '{name}'.")
         updated = {k: v for k, v in self._schedules.items() if k != key}
-        await self._server.storage.put_setting(SETTING, updated)
+        await self._storage.put_setting(SETTING, updated)
         self._schedules = updated
         self._next.pop(key, None)
 
@@ -179,7 +185,6 @@ class Schedules:
 
     async def _run(self, key: str) -> dict[str, Any]:
         schedule = self._schedules[key]
-        server = self._server
         name = schedule["Database"]
         status = self._status.setdefault(key, {"Runs": 0, "ConsecutiveFailures": 0})
         started = clock.now()
@@ -188,21 +193,21 @@ class Schedules:
         target = folder / f"{file_prefix(name)}-{started:%Y%m%dT%H%M%S%fZ}{EXTENSION}"
         lock = Lock(tuple(schedule["Recipients"]))
         try:
-            names = await server.backups.database_names([name])
+            names = await self._backups.database_names([name])
             folder.mkdir(parents=True, exist_ok=True)
-            result = await asyncio.to_thread(server.backups.write_file, target, names, lock, scope="database")
+            result = await asyncio.to_thread(self._backups.write_file, target, names, lock, scope="database")
         except Exception as exc:  # every failure is reported, none is fatal to the server
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             status.update(LastError=message, ConsecutiveFailures=status["ConsecutiveFailures"] + 1,
                           LastFailure=status["LastRun"])
             status["Runs"] += 1
             log.error("Scheduled backup of %s to %s failed: %s", name, folder, message)
-            server.audit.record("backup.failed", Databases=[name], Target=str(folder), Error=message, Scheduled=True)
+            self._audit.record(Event.BACKUP_FAILED, Databases=[name], Target=str(folder), Error=message, Scheduled=True)
             return status
         status.update(LastError=None, ConsecutiveFailures=0, LastSuccess=status["LastRun"], LastFile=str(target),
                       LastBytes=result.bytes, LastSeconds=round(result.seconds, 3), LastDocuments=result.documents)
         status["Runs"] += 1
-        server.backups.audit_created(None, result, lock, str(target), Scheduled=True)
+        self._backups.audit_created(None, result, lock, str(target), Scheduled=True)
         removed = self._apply_retention(folder, name, schedule["Retention"])
         status["Removed"] = removed
         return status

@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +24,13 @@ from pyrage import x25519  # type: ignore[import-untyped]
 
 from roost.backups import crypto, format
 from roost.errors import BadRequestError, ConflictError, NotFoundError
-from roost.storage.sqlite import RESTORE_STAGE_PREFIX
+from roost.security.audit import Event
+from roost.storage.base import RESTORE_STAGE_PREFIX, DocumentRow, DuplicateDocumentError, Snapshotting, Storage
 
 if TYPE_CHECKING:
+    from roost.documents.store import DocumentStore
+    from roost.security.audit import AuditLog
     from roost.security.identity import Identity
-    from roost.server import Server
 
 log = logging.getLogger("roost.backups")
 STAGING = "backup-staging"
@@ -100,14 +101,17 @@ class _CountingWriter:
 
 
 class BackupService:
-    def __init__(self, server: Server) -> None:
-        self._server = server
+    """Backups of the databases in ``storage`` (when it is Snapshotting), audited in ``audit``."""
+
+    def __init__(self, storage: Storage, documents: DocumentStore, audit: AuditLog, data_dir: Path) -> None:
+        self._snapshots = storage if isinstance(storage, Snapshotting) else None
+        self._documents = documents
+        self._audit = audit
         self._restoring: set[str] = set()
-        self.staging = server.settings.data_dir / STAGING
+        self.staging = data_dir / STAGING
         shutil.rmtree(self.staging, ignore_errors=True)  # left by a crash: never applied, never kept
-        restorer = getattr(server.storage, "restorer", None)
-        if restorer is not None:  # rows of a restore a crash interrupted: never part of any database
-            staged = restorer()
+        if self._snapshots is not None:  # rows of a restore a crash interrupted: never part of any database
+            staged = self._snapshots.restorer()
             try:
                 removed = staged.discard_abandoned()
             finally:
@@ -115,15 +119,14 @@ class BackupService:
             if removed:
                 log.warning("Removed %d documents of a restore that did not finish (the server stopped).", removed)
 
-    def _storage(self) -> Any:
-        storage = self._server.storage
-        if not hasattr(storage, "snapshot"):
+    def _storage(self) -> Snapshotting:
+        if self._snapshots is None:
             raise BadRequestError("Backups are supported on the embedded SQLite storage only.")
-        return storage
+        return self._snapshots
 
     async def database_names(self, names: list[str] | None) -> list[str]:
         """Resolve requested names (None: every database) with their stored spelling; 404 for an unknown one."""
-        known = {row.name.casefold(): row.name for row in await self._server.documents.list_databases()}
+        known = {row.name.casefold(): row.name for row in await self._documents.list_databases()}
         if names is None:
             return sorted(known.values(), key=str.casefold)
         out = []
@@ -165,7 +168,7 @@ class BackupService:
         return result
 
     def audit_created(self, actor: Identity | None, result: Result, lock: Lock, target: str, **extra: Any) -> None:
-        self._server.audit.record("backup.created", actor=actor, Databases=result.databases, Bytes=result.bytes,
+        self._audit.record(Event.BACKUP_CREATED, actor=actor, Databases=result.databases, Bytes=result.bytes,
                                   Seconds=round(result.seconds, 3), Target=target, **lock.audit_fields(), **extra)
         log.info("Backup of %s: %d bytes in %.1f s to %s", ", ".join(result.databases) or "(no databases)",
                  result.bytes, result.seconds, target)
@@ -200,7 +203,7 @@ class BackupService:
                 crypto.decrypt(src, dst, identities=identities, passphrase=passphrase)
             summary = format.check(plain)  # the whole file authenticated, is complete and well-formed: now apply
             section = _pick(summary, source)
-            batch: list[format.Row] = []
+            batch: list[DocumentRow] = []
             written = 0
             applied = True
             try:
@@ -213,7 +216,7 @@ class BackupService:
                 if batch:
                     restorer.insert_documents(stage, batch)
                     written += len(batch)
-            except sqlite3.IntegrityError:
+            except DuplicateDocumentError:
                 raise format.BackupFormatError(
                     "The backup is damaged: a document id appears twice. Nothing was restored.") from None
             if written != section.documents:

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from roost import clock
-from roost.documents.names import database_name, document_id
 from roost.errors import BadRequestError, ConcurrencyError, ConflictError, DatabaseDoesNotExistError
-from roost.security.registry import Registry
+from roost.names import database_name, document_id
 from roost.storage.base import (
     BatchCommand,
     BatchResult,
@@ -69,9 +68,8 @@ class PutResult:
 class DocumentStore:
     """Everything about databases and documents that is not SQL."""
 
-    def __init__(self, storage: Storage, registry: Registry) -> None:
+    def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._registry = registry
         self._known: dict[str, str] = {}  # folded name -> name, of databases known to exist
 
     async def load(self) -> None:
@@ -101,14 +99,12 @@ class DocumentStore:
         self._known[name.casefold()] = name
         return DatabaseRow(name, database_id, created)
 
-    async def delete_database(self, name: str) -> bool:
-        """Delete the database and remove it from every certificate's permissions, in one transaction."""
+    async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
+        """Delete the database and, in the same transaction, store ``certificate_updates`` (the caller's
+        definitions without this database: ``roost.services.Databases`` computes them from the registry)."""
         name = database_name(name)
-        updates = self._registry.without_database(name)
-        deleted = await self._storage.delete_database(name, [d.to_storage() for d in updates])
+        deleted = await self._storage.delete_database(name, certificate_updates)
         self._known.pop(name.casefold(), None)
-        if deleted:
-            self._registry.apply_external(updates)
         return deleted
 
     async def list_databases(self) -> list[DatabaseRow]:

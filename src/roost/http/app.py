@@ -6,7 +6,7 @@ from aiohttp import web, web_response
 
 from roost.http import openapi
 from roost.http.browsers import BROWSERS, BrowserPolicy
-from roost.http.middleware import BARE_HANDLERS, SERVER, security_middleware
+from roost.http.middleware import SERVICES, security_middleware
 from roost.http.routes import (
     authority,
     backups,
@@ -21,7 +21,7 @@ from roost.http.routes import (
     twofactor,
 )
 from roost.http.routing import RouteTable, install
-from roost.server import Server
+from roost.services import Services
 
 # aiohttp writes "Server: Python/3.11 aiohttp/3.14.5" on every response, its own 400s for malformed requests too:
 # an attacker's version lookup for free. Its one default lives in this module global, read at each response.
@@ -34,17 +34,9 @@ ROUTE_TABLES: list[RouteTable] = [
 ]
 
 
-def build_app(server: Server) -> web.Application:
-    app = web.Application(middlewares=[security_middleware], client_max_size=server.settings.max_body_bytes)
-    app[SERVER] = server
-    app[BROWSERS] = BrowserPolicy(server.settings)
-    tables = list(ROUTE_TABLES)
-    app[BARE_HANDLERS] = frozenset()
-    if server.settings.bench_unauthenticated_route:
-        # BENCH ONLY (issue 7, figure 4): a route without identity/authz, to measure what they cost.
-        from roost.http.routes import bench
-
-        tables.append(bench.routes)
-        app[BARE_HANDLERS] = frozenset(route.handler for route in bench.routes.routes)
-    install(app, tables)
+def build_app(services: Services) -> web.Application:
+    app = web.Application(middlewares=[security_middleware], client_max_size=services.settings.max_body_bytes)
+    app[SERVICES] = services
+    app[BROWSERS] = BrowserPolicy(services.settings)
+    install(app, list(ROUTE_TABLES))
     return app

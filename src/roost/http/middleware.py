@@ -6,6 +6,7 @@ never look at certificates; they read ``request[IDENTITY]``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import unicodedata
 from urllib.parse import unquote_to_bytes
@@ -13,7 +14,6 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 
 from roost import RAVEN_SERVER_VERSION, clock
-from roost.documents.names import database_name
 from roost.errors import (
     AuthorizationError,
     BadRequestError,
@@ -25,18 +25,17 @@ from roost.http import errors
 from roost.http.body import BODY_LIMIT, BODY_TIMEOUT, SMALL_BODY, is_valid_unicode
 from roost.http.browsers import BROWSERS
 from roost.http.routing import LEVELS, Handler
+from roost.names import database_name
 from roost.security import authz
-from roost.security.identity import NO_CERTIFICATE, UNSECURED, AuthStatus, Identity, thumbprint_of_der
+from roost.security.identity import UNSECURED, AuthStatus, Identity, thumbprint_of_der
 from roost.security.twofactor import COOKIE_NAME
-from roost.server import Server
+from roost.services import Services
 from roost.types import Thumbprint
 
 log = logging.getLogger("roost.http")
 
-SERVER = web.AppKey("server", Server)
+SERVICES = web.AppKey("services", Services)
 IDENTITY = "roost.identity"
-# BENCH ONLY: handlers that skip identify + authorize; set only when Settings.bench_unauthenticated_route is on.
-BARE_HANDLERS = web.AppKey("bare_handlers", frozenset)
 
 
 def peer_certificate(request: web.Request) -> bytes | None:
@@ -75,16 +74,16 @@ def identity_of(request: web.Request) -> Identity:
 @web.middleware
 async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
-    server = app[SERVER]
+    services = app[SERVICES]
     browsers = app[BROWSERS]
     close_after = False
     try:
         # Invalid Unicode anywhere in the head is refused here, once for every route, before anything reads it.
         _ensure_clean_head(request)
-        if server.tls is None:
+        if services.tls is None:
             browsers.check_host(request)  # unsecured mode: DNS rebinding
         # CSRF first: before authorization, before any body is read (docs/security-model.md, Browsers).
-        browsers.check_csrf(request, server.url, server.port)
+        browsers.check_csrf(request, services.url, services.port)
         match_info = request.match_info
         if request.method == "OPTIONS" and (preflight := browsers.preflight(request)) is not None:
             preflight.headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
@@ -94,38 +93,36 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             # RavenDB echoes the query string too; Roost does not, since a query may carry something secret.
             raise RouteNotFoundError(f"There is no handler for path: {request.method} {request.path}")
         level = app[LEVELS][match_info.handler]
-        if not server.allowlist.everyone:
-            _ensure_address_allowed(request, server)
-        if server.tls is None:
+        if not services.allowlist.everyone:
+            _ensure_address_allowed(request, services)
+        if services.tls is None:
             identity = UNSECURED
-        elif match_info.handler in app[BARE_HANDLERS]:
-            identity = NO_CERTIFICATE  # bench-only route (figure 4): no identify, no authorize
         else:
-            if server.registry.stale:  # behind the cluster's certificate changes: catch up first (fail closed)
-                await server.registry.refresh()
+            if services.registry.stale:  # behind the cluster's certificate changes: catch up first (fail closed)
+                await services.registry.refresh()
             now = clock.now()
             der, thumbprint = peer_thumbprint(request)
-            identity = server.identifier.identify(der, now, thumbprint)
+            identity = services.identifier.identify(der, now, thumbprint)
             if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None:
                 # Rare path (a renewed certificate with a registered key): may register it (reference section 9).
-                identity = await server.certificates.implicit_trust(der, identity)
+                identity = await services.certificates.implicit_trust(der, identity)
             definition = identity.definition
             # The 2FA gate (identify -> 2FA gate -> authorize). A certificate without a key pays
             # one attribute check.
             if definition is not None and definition.two_factor_key and identity.status.authenticated:
-                identity = server.two_factor.gate(identity, request.cookies.get(COOKIE_NAME), now)
+                identity = services.two_factor.gate(identity, request.cookies.get(COOKIE_NAME), now)
             error = authz.refusal(level, identity, match_info.get("db"))
             if error is not None:
                 if errors.wants_html(request):  # browsers get the private-window hint too
                     error = authz.refusal(level, identity, match_info.get("db"), browser=True) or error
-                _audit_refusal(request, server, identity, error)
+                _audit_refusal(request, services, identity, error)
                 raise error
             if identity.status.authenticated and identity.definition is not None:
-                server.registry.touch(identity.definition.thumbprint, now)
+                services.registry.touch(identity.definition.thumbprint, now)
         if "db" in match_info:  # every {db} route: a name that could never exist is a 400 before any handler
             database_name(match_info["db"])
         request[IDENTITY] = identity
-        _limit_body(request, identity, server.settings.max_body_bytes, server.settings.http_body_timeout_seconds)
+        _limit_body(request, identity, services.settings.max_body_bytes, services.settings.http_body_timeout_seconds)
         response = await handler(request)
     except RoostError as error:
         response = errors.render(request, error)
@@ -149,6 +146,11 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     if close_after:
         await response.prepare(request)
         await response.write_eof()
+        if response.status == 413:
+            # A client that has already sent its (refused) body must not lose the answer: closing a TCP connection
+            # with unread bytes in it sends a reset, which can reach the client before it has read the 413.
+            # Read what is there, within a small budget, then close.
+            await _discard_body(request, _DRAIN_BYTES, _DRAIN_SECONDS)
         request.protocol.force_close()  # flushes what was written, then closes
     return response
 
@@ -159,22 +161,22 @@ def peer_address(request: web.Request) -> str | None:
     return peer[0] if isinstance(peer, tuple) else None
 
 
-def _ensure_address_allowed(request: web.Request, server: Server) -> None:
+def _ensure_address_allowed(request: web.Request, services: Services) -> None:
     """A connection opened before its address left Security.AllowedIPs: refused from its next request on."""
     address = peer_address(request)
-    if not server.allowlist.allows(address):
+    if not services.allowlist.allows(address):
         raise AuthorizationError(
             f"The address {address} is not allowed to connect to this server (Security.AllowedIPs). "
             "Ask an administrator to add it to the allowed IP addresses."
         )
 
 
-def _audit_refusal(request: web.Request, server: Server, identity: Identity, error: RoostError) -> None:
+def _audit_refusal(request: web.Request, services: Services, identity: Identity, error: RoostError) -> None:
     """Authentication refusals (not mere lack of clearance) go to the audit log, rate-limited per certificate."""
     if identity.status.authenticated or identity.status is AuthStatus.TWO_FACTOR_REQUIRED:
         return
     address = peer_address(request)
-    server.audit.record_refusal(identity.thumbprint or f"address:{address}", identity, error.message, address)
+    services.audit.record_refusal(identity.thumbprint or f"address:{address}", identity, error.message, address)
 
 
 def _ensure_clean_head(request: web.Request) -> None:
@@ -206,6 +208,19 @@ def _limit_body(request: web.Request, identity: Identity, max_body: int, timeout
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLargeError(f"The request body is {length} bytes; the limit for this request is {limit} bytes.")
+
+
+_DRAIN_BYTES = 1 << 20
+_DRAIN_SECONDS = 1.0
+
+
+async def _discard_body(request: web.Request, budget: int, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            while budget > 0 and (chunk := await request.content.read(min(budget, 65536))):
+                budget -= len(chunk)
+    except (TimeoutError, OSError, web.HTTPException):  # a trickle or a broken connection: close it anyway
+        pass
 
 
 def _too_large(request: web.Request) -> RoostError:

@@ -36,6 +36,7 @@ from roost.pki.authority import (
 )
 from roost.pki.inspect import CertificateInfo, describe, load_certificates
 
+CA_CERTIFICATE_FILE = "ca.crt"  # what clients verify the server with
 INITIAL_CLIENT_NAME = "admin.client"
 
 
@@ -99,7 +100,7 @@ def _tighten_known_files(data_dir: Path) -> None:
 
 
 def load_or_create_authority(certs_dir: Path) -> CertificateAuthority:
-    cert_path, key_path = certs_dir / "ca.crt", certs_dir / "ca.key"
+    cert_path, key_path = certs_dir / CA_CERTIFICATE_FILE, certs_dir / "ca.key"
     if cert_path.exists() and key_path.exists():
         return CertificateAuthority.from_pem(cert_path.read_bytes(), key_path.read_bytes())
     authority = CertificateAuthority.create()
@@ -110,7 +111,7 @@ def load_or_create_authority(certs_dir: Path) -> CertificateAuthority:
 
 def publish_authority_certificate(certs_dir: Path, authority: CertificateAuthority) -> None:
     """Keep a copy of a shared CA's certificate (public) where clients of this node look for ``ca.crt``."""
-    _write_public(certs_dir / "ca.crt", authority.certificate_pem())
+    _write_public(certs_dir / CA_CERTIFICATE_FILE, authority.certificate_pem())
 
 
 def generated_server_certificate(

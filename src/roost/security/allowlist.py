@@ -15,8 +15,15 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from roost.errors import BadRequestError
+from roost.errors import BadRequestError, ConfigurationError, RoostError
+from roost.security.audit import Event
+
+if TYPE_CHECKING:
+    from roost.security.audit import AuditLog
+    from roost.security.identity import Identity
+    from roost.storage.base import Storage
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # IPv4 addresses as a dual-stack socket shows them (RFC 4291, 2.5.5.2): ::ffff:a.b.c.d.
@@ -74,7 +81,6 @@ class AllowList:
         self.entries: tuple[str, ...] = ()
         self._networks: tuple[Network, ...] = ()
         self._cache: dict[str, bool] = {}
-        self.generation = 0
         self.replace(entries)
 
     def replace(self, entries: Iterable[str]) -> None:
@@ -84,7 +90,6 @@ class AllowList:
         self.entries = tuple(str(n) if n.num_addresses > 1 else str(n.network_address) for n in networks)
         self._cache = {}
         self.everyone = not networks
-        self.generation += 1
 
     def allows(self, address: str | None) -> bool:
         if self.everyone:
@@ -118,14 +123,12 @@ class GatedSocket(socket.socket):
     """
 
     allowlist: AllowList
-    refused = 0
 
     def accept(self) -> tuple[socket.socket, object]:
         while True:
             conn, addr = super().accept()  # BlockingIOError when the backlog is empty: asyncio stops there
             if self.allowlist.allows(addr[0] if isinstance(addr, tuple) else None):
                 return conn, addr
-            self.refused += 1
             conn.close()
 
 
@@ -146,3 +149,31 @@ def listening_socket(host: str, port: int, allowlist: AllowList, backlog: int = 
         raise
     sock.allowlist = allowlist
     return sock
+
+
+class AllowedAddresses:
+    """The live allowlist and where it is kept: loaded at start (storage wins over the settings once an
+    administrator changed the list at run time), changed by ``replace`` (stored first, so a change survives a
+    restart; then applied: new connections at once, open ones on their next request) and audited."""
+
+    SETTING = "security.allowed_ips"
+
+    def __init__(self, storage: Storage, allowlist: AllowList, audit: AuditLog) -> None:
+        self._storage = storage
+        self._audit = audit
+        self.allowlist = allowlist
+
+    async def load(self, configured: Iterable[str]) -> None:
+        stored = await self._storage.get_setting(self.SETTING)
+        try:
+            self.allowlist.replace(stored if stored is not None else configured)
+        except RoostError as exc:
+            raise ConfigurationError(f"Security.AllowedIPs: {exc.message}") from None
+
+    async def replace(self, entries: list[str], *, actor: Identity, address: str | None, forced: bool) -> None:
+        check = AllowList(entries)  # validated before anything changes
+        before = list(self.allowlist.entries)
+        await self._storage.put_setting(self.SETTING, list(check.entries))
+        self.allowlist.replace(check.entries)
+        self._audit.record(Event.ALLOWLIST_CHANGED, actor=actor, Before=before, After=list(check.entries),
+                           Forced=forced, Address=address)

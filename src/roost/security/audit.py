@@ -8,7 +8,7 @@ hash in its storage (``audit.head``), which ``roost audit verify --data-dir`` co
 
 API for other parts of the server (certificate management, 2FA, server-certificate renewal, backups)::
 
-    server.audit.record("certificate.generated", actor=identity, Thumbprint=..., Clearance=..., Permissions=...)
+    server.audit.record(Event.CERTIFICATE_GENERATED, actor=identity, Thumbprint=..., Clearance=..., Permissions=...)
 
 ``actor`` is the caller's Identity (its name and thumbprint are recorded), or None for the server itself. Field
 names are CamelCase like the rest of Roost's JSON. A field whose name says it holds a secret (password,
@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,32 @@ from roost import clock
 
 if TYPE_CHECKING:
     from roost.security.identity import Identity
+
+class Event(StrEnum):
+    """Every event Roost records: the one list (a test checks each is recorded somewhere)."""
+
+    AUTH_REFUSED = "auth.refused"
+    CERTIFICATE_GENERATED = "certificate.generated"
+    CERTIFICATE_UPLOADED = "certificate.uploaded"
+    CERTIFICATE_EDITED = "certificate.edited"
+    CERTIFICATE_DELETED = "certificate.deleted"
+    CERTIFICATE_PURGED = "certificate.purged"
+    CERTIFICATE_IMPLICITLY_TRUSTED = "certificate.implicitly-trusted"
+    TWOFACTOR_SUCCEEDED = "twofactor.succeeded"
+    TWOFACTOR_FAILED = "twofactor.failed"
+    TWOFACTOR_LOCKED = "twofactor.locked"
+    DATABASE_CREATED = "database.created"
+    DATABASE_DELETED = "database.deleted"
+    BACKUP_CREATED = "backup.created"
+    BACKUP_FAILED = "backup.failed"
+    BACKUP_RESTORED = "backup.restored"
+    BACKUP_RESTORE_REFUSED = "backup.restore-refused"
+    BACKUP_SCHEDULE_SET = "backup.schedule-set"
+    BACKUP_SCHEDULE_DELETED = "backup.schedule-deleted"
+    ALLOWLIST_CHANGED = "allowlist.changed"
+    SERVER_CERTIFICATE_REPLACED = "server-certificate.replaced"
+    SERVER_CERTIFICATE_RENEWED = "server-certificate.renewed"
+
 
 GENESIS = "0" * 64
 HEAD_SETTING = "audit.head"  # the storage setting that holds the newest [Seq, hash]
@@ -78,7 +105,7 @@ class AuditLog:
     def head(self) -> tuple[int, str]:
         return self._seq, self._prev
 
-    def record(self, event: str, *, actor: Identity | None = None, **fields: Any) -> dict[str, Any]:
+    def record(self, event: Event, *, actor: Identity | None = None, **fields: Any) -> dict[str, Any]:
         _check_no_secret(fields)
         with self._lock:
             entry: dict[str, Any] = {
@@ -123,7 +150,7 @@ class AuditLog:
             fields["Thumbprint"] = actor.thumbprint
         if suppressed:
             fields["Suppressed"] = suppressed
-        self.record("auth.refused", **fields)
+        self.record(Event.AUTH_REFUSED, **fields)
 
     def read(self, since: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Entries with Seq > since (oldest first), or the newest ``limit`` entries when since is None."""

@@ -23,7 +23,7 @@ from roost.pki import datadir, packages
 from roost.pki.authority import CertificateAuthority
 from roost.pki.issuance import PackageRequest, issue_package, needs_worker
 from roost.security import rules, wire
-from roost.security.audit import AuditLog
+from roost.security.audit import AuditLog, Event
 from roost.security.identity import SERVER_CERTIFICATE_NAME, Identifier, Identity
 from roost.security.implicit import DeletedThumbprints, ImplicitTrust
 from roost.security.registry import CertificateDefinition, Registry, parse_clearance
@@ -84,7 +84,7 @@ class CertificateService:
                     found.setdefault(d.thumbprint, d)
         return list(found.values())
 
-    def _audit(self, event: str, caller: Identity, definitions: list[CertificateDefinition], **extra: Any) -> None:
+    def _audit(self, event: Event, caller: Identity, definitions: list[CertificateDefinition], **extra: Any) -> None:
         """Who did it, to which certificates, with which clearance and permissions (never a key or passphrase)."""
         self._audit_log.record(event, actor=caller, Certificates=wire.audited(definitions), **extra)
 
@@ -113,7 +113,7 @@ class CertificateService:
                                               two_factor_key=request.two_factor_key, source="generated")
         async with self._lock:
             await self.registry.put([definition])
-        self._audit("certificate.generated", caller, [definition])
+        self._audit(Event.CERTIFICATE_GENERATED, caller, [definition])
         return f"{request.name}.zip", issued.zip_bytes, definition
 
     async def create_initial_client(self, certs_dir: Path, clearance: Clearance,
@@ -183,7 +183,7 @@ class CertificateService:
             await self._deleted.forget(d.thumbprint for d in definitions)  # an explicit upload may bring one back
             if self._trust is not None:
                 await self._trust.add([m.der for m in members] + [c.der for c in chain])
-        self._audit("certificate.uploaded", caller, definitions)
+        self._audit(Event.CERTIFICATE_UPLOADED, caller, definitions)
         return definitions
 
     # Edit -----------------------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class CertificateService:
             updated = [replace(m, name=request.name, clearance=request.clearance, permissions=request.permissions,
                                disabled=request.disabled, two_factor_key=two_factor_key) for m in members]
             await self.registry.put(updated)
-        self._audit("certificate.edited", caller, updated, Disabled=request.disabled,
+        self._audit(Event.CERTIFICATE_EDITED, caller, updated, Disabled=request.disabled,
                     TwoFactorRemoved=delete_two_factor)
         return updated[0]
 
@@ -235,7 +235,7 @@ class CertificateService:
             await self._deleted.remember(members)
             await self.registry.delete(members)
             await self._on_deleted(members)
-        self._audit("certificate.deleted", caller, affected)
+        self._audit(Event.CERTIFICATE_DELETED, caller, affected)
         return definition
 
     async def purge(self, caller: Identity) -> list[CertificateDefinition]:
@@ -255,7 +255,7 @@ class CertificateService:
                 await self.registry.delete(thumbprints)
                 await self._on_deleted(thumbprints)
         if expired:
-            self._audit("certificate.purged", caller, expired)
+            self._audit(Event.CERTIFICATE_PURGED, caller, expired)
         return expired
 
     # Implicit trust (security/implicit.py) -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from roost import clock
 from roost.pki.inspect import describe_der, find_issuer
-from roost.security.audit import AuditLog
+from roost.security.audit import AuditLog, Event
 from roost.security.identity import Identifier, Identity
 from roost.security.registry import CertificateDefinition, Registry
 from roost.security.wire import audited
@@ -121,6 +121,6 @@ class ImplicitTrust:
             "pinning hash, known issuer %s.", identity.display_name, match.thumbprint, match.name,
             issuer.subject if issuer else "",
         )
-        self._audit.record("certificate.implicitly-trusted", actor=identity, Certificates=audited([definition]),
+        self._audit.record(Event.CERTIFICATE_IMPLICITLY_TRUSTED, actor=identity, Certificates=audited([definition]),
                            SameKeyAs=match.thumbprint, Issuer=issuer.subject if issuer else "")
         return self._identifier.identify(der, clock.now())

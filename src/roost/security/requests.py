@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from roost import clock
-from roost.documents.names import database_name
 from roost.errors import BadRequestError
+from roost.names import database_name
 from roost.pki.authority import KEY_TYPES, KeyType
 from roost.pki.inspect import CertificateInfo, decode_certificate_field, load_certificates
 from roost.security.registry import parse_clearance

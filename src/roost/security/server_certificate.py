@@ -18,7 +18,7 @@ from roost.errors import BadRequestError
 from roost.pki import datadir
 from roost.pki.authority import CertificateAuthority
 from roost.pki.inspect import load_certificates
-from roost.security.audit import AuditLog
+from roost.security.audit import AuditLog, Event
 from roost.security.identity import SERVER_CERTIFICATE_NAME, Identifier, Identity
 from roost.security.registry import CertificateDefinition, Registry
 from roost.security.requests import ReplaceRequest
@@ -161,7 +161,7 @@ class ServerCertificates:
             old = await self.install(new)
         audit.info("Server certificate replaced by %s: %s -> %s", caller.display_name, old.info.thumbprint,
                    new.info.thumbprint)
-        self._audit.record("server-certificate.replaced", actor=caller, Old=old.info.thumbprint,
+        self._audit.record(Event.SERVER_CERTIFICATE_REPLACED, actor=caller, Old=old.info.thumbprint,
                            New=new.info.thumbprint, Subject=new.info.subject)
         return old.info.thumbprint, new.info.thumbprint
 
@@ -185,7 +185,7 @@ class ServerCertificates:
             old = await self.install(new)
         audit.info("Server certificate renewed by %s: %s -> %s", caller.display_name, old.info.thumbprint,
                    new.info.thumbprint)
-        self._audit.record("server-certificate.renewed", actor=caller, Old=old.info.thumbprint,
+        self._audit.record(Event.SERVER_CERTIFICATE_RENEWED, actor=caller, Old=old.info.thumbprint,
                            New=new.info.thumbprint, Subject=new.info.subject)
         return old.info.thumbprint, new.info.thumbprint
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 JsonObject = dict[str, Any]
 
@@ -157,3 +157,47 @@ class Storage(Protocol):
     async def get_setting(self, key: str) -> Any: ...
     async def put_setting(self, key: str, value: Any) -> None: ...
     async def delete_setting(self, key: str) -> None: ...
+
+
+# Restores write their rows under a database key that starts with this, which no database name can fold to
+# (names never start with "~"), and move them to the target in one commit.
+RESTORE_STAGE_PREFIX = "~restore/"
+
+
+class DuplicateDocumentError(Exception):
+    """A restore met the same document id twice (a damaged backup)."""
+
+
+# A document as backups carry it: id, collection, body (JSON text), metadata (JSON text), change vector, etag,
+# last modified. One row type for the snapshot that writes a backup and the restorer that reads one back.
+DocumentRow = tuple[str, str | None, str, str, str, int, str]
+
+
+class Snapshot(Protocol):
+    """A consistent read-only view of the whole store, for one backup (blocking; used from a worker thread)."""
+
+    def close(self) -> None: ...
+    def databases(self) -> list[JsonObject]: ...
+    def documents(self, database: str) -> Iterator[DocumentRow]: ...
+    def hilo(self, database: str) -> list[tuple[str, int]]: ...
+    def certificates(self) -> list[JsonObject]: ...
+
+
+class Restorer(Protocol):
+    """Writes one restored database under a staging key; ``finish`` makes it appear in one commit."""
+
+    def close(self) -> None: ...
+    def target_state(self, name: str) -> tuple[bool, int]: ...
+    def insert_documents(self, stage: str, rows: list[DocumentRow]) -> None: ...
+    def finish(self, name: str, stage: str, database_id: str, created: str, last_etag: int, record: JsonObject,
+               hilo: list[tuple[str, int]]) -> int: ...
+    def discard(self, stage: str) -> None: ...
+    def discard_abandoned(self) -> int: ...
+
+
+@runtime_checkable
+class Snapshotting(Protocol):
+    """A storage that backups can read whole and restores can write (today: the embedded SQLite store)."""
+
+    def snapshot(self) -> Snapshot: ...
+    def restorer(self) -> Restorer: ...

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from roost.storage.base import (
+    RESTORE_STAGE_PREFIX,
     BatchCommand,
     BatchResult,
     CertificateWatcher,
     ChangeVectorMismatch,
     DatabaseRow,
+    DocumentRow,
+    DuplicateDocumentError,
     JsonObject,
     PutCommand,
     StoredDocument,
@@ -349,7 +352,7 @@ class SqliteSnapshot:
         return [{"Name": r[0], "DatabaseId": r[1], "Created": r[2], "LastEtag": r[3], "Record": json.loads(r[4])}
                 for r in rows]
 
-    def documents(self, database: str) -> Iterator[tuple[str, str | None, str, str, str, int, str]]:
+    def documents(self, database: str) -> Iterator[DocumentRow]:
         # Primary-key order: no sort, the cursor steps through the B-tree, memory stays flat.
         yield from self._db.execute(
             "SELECT id, collection, body, metadata, change_vector, etag, last_modified FROM documents "
@@ -365,7 +368,6 @@ class SqliteSnapshot:
 # A restore writes its documents under a key no database name can fold to ('/' is refused in names), and moves
 # them to the target in the same transaction that creates the database row: a restore killed half-way leaves only
 # rows under this prefix, invisible to every database, and they are deleted at the next start.
-RESTORE_STAGE_PREFIX = "~restore/"
 
 
 class SqliteRestorer:
@@ -383,9 +385,9 @@ class SqliteRestorer:
         count = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (fold(name),)).fetchone()[0]
         return row is not None, int(count)
 
-    def insert_documents(self, stage: str, rows: list[tuple[str, str | None, str, str, str, int, str]]) -> None:
+    def insert_documents(self, stage: str, rows: list[DocumentRow]) -> None:
         """Add rows under the staging key ``stage`` (RESTORE_STAGE_PREFIX + a token). A duplicate id raises
-        sqlite3.IntegrityError."""
+        DuplicateDocumentError."""
         assert stage.startswith(RESTORE_STAGE_PREFIX)
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -393,6 +395,9 @@ class SqliteRestorer:
                 "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(stage, fold(r[0]), *r) for r in rows])
+        except sqlite3.IntegrityError as exc:
+            self._db.execute("ROLLBACK")
+            raise DuplicateDocumentError(str(exc)) from exc
         except BaseException:
             self._db.execute("ROLLBACK")
             raise

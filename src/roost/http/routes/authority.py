@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from roost.errors import NotFoundError
-from roost.http.middleware import SERVER
+from roost.http.middleware import SERVICES
 from roost.http.routing import RouteTable
 from roost.types import Level
 
@@ -21,7 +21,7 @@ CA_FILE_NAME = "roost-ca.crt"
 
 @routes.get("/certificates/ca", level=Level.VALID_USER)
 async def ca_certificate(request: web.Request) -> web.StreamResponse:
-    authority = request.app[SERVER].authority
+    authority = request.app[SERVICES].authority
     if authority is None:
         raise NotFoundError("This server has no internal CA: it runs without TLS (unsecured mode).")
     return web.Response(body=authority.certificate_pem(), content_type="application/x-pem-file", headers={

@@ -11,11 +11,12 @@ from aiohttp import web
 from roost import clock
 from roost.backups import crypto
 from roost.backups.service import EXTENSION, Lock
-from roost.documents.names import database_name
 from roost.errors import BadRequestError, RoostError
 from roost.http.body import json_response, query_bool, read_object
-from roost.http.middleware import SERVER, identity_of
+from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
+from roost.names import database_name
+from roost.security.audit import Event
 from roost.types import Level
 
 routes = RouteTable()
@@ -58,8 +59,8 @@ class _ResponseWriter:
 
 async def _stream_backup(request: web.Request, databases: list[str], lock: Lock, scope: str,
                          label: str) -> web.StreamResponse:
-    server = request.app[SERVER]
-    service = server.backups
+    services = request.app[SERVICES]
+    service = services.backups
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE_DEPTH)
     writer = _ResponseWriter(loop, queue)
@@ -92,7 +93,7 @@ async def _stream_backup(request: web.Request, databases: list[str], lock: Lock,
                 await asyncio.sleep(0.01)
         if not job.cancelled() and job.exception() is not None:
             log.warning("Backup of %s broke off: %s", ", ".join(databases), job.exception())
-        server.audit.record("backup.failed", actor=identity_of(request), Databases=databases,
+        services.audit.record(Event.BACKUP_FAILED, actor=identity_of(request), Databases=databases,
                             Error=getattr(exc, "message", type(exc).__name__))
         # The status line is already sent: cut the connection so the client sees an incomplete download (and an
         # incomplete age file never authenticates), rather than a short file that looks finished.
@@ -110,7 +111,7 @@ async def backup_database(request: web.Request) -> web.StreamResponse:
     body = await read_object(request)
     _only(body, {"Recipients", "Passphrase"})
     lock = Lock.parse(body.get("Recipients"), body.get("Passphrase"))
-    names = await request.app[SERVER].backups.database_names([database_name(request.match_info["db"])])
+    names = await request.app[SERVICES].backups.database_names([database_name(request.match_info["db"])])
     return await _stream_backup(request, names, lock, "database", names[0])
 
 
@@ -120,7 +121,7 @@ async def backup_all(request: web.Request) -> web.StreamResponse:
     body = await read_object(request)
     _only(body, {"Recipients", "Passphrase"})
     lock = Lock.parse(body.get("Recipients"), body.get("Passphrase"))
-    names = await request.app[SERVER].backups.database_names(None)
+    names = await request.app[SERVICES].backups.database_names(None)
     return await _stream_backup(request, names, lock, "all", "roost-all")
 
 
@@ -129,7 +130,7 @@ async def restore(request: web.Request) -> web.StreamResponse:
     """The body is the backup file. ``?database=`` target (new or empty), ``?from=`` the database inside the backup
     when it holds several. The key travels in a header, never in the URL: ``Roost-Backup-Identity`` (an age secret
     key) or ``Roost-Backup-Passphrase``."""
-    server = request.app[SERVER]
+    services = request.app[SERVICES]
     target = database_name(request.query.get("database"))
     source = request.query.get("from") or None
     identity_text = request.headers.get("Roost-Backup-Identity")
@@ -138,7 +139,7 @@ async def restore(request: web.Request) -> web.StreamResponse:
         raise BadRequestError("Give the key to open the backup: the Roost-Backup-Identity header (AGE-SECRET-KEY-1...) "
                               "or Roost-Backup-Passphrase.")
     identities = crypto.parse_identities(identity_text) if identity_text else None
-    service = server.backups
+    service = services.backups
     staged = service.staged_path()
     actor = identity_of(request)
     try:
@@ -150,16 +151,16 @@ async def restore(request: web.Request) -> web.StreamResponse:
         source_name, count = await asyncio.to_thread(
             service.restore, staged, target, source, identities=identities, passphrase=passphrase)
     except RoostError as exc:
-        server.audit.record("backup.restore-refused", actor=actor, Database=target, Reason=exc.message)
+        services.audit.record(Event.BACKUP_RESTORE_REFUSED, actor=actor, Database=target, Reason=exc.message)
         raise
     except Exception as exc:
-        server.audit.record("backup.restore-refused", actor=actor, Database=target, Reason=type(exc).__name__)
+        services.audit.record(Event.BACKUP_RESTORE_REFUSED, actor=actor, Database=target, Reason=type(exc).__name__)
         raise
     finally:
         staged.unlink(missing_ok=True)
-    await server.documents.list_databases()  # the restored database is now known to this node
+    await services.documents.list_databases()  # the restored database is now known to this node
     seconds = asyncio.get_running_loop().time() - started
-    server.audit.record("backup.restored", actor=actor, Database=target, From=source_name, Documents=count,
+    services.audit.record(Event.BACKUP_RESTORED, actor=actor, Database=target, From=source_name, Documents=count,
                         Seconds=round(seconds, 3))
     return json_response({"Database": target, "From": source_name, "Documents": count}, status=201)
 
@@ -169,36 +170,36 @@ async def restore(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/admin/backups/schedules", level=Level.OPERATOR)
 async def list_schedules(request: web.Request) -> web.StreamResponse:
-    return json_response({"Schedules": request.app[SERVER].backup_schedules.describe()})
+    return json_response({"Schedules": request.app[SERVICES].backup_schedules.describe()})
 
 
 @routes.put("/admin/backups/schedules", level=Level.OPERATOR)
 async def put_schedule(request: web.Request) -> web.StreamResponse:
     """``{"Database", "IntervalSeconds", "Retention", "Folder", "Recipients"}``; public keys only (the server
     never keeps what opens a backup)."""
-    server = request.app[SERVER]
+    services = request.app[SERVICES]
     body = await read_object(request)
-    schedule = await server.backup_schedules.put(body)
-    server.audit.record("backup.schedule-set", actor=identity_of(request), **schedule)
-    return json_response({"Schedules": server.backup_schedules.describe()})
+    schedule = await services.backup_schedules.put(body)
+    services.audit.record(Event.BACKUP_SCHEDULE_SET, actor=identity_of(request), **schedule)
+    return json_response({"Schedules": services.backup_schedules.describe()})
 
 
 @routes.delete("/admin/backups/schedules", level=Level.OPERATOR)
 async def delete_schedule(request: web.Request) -> web.StreamResponse:
-    server = request.app[SERVER]
+    services = request.app[SERVICES]
     name = database_name(request.query.get("database"))
-    await server.backup_schedules.delete(name)
-    server.audit.record("backup.schedule-deleted", actor=identity_of(request), Database=name)
-    return json_response({"Schedules": server.backup_schedules.describe()})
+    await services.backup_schedules.delete(name)
+    services.audit.record(Event.BACKUP_SCHEDULE_DELETED, actor=identity_of(request), Database=name)
+    return json_response({"Schedules": services.backup_schedules.describe()})
 
 
 @routes.post("/admin/backups/schedules/run", level=Level.OPERATOR)
 async def run_schedule(request: web.Request) -> web.StreamResponse:
     """Run a database's schedule now (for testing a new schedule); answers with its status after the run."""
-    server = request.app[SERVER]
+    services = request.app[SERVICES]
     name = database_name(request.query.get("database"))
     wait = query_bool(request, "wait", True)
-    status = await server.backup_schedules.run_now(name, wait=wait)
+    status = await services.backup_schedules.run_now(name, wait=wait)
     return json_response(status)
 
 

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from roost.http.body import json_response, query_bool, query_int, read_json
-from roost.http.middleware import SERVER, identity_of
+from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
 from roost.types import Level
 
@@ -28,7 +28,7 @@ def _attachment(filename: str) -> dict[str, str]:
 
 @routes.get("/certificates/whoami", level=Level.VALID_USER)
 async def whoami(request: web.Request) -> web.StreamResponse:
-    entry = request.app[SERVER].certificates.whoami(identity_of(request))
+    entry = request.app[SERVICES].certificates.whoami(identity_of(request))
     if entry is None:
         return web.Response(status=204, headers=_NO_STORE)
     return json_response(entry, headers=_NO_STORE)
@@ -37,7 +37,7 @@ async def whoami(request: web.Request) -> web.StreamResponse:
 @routes.get("/admin/certificates", level=Level.OPERATOR)
 async def list_certificates(request: web.Request) -> web.StreamResponse:
     q = request.query
-    result = request.app[SERVER].certificates.list(
+    result = request.app[SERVICES].certificates.list(
         start=query_int(request, "start", 0),
         page_size=query_int(request, "pageSize", 1 << 30, 1),
         thumbprint=q.get("thumbprint"),
@@ -54,20 +54,20 @@ async def list_certificates(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/admin/certificates", level=Level.OPERATOR)
 async def generate(request: web.Request) -> web.StreamResponse:
-    server = request.app[SERVER]
-    filename, data, _ = await server.certificates.generate(identity_of(request), await read_json(request))
+    services = request.app[SERVICES]
+    filename, data, _ = await services.certificates.generate(identity_of(request), await read_json(request))
     return web.Response(body=data, content_type="application/octet-stream", headers=_attachment(filename))
 
 
 @routes.put("/admin/certificates", level=Level.OPERATOR)
 async def upload(request: web.Request) -> web.StreamResponse:
-    await request.app[SERVER].certificates.upload(identity_of(request), await read_json(request))
+    await request.app[SERVICES].certificates.upload(identity_of(request), await read_json(request))
     return web.Response(status=201, headers=_NO_STORE)
 
 
 @routes.post("/admin/certificates/edit", level=Level.OPERATOR)
 async def edit(request: web.Request) -> web.StreamResponse:
-    await request.app[SERVER].certificates.edit(
+    await request.app[SERVICES].certificates.edit(
         identity_of(request), await read_json(request),
         delete_two_factor=query_bool(request, "deleteTwoFactorConfiguration"),
     )
@@ -76,20 +76,20 @@ async def edit(request: web.Request) -> web.StreamResponse:
 
 @routes.delete("/admin/certificates", level=Level.OPERATOR)
 async def delete(request: web.Request) -> web.StreamResponse:
-    await request.app[SERVER].certificates.delete(identity_of(request), request.query.get("thumbprint"))
+    await request.app[SERVICES].certificates.delete(identity_of(request), request.query.get("thumbprint"))
     return web.Response(status=204)
 
 
 @routes.delete("/admin/certificates/purge", level=Level.OPERATOR)
 async def purge(request: web.Request) -> web.StreamResponse:
-    purged = await request.app[SERVER].certificates.purge(identity_of(request))
+    purged = await request.app[SERVICES].certificates.purge(identity_of(request))
     return json_response({"Deleted": [{"Name": d.name, "Thumbprint": d.thumbprint} for d in purged]},
                          headers=_NO_STORE)
 
 
 @routes.get("/admin/certificates/export", level=Level.OPERATOR)
 async def export(request: web.Request) -> web.StreamResponse:
-    data = request.app[SERVER].certificates.export_server_certificates()
+    data = request.app[SERVICES].certificates.export_server_certificates()
     return web.Response(body=data, content_type="application/octet-stream",
                         headers=_attachment("ClusterCertificatesCollection.pfx"))
 
@@ -98,12 +98,12 @@ async def export(request: web.Request) -> web.StreamResponse:
 async def replace_cluster_cert(request: web.Request) -> web.StreamResponse:
     # A single node confirms at once: replaceImmediately is validated and accepted, and changes nothing.
     query_bool(request, "replaceImmediately")
-    old, new = await request.app[SERVER].server_certificates.replace(identity_of(request), await read_json(request))
+    old, new = await request.app[SERVICES].server_certificates.replace(identity_of(request), await read_json(request))
     return json_response({"OldThumbprint": old, "Thumbprint": new}, status=201, headers=_NO_STORE)
 
 
 @routes.post("/admin/certificates/refresh", level=Level.CLUSTER_ADMIN)
 async def refresh(request: web.Request) -> web.StreamResponse:
     query_bool(request, "replaceImmediately")
-    old, new = await request.app[SERVER].server_certificates.refresh(identity_of(request))
+    old, new = await request.app[SERVICES].server_certificates.refresh(identity_of(request))
     return json_response({"OldThumbprint": old, "Thumbprint": new}, headers=_NO_STORE)

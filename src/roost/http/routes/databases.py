@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from roost.documents.names import database_name
 from roost.errors import BadRequestError, NotFoundError
 from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_json
-from roost.http.middleware import SERVER, identity_of
+from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
+from roost.names import database_name
 from roost.types import Level
 
 routes = RouteTable()
@@ -52,8 +52,7 @@ async def create_database(request: web.Request) -> web.StreamResponse:
         raise BadRequestError(
             f"The name in the query ('{name}') and in the record ('{body.get('DatabaseName')}') differ."
         )
-    row = await request.app[SERVER].documents.create_database(name)
-    request.app[SERVER].audit.record("database.created", actor=identity_of(request), Database=row.name)
+    row = await request.app[SERVICES].databases.create(name, actor=identity_of(request))
     return json_response({"RaftCommandIndex": next(_raft_index), "Name": row.name, "NodesAddedTo": [NODE_TAG]},
                          status=201)
 
@@ -71,13 +70,12 @@ async def delete_databases(request: web.Request) -> web.StreamResponse:
     if not isinstance(names, list) or not names:
         raise BadRequestError("DatabaseNames is required: a non-empty list of database names.")
     checked = [database_name(n) for n in names]
-    documents = request.app[SERVER].documents
+    documents = request.app[SERVICES].documents
     missing = [n for n in checked if not await documents.exists(n)]
     if missing:
         raise NotFoundError(f"Database '{missing[0]}' does not exist; nothing was deleted.")
     for name in checked:
-        await documents.delete_database(name)
-        request.app[SERVER].audit.record("database.deleted", actor=identity_of(request), Database=name)
+        await request.app[SERVICES].databases.delete(name, actor=identity_of(request))
     return json_response({"RaftCommandIndex": next(_raft_index), "PendingDeletes": []})
 
 
@@ -86,7 +84,7 @@ async def list_databases(request: web.Request) -> web.StreamResponse:
     identity = identity_of(request)
     start = query_int(request, "start", 0)
     page_size = query_int(request, "pageSize", 1 << 30, 1)
-    rows = await request.app[SERVER].documents.list_databases()
+    rows = await request.app[SERVICES].documents.list_databases()
     visible = [r for r in rows if identity.access_to(r.name) is not None]
     page = visible[start : start + page_size]
     if query_bool(request, "namesOnly"):
@@ -101,8 +99,8 @@ async def list_databases(request: web.Request) -> web.StreamResponse:
 @routes.get("/admin/databases", level=Level.OPERATOR)
 async def get_database_record(request: web.Request) -> web.StreamResponse:
     name = database_name(request.query.get("name"))
-    row = await request.app[SERVER].documents.get_database(name)
+    row = await request.app[SERVICES].documents.get_database(name)
     if row is None:
         raise NotFoundError(f"Database '{name}' does not exist.")
-    count = await request.app[SERVER].documents.count(name)
+    count = await request.app[SERVICES].documents.count(name)
     return json_response(_record(row.name, row.database_id, count))

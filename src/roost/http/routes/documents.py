@@ -7,12 +7,12 @@ from typing import Any
 from aiohttp import web
 
 from roost.documents.includes import referenced_by_all
-from roost.documents.names import document_id, is_document_id
 from roost.documents.store import render
 from roost.errors import BadRequestError
 from roost.http.body import json_response, query_int, read_json, read_object
-from roost.http.middleware import SERVER
+from roost.http.middleware import SERVICES
 from roost.http.routing import RouteTable
+from roost.names import document_id, is_document_id
 from roost.storage.base import BatchCommand, DeleteCommand
 from roost.types import Level
 
@@ -27,7 +27,7 @@ def _if_match(request: web.Request) -> str | None:
 
 
 async def _load(request: web.Request, db: str, ids: list[str]) -> web.StreamResponse:
-    documents = request.app[SERVER].documents
+    documents = request.app[SERVICES].documents
     found = await documents.get(db, ids)
     if len(ids) == 1 and found[0] is None:
         return web.Response(status=404)
@@ -49,7 +49,7 @@ async def get_docs(request: web.Request) -> web.StreamResponse:
     ids = request.query.getall("id", [])
     if ids:
         return await _load(request, db, ids)
-    documents = request.app[SERVER].documents
+    documents = request.app[SERVICES].documents
     start = query_int(request, "start", 0)
     size = query_int(request, "pageSize", 25, 1, 1024)
     docs, total = await documents.page(db, start, size)  # RavenDB's order: the most recently changed first
@@ -71,7 +71,7 @@ async def put_doc(request: web.Request) -> web.StreamResponse:
     db = request.match_info["db"]
     doc_id = document_id(request.query.get("id"))
     body = await read_json(request)
-    result = await request.app[SERVER].documents.put(db, doc_id, body, _if_match(request))
+    result = await request.app[SERVICES].documents.put(db, doc_id, body, _if_match(request))
     return json_response({"Id": result.id, "ChangeVector": result.change_vector}, status=201)
 
 
@@ -79,14 +79,14 @@ async def put_doc(request: web.Request) -> web.StreamResponse:
 async def delete_doc(request: web.Request) -> web.StreamResponse:
     db = request.match_info["db"]
     doc_id = document_id(request.query.get("id"))
-    await request.app[SERVER].documents.delete(db, doc_id, _if_match(request))
+    await request.app[SERVICES].documents.delete(db, doc_id, _if_match(request))
     return web.Response(status=204)
 
 
 @routes.post("/databases/{db}/bulk_docs", level=Level.DATABASE_WRITE)
 async def bulk_docs(request: web.Request) -> web.StreamResponse:
     db = request.match_info["db"]
-    documents = request.app[SERVER].documents
+    documents = request.app[SERVICES].documents
     body = await read_object(request)
     raw_commands = body.get("Commands")
     if not isinstance(raw_commands, list):

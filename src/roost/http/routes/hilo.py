@@ -18,7 +18,7 @@ from roost.documents.store import SERVER_TAG
 from roost.errors import BadRequestError
 from roost.http.body import json_response, query_int
 from roost.http.browsers import changes_state
-from roost.http.middleware import SERVER
+from roost.http.middleware import SERVICES
 from roost.http.routing import RouteTable
 from roost.types import Level
 
@@ -83,7 +83,7 @@ async def next_range(request: web.Request) -> web.StreamResponse:
     last_size = query_int(request, "lastBatchSize", 0, 0, MAX_RANGE)
     now = clock.now()
     size = capacity(last_size, _last_range_at(request), now)
-    low, high = await request.app[SERVER].documents.next_hilo_range(db, tag, size)
+    low, high = await request.app[SERVICES].documents.next_hilo_range(db, tag, size)
     return json_response(
         {
             "Prefix": f"{tag}{separator}",
@@ -107,5 +107,5 @@ async def return_range(request: web.Request) -> web.StreamResponse:
     if last > end:
         raise BadRequestError(f"'last' ({last}) cannot be beyond the end of the range ({end}).")
     # Not returned (someone took a newer range): the unused ids are simply skipped, never reused.
-    await request.app[SERVER].documents.return_hilo_range(db, tag, end, last)
+    await request.app[SERVICES].documents.return_hilo_range(db, tag, end, last)
     return web.Response(status=204)

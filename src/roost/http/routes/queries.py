@@ -18,12 +18,12 @@ from aiohttp import web
 from roost import clock
 from roost.documents import rql
 from roost.documents.includes import referenced_by_all
-from roost.documents.names import is_document_id
 from roost.documents.store import SERVER_TAG, render
 from roost.errors import BadRequestError
 from roost.http.body import json_response, read_object
-from roost.http.middleware import SERVER
+from roost.http.middleware import SERVICES
 from roost.http.routing import RouteTable
+from roost.names import is_document_id
 from roost.types import Level
 
 routes = RouteTable()
@@ -55,7 +55,7 @@ def _index_name(query: rql.Query) -> str:
 async def run_query(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     db = request.match_info["db"]
-    documents = request.app[SERVER].documents
+    documents = request.app[SERVICES].documents
     await documents.ensure_exists(db)
     body = await read_object(request)
     text = body.get("Query")

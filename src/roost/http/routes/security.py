@@ -8,7 +8,7 @@ from aiohttp import web
 
 from roost.errors import BadRequestError, RoostError
 from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_object
-from roost.http.middleware import SERVER, identity_of, peer_address
+from roost.http.middleware import SERVICES, identity_of, peer_address
 from roost.http.routing import RouteTable
 from roost.security.allowlist import AllowList
 from roost.types import Level
@@ -26,8 +26,8 @@ class LockoutError(RoostError):
 
 
 def _allowed_ips_body(request: web.Request) -> dict[str, Any]:
-    server = request.app[SERVER]
-    return {"AllowedIPs": list(server.allowlist.entries), "Everyone": server.allowlist.everyone,
+    services = request.app[SERVICES]
+    return {"AllowedIPs": list(services.allowlist.entries), "Everyone": services.allowlist.everyone,
             "YourAddress": peer_address(request)}
 
 
@@ -40,7 +40,7 @@ async def get_allowed_ips(request: web.Request) -> web.StreamResponse:
 async def put_allowed_ips(request: web.Request) -> web.StreamResponse:
     """Body ``{"AllowedIPs": ["203.0.113.7", "10.0.0.0/8"]}``; ``[]`` means everyone. ``?force=true`` accepts a
     list that shuts out the caller's own address (the connection making the change then gets 403s too)."""
-    server = request.app[SERVER]
+    services = request.app[SERVICES]
     body = await read_object(request, limit=SMALL_BODY)
     unknown = sorted(set(body) - {"AllowedIPs"})
     if unknown:
@@ -56,11 +56,8 @@ async def put_allowed_ips(request: web.Request) -> web.StreamResponse:
             f"This change would lock out your own address {address}: it is not in the new list. Add it, or repeat "
             "the request with ?force=true (roost security allowed-ips --force) if that is what you want."
         )
-    before = list(server.allowlist.entries)
-    await server.set_allowed_ips(list(candidate.entries))
-    server.audit.record("allowlist.changed", actor=identity_of(request), Before=before,
-                        After=list(candidate.entries), Forced=force and not candidate.allows(address),
-                        Address=address)
+    await services.allowed_addresses.replace(list(candidate.entries), actor=identity_of(request), address=address,
+                                             forced=force and not candidate.allows(address))
     return json_response(_allowed_ips_body(request), headers=_NO_STORE)
 
 
@@ -70,7 +67,7 @@ async def read_audit(request: web.Request) -> web.StreamResponse:
     since_text = request.query.get("since")
     since = query_int(request, "since", 0) if since_text not in (None, "") else None
     limit = query_int(request, "limit", 100, 1, 10000)
-    server = request.app[SERVER]
-    entries = server.audit.read(since, limit)
-    seq, _ = server.audit.head
+    services = request.app[SERVICES]
+    entries = services.audit.read(since, limit)
+    seq, _ = services.audit.head
     return json_response({"Entries": entries, "LastSeq": seq}, headers=_NO_STORE)

@@ -13,11 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from roost import RAVEN_SERVER_VERSION, __version__
-from roost.documents.names import database_name
 from roost.documents.store import SERVER_TAG
 from roost.http.body import json_response
-from roost.http.middleware import SERVER, identity_of
+from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
+from roost.names import database_name
 from roost.security import authz
 from roost.types import Level
 
@@ -30,7 +30,7 @@ _TOPOLOGY_ID = str(uuid.uuid4())
 
 
 def _url(request: web.Request) -> str:
-    return request.app[SERVER].url
+    return request.app[SERVICES].url
 
 
 @routes.get("/topology", level=Level.VALID_USER)
@@ -47,7 +47,7 @@ async def database_topology(request: web.Request) -> web.StreamResponse:
         name = database_name(name)
         if (refused := authz.refusal(Level.DATABASE_READ, identity_of(request), name)) is not None:
             raise refused
-        await request.app[SERVER].documents.ensure_exists(name)
+        await request.app[SERVICES].documents.ensure_exists(name)
         node["Database"] = name
     else:
         node["Database"] = None

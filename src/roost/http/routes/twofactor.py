@@ -11,9 +11,10 @@ from aiohttp import web
 from roost import clock
 from roost.errors import BadRequestError, RoostError
 from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_json, read_object
-from roost.http.middleware import SERVER, identity_of, peer_address
+from roost.http.middleware import SERVICES, identity_of, peer_address
 from roost.http.routing import RouteTable
 from roost.security import twofactor
+from roost.security.audit import Event
 from roost.types import Level
 
 routes = RouteTable()
@@ -83,7 +84,7 @@ async def qr(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/authentication/2fa", level=Level.UNAUTHENTICATED)
 async def login(request: web.Request) -> web.StreamResponse:
-    service = request.app[SERVER].two_factor
+    service = request.app[SERVICES].two_factor
     has_limits = query_bool(request, "hasLimits", True)  # RavenDB's default: only this browser
     minutes = (
         query_int(request, "sessionDurationInMin", 0, 1)
@@ -91,7 +92,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         else None
     )
     identity = identity_of(request)
-    audit = request.app[SERVER].audit
+    audit = request.app[SERVICES].audit
     address = peer_address(request)
     try:
         # Before the body is read: a caller that cannot use 2FA at all (no certificate, unknown, no key) costs one
@@ -112,11 +113,11 @@ async def login(request: web.Request) -> web.StreamResponse:
             locked = None
         # Only the wrong code (406) that starts a lockout is the lockout; any other refusal while locked (429, or a
         # 400 for a malformed request) is a failure.
-        event = "twofactor.locked" if locked is not None and exc.http_status == 406 else "twofactor.failed"
+        event = Event.TWOFACTOR_LOCKED if locked is not None and exc.http_status == 406 else Event.TWOFACTOR_FAILED
         audit.record(event, actor=identity, Reason=exc.message,
                      LockedUntil=clock.wire_date(locked) if locked else None, Address=address)
         raise
-    audit.record("twofactor.succeeded", actor=identity, OnlyThisBrowser=has_limits, Address=address)
+    audit.record(Event.TWOFACTOR_SUCCEEDED, actor=identity, OnlyThisBrowser=has_limits, Address=address)
     response = web.Response(status=202, headers={"Cache-Control": "no-store"})
     if result.cookie is not None:
         response.headers["Set-Cookie"] = _cookie(result.cookie, result.max_age)
@@ -125,7 +126,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/authentication/2fa/configuration", level=Level.UNAUTHENTICATED)
 async def configuration(request: web.Request) -> web.StreamResponse:
-    service = request.app[SERVER].two_factor
+    service = request.app[SERVICES].two_factor
     return json_response(
         {
             "DefaultTwoFactorSessionDurationInMin": service.default_minutes,
@@ -136,6 +137,6 @@ async def configuration(request: web.Request) -> web.StreamResponse:
 
 @routes.delete("/authentication/2fa", level=Level.UNAUTHENTICATED)
 async def logout(request: web.Request) -> web.StreamResponse:
-    await request.app[SERVER].two_factor.logout(identity_of(request))
+    await request.app[SERVICES].two_factor.logout(identity_of(request))
     # Also drop this browser's cookie: it names a session that no longer exists.
     return web.Response(status=204, headers={"Set-Cookie": _cookie("", 0)})
