@@ -77,7 +77,6 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     app = request.app
     server = app[SERVER]
     browsers = app[BROWSERS]
-    close_after = False
     try:
         # Invalid Unicode anywhere in the head is refused here, once for every route, before anything reads it.
         _ensure_clean_head(request)
@@ -129,9 +128,11 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         response = await handler(request)
     except RoostError as error:
         response = errors.render(request, error)
-        # The rest of the body is not wanted: answer, then close, instead of reading (draining) it for aiohttp's
-        # lingering time, which a trickling client would fill.
-        close_after = error.http_status in (408, 413) and request.body_exists
+        if error.http_status in (408, 413):
+            # The rest of the body is not wanted: after the answer aiohttp reads and drops it for at most the
+            # lingering time (timeouts.LINGER_SECONDS: the client may still be sending and would otherwise miss the
+            # answer), then the connection closes.
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status == 413:
             response = errors.render(request, _too_large(request))
@@ -146,10 +147,6 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
     if not response.prepared:  # a handler that streamed its answer has set its own headers (browsers.add_headers)
         browsers.add_headers(request, headers)
-    if close_after:
-        await response.prepare(request)
-        await response.write_eof()
-        request.protocol.force_close()  # flushes what was written, then closes
     return response
 
 
