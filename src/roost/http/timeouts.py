@@ -22,9 +22,10 @@ from roost.settings import Settings
 # busy writing, does not lose the answer to a reset; 10 s by default, which a trickling client would fill.
 LINGER_SECONDS = 2.0
 
-_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 63\r\n"
-              b"Connection: close\r\nServer: Roost\r\n\r\n"
-              b"The request head did not arrive in time (http_header_timeout).\n")
+_TIMED_OUT_TEXT = b"The request head did not arrive in time (http_header_timeout_seconds).\n"
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Length: %d\r\nConnection: close\r\nServer: Roost\r\n\r\n" % len(_TIMED_OUT_TEXT)
+              + _TIMED_OUT_TEXT)
 
 
 class _HeadTimedHandler(RequestHandler):
