@@ -480,3 +480,13 @@ def test_a_postgresql_outage_in_flight_is_a_503_with_retry_after(tmp_path: Path,
         assert retried.status_code == 201, retried.text
     finally:
         running.stop()
+
+
+def test_an_audit_entry_echoing_a_surrogate_is_written_and_verifies(tmp_path: Path) -> None:
+    from roost.security.audit import AuditLog, verify
+
+    log = AuditLog(tmp_path / "audit.log")
+    log.record("auth.refused", Reason="Origin 'https://\udcff.example'")
+    log.record("auth.refused", Reason="plain")
+    assert verify(tmp_path / "audit.log").ok
+    assert [e["Reason"] for e in log.entries()] == ["Origin 'https://\udcff.example'", "plain"]

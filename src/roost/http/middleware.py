@@ -6,7 +6,6 @@ never look at certificates; they read ``request[IDENTITY]``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import unicodedata
 from urllib.parse import unquote_to_bytes
@@ -76,7 +75,6 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     app = request.app
     services = app[SERVICES]
     browsers = app[BROWSERS]
-    close_after = False
     try:
         # Invalid Unicode anywhere in the head is refused here, once for every route, before anything reads it.
         _ensure_clean_head(request)
@@ -126,9 +124,11 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         response = await handler(request)
     except RoostError as error:
         response = errors.render(request, error)
-        # The rest of the body is not wanted: answer, then close, instead of reading (draining) it for aiohttp's
-        # lingering time, which a trickling client would fill.
-        close_after = error.http_status in (408, 413) and request.body_exists
+        if error.http_status in (408, 413):
+            # The rest of the body is not wanted: after the answer aiohttp reads and drops it for at most the
+            # lingering time (timeouts.LINGER_SECONDS: the client may still be sending and would otherwise miss the
+            # answer), then the connection closes.
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status == 413:
             response = errors.render(request, _too_large(request))
@@ -143,15 +143,6 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
     if not response.prepared:  # a handler that streamed its answer has set its own headers (browsers.add_headers)
         browsers.add_headers(request, headers)
-    if close_after:
-        await response.prepare(request)
-        await response.write_eof()
-        if response.status == 413:
-            # A client that has already sent its (refused) body must not lose the answer: closing a TCP connection
-            # with unread bytes in it sends a reset, which can reach the client before it has read the 413.
-            # Read what is there, within a small budget, then close.
-            await _discard_body(request, _DRAIN_BYTES, _DRAIN_SECONDS)
-        request.protocol.force_close()  # flushes what was written, then closes
     return response
 
 
@@ -208,19 +199,6 @@ def _limit_body(request: web.Request, identity: Identity, max_body: int, timeout
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLargeError(f"The request body is {length} bytes; the limit for this request is {limit} bytes.")
-
-
-_DRAIN_BYTES = 1 << 20
-_DRAIN_SECONDS = 1.0
-
-
-async def _discard_body(request: web.Request, budget: int, seconds: float) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while budget > 0 and (chunk := await request.content.read(min(budget, 65536))):
-                budget -= len(chunk)
-    except (TimeoutError, OSError, web.HTTPException):  # a trickle or a broken connection: close it anyway
-        pass
 
 
 def _too_large(request: web.Request) -> RoostError:

@@ -4,7 +4,8 @@ aiohttp bounds idle keep-alive time (``keepalive_timeout``, also armed when a co
 a client takes to send a head it has begun: one header byte every few seconds held a connection, its buffer and
 a file descriptor open for as long as the client liked. Here a head that has begun must be complete within
 ``Settings.http_header_timeout_seconds``; otherwise the client gets a 408 and the connection is closed. The body
-is bounded where it is read (``roost.http.body``, ``http_body_timeout_seconds``).
+is bounded where it is read (``roost.http.body``, ``http_body_timeout_seconds``), and what follows a refused body
+is drained for at most ``LINGER_SECONDS``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from aiohttp.web_protocol import RequestHandler
 
 from roost.settings import Settings
 
-_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 63\r\n"
-              b"Connection: close\r\nServer: Roost\r\n\r\n"
-              b"The request head did not arrive in time (http_header_timeout).\n")
+# After a refused body (408, 413) aiohttp reads and drops what the client is still sending, so that the client,
+# busy writing, does not lose the answer to a reset; 10 s by default, which a trickling client would fill.
+LINGER_SECONDS = 2.0
+
+_TIMED_OUT_TEXT = b"The request head did not arrive in time (http_header_timeout_seconds).\n"
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Length: %d\r\nConnection: close\r\nServer: Roost\r\n\r\n" % len(_TIMED_OUT_TEXT)
+              + _TIMED_OUT_TEXT)
 
 
 class _HeadTimedHandler(RequestHandler):
@@ -74,7 +80,8 @@ class TimedAppRunner(web.AppRunner):
     """``web.AppRunner`` whose connections have the head deadline and Roost's keep-alive time."""
 
     def __init__(self, app: web.Application, settings: Settings, **kwargs: Any) -> None:
-        super().__init__(app, keepalive_timeout=settings.http_keepalive_timeout_seconds, **kwargs)
+        super().__init__(app, keepalive_timeout=settings.http_keepalive_timeout_seconds,
+                         lingering_time=min(LINGER_SECONDS, settings.http_body_timeout_seconds), **kwargs)
         self._head_timeout = settings.http_header_timeout_seconds
 
     async def _make_server(self) -> web.Server:

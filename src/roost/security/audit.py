@@ -119,7 +119,11 @@ class AuditLog:
                     entry["ActorThumbprint"] = actor.thumbprint
             entry.update(fields)
             entry["Prev"] = self._prev
-            line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+            text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+            try:
+                line = text.encode()
+            except UnicodeEncodeError:  # a lone surrogate echoed from a request: escaped, never a lost entry
+                line = json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str).encode()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line + b"\n")
