@@ -389,9 +389,14 @@ async def _orphans(tmp_path: Path) -> None:
     await registry.put([CertificateDefinition.of(describe_der(i.der), i.certificate.subject.rfc4514_string(),
                                                  Clearance.VALID_USER, {}, two_factor_key=None, source="uploaded",
                                                  primary=gone) for i in (valid, expired)])
+    await registry.load()  # as after a restart: the orphans are listed, so an administrator sees them
+    assert {d.thumbprint for d in registry.by_name.items()} == {valid.thumbprint, expired.thumbprint}
+    listed = service.list(start=0, page_size=10, thumbprint=None, name=None, metadata_only=True, secondary=True)
+    assert sorted(e["Thumbprint"] for e in listed["Results"]) == sorted([valid.thumbprint, expired.thumbprint])
     admin = Identity(AuthStatus.CLUSTER_ADMIN, clearance=Clearance.CLUSTER_ADMIN)
     assert [d.thumbprint for d in await service.purge(admin)] == [expired.thumbprint]
     await service.delete(admin, valid.thumbprint)
     assert registry.get(valid.thumbprint) is None and registry.get(expired.thumbprint) is None
     assert await deleted.all() == {valid.thumbprint, expired.thumbprint}
+    assert registry.by_name.items() == []
     await storage.close()
