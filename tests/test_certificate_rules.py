@@ -4,6 +4,7 @@ admin; every refusal has its accepting twin."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Iterator
@@ -344,3 +345,58 @@ def test_the_live_server_enforces_the_rules_table(server: RunningServer, operato
                 assert (entry is None) is allowed
             seen += 1
     assert seen == 20
+
+
+# The service from its parts: legacy data ------------------------------------------------------------------------
+
+
+def test_a_stored_secondary_whose_primary_is_gone_can_be_deleted_and_purged(tmp_path: Path) -> None:
+    """Data written before collections were kept consistent: the secondary stands alone (no Server needed)."""
+    asyncio.run(_orphans(tmp_path))
+
+
+async def _orphans(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from roost.pki.inspect import describe_der
+    from roost.security.audit import AuditLog
+    from roost.security.certificates import CertificateService
+    from roost.security.identity import AuthStatus, Identifier, Identity
+    from roost.security.implicit import DeletedThumbprints, ImplicitTrust
+    from roost.security.registry import CertificateDefinition, Registry
+    from roost.security.server_certificate import ServerCertificates
+    from roost.settings import load_settings
+    from roost.storage.sqlite import SqliteStorage
+    from roost.types import Clearance
+
+    settings, _ = load_settings({"data_dir": tmp_path}, environ={})
+    storage = await SqliteStorage.open(tmp_path / "roost.db")
+    registry = Registry(storage)
+    identifier = Identifier(registry)
+    audit_log = AuditLog(tmp_path / "audit.log")
+    lock = asyncio.Lock()
+    deleted = DeletedThumbprints(storage)
+    service = CertificateService(
+        registry, identifier, None, None, audit_log, lambda: None,  # type: ignore[arg-type, return-value]
+        server_certificates=ServerCertificates(settings, registry, identifier, audit_log, lock),
+        implicit=ImplicitTrust(registry, identifier, deleted, audit_log, lock, anchors=None,
+                               well_known_issuer_hashes=()),
+        deleted=deleted, lock=lock, url=lambda: "", on_deleted=lambda thumbprints: asyncio.sleep(0))
+    ca = outside_ca("Legacy CA")
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=60)
+    valid, expired = issue(ca, "orphan-valid"), issue(ca, "orphan-expired", days=-10, not_before=long_ago)
+    gone = "AB" * 20
+    await registry.put([CertificateDefinition.of(describe_der(i.der), i.certificate.subject.rfc4514_string(),
+                                                 Clearance.VALID_USER, {}, two_factor_key=None, source="uploaded",
+                                                 primary=gone) for i in (valid, expired)])
+    await registry.load()  # as after a restart: the orphans are listed, so an administrator sees them
+    assert {d.thumbprint for d in registry.by_name.items()} == {valid.thumbprint, expired.thumbprint}
+    listed = service.list(start=0, page_size=10, thumbprint=None, name=None, metadata_only=True, secondary=True)
+    assert sorted(e["Thumbprint"] for e in listed["Results"]) == sorted([valid.thumbprint, expired.thumbprint])
+    admin = Identity(AuthStatus.CLUSTER_ADMIN, clearance=Clearance.CLUSTER_ADMIN)
+    assert [d.thumbprint for d in await service.purge(admin)] == [expired.thumbprint]
+    await service.delete(admin, valid.thumbprint)
+    assert registry.get(valid.thumbprint) is None and registry.get(expired.thumbprint) is None
+    assert await deleted.all() == {valid.thumbprint, expired.thumbprint}
+    assert registry.by_name.items() == []
+    await storage.close()

@@ -331,7 +331,7 @@ class CertificateService:
             registry.with_name(name) if name is not None and sort != "expiry" else index.items()
         )
         if secondary:
-            secondaries = [d for d in registry.all() if d.collection_primary]
+            secondaries = [d for d in registry.all() if registry.primary_of(d) is not d]  # listed ones are in the index
             key = (lambda d: (d.not_after, d.thumbprint)) if sort == "expiry" else (
                 lambda d: (d.name.casefold(), d.thumbprint))
             candidates = sorted([*candidates, *secondaries], key=key)

@@ -178,6 +178,16 @@ class SortedIndex:
         return self._items
 
 
+def _listed(d: CertificateDefinition, index: dict[str, CertificateDefinition]) -> bool:
+    """What the certificate list shows: primaries and standalone certificates, and secondaries whose primary is
+    gone or no longer lists them (data written before collections were kept consistent), so that an
+    administrator sees them and can delete them."""
+    if not d.collection_primary:
+        return True
+    primary = index.get(d.collection_primary)
+    return primary is None or d.thumbprint not in primary.collection_secondaries
+
+
 def _name_key(d: CertificateDefinition) -> tuple[str, str]:
     return (d.name.casefold(), d.thumbprint)
 
@@ -201,7 +211,7 @@ class Registry:
         self._by_pinning_hash: dict[str, set[str]] = {}
         self._last_used: dict[str, dt.datetime] = {}
         self._dirty_last_used: dict[str, dt.datetime] = {}
-        # Primaries (and standalone certificates) only: what the certificate list shows.
+        # What the certificate list shows (see _listed): primaries, standalone certificates and orphaned secondaries.
         self.by_name = SortedIndex(_name_key)
         self.by_expiry = SortedIndex(_expiry_key)
         self._flusher: asyncio.Task[None] | None = None
@@ -239,7 +249,7 @@ class Registry:
                 if thumbprint in index and (thumbprint not in last_used or last_used[thumbprint] < when):
                     last_used[thumbprint] = when
             self._by_thumbprint, self._by_pinning_hash, self._last_used = index, pins, last_used
-            primaries = [d for d in index.values() if not d.collection_primary]
+            primaries = [d for d in index.values() if _listed(d, index)]
             self.by_name.rebuild(primaries)
             self.by_expiry.rebuild(primaries)
         finally:
@@ -430,16 +440,19 @@ class Registry:
                 self._unindex(old)
             self._by_thumbprint[definition.thumbprint] = definition
             self._by_pinning_hash.setdefault(definition.pinning_hash, set()).add(definition.thumbprint)
-            if not definition.collection_primary:
+        # Listed once the whole batch is in (a secondary may come before its primary).
+        for thumbprint in dict.fromkeys(d.thumbprint for d in definitions):
+            definition = self._by_thumbprint[thumbprint]
+            if _listed(definition, self._by_thumbprint):
                 self.by_name.add(definition)
                 self.by_expiry.add(definition)
         self._changed()
 
     def _unindex(self, old: CertificateDefinition) -> None:
         self._by_pinning_hash.get(old.pinning_hash, set()).discard(old.thumbprint)
-        if not old.collection_primary:
-            self.by_name.remove(old)
-            self.by_expiry.remove(old)
+        # Unconditionally: a listed secondary (see _load) goes too; removing an unlisted one is a no-op.
+        self.by_name.remove(old)
+        self.by_expiry.remove(old)
 
     def _changed(self) -> None:
         self.generation += 1
