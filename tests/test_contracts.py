@@ -102,3 +102,28 @@ def test_the_import_check_can_fail() -> None:
                                                                   "roost.http.routes.x imports roost.server.Server"]
     assert import_violations("roost.documents.store", ast.parse("import roost.security.registry")) != []
     assert import_violations("roost.server", guarded) == []  # the composition root may import anything
+
+
+# One header policy: the security and cache headers are named in roost/http/headers.py only.
+POLICY_HEADERS = {"content-security-policy", "cache-control", "x-content-type-options", "referrer-policy",
+                  "strict-transport-security"}
+
+
+def header_literals(tree: ast.Module) -> list[int]:
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lower() in POLICY_HEADERS]
+
+
+def test_only_the_header_policy_names_security_headers() -> None:
+    offenders = [f"{name}:{line}" for name, tree in modules() if name != "roost.http.headers"
+                 for line in header_literals(tree)]
+    assert not offenders, f"set security and cache headers through roost.http.headers: {offenders}"
+
+
+def test_the_header_check_can_fail() -> None:
+    assert header_literals(ast.parse('h = {"Cache-Control": "no-store"}')) == [1]
+    assert header_literals(ast.parse('h["X-Content-Type-Options"] = "nosniff"')) == [1]
+    assert header_literals(ast.parse('"""mentions Cache-Control in prose"""')) == []
+    from roost.http import headers
+
+    assert {h.lower() for h in headers.OWNED} == POLICY_HEADERS

@@ -19,6 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from roost.errors import CrossOriginRequestError, MisdirectedRequestError
+from roost.http.headers import add_security
 from roost.http.routing import Handler
 from roost.settings import Settings, origin_of
 
@@ -27,19 +28,6 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 # Fetch Metadata (https://www.w3.org/TR/fetch-metadata/): the browser's own statement of who started the request.
 # "same-site" is refused too: another port or subdomain of the same site is another application.
 _FOREIGN_SITES = frozenset({"cross-site", "same-site"})
-
-# Sent on every response (cheap, harmless for API clients): never sniff a type, never leak the URL in a Referer.
-ALWAYS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
-# HTTPS only: browsers must never try plain HTTP for this host again (RFC 6797). No includeSubDomains: Roost
-# speaks for its own host, not for the domain it lives in.
-HSTS = ("Strict-Transport-Security", "max-age=31536000")
-# The policy for any document (HTML, SVG, XML) that does not bring its own (the Studio and the error page do):
-# no script at all, not framable.
-HTML_CSP = ("Content-Security-Policy", "default-src 'none'; img-src 'self' data:; style-src 'self'; "
-            "frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'")
-
-# Types a browser renders as a document that can run script (an SVG opened on its own is one): they get the CSP.
-_DOCUMENT_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml")
 
 _PREFLIGHT_METHODS = "GET, HEAD, POST, PUT, DELETE, PATCH"
 # Set on GET handlers that change state anyway because RavenDB's clients call them with GET (HiLo's next range).
@@ -192,16 +180,8 @@ class BrowserPolicy:
         return web.Response(status=204, headers=allow)
 
     def add_headers(self, request: web.Request, headers: CIMultiDict[str]) -> None:
-        """The security headers on one response (ALWAYS, HSTS on HTTPS, a CSP on HTML, CORS for allowed origins)."""
-        for name, value in ALWAYS:
-            headers[name] = value
-        if "Cache-Control" not in headers:
-            # API answers carry certificates, permissions, documents: no cache keeps them. Static files say otherwise.
-            headers["Cache-Control"] = "no-store"
-        if self.secure:
-            headers[HSTS[0]] = HSTS[1]
-        if "Content-Security-Policy" not in headers and headers.get("Content-Type", "").startswith(_DOCUMENT_TYPES):
-            headers[HTML_CSP[0]] = HTML_CSP[1]
+        """The security headers on one response (roost.http.headers) and CORS for allowed origins."""
+        add_security(headers, secure=self.secure)
         if self.cors_origins:
             origin = request.headers.get("Origin")
             if origin is not None and origin in self.cors_origins:

@@ -13,6 +13,7 @@ import re
 from aiohttp import web
 
 from roost.errors import AuthorizationError, RoostError
+from roost.http import headers as headers_policy
 
 # Characters a header value cannot carry (CR/LF would split it: response splitting) and that are shown as '?'.
 _NOT_IN_A_HEADER = re.compile(r"[\x00-\x1f\x7f]")
@@ -35,16 +36,6 @@ def safe_headers(headers: dict[str, str]) -> dict[str, str]:
         out[name] = cleaned.encode("latin-1", "replace").decode("latin-1")
     return out
 
-# Every HTML response: no script, no style from anywhere, not framable (see docs/security-model.md, Browsers).
-HTML_SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'; form-action 'none'; object-src 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-
-
 def wants_html(request: web.Request) -> bool:
     """A browser navigating (not the Studio's fetch, not an API client) asks for text/html first."""
     accept = request.headers.get("Accept", "")
@@ -60,7 +51,7 @@ def render(request: web.Request, error: RoostError) -> web.Response:
         return web.Response(
             body=json.dumps({"Type": error.error_type, "Message": "The request was refused."}).encode(),
             status=error.http_status, content_type="application/json", charset="utf-8",
-            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+            headers=headers_policy.fallback())
 
 
 def _render(request: web.Request, error: RoostError) -> web.Response:
@@ -72,8 +63,8 @@ def _render(request: web.Request, error: RoostError) -> web.Response:
         body = {"Type": error.error_type, "Message": message}
     else:
         body = {"Url": safe_text(request.path), "Type": error.error_type, "Message": message, "Error": message}
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Cache-Control", "no-store")
+    for name, value in headers_policy.NO_STORE.items():
+        headers.setdefault(name, value)
     return web.Response(
         body=json.dumps(body, ensure_ascii=False).encode(),
         status=error.http_status,
@@ -99,4 +90,4 @@ def _html_page(status: int, text: str, headers: dict[str, str]) -> web.Response:
 <p><a href="/studio/">Go to the Studio</a></p></main></body></html>
 """
     return web.Response(text=page, status=status, content_type="text/html", charset="utf-8",
-                        headers={**headers, **HTML_SECURITY_HEADERS})
+                        headers={**headers, **headers_policy.ERROR_PAGE})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from roost.errors import NotFoundError
+from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES
 from roost.http.routing import RouteTable
 from roost.types import Level
@@ -25,4 +26,4 @@ async def ca_certificate(request: web.Request) -> web.StreamResponse:
     if authority is None:
         raise NotFoundError("This server has no internal CA: it runs without TLS (unsecured mode).")
     return web.Response(body=authority.certificate_pem(), content_type="application/x-pem-file", headers={
-        "Content-Disposition": f'attachment; filename="{CA_FILE_NAME}"', "Cache-Control": "no-store"})
+        "Content-Disposition": f'attachment; filename="{CA_FILE_NAME}"', **NO_STORE})

@@ -13,6 +13,7 @@ from roost.backups import crypto
 from roost.backups.service import EXTENSION, Lock
 from roost.errors import BadRequestError, RoostError
 from roost.http.body import json_response, query_bool, read_object
+from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
 from roost.names import database_name
@@ -75,7 +76,7 @@ async def _stream_backup(request: web.Request, databases: list[str], lock: Lock,
 
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     response = web.StreamResponse(headers={
-        "Content-Type": "application/octet-stream", "Cache-Control": "no-store",
+        "Content-Type": "application/octet-stream", **NO_STORE,
         "Content-Disposition": f'attachment; filename="{label}-{stamp}{EXTENSION}"',
     })
     await response.prepare(request)

@@ -7,14 +7,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from roost.http.body import json_response, query_bool, query_int, read_json
+from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
 from roost.types import Level
 
 routes = RouteTable()
 
-# Responses that carry certificate data are never cached and never sniffed.
-_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def _attachment(filename: str) -> dict[str, str]:
@@ -22,7 +21,7 @@ def _attachment(filename: str) -> dict[str, str]:
     fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in filename)
     return {
         "Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}",
-        **_NO_STORE,
+        **NO_STORE,
     }
 
 
@@ -30,8 +29,8 @@ def _attachment(filename: str) -> dict[str, str]:
 async def whoami(request: web.Request) -> web.StreamResponse:
     entry = request.app[SERVICES].certificates.whoami(identity_of(request))
     if entry is None:
-        return web.Response(status=204, headers=_NO_STORE)
-    return json_response(entry, headers=_NO_STORE)
+        return web.Response(status=204, headers=NO_STORE)
+    return json_response(entry, headers=NO_STORE)
 
 
 @routes.get("/admin/certificates", level=Level.OPERATOR)
@@ -49,7 +48,7 @@ async def list_certificates(request: web.Request) -> web.StreamResponse:
         state=q.get("state") or None,
         sort=q.get("sort") or "name",
     )
-    return json_response(result, headers=_NO_STORE)
+    return json_response(result, headers=NO_STORE)
 
 
 @routes.post("/admin/certificates", level=Level.OPERATOR)
@@ -62,7 +61,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 @routes.put("/admin/certificates", level=Level.OPERATOR)
 async def upload(request: web.Request) -> web.StreamResponse:
     await request.app[SERVICES].certificates.upload(identity_of(request), await read_json(request))
-    return web.Response(status=201, headers=_NO_STORE)
+    return web.Response(status=201, headers=NO_STORE)
 
 
 @routes.post("/admin/certificates/edit", level=Level.OPERATOR)
@@ -71,7 +70,7 @@ async def edit(request: web.Request) -> web.StreamResponse:
         identity_of(request), await read_json(request),
         delete_two_factor=query_bool(request, "deleteTwoFactorConfiguration"),
     )
-    return web.Response(status=201, headers=_NO_STORE)
+    return web.Response(status=201, headers=NO_STORE)
 
 
 @routes.delete("/admin/certificates", level=Level.OPERATOR)
@@ -84,7 +83,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
 async def purge(request: web.Request) -> web.StreamResponse:
     purged = await request.app[SERVICES].certificates.purge(identity_of(request))
     return json_response({"Deleted": [{"Name": d.name, "Thumbprint": d.thumbprint} for d in purged]},
-                         headers=_NO_STORE)
+                         headers=NO_STORE)
 
 
 @routes.get("/admin/certificates/export", level=Level.OPERATOR)
@@ -99,11 +98,11 @@ async def replace_cluster_cert(request: web.Request) -> web.StreamResponse:
     # A single node confirms at once: replaceImmediately is validated and accepted, and changes nothing.
     query_bool(request, "replaceImmediately")
     old, new = await request.app[SERVICES].server_certificates.replace(identity_of(request), await read_json(request))
-    return json_response({"OldThumbprint": old, "Thumbprint": new}, status=201, headers=_NO_STORE)
+    return json_response({"OldThumbprint": old, "Thumbprint": new}, status=201, headers=NO_STORE)
 
 
 @routes.post("/admin/certificates/refresh", level=Level.CLUSTER_ADMIN)
 async def refresh(request: web.Request) -> web.StreamResponse:
     query_bool(request, "replaceImmediately")
     old, new = await request.app[SERVICES].server_certificates.refresh(identity_of(request))
-    return json_response({"OldThumbprint": old, "Thumbprint": new}, headers=_NO_STORE)
+    return json_response({"OldThumbprint": old, "Thumbprint": new}, headers=NO_STORE)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from roost.errors import BadRequestError, RoostError
 from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_object
+from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of, peer_address
 from roost.http.routing import RouteTable
 from roost.security.allowlist import AllowList
@@ -15,7 +16,6 @@ from roost.types import Level
 
 routes = RouteTable()
 
-_NO_STORE = {"Cache-Control": "no-store"}
 
 
 class LockoutError(RoostError):
@@ -33,7 +33,7 @@ def _allowed_ips_body(request: web.Request) -> dict[str, Any]:
 
 @routes.get("/admin/security/allowed-ips", level=Level.OPERATOR)
 async def get_allowed_ips(request: web.Request) -> web.StreamResponse:
-    return json_response(_allowed_ips_body(request), headers=_NO_STORE)
+    return json_response(_allowed_ips_body(request), headers=NO_STORE)
 
 
 @routes.put("/admin/security/allowed-ips", level=Level.OPERATOR)
@@ -58,7 +58,7 @@ async def put_allowed_ips(request: web.Request) -> web.StreamResponse:
         )
     await services.allowed_addresses.replace(list(candidate.entries), actor=identity_of(request), address=address,
                                              forced=force and not candidate.allows(address))
-    return json_response(_allowed_ips_body(request), headers=_NO_STORE)
+    return json_response(_allowed_ips_body(request), headers=NO_STORE)
 
 
 @routes.get("/admin/audit", level=Level.OPERATOR)
@@ -70,4 +70,4 @@ async def read_audit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     entries = services.audit.read(since, limit)
     seq, _ = services.audit.head
-    return json_response({"Entries": entries, "LastSeq": seq}, headers=_NO_STORE)
+    return json_response({"Entries": entries, "LastSeq": seq}, headers=NO_STORE)

@@ -9,22 +9,13 @@ from pathlib import Path
 from aiohttp import web
 
 from roost.errors import NotFoundError
+from roost.http.headers import STUDIO
 from roost.http.routing import RouteTable
 from roost.types import Level
 
 routes = RouteTable()
 
 STUDIO_DIR = Path(str(resources.files("roost") / "studio"))
-# No inline script or style, nothing from other origins, not framable (docs/security-model.md, Browsers).
-STUDIO_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
-
-
 @routes.get("/", level=Level.UNAUTHENTICATED)
 async def root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/studio/")
@@ -45,4 +36,4 @@ async def studio_file(request: web.Request) -> web.StreamResponse:
     content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if target.suffix == ".js":
         content_type = "text/javascript"
-    return web.Response(body=target.read_bytes(), content_type=content_type, headers=STUDIO_HEADERS)
+    return web.Response(body=target.read_bytes(), content_type=content_type, headers=STUDIO)

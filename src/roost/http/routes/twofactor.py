@@ -11,6 +11,7 @@ from aiohttp import web
 from roost import clock
 from roost.errors import BadRequestError, RoostError
 from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_json, read_object
+from roost.http.headers import NO_STORE, SVG
 from roost.http.middleware import SERVICES, identity_of, peer_address
 from roost.http.routing import RouteTable
 from roost.security import twofactor
@@ -19,18 +20,8 @@ from roost.types import Level
 
 routes = RouteTable()
 
-# A TOTP key is shown once, at creation: never cached by the browser or a proxy, never sniffed as something
-# else.
-_NO_STORE = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 # A base32 key of 512 bits (RFC 4226 asks for 128 at least, Roost generates 160): anything longer is not a TOTP key.
 _MAX_SECRET = 104
-# The QR code is an image the Studio shows in <img>: it may not run anything or load anything, even opened
-# alone.
-_SVG_HEADERS = {**_NO_STORE, "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
 
 
 def _cookie(value: str, max_age: int) -> str:
@@ -44,7 +35,7 @@ def _cookie(value: str, max_age: int) -> str:
 @routes.get("/admin/certificates/2fa/generate", level=Level.OPERATOR)
 async def generate_secret(request: web.Request) -> web.StreamResponse:
     # Stateless: the key is saved only when it comes back in a generate, upload or edit of a certificate.
-    return json_response({"Secret": twofactor.generate_secret()}, headers=_NO_STORE)
+    return json_response({"Secret": twofactor.generate_secret()}, headers=NO_STORE)
 
 
 @routes.post("/admin/certificates/2fa/qr", level=Level.OPERATOR)
@@ -79,7 +70,7 @@ async def qr(request: web.Request) -> web.StreamResponse:
     except ValueError:  # segno's DataOverflowError: more than a QR code holds (long non-ASCII name and issuer)
         raise BadRequestError(
             "The name, issuer and secret together are too long for a QR code; shorten them.") from None
-    return web.Response(body=svg, content_type="image/svg+xml", headers=_SVG_HEADERS)
+    return web.Response(body=svg, content_type="image/svg+xml", headers=SVG)
 
 
 @routes.post("/authentication/2fa", level=Level.UNAUTHENTICATED)
@@ -118,7 +109,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                      LockedUntil=clock.wire_date(locked) if locked else None, Address=address)
         raise
     audit.record(Event.TWOFACTOR_SUCCEEDED, actor=identity, OnlyThisBrowser=has_limits, Address=address)
-    response = web.Response(status=202, headers={"Cache-Control": "no-store"})
+    response = web.Response(status=202, headers=NO_STORE)
     if result.cookie is not None:
         response.headers["Set-Cookie"] = _cookie(result.cookie, result.max_age)
     return response
