@@ -127,3 +127,29 @@ def test_the_header_check_can_fail() -> None:
     from roost.http import headers
 
     assert {h.lower() for h in headers.OWNED} == POLICY_HEADERS
+
+
+def studio_clearance_labels(source: str) -> dict[str, str]:
+    import re
+
+    block = re.search(r"export const CLEARANCES = \{(.*?)\};", source, re.S)
+    assert block is not None, "format.js has no CLEARANCES table"
+    return dict(re.findall(r'(\w+):\s*"([^"]*)"', block.group(1)))
+
+
+def test_one_clearance_label_table_for_server_cli_and_studio() -> None:
+    from roost.types import CLEARANCE_LABELS, clearance_label
+
+    expected = {clearance.value: label for clearance, label in CLEARANCE_LABELS.items()}
+    assert studio_clearance_labels((SRC / "studio" / "format.js").read_text()) == expected
+    assert all(clearance_label(value) == label for value, label in expected.items())
+    assert clearance_label("SomethingElse") == "SomethingElse"
+
+
+def test_the_label_check_can_fail() -> None:
+    drifted = 'export const CLEARANCES = {\n  ClusterAdmin: "Cluster admin",\n  ValidUser: "User",\n};'
+    from roost.types import CLEARANCE_LABELS
+
+    parsed = studio_clearance_labels(drifted)
+    assert parsed == {"ClusterAdmin": "Cluster admin", "ValidUser": "User"}
+    assert parsed != {clearance.value: label for clearance, label in CLEARANCE_LABELS.items()}

@@ -28,9 +28,27 @@ class Clearance(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return {"ValidUser": "User", "ClusterAdmin": "Cluster Admin", "ClusterNode": "Cluster Node"}.get(
-            self.value, self.value
-        )
+        """How people read it (the Studio, the CLI, messages): the one table is CLEARANCE_LABELS."""
+        return CLEARANCE_LABELS[self]
+
+
+# The one table of clearance labels: the server's messages, the CLI (clearance_label) and the Studio (format.js's
+# CLEARANCES, checked against this by tests/test_contracts.py) all read clearances this way.
+CLEARANCE_LABELS: dict[Clearance, str] = {
+    Clearance.CLUSTER_ADMIN: "Cluster Admin",
+    Clearance.CLUSTER_NODE: "Cluster Node",
+    Clearance.OPERATOR: "Operator",
+    Clearance.VALID_USER: "User",
+    Clearance.UNAUTHENTICATED_CLIENTS: "Unauthenticated",
+}
+
+
+def clearance_label(value: str) -> str:
+    """The label of a clearance as it appears on the wire; an unknown value is shown as it is."""
+    try:
+        return CLEARANCE_LABELS[Clearance(value)]
+    except ValueError:
+        return value
 
 
 class Access(enum.StrEnum):

@@ -20,11 +20,11 @@ import click
 from roost import clock
 from roost.cli.client import CliError, Endpoint, server_options
 from roost.pki.inspect import load_certificates
+from roost.types import clearance_label
 
 _CLEARANCES = {"user": "ValidUser", "validuser": "ValidUser", "operator": "Operator",
                "clusteradmin": "ClusterAdmin", "clusternode": "ClusterNode"}
 _ACCESS = {"read": "Read", "readwrite": "ReadWrite", "admin": "Admin"}
-_LABELS = {"ValidUser": "User", "ClusterAdmin": "Cluster Admin", "ClusterNode": "Cluster Node"}
 
 
 def _clearance(value: str) -> str:
@@ -290,7 +290,7 @@ def list_(endpoint: Endpoint, text: str | None, clearance: str | None, state: st
         name = entry["Name"] + (" (disabled)" if entry.get("Disabled") else "")
         if entry.get("CollectionPrimaryKey"):
             name += " (secondary)"
-        rows.append([name, _LABELS.get(entry["SecurityClearance"], entry["SecurityClearance"]), entry["Thumbprint"],
+        rows.append([name, clearance_label(entry["SecurityClearance"]), entry["Thumbprint"],
                      relative_expiry(entry.get("NotAfter")), _relative_past(entry.get("LastUsedDate")),
                      _permissions_text(entry)])
     click.echo(_table(rows, ["NAME", "CLEARANCE", "THUMBPRINT", "EXPIRES", "LAST USED", "ACCESS"]))
@@ -303,7 +303,7 @@ def _show_entry(entry: dict[str, Any]) -> str:
     fields = [
         ("Name", entry["Name"]),
         ("Thumbprint", entry["Thumbprint"]),
-        ("Clearance", _LABELS.get(entry["SecurityClearance"], entry["SecurityClearance"])),
+        ("Clearance", clearance_label(entry["SecurityClearance"])),
         ("Access", _permissions_text(entry)),
         ("Valid from", entry.get("NotBefore") or "-"),
         ("Expires", f"{entry.get('NotAfter') or '-'} ({relative_expiry(entry.get('NotAfter'))})"),
@@ -371,7 +371,7 @@ def edit(endpoint: Endpoint, thumbprint: str, name: str | None, clearance: str |
     endpoint.request("POST", "/admin/certificates/edit", params=params, body=body, expect=(201,))
     state = " (disabled)" if body["Disabled"] else ""
     click.echo(f"Updated '{body['Name']}' ({current['Thumbprint']}): "
-               f"{_LABELS.get(body['SecurityClearance'], body['SecurityClearance'])}, "
+               f"{clearance_label(body['SecurityClearance'])}, "
                f"{_permissions_text(body)}{state}")
     if two_factor:
         from roost.cli.twofactor import enrolment_text

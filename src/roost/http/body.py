@@ -66,12 +66,18 @@ def _limit(request: web.Request, limit: int | None) -> int:
     return min(chosen, limit) if limit is not None else chosen
 
 
+def too_large(length: int | None, limit: int) -> PayloadTooLargeError:
+    """The one 413 message: how large the body is, when the client said so, and the limit for this request."""
+    size = f"{length} bytes" if length is not None else "larger than the limit"
+    return PayloadTooLargeError(f"The request body is {size}; the limit for this request is {limit} bytes.")
+
+
 async def read_bytes(request: web.Request, *, limit: int | None = None) -> bytes:
     """The whole body, at most ``limit`` bytes (and never more than the middleware's limit for this caller)."""
     limit = _limit(request, limit)
     length = request.content_length
     if length is not None and length > limit:
-        raise PayloadTooLargeError(f"The request body is {length} bytes; the limit for this request is {limit} bytes.")
+        raise too_large(length, limit)
     timeout: float | None = request.get(BODY_TIMEOUT)
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -85,8 +91,7 @@ async def read_bytes(request: web.Request, *, limit: int | None = None) -> bytes
                 return b"".join(chunks)
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLargeError(
-                    f"The request body is larger than the limit of {limit} bytes for this request.")
+                raise too_large(None, limit)
             chunks.append(chunk)
             if deadline is not None:
                 # A client sending at least MIN_BODY_RATE never runs out of time, however large its body; one that

@@ -1,7 +1,19 @@
-"""The one middleware on the request path: identify the caller, authorize the route, render errors.
+"""The one middleware on the request path. In order, for every request:
 
-Order (ARCHITECTURE.md, "One request, end to end"): identify -> 2FA gate -> authorize -> handler. Handlers
-never look at certificates; they read ``request[IDENTITY]``.
+1. refuse invalid Unicode anywhere in the head (path, query, headers) and, on an unsecured server, foreign Host
+   names (DNS rebinding);
+2. CSRF: refuse cross-site browser requests that could change state (before authorization, before any body);
+3. answer CORS preflights for configured origins; unknown paths get RavenDB's 404;
+4. the IP allowlist, for connections opened before an address left it;
+5. identify (peer certificate -> Identity; implicit trust by pinning hash), after catching up with the cluster's
+   certificate changes when behind (fail closed);
+6. the 2FA gate, then authorize against the route's declared level (refusals audited, rate-limited);
+7. note the certificate's last use, and set this caller's body limit and deadline before the handler reads;
+8. run the handler, rendering every RoostError (and any bug) into RavenDB's error shape;
+9. add the header policy (roost.http.headers) and Raven-Server-Version to every answer.
+
+Order of 5-6 is ARCHITECTURE.md's "One request, end to end" (identify -> 2FA gate -> authorize -> handler, RavenDB's
+order). Handlers never look at certificates; they read ``request[IDENTITY]``.
 """
 
 from __future__ import annotations
@@ -16,12 +28,11 @@ from roost import RAVEN_SERVER_VERSION, clock
 from roost.errors import (
     AuthorizationError,
     BadRequestError,
-    PayloadTooLargeError,
     RoostError,
     RouteNotFoundError,
 )
 from roost.http import errors
-from roost.http.body import BODY_LIMIT, BODY_TIMEOUT, SMALL_BODY, is_valid_unicode
+from roost.http.body import BODY_LIMIT, BODY_TIMEOUT, SMALL_BODY, is_valid_unicode, too_large
 from roost.http.browsers import BROWSERS
 from roost.http.routing import LEVELS, Handler
 from roost.names import database_name
@@ -198,8 +209,8 @@ def _limit_body(request: web.Request, identity: Identity, max_body: int, timeout
     request[BODY_TIMEOUT] = timeout
     length = request.content_length
     if length is not None and length > limit:
-        raise PayloadTooLargeError(f"The request body is {length} bytes; the limit for this request is {limit} bytes.")
+        raise too_large(length, limit)
 
 
 def _too_large(request: web.Request) -> RoostError:
-    return PayloadTooLargeError(f"The request body is larger than the limit of {request.client_max_size} bytes.")
+    return too_large(None, request.client_max_size)

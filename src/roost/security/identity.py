@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 from dataclasses import dataclass, field
 
-from roost.pki.inspect import CertificateInfo, describe_der
+from roost.pki.inspect import CertificateInfo, describe_der, thumbprint_of
 from roost.security.registry import CertificateDefinition, Registry
 from roost.types import Access, Clearance, Thumbprint
 
@@ -72,8 +71,7 @@ UNSECURED = Identity(AuthStatus.NONE, clearance=Clearance.CLUSTER_ADMIN, display
 NO_CERTIFICATE = Identity(AuthStatus.NO_CERTIFICATE)
 
 
-def thumbprint_of_der(der: bytes) -> Thumbprint:
-    return Thumbprint(hashlib.sha1(der).hexdigest().upper())
+thumbprint_of_der = thumbprint_of  # RavenDB's thumbprint: SHA-1 of the DER, upper-case hex (one definition, pki)
 
 
 class Identifier:

@@ -21,7 +21,7 @@ from roost.security.registry import CertificateDefinition, Registry
 from roost.security.wire import audited
 from roost.storage.base import Storage
 
-audit = logging.getLogger("roost.audit")
+log = logging.getLogger("roost.certificates")  # operators' log; the audit trail is AuditLog
 
 DELETED_KEY = "security.deleted_thumbprints"
 
@@ -97,7 +97,7 @@ class ImplicitTrust:
                 break
         if match is None:
             self._refuse(refused_key)
-            audit.warning(
+            log.warning(
                 "Refused %s: it has the public key of a registered certificate but its issuer %s is unknown. To "
                 "trust it, add %s to Security.WellKnownIssuerHashes.Admin.", identity.display_name,
                 issuer.subject if issuer else "(not found)", issuer.pinning_hash if issuer else "its issuer's hash",
@@ -105,7 +105,7 @@ class ImplicitTrust:
             return identity
         if thumbprint in await self._deleted.all():
             self._refuse(refused_key)
-            audit.warning(
+            log.warning(
                 "Refused %s: it has the public key of a registered certificate, but an administrator deleted it. "
                 "Upload it to register it again.", identity.display_name,
             )
@@ -116,7 +116,7 @@ class ImplicitTrust:
         async with self._lock:
             if self._registry.get(thumbprint) is None:
                 await self._registry.put([definition])
-        audit.warning(
+        log.warning(
             "Registered %s automatically with the name, clearance and permissions of %s ('%s'): same public key "
             "pinning hash, known issuer %s.", identity.display_name, match.thumbprint, match.name,
             issuer.subject if issuer else "",

@@ -18,6 +18,7 @@ from roost.errors import BadRequestError
 from roost.names import database_name
 from roost.pki.authority import KEY_TYPES, KeyType
 from roost.pki.inspect import CertificateInfo, decode_certificate_field, load_certificates
+from roost.security import twofactor
 from roost.security.registry import parse_clearance
 from roost.types import Access, Clearance
 
@@ -116,14 +117,7 @@ def validate_two_factor_key(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRequestError("TwoFactorAuthenticationKey must be a base32 string.")
-    text = value.strip().replace(" ", "").upper()
-    try:
-        raw = base64.b32decode(text + "=" * (-len(text) % 8))
-    except (binascii.Error, ValueError):
-        raise BadRequestError("TwoFactorAuthenticationKey is not valid base32.") from None
-    if len(raw) < 10:
-        raise BadRequestError("TwoFactorAuthenticationKey is too short: use at least 80 bits (16 base32 characters).")
-    return text.rstrip("=")
+    return twofactor.decode_key(value, "TwoFactorAuthenticationKey")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from roost.tls import ServerTLS
 from roost.types import Clearance, Thumbprint
 
 log = logging.getLogger("roost")
-audit = logging.getLogger("roost.audit")
+log = logging.getLogger("roost.certificates")  # operators' log; the audit trail is AuditLog
 
 RENEW_GENERATED_BEFORE = dt.timedelta(days=30)
 OLD_SERVER_CERTIFICATE_NAME = "Old Server Certificate - can delete"
@@ -159,7 +159,7 @@ class ServerCertificates:
                                           request.pfx, request.password,
                                           configured_thumbprint=self._configured_thumbprint, now=clock.now())
             old = await self.install(new)
-        audit.info("Server certificate replaced by %s: %s -> %s", caller.display_name, old.info.thumbprint,
+        log.info("Server certificate replaced by %s: %s -> %s", caller.display_name, old.info.thumbprint,
                    new.info.thumbprint)
         self._audit.record(Event.SERVER_CERTIFICATE_REPLACED, actor=caller, Old=old.info.thumbprint,
                            New=new.info.thumbprint, Subject=new.info.subject)
@@ -183,7 +183,7 @@ class ServerCertificates:
             datadir.forget_replacement(certs_dir)
             self._configured_thumbprint = new.info.thumbprint
             old = await self.install(new)
-        audit.info("Server certificate renewed by %s: %s -> %s", caller.display_name, old.info.thumbprint,
+        log.info("Server certificate renewed by %s: %s -> %s", caller.display_name, old.info.thumbprint,
                    new.info.thumbprint)
         self._audit.record(Event.SERVER_CERTIFICATE_RENEWED, actor=caller, Old=old.info.thumbprint,
                            New=new.info.thumbprint, Subject=new.info.subject)

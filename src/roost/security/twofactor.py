@@ -84,13 +84,19 @@ def parse_secret(value: Any) -> str:
             "The query parameter 'secret' is required: the base32 key from "
             "GET /admin/certificates/2fa/generate."
         )
+    return decode_key(value, "The secret")
+
+
+def decode_key(value: str, what: str) -> str:
+    """The one base32 check of a TOTP key (RFC 4648 alphabet; RFC 4226 asks for at least 128 bits, Roost refuses
+    fewer than 80): normalised to upper case without spaces or padding. ``what`` names the field in the 400."""
     text = value.strip().replace(" ", "").upper().rstrip("=")
     try:
         raw = base64.b32decode(text + "=" * (-len(text) % 8))
     except (binascii.Error, ValueError):
-        raise BadRequestError("The secret is not valid base32 (letters A-Z and digits 2-7).") from None
+        raise BadRequestError(f"{what} is not valid base32 (letters A-Z and digits 2-7).") from None
     if len(raw) < 10:
-        raise BadRequestError("The secret is too short: use at least 80 bits (16 base32 characters).")
+        raise BadRequestError(f"{what} is too short: use at least 80 bits (16 base32 characters).")
     return text
 
 

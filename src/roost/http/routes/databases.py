@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from roost.documents.store import SERVER_TAG
 from roost.errors import BadRequestError, NotFoundError
 from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_json
 from roost.http.middleware import SERVICES, identity_of
@@ -18,7 +19,6 @@ routes = RouteTable()
 
 # RavenDB answers cluster writes with the Raft index that applied them; a single node only needs it to increase.
 _raft_index = itertools.count(1)
-NODE_TAG = "A"
 
 
 def _record(name: str, database_id: str, etag: int) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def _record(name: str, database_id: str, etag: int) -> dict[str, Any]:
         "DatabaseState": "Normal",
         "Settings": {},
         "Topology": {
-            "Members": [NODE_TAG],
+            "Members": [SERVER_TAG],
             "Promotables": [],
             "Rehabs": [],
             "ReplicationFactor": 1,
@@ -53,7 +53,7 @@ async def create_database(request: web.Request) -> web.StreamResponse:
             f"The name in the query ('{name}') and in the record ('{body.get('DatabaseName')}') differ."
         )
     row = await request.app[SERVICES].databases.create(name, actor=identity_of(request))
-    return json_response({"RaftCommandIndex": next(_raft_index), "Name": row.name, "NodesAddedTo": [NODE_TAG]},
+    return json_response({"RaftCommandIndex": next(_raft_index), "Name": row.name, "NodesAddedTo": [SERVER_TAG]},
                          status=201)
 
 

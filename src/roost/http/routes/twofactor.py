@@ -25,9 +25,8 @@ _MAX_SECRET = 104
 
 
 def _cookie(value: str, max_age: int) -> str:
-    # HttpOnly: no script can read it. Secure: never sent over plain HTTP. SameSite=Strict: no other
-    # site can make
-    # the browser send it (the session cannot be ridden by a cross-site request). Path=/: every route
+    # HttpOnly: no script can read it. Secure: never sent over plain HTTP. SameSite=Strict: no other site can
+    # make the browser send it (the session cannot be ridden by a cross-site request). Path=/: every route
     # checks it.
     return f"{twofactor.COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
 
