@@ -104,11 +104,16 @@ function monthsProblem(input) {
 export function twoFactorEnrolment(checkbox, panel, nameInput, error) {
   let secret = null;
   let debounce = null;
+  let drawnFor = null; // the name the QR code shown carries
+  const draw = () => {
+    drawnFor = nameInput.value.trim() || "certificate";
+    showSecret(panel, secret, drawnFor);
+  };
   // The QR code carries the name the authenticator app shows: draw it again when the name changes (same key).
   nameInput.addEventListener("input", () => {
     clearTimeout(debounce);
     debounce = setTimeout(() => {
-      if (checkbox.checked && secret) showSecret(panel, secret, nameInput.value.trim() || "certificate");
+      if (checkbox.checked && secret && (nameInput.value.trim() || "certificate") !== drawnFor) draw();
     }, 300);
   });
   checkbox.addEventListener("change", async () => {
@@ -117,7 +122,7 @@ export function twoFactorEnrolment(checkbox, panel, nameInput, error) {
     replace(panel, h("p", { class: "muted" }, "Creating an authentication key…"));
     try {
       secret = (await request("GET", "/admin/certificates/2fa/generate")).Secret;
-      showSecret(panel, secret, nameInput.value.trim() || "certificate");
+      draw();
     } catch (err) {
       checkbox.checked = false;
       panel.hidden = true;
