@@ -369,7 +369,7 @@ def test_renew_now_asks_first_then_paging_and_the_old_server_row_are_right(check
 
     # The renewed certificate is registered, so the server's total counts it; the Studio shows it in its own panel.
     rows = page.locator("table.cert-table tbody tr")
-    expect(rows.first).to_be_visible()
+    expect(row(page, "Old Server Certificate - can delete")).to_have_count(1)  # the list after the renewal
     shown = rows.count()
     assert listing["TotalResults"] == shown + 1
     expect(page.locator(".summary")).to_have_text(f"Showing 1–{shown} of {shown}")
