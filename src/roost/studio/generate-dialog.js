@@ -44,7 +44,11 @@ export async function openGenerateDialog({ onDone }) {
     { id: "generate-form", class: "form", novalidate: true },
     settings.elements.slice(0, 2),
     field("Passphrase (optional)", passphrase, "Protects the .pfx and .key in the package. Roost does not keep it."),
-    field("Expiration period (months)", months, "Five years (60 months) by default."),
+    field(
+      "Expiration period (months)",
+      months,
+      "Five years (60 months) by default. Valid from is dated 7 days back, as RavenDB does, so that clients whose clock runs behind accept it at once.",
+    ),
     settings.elements.slice(2),
     h(
       "div",
