@@ -44,7 +44,11 @@ export async function openGenerateDialog({ onDone }) {
     { id: "generate-form", class: "form", novalidate: true },
     settings.elements.slice(0, 2),
     field("Passphrase (optional)", passphrase, "Protects the .pfx and .key in the package. Roost does not keep it."),
-    field("Expiration period (months)", months, "Five years (60 months) by default."),
+    field(
+      "Expiration period (months)",
+      months,
+      "Five years (60 months) by default. Valid from is dated 7 days back, as RavenDB does, so that clients whose clock runs behind accept it at once.",
+    ),
     settings.elements.slice(2),
     h(
       "div",
@@ -104,11 +108,16 @@ function monthsProblem(input) {
 export function twoFactorEnrolment(checkbox, panel, nameInput, error) {
   let secret = null;
   let debounce = null;
+  let drawnFor = null; // the name the QR code shown carries
+  const draw = () => {
+    drawnFor = nameInput.value.trim() || "certificate";
+    showSecret(panel, secret, drawnFor);
+  };
   // The QR code carries the name the authenticator app shows: draw it again when the name changes (same key).
   nameInput.addEventListener("input", () => {
     clearTimeout(debounce);
     debounce = setTimeout(() => {
-      if (checkbox.checked && secret) showSecret(panel, secret, nameInput.value.trim() || "certificate");
+      if (checkbox.checked && secret && (nameInput.value.trim() || "certificate") !== drawnFor) draw();
     }, 300);
   });
   checkbox.addEventListener("change", async () => {
@@ -117,7 +126,7 @@ export function twoFactorEnrolment(checkbox, panel, nameInput, error) {
     replace(panel, h("p", { class: "muted" }, "Creating an authentication key…"));
     try {
       secret = (await request("GET", "/admin/certificates/2fa/generate")).Secret;
-      showSecret(panel, secret, nameInput.value.trim() || "certificate");
+      draw();
     } catch (err) {
       checkbox.checked = false;
       panel.hidden = true;

@@ -34,7 +34,7 @@ export function describeRefusal(err) {
   if (/has expired/i.test(text)) {
     return {
       title: "Your certificate has expired",
-      message: `${yours} has expired${/on ([^.]+)\./.exec(text) ? ` on ${/on ([^.]+)\./.exec(text)[1]}` : ""}.`,
+      message: `${yours} has expired${expiredOn(text) ? ` on ${expiredOn(text)}` : ""}.`,
       remedy: `Ask an administrator for a new certificate. ${NEW_WINDOW}`,
     };
   }
@@ -71,7 +71,7 @@ export function describeRefusal(err) {
   return { title: "Roost did not let you in", message: text || "Roost refused the request.", remedy: "" };
 }
 
-/** Whether a refusal means the certificate no longer signs in at all (rather than lacking clearance). */
-export function isSignInRefusal(err) {
-  return !/Could not authorize|Insufficient security clearance/i.test(err?.message ?? "");
+/** "Monday, December 01, 2026" from RavenDB's "... has expired on Monday, December 01, 2026. Please ..." */
+function expiredOn(text) {
+  return /has expired on ([^.]+)\./.exec(text)?.[1] ?? null;
 }
