@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -368,3 +368,54 @@ def test_hostile_text_reaches_every_string_field() -> None:
     walk(spec["paths"], "paths")
     assert not plain, plain
 
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_stateful_run_follows_links_and_never_fails(target: RunningServer) -> None:
+    """schemathesis' state machine: create a database, write, read, delete, back up... following the description's
+    links, hostile text in every string. The same three rules: no 5xx, nothing dropped, refusals change nothing."""
+    spec = target.admin().get(f"{target.url}/openapi.json").json()
+    schema = schemathesis.openapi.from_dict(_hostile_spec(spec))
+    tally = Tally()
+    attacker = Attacker(target, tally)
+    session = target.admin()
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def call(self, case: Any, **kwargs: Any) -> Any:
+            _safe_case(case)
+            before = attacker.snapshots.take()
+            tally.requests += 1
+            tally.per_route[f"{case.method.upper()} {case.operation.path}"] += 1
+            try:
+                response = case.call(base_url=target.url, session=session, timeout=60, verify=str(target.ca_pem),
+                                     cert=str(target.admin_pem))
+            except (requests.RequestException, OSError, UnicodeError) as exc:
+                if isinstance(exc, requests.exceptions.InvalidHeader | UnicodeError):
+                    tally.requests -= 1  # never sent: the client refused it
+                else:
+                    tally.dropped.append(f"{case.method} {case.formatted_path} -> {type(exc).__name__}: {exc}"[:400])
+                reject()  # recorded; the run goes on with other sequences (the assertions below report it)
+            tally.statuses[response.status_code] += 1
+            if response.status_code >= 500 and not (
+                    response.status_code == 503 and "DatabaseDoesNotExist" in response.text):
+                tally.server_errors.append(f"{case.method} {case.formatted_path} {case.query} {str(case.body)[:200]}"
+                                           f" -> {response.status_code} {response.text[:200]}")
+            elif response.status_code >= 400:
+                after = attacker.snapshots.take()
+                if changed := sorted(t for t in after if after[t] != before[t]):
+                    tally.changed_by_refusal.append(f"{case.method} {case.formatted_path} -> {changed}")
+            return response
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            pass  # the three rules are checked in call(); schemathesis' own conformance checks are not the point
+
+    started = time.monotonic()
+    Workflow.run(settings=settings(max_examples=25, stateful_step_count=8, deadline=None, database=None,
+                                   suppress_health_check=list(HealthCheck), phases=[Phase.generate]))
+    print(f"\nstateful: {tally.requests} requests in {time.monotonic() - started:.0f} s over {len(tally.per_route)} "
+          f"operations; statuses {dict(sorted(tally.statuses.items()))}")
+    assert tally.requests >= 100
+    assert not tally.dropped, "\n".join(tally.dropped[:20])
+    assert not tally.server_errors, "\n".join(tally.server_errors[:20])
+    assert not tally.changed_by_refusal, "\n".join(tally.changed_by_refusal[:20])
