@@ -111,7 +111,8 @@ _LINKS: dict[tuple[str, str], tuple[str, dict[str, tuple[tuple[str, str], dict[s
         "DeleteDatabase": (("DELETE", "/admin/databases"), {"query.name": "$request.query.name"}),
     }),
     ("PUT", "/databases/{db}/docs"): ("201", {
-        "GetDocument": (("GET", "/databases/{db}/docs"), {"path.db": "$request.path.db", "query.id": "$request.query.id"}),
+        "GetDocument": (("GET", "/databases/{db}/docs"), {"path.db": "$request.path.db",
+                                                           "query.id": "$request.query.id"}),
         "DeleteDocument": (("DELETE", "/databases/{db}/docs"), {"path.db": "$request.path.db",
                                                                  "query.id": "$request.query.id"}),
         "PutAgain": (("PUT", "/databases/{db}/docs"), {"path.db": "$request.path.db", "query.id": "$request.query.id"}),
