@@ -53,3 +53,12 @@ def test_every_query_parameter_a_handler_reads_is_described() -> None:
             described = set(inputs(route).get("query", {}))
             assert read <= described, f"{route.method} {route.path} reads {sorted(read - described)} undescribed"
             assert described <= read, f"{route.method} {route.path} describes {sorted(described - read)} it never reads"
+
+
+def test_links_name_operations_that_exist() -> None:
+    spec = describe(ROUTE_TABLES)
+    operation_ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
+    links = [link for item in spec["paths"].values() for op in item.values()
+             for response in op["responses"].values() for link in response.get("links", {}).values()]
+    assert len(links) >= 10
+    assert all(link["operationId"] in operation_ids for link in links)

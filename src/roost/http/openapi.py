@@ -98,6 +98,31 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
                                                "required": ["database"]},
 }
 
+# OpenAPI links: what an accepted response makes possible next (schemathesis' stateful run follows them).
+# (method, path) -> (status, {link name: ((method, path) of the next operation, {parameter: runtime expression})})
+_LINKS: dict[tuple[str, str], tuple[str, dict[str, tuple[tuple[str, str], dict[str, str]]]]] = {
+    ("PUT", "/admin/databases"): ("201", {
+        "PutDocument": (("PUT", "/databases/{db}/docs"), {"path.db": "$request.query.name"}),
+        "LoadDocuments": (("GET", "/databases/{db}/docs"), {"path.db": "$request.query.name"}),
+        "BulkDocs": (("POST", "/databases/{db}/bulk_docs"), {"path.db": "$request.query.name"}),
+        "Query": (("POST", "/databases/{db}/queries"), {"path.db": "$request.query.name"}),
+        "NextHiLo": (("GET", "/databases/{db}/hilo/next"), {"path.db": "$request.query.name"}),
+        "BackUp": (("POST", "/databases/{db}/admin/backups"), {"path.db": "$request.query.name"}),
+        "DeleteDatabase": (("DELETE", "/admin/databases"), {"query.name": "$request.query.name"}),
+    }),
+    ("PUT", "/databases/{db}/docs"): ("201", {
+        "GetDocument": (("GET", "/databases/{db}/docs"), {"path.db": "$request.path.db",
+                                                           "query.id": "$request.query.id"}),
+        "DeleteDocument": (("DELETE", "/databases/{db}/docs"), {"path.db": "$request.path.db",
+                                                                 "query.id": "$request.query.id"}),
+        "PutAgain": (("PUT", "/databases/{db}/docs"), {"path.db": "$request.path.db", "query.id": "$request.query.id"}),
+    }),
+    ("PUT", "/admin/backups/schedules"): ("200", {
+        "RunSchedule": (("POST", "/admin/backups/schedules/run"), {"query.database": "$request.body#/Database"}),
+        "DeleteSchedule": (("DELETE", "/admin/backups/schedules"), {"query.database": "$request.body#/Database"}),
+    }),
+}
+
 _PATH_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
 
 
@@ -110,7 +135,11 @@ def inputs(route: Route) -> dict[str, Any]:
     return _INPUTS.get((route.method, route.path), {})
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def _operation_id(method: str, handler_name: str) -> str:
+    return f"{method.lower()}_{handler_name}"
+
+
+def _operation(route: Route, ids: dict[tuple[str, str], str]) -> dict[str, Any]:
     declared = inputs(route)
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": _STRING}
@@ -126,13 +155,18 @@ def _operation(route: Route) -> dict[str, Any]:
         parameters.append({"name": name, "in": "header", "required": False, "schema": schema})
     doc = (route.handler.__doc__ or "").strip()
     operation: dict[str, Any] = {
-        "operationId": f"{route.method.lower()}_{route.handler.__name__}",
+        "operationId": _operation_id(route.method, route.handler.__name__),
         "summary": doc.split("\n")[0][:200] if doc else route.handler.__name__.replace("_", " "),
         "x-roost-level": route.level.value,
         "security": [] if route.level is Level.UNAUTHENTICATED else [{"clientCertificate": []}],
         "parameters": parameters,
         "responses": {"default": {"description": "JSON; errors carry Type, Message and Error (RavenDB's shape)."}},
     }
+    if (route.method, route.path) in _LINKS:
+        status, links = _LINKS[(route.method, route.path)]
+        operation["responses"][status] = {"description": "Accepted.", "links": {
+            name: {"operationId": ids[target], "parameters": parameters}
+            for name, (target, parameters) in links.items() if target in ids}}
     body = declared.get("body")
     if body == "binary":
         operation["requestBody"] = {"required": True, "content": {"application/octet-stream": {
@@ -145,9 +179,10 @@ def _operation(route: Route) -> dict[str, Any]:
 def describe(tables: list[RouteTable]) -> dict[str, Any]:
     """The OpenAPI 3.1 document for the routes in ``tables`` (HEAD, served for every GET, is implied)."""
     paths: dict[str, dict[str, Any]] = {}
+    ids = {(r.method, r.path): _operation_id(r.method, r.handler.__name__) for t in tables for r in t.routes}
     for table in tables:
         for route in table.routes:
-            paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = _operation(route)
+            paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = _operation(route, ids)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Roost", "version": RAVEN_SERVER_VERSION,
