@@ -269,3 +269,33 @@ def test_the_hourly_check_renews_a_generated_certificate_within_30_days_of_expir
 
     monkeypatch.setattr(server_module, "RENEWAL_CHECK_SECONDS", 0.05)
     asyncio.run(scenario())
+
+
+def _listing(server: RunningServer, **params: object) -> dict:  # type: ignore[type-arg]
+    response = server.admin().get(f"{server.url}/admin/certificates", params={"metadataOnly": "true", **params})
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_the_server_entry_is_listed_once_and_never_counted(fresh_server: RunningServer) -> None:
+    """Paging counts only rows that are pages' rows: the server's own entry (shown apart by the Studio) is listed
+    once at the top of the first page, with what only the server knows, and TotalResults never includes it; also
+    after a renewal or replacement, when the server certificate is a registered ClusterNode entry too."""
+    server = fresh_server
+    for i in range(3):
+        server.generate(f"paging-{i}")
+    for when in ("before", "after a renewal"):
+        listed = _listing(server, start=0, pageSize=100)
+        loaded = listed["LoadedServerCert"]
+        server_rows = [r for r in listed["Results"] if r["Thumbprint"] == loaded]
+        assert len(server_rows) == 1, when
+        assert server_rows[0]["Name"] == "Server Certificate" and server_rows[0]["Generated"] is True, when
+        others = [r for r in listed["Results"] if r["Thumbprint"] != loaded]
+        assert listed["TotalResults"] == len(others), when
+        # Paging through with a small page visits every counted row once and ends where TotalResults says.
+        seen = []
+        for start in range(0, listed["TotalResults"] + 2, 2):
+            seen += [r["Thumbprint"] for r in _listing(server, start=start, pageSize=2)["Results"]
+                     if r["Thumbprint"] != loaded]
+        assert sorted(seen) == sorted(r["Thumbprint"] for r in others), when
+        assert server.admin().post(f"{server.url}/admin/certificates/refresh").status_code == 200

@@ -337,11 +337,15 @@ class CertificateService:
             candidates = sorted([*candidates, *secondaries], key=key)
         filtering = name is not None or needle or wanted_clearance is not None or bool(state)
         filtered = [d for d in candidates if keep(d)] if filtering else candidates
+        if server_thumbprint is not None and registry.get(server_thumbprint) is not None:
+            # After a replacement the current server certificate is also a registered ClusterNode entry. It is
+            # listed once, as the server's entry below (with what only the server knows: Generated, Subject), and
+            # never counted in TotalResults, so that a page count never includes a row shown apart.
+            filtered = [d for d in filtered if d.thumbprint != server_thumbprint]
         page = filtered[start : start + page_size]
         results = [wire.listed_entry(registry, d, metadata_only=metadata_only) for d in page]
-        # After a replacement the server certificate is also a registered ClusterNode entry: list it once.
         include_server = start == 0 and (name is None or name == SERVER_CERTIFICATE_NAME) and not (
-            needle or wanted_clearance or state) and registry.get(server_thumbprint or "") is None
+            needle or wanted_clearance or state)
         if include_server and (entry := self.server_entry(metadata_only=metadata_only)) is not None:
             results.insert(0, entry)
         return {**result, "Results": results, "TotalResults": len(filtered)}
