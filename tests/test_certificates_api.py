@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import sqlite3
 import stat
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -196,7 +197,7 @@ def test_upload_refusals_say_which_and_register_nothing(server: RunningServer, o
         ({}, 400, "Certificate is a mandatory property when saving an existing certificate"),
         ({"Certificate": server_auth_only("web-only").b64}, 400, "is not valid for client authentication"),
         ({"Certificate": base64.b64encode(ca.certificate_der()).decode()}, 400,
-         "The provided file holds only CA certificates; nothing to register."),
+         "The provided file holds only CA certificates; nothing to register: 'O=Roost,CN=Roost Internal CA' is a CA"),
     ]
     for extra, status, message in cases:
         response = _put(server.admin(), server, Name="refused-upload", **extra)
@@ -462,3 +463,32 @@ def test_whoami_for_users_and_for_nobody(server: RunningServer) -> None:
     assert "TwoFactorAuthenticationKey" not in me
     nobody = server.session(None).get(f"{server.url}/certificates/whoami")
     assert nobody.status_code == 403 and "none was provided" in _message(nobody)
+
+
+def _openssl_self_signed(tmp_path: Path, name: str, *extra: str) -> tuple[Path, Path]:
+    key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}", "-days", "30", *extra],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_an_openssl_default_certificate_is_refused_with_its_name_reason_and_fix(server: RunningServer,
+                                                                                 tmp_path: Path) -> None:
+    """`openssl req -x509` marks the certificate CA:TRUE by default: the refusal names it, says why and gives the
+    flags; made with those flags, the same command's certificate registers and signs in."""
+    ca_cert, _ = _openssl_self_signed(tmp_path, "openssl-default")
+    refused = _put(server.admin(), server, Name="openssl-default",
+                   Certificate=base64.b64encode(ca_cert.read_bytes()).decode())
+    message = _message(refused)
+    assert refused.status_code == 400
+    for part in ("'CN=openssl-default'", "CA:TRUE", "-addext basicConstraints=critical,CA:FALSE",
+                 "extendedKeyUsage=clientAuth"):
+        assert part in message, (part, message)
+    flags = message.split("add ", 1)[1].split(" to `openssl", 1)[0].split()
+    cert, key = _openssl_self_signed(tmp_path, "openssl-client", *flags)
+    accepted = _put(server.admin(), server, Name="openssl-client", Certificate=base64.b64encode(cert.read_bytes()).decode())
+    assert accepted.status_code == 201, accepted.text
+    pem = tmp_path / "openssl-client.pem"
+    pem.write_bytes(cert.read_bytes() + key.read_bytes())
+    assert server.session(pem).get(f"{server.url}/certificates/whoami").json()["Name"] == "openssl-client"

@@ -21,6 +21,7 @@ from roost import clock
 from roost.errors import BadRequestError, NotFoundError
 from roost.pki import datadir, packages
 from roost.pki.authority import CertificateAuthority
+from roost.pki.inspect import CertificateInfo
 from roost.pki.issuance import PackageRequest, issue_package, needs_worker
 from roost.security import rules, wire
 from roost.security.audit import AuditLog, Event
@@ -154,7 +155,7 @@ class CertificateService:
         members = [i for i in infos if i.subject not in issuers and not i.is_ca]
         chain = [i for i in infos if i not in members]
         if not members:
-            raise BadRequestError("The provided file holds only CA certificates; nothing to register.")
+            raise BadRequestError(_only_ca_certificates(infos))
         not_client = [m for m in members if not m.client_auth]
         if not_client:
             raise BadRequestError(
@@ -349,3 +350,16 @@ class CertificateService:
         if include_server and (entry := self.server_entry(metadata_only=metadata_only)) is not None:
             results.insert(0, entry)
         return {**result, "Results": results, "TotalResults": len(filtered)}
+
+
+def _only_ca_certificates(infos: list[CertificateInfo]) -> str:
+    """The refusal of a file with nothing to register: which certificate, why, and how to make the right one.
+
+    The usual case is a certificate made with ``openssl req -x509``, which marks it CA:TRUE by default."""
+    names = ", ".join(f"'{i.subject}'" for i in infos[:3]) + (f" and {len(infos) - 3} more" if len(infos) > 3 else "")
+    return (f"The provided file holds only CA certificates; nothing to register: {names} "
+            f"{'is a CA certificate' if len(infos) == 1 else 'are CA certificates'} (basicConstraints CA:TRUE, or "
+            "the issuer of another certificate in the file), which issue certificates rather than identify a client. "
+            "Upload the client certificate itself; to make one with openssl, add "
+            "-addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=clientAuth to `openssl req -x509`, "
+            "or let Roost generate one (roost certs generate).")
