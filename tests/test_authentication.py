@@ -55,6 +55,7 @@ def test_admin_gets_in_and_no_certificate_does_not(server: RunningServer) -> Non
         "Type": "InvalidAuth",
         "Message": "This server requires client certificate for authentication, but none was provided by the client. "
                    "Did you forget to install the certificate?",
+        "Reason": "NoCertificate",  # Roost's addition to RavenDB's shape: what tools dispatch on
     }
 
 

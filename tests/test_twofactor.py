@@ -20,7 +20,7 @@ MESSAGE_428 = (
     "The supplied client certificate 'CN={name} (Thumbprint: {tp})' requires two factor authorization to "
     "be valid. Please POST the relevant TOTP value to /authentication/2fa"
 )
-DENIED = {"Type": "InvalidAuth", "Message": "Access to the server was denied."}
+DENIED = {"Type": "InvalidAuth", "Message": "Access to the server was denied.", "Reason": "TwoFactorInvalidLimit"}
 
 
 def code(secret: str, offset: float = 0.0) -> str:
@@ -76,6 +76,7 @@ def test_no_session_is_428_and_a_certificate_without_a_key_passes(server: Runnin
     assert refused.json() == {
         "Type": "InvalidAuth",
         "Message": MESSAGE_428.format(name="2fa-no-session", tp=cert.thumbprint),
+        "Reason": "TwoFactorRequired",
     }
     plain = server.generate("2fa-plain")
     assert whoami(server, server.session(plain.pem_path)).status_code == 200

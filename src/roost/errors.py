@@ -88,10 +88,24 @@ class ServiceUnavailableError(RoostError):
 
 
 class AuthorizationError(RoostError):
-    """Authentication or authorization refused. Rendered as RavenDB's ``{"Type": "InvalidAuth", ...}``."""
+    """Authentication or authorization refused. Rendered as RavenDB's ``{"Type": "InvalidAuth", ...}`` plus
+    Roost's ``Reason`` (one of ``REFUSAL_REASONS``), which tools and the Studio dispatch on instead of the words."""
 
     http_status = 403
     error_type = "InvalidAuth"
+
+    def __init__(self, message: str, *, reason: str = "Refused", headers: Mapping[str, str] | None = None) -> None:
+        assert reason in REFUSAL_REASONS, reason
+        super().__init__(message, headers=headers)
+        self.reason = reason
+
+
+# Why a request was refused, machine-readable: who the caller is not (the first group) or what it may not do.
+REFUSAL_REASONS = frozenset({
+    "NoCertificate", "Expired", "NotYetValid", "Unknown", "UnfamiliarIssuer", "Disabled", "TwoFactorRequired",
+    "TwoFactorInvalidLimit", "AddressNotAllowed",
+    "InsufficientClearance", "NoAccessToDatabase", "ReadOnlyAccess", "Refused",
+})
 
 
 class CrossOriginRequestError(RoostError):

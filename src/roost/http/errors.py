@@ -58,9 +58,9 @@ def _render(request: web.Request, error: RoostError) -> web.Response:
     headers = safe_headers(error.headers)
     message = safe_text(error.message)
     if isinstance(error, AuthorizationError) and wants_html(request):
-        return _html_page(error.http_status, message, headers)
+        return _html_page(error.http_status, message, error.reason, headers)
     if isinstance(error, AuthorizationError):
-        body = {"Type": error.error_type, "Message": message}
+        body = {"Type": error.error_type, "Message": message, "Reason": error.reason}
     else:
         body = {"Url": safe_text(request.path), "Type": error.error_type, "Message": message, "Error": message}
     for name, value in headers_policy.NO_STORE.items():
@@ -74,15 +74,34 @@ def _render(request: web.Request, error: RoostError) -> web.Response:
     )
 
 
-def _html_page(status: int, text: str, headers: dict[str, str]) -> web.Response:
+# What a person in a browser can do about each refusal (the Reason of the refusal; roost.errors.REFUSAL_REASONS).
+_REMEDIES = {
+    "NoCertificate": "Install your Roost client certificate in the browser (the .pfx from your package), then open "
+                     "this address in a new private window so that the browser asks which certificate to use.",
+    "Unknown": "This server does not know the certificate your browser sent: it may have been deleted, or it is not "
+               "the one you meant. Ask a Roost administrator for a certificate; if you have another one, open this "
+               "address in a new private window so that the browser asks which to use.",
+    "Expired": "Ask a Roost administrator for a new certificate: this one has expired.",
+    "NotYetValid": "Wait until the certificate becomes valid, or ask a Roost administrator for one valid now.",
+    "Disabled": "Ask a Roost administrator to enable the certificate again, or to give you a new one.",
+    "UnfamiliarIssuer": "Ask a Roost administrator to register this certificate or to trust its issuer.",
+    "TwoFactorRequired": "Open the Studio (/studio/) and enter the code from your authenticator app.",
+    "TwoFactorInvalidLimit": "Open the Studio (/studio/) in this browser and enter the code from your authenticator "
+                             "app: the two-factor session of this certificate is for another browser.",
+    "AddressNotAllowed": "Ask a Roost administrator to add your address to the allowed IP addresses.",
+    "InsufficientClearance": "You are signed in, but this needs more clearance than your certificate has. Ask a Roost "
+                             "administrator to do it, or for a certificate with that clearance.",
+    "NoAccessToDatabase": "You are signed in, but your certificate has no access to this database. Ask a Roost "
+                          "administrator for access; the Studio lists the databases you can open.",
+    "ReadOnlyAccess": "You are signed in, but your certificate may only read this database. Ask a Roost "
+                      "administrator for ReadWrite access.",
+}
+_DEFAULT_REMEDY = "Open the Studio (/studio/) to see what your certificate may do, or ask a Roost administrator."
+
+
+def _html_page(status: int, text: str, reason: str, headers: dict[str, str]) -> web.Response:
     message = html.escape(text)
-    what_to_do = (
-        "Make sure your browser has your Roost client certificate installed (the .pfx from your package), then "
-        "open this address in a new private window so that the browser asks which certificate to use. If the "
-        "certificate was deleted, disabled or has expired, ask a Roost administrator for a new one."
-    )
-    if status == 428:
-        what_to_do = "Open the Studio (/studio/) and enter the code from your authenticator app."
+    what_to_do = _REMEDIES.get(reason, _DEFAULT_REMEDY)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Roost: access denied</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>

@@ -169,7 +169,7 @@ def _ensure_address_allowed(request: web.Request, services: Services) -> None:
     if not services.allowlist.allows(address):
         raise AuthorizationError(
             f"The address {address} is not allowed to connect to this server (Security.AllowedIPs). "
-            "Ask an administrator to add it to the allowed IP addresses."
+            "Ask an administrator to add it to the allowed IP addresses.", reason="AddressNotAllowed"
         )
 
 

@@ -35,56 +35,58 @@ def refusal(
     if status is AuthStatus.NO_CERTIFICATE:
         return AuthorizationError(
             "This server requires client certificate for authentication, but none was provided by the client. "
-            "Did you forget to install the certificate?" + hint
+            "Did you forget to install the certificate?" + hint, reason="NoCertificate"
         )
     if status is AuthStatus.EXPIRED:
         assert identity.not_after is not None
         return AuthorizationError(
             f"The supplied client certificate '{name}' has expired on {identity.not_after:%A, %B %d, %Y}. "
-            "Please contact your system administrator in order to obtain a new one."
+            "Please contact your system administrator in order to obtain a new one.", reason="Expired"
         )
     if status is AuthStatus.NOT_YET_VALID:
         assert identity.not_before is not None
         return AuthorizationError(
-            f"The supplied client certificate '{name}' cannot be used before {identity.not_before:%A, %B %d, %Y}"
+            f"The supplied client certificate '{name}' cannot be used before {identity.not_before:%A, %B %d, %Y}",
+            reason="NotYetValid",
         )
     if status is AuthStatus.UNKNOWN:
         return AuthorizationError(
             f"The supplied client certificate '{name}' is unknown to the server. In order to register your "
-            "certificate please contact your system administrator." + hint
+            "certificate please contact your system administrator." + hint, reason="Unknown"
         )
     if status is AuthStatus.UNFAMILIAR_ISSUER:
         return AuthorizationError(
             f"The supplied client certificate '{name}' is unknown to the server but has a known Public Key Pinning "
             "Hash. Will not use it to authenticate because the issuer is unknown. To trust it, add its issuer's "
-            "pinning hash to Security.WellKnownIssuerHashes.Admin, or register the certificate."
+            "pinning hash to Security.WellKnownIssuerHashes.Admin, or register the certificate.",
+            reason="UnfamiliarIssuer",
         )
     if status is AuthStatus.DISABLED:
         return AuthorizationError(
             f"The supplied client certificate '{name}' is disabled on this server. Ask an administrator to enable "
-            "it again (Certificates > Edit) or to issue you a new one."
+            "it again (Certificates > Edit) or to issue you a new one.", reason="Disabled"
         )
     if status is AuthStatus.TWO_FACTOR_REQUIRED:
         return TwoFactorRequiredError(
             f"The supplied client certificate '{name}' requires two factor authorization to be valid. "
-            "Please POST the relevant TOTP value to /authentication/2fa"
+            "Please POST the relevant TOTP value to /authentication/2fa", reason="TwoFactorRequired"
         )
     if status is AuthStatus.TWO_FACTOR_INVALID_LIMIT:
-        return AuthorizationError("Access to the server was denied.")
+        return AuthorizationError("Access to the server was denied.", reason="TwoFactorInvalidLimit")
     if status is AuthStatus.CLUSTER_ADMIN or level is Level.VALID_USER:
         return None
     if status is AuthStatus.OPERATOR:
         if level is Level.CLUSTER_ADMIN:
             return AuthorizationError(
                 f"Insufficient security clearance to access {_target(database)} using provided client certificate "
-                f"'{name}'." + _SUFFIX[level]
+                f"'{name}'." + _SUFFIX[level], reason="InsufficientClearance"
             )
         return None
     # A User (status Allowed): no server-level administration, and only the databases it holds.
     if level in (Level.OPERATOR, Level.CLUSTER_ADMIN):
         return AuthorizationError(
             f"Could not authorize access to {_target(database)} using provided client certificate '{name}'."
-            + _SUFFIX[level]
+            + _SUFFIX[level], reason="InsufficientClearance"
         )
     if database is None:
         return None
@@ -92,17 +94,17 @@ def refusal(
     if access is None:
         return AuthorizationError(
             f"Could not authorize access to {database} using provided client certificate '{name}'."
-            + _SUFFIX.get(level, "")
+            + _SUFFIX.get(level, ""), reason="NoAccessToDatabase"
         )
     if level is Level.DATABASE_ADMIN and access is not Access.ADMIN:
         return AuthorizationError(
             f"Could not authorize access to {database} using provided client certificate '{name}'."
-            + _SUFFIX[level]
+            + _SUFFIX[level], reason="InsufficientClearance"
         )
     if level is Level.DATABASE_WRITE and access not in _WRITE_ACCESS:
         return AuthorizationError(
             f"Could not authorize access to {database} using provided client certificate '{name}'. "
-            f"It has {access.value} access to '{database}'; writing needs ReadWrite or Admin."
+            f"It has {access.value} access to '{database}'; writing needs ReadWrite or Admin.", reason="ReadOnlyAccess"
         )
     return None
 
