@@ -21,6 +21,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
+# Node.js (Playwright's driver, the RavenDB Node client) reads extra CAs from this; a machine that sets it to a file
+# the tests cannot read, or to a corporate proxy's CA, made the browser tests fail. The tests bring their own CAs.
+os.environ.pop("NODE_EXTRA_CA_CERTS", None)
 # requests lets these variables override a session's own `verify` (and the RavenDB client sets only that), so a
 # machine-wide bundle would hide Roost's CA from every test client. Tests name their trust store explicitly.
 for _variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):

@@ -59,6 +59,11 @@ def test_generate_with_require_2fa_prints_the_key_and_a_qr_code_of_the_exact_uri
     # The key is the certificate's: without a session the certificate is refused with the 2FA message.
     refused = server.session(pem).get(f"{server.url}/certificates/whoami")
     assert refused.status_code == 428
+    # On the command line the refusal says the command that opens a session (not "POST the TOTP value").
+    cli_refused = roost(server, "certs", "whoami", "--cert", str(pem))
+    assert cli_refused.exit_code == 1 and f"roost auth 2fa --cert {pem} --code" in cli_refused.output
+    plain = roost(server, "certs", "whoami")  # the twin: a certificate without 2FA is not told to open a session
+    assert plain.exit_code == 0 and "roost auth 2fa" not in plain.output
     listed = server.admin().get(f"{server.url}/admin/certificates", params={"name": "cli-2fa-alice"})
     assert listed.json()["Results"][0]["HasTwoFactor"] is True and secret not in listed.text
 

@@ -27,7 +27,7 @@ def database_name(value: object, *, field: str = "Database name") -> DatabaseNam
     if _control_characters(value):
         raise BadRequestError(f"{field} {value!r} contains control characters.")
     if "/" in value or "\\" in value:
-        raise BadRequestError(f"{field} '{value}' contains a path separator ('/' or '\\\\').")
+        raise BadRequestError(f"{field} '{value}' contains a path separator ('/' or '\\').")
     if value in (".", "..") or value.endswith(".") or not _DATABASE_NAME.match(value):
         raise BadRequestError(
             f"{field} '{value}' is not valid: use letters, digits, '_', '-' and '.', starting with a letter or "

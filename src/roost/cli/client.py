@@ -184,7 +184,11 @@ class Endpoint:
                 response = Response(raw.status, _headers(raw), b"")
             finally:
                 connection.close()
-            raise CliError(_server_message(response), EXIT_REFUSED)
+            message = _server_message(response)
+            if response.status == 428:  # RavenDB's words say "POST the TOTP value"; on the command line it is this
+                message += (f" Open a two-factor session first: roost auth 2fa --cert {self.cert or 'YOUR.pem'} "
+                            "--code <the 6 digits of your authenticator app>.")
+            raise CliError(message, EXIT_REFUSED)
         return raw
 
     def request(self, method: str, path: str, **kwargs: Any) -> Response:
