@@ -5,27 +5,54 @@ PYTHON ?= python3
 
 SSLYZE_VENV := .venv-sslyze
 
-.PHONY: install serve test bench lint docs-images sslyze
+# The Debian packages the browser, TLS and benchmark tests need (one list, read by .ci/run too).
+DEBIAN_PACKAGES := $(shell cat .ci/debian-packages)
+# The programs those packages bring, as the tests look for them.
+TEST_PROGRAMS := chromium go nginx curl openssl
 
+.PHONY: install install-test system-deps serve test bench lint docs-images sslyze
+
+# `make serve`: Roost and its runtime dependencies only.
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# `make test`: the test extras too (pytest, Playwright, the RavenDB client, mypy, ...).
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
+
+# The Debian packages, installed when this user can (root with apt-get); otherwise one line naming them.
+system-deps:
+	@missing=""; for p in $(TEST_PROGRAMS); do PATH="$$PATH:/usr/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing the Debian packages the tests need (missing:$$missing)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEBIAN_PACKAGES); \
+	  else \
+	    echo "make test needs these Debian packages (missing:$$missing): sudo apt-get install $(DEBIAN_PACKAGES)"; \
+	    exit 1; \
+	  fi; \
+	fi
 
 serve: install
 	$(VENV)/bin/roost serve $(ARGS)
 
-test: install sslyze
+test: install-test sslyze system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
+bench: install-test system-deps
 	$(PY) -m bench $(BENCH_ARGS)
 
 # Run the Studio's browser tests and keep their screenshots in docs/images/ (docs/studio.md shows them).
-docs-images: install
+docs-images: install-test system-deps
 	STUDIO_DOCS_IMAGES=1 $(PY) -m pytest -m browser tests/browser $(PYTEST_ARGS)
 
 # The TLS scanner lives in its own virtualenv: its cryptography pin conflicts with Roost's.

@@ -1,0 +1,40 @@
+"""The two commands of the README: `make serve` installs only what Roost runs on; `make test` gets the Debian
+packages the tests need, or stops with one line naming them (never a silent skip of the browser tests)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+
+def make(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = ["make", "-C", str(ROOT), *args]
+    if user is not None:
+        command = ["runuser", "-u", user, "--", *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_make_serve_installs_the_runtime_only() -> None:
+    dry = make("-n", "-B", "serve")
+    assert dry.returncode == 0, dry.stderr
+    assert "pip install -q -e ." in dry.stdout and "[test]" not in dry.stdout
+    assert "roost serve" in dry.stdout
+    tests = make("-n", "-B", "test")  # its twin: the test extras come with `make test`
+    assert "pip install -q -e '.[test]'" in tests.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None, reason="needs root to act as another user")
+def test_make_test_without_the_packages_names_them_in_one_line() -> None:
+    missing = make("system-deps", "TEST_PROGRAMS=no-such-program", user="nobody")
+    assert missing.returncode != 0
+    lines = [line for line in missing.stdout.splitlines() if line.strip() and not line.startswith("make:")]
+    assert len(lines) == 1, missing.stdout
+    assert "no-such-program" in lines[0] and "apt-get install" in lines[0] and "chromium" in lines[0]
+    present = make("system-deps", "TEST_PROGRAMS=sh", user="nobody")  # the twin: nothing missing, nothing to do
+    assert present.returncode == 0, present.stdout + present.stderr
+    assert [line for line in present.stdout.splitlines() if not line.startswith("make:")] == []
