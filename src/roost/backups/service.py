@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from pyrage import x25519  # type: ignore[import-untyped]
 
@@ -265,6 +265,3 @@ def verify_file(path: Path, *, identities: list[x25519.Identity] | None, passphr
     finally:
         plain.unlink(missing_ok=True)
 
-
-def open_reader(path: Path) -> BinaryIO:
-    return path.open("rb")

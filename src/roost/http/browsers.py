@@ -11,7 +11,6 @@ Everything here runs on every request, so the checks are a few header lookups an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
@@ -199,7 +198,3 @@ _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABC
 def _is_token(value: str) -> bool:
     return bool(value) and all(ch in _TOKEN_CHARS for ch in value)
 
-
-def origins(values: Iterable[str]) -> frozenset[str]:
-    """Serialize URLs as browsers serialize origins (for tests and tools)."""
-    return frozenset(o for v in values if (o := origin_of(v)) is not None)

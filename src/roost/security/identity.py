@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from roost.pki.inspect import CertificateInfo, describe_der, thumbprint_of
 from roost.security.registry import CertificateDefinition, Registry
@@ -51,7 +51,6 @@ class Identity:
     not_before: dt.datetime | None = None
     not_after: dt.datetime | None = None
     synthetic_name: str | None = None  # "Server Certificate" / "Well Known Admin Certificate"
-    extra: dict[str, str] = field(default_factory=dict)
 
     def access_to(self, database: str) -> Access | None:
         if self.status in (AuthStatus.CLUSTER_ADMIN, AuthStatus.OPERATOR, AuthStatus.NONE):
@@ -122,8 +121,7 @@ class Identifier:
             return Identity(validity, thumbprint, name, not_before=info.not_before, not_after=info.not_after)
         known_key = bool(self.registry.by_pinning_hash(info.pinning_hash))
         status = AuthStatus.UNFAMILIAR_ISSUER if known_key else AuthStatus.UNKNOWN
-        return Identity(status, thumbprint, name, not_before=info.not_before, not_after=info.not_after,
-                        extra={"pinning_hash": info.pinning_hash})
+        return Identity(status, thumbprint, name, not_before=info.not_before, not_after=info.not_after)
 
     def _registered(self, definition: CertificateDefinition, now: dt.datetime) -> Identity:
         validity = _validity(definition.not_before, definition.not_after, now)

@@ -78,7 +78,3 @@ export function formatCount(n) {
   return Number(n).toLocaleString("en-US");
 }
 
-/** Groups a thumbprint for reading: "A1B2 C3D4 ..." is easier to compare than 40 hex digits. */
-export function thumbprintText(thumbprint) {
-  return String(thumbprint ?? "");
-}
