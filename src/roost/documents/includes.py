@@ -9,23 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from roost.documents.paths import flatten, walk
+
 
 def referenced_ids(document: Mapping[str, object], path: str) -> list[str]:
     """The document ids ``document`` holds at ``path``, in document order, without duplicates."""
-    current: list[object] = [document]
-    for segment in path.split("."):
-        key = segment.removesuffix("[]")
-        following: list[object] = []
-        for item in current:
-            for node in item if isinstance(item, list) else [item]:
-                if isinstance(node, Mapping) and key in node:
-                    following.append(node[key])
-        current = following
     ids: list[str] = []
-    for value in current:
-        for candidate in value if isinstance(value, list) else [value]:
-            if isinstance(candidate, str) and candidate and candidate not in ids:
-                ids.append(candidate)
+    for candidate in flatten(walk(document, path.split("."))):
+        if isinstance(candidate, str) and candidate and candidate not in ids:
+            ids.append(candidate)
     return ids
 
 

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from roost.documents.paths import flatten, walk
 from roost.errors import BadRequestError
 
 __all__ = [
@@ -590,24 +591,8 @@ def _values(doc: Document, path: FieldPath) -> tuple[bool, list[object]]:
     if path.is_id:
         doc_id = _metadata(doc).get("@id")
         return (doc_id is not None, [doc_id] if isinstance(doc_id, str) else [])
-    current: list[object] = [doc]
-    for segment in path.segments:
-        key = segment.removesuffix("[]")
-        following: list[object] = []
-        for item in current:
-            for node in item if isinstance(item, list) else [item]:
-                if isinstance(node, Mapping) and key in node:
-                    following.append(node[key])
-        if not following:
-            return False, []
-        current = following
-    flat: list[object] = []
-    for value in current:
-        if isinstance(value, list):
-            flat.extend(value)
-        else:
-            flat.append(value)
-    return True, flat
+    reached = walk(doc, path.segments)
+    return bool(reached), flatten(reached)
 
 
 def _type_name(value: object) -> str:
