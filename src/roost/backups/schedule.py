@@ -26,6 +26,7 @@ from roost.security.audit import Event
 if TYPE_CHECKING:
     from roost.backups.service import BackupService
     from roost.security.audit import AuditLog
+    from roost.security.identity import Identity
     from roost.storage.base import Storage
 
 log = logging.getLogger("roost.backups")
@@ -109,7 +110,7 @@ class Schedules:
         path = Path(text).expanduser()
         return path if path.is_absolute() else self._data_dir / path
 
-    async def put(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def put(self, body: dict[str, Any], *, actor: Identity | None) -> dict[str, Any]:
         unknown = sorted(set(body) - _FIELDS)
         if unknown:
             raise BadRequestError(f"Unknown field(s): {', '.join(map(repr, unknown))[:200]}. Allowed: "
@@ -145,9 +146,10 @@ class Schedules:
         await self._storage.put_setting(SETTING, updated)
         self._schedules = updated
         self._next[names[0].casefold()] = time.monotonic() + interval
+        self._audit.record(Event.BACKUP_SCHEDULE_SET, actor=actor, **schedule)
         return schedule
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, *, actor: Identity | None) -> None:
         key = name.casefold()
         if key not in self._schedules:
             raise NotFoundError(f"There is no backup schedule for '{name}'.")
@@ -155,6 +157,7 @@ class Schedules:
         await self._storage.put_setting(SETTING, updated)
         self._schedules = updated
         self._next.pop(key, None)
+        self._audit.record(Event.BACKUP_SCHEDULE_DELETED, actor=actor, Database=name)
 
     def describe(self) -> list[dict[str, Any]]:
         return [{**schedule, "Status": self._status.get(key, {})} for key, schedule in sorted(self._schedules.items())]

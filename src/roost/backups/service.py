@@ -10,6 +10,7 @@ wrong key, an altered byte or a truncated file therefore restores nothing. Stage
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pyrage import x25519  # type: ignore[import-untyped]
 
 from roost.backups import crypto, format
-from roost.errors import BadRequestError, ConflictError, NotFoundError
+from roost.errors import BadRequestError, ConflictError, NotFoundError, RoostError
 from roost.security.audit import Event
 from roost.storage.base import RESTORE_STAGE_PREFIX, DocumentRow, DuplicateDocumentError, Snapshotting, Storage
 
@@ -172,6 +173,27 @@ class BackupService:
                                   Seconds=round(result.seconds, 3), Target=target, **lock.audit_fields(), **extra)
         log.info("Backup of %s: %d bytes in %.1f s to %s", ", ".join(result.databases) or "(no databases)",
                  result.bytes, result.seconds, target)
+
+    def audit_failed(self, actor: Identity | None, databases: list[str], error: str) -> None:
+        self._audit.record(Event.BACKUP_FAILED, actor=actor, Databases=databases, Error=error)
+
+    async def restore_staged(self, encrypted: Path, target: str, source: str | None, *, actor: Identity | None,
+                             identities: list[x25519.Identity] | None, passphrase: str | None) -> tuple[str, int]:
+        """``restore`` in a worker thread, audited either way (restored, or refused with the reason)."""
+        started = time.monotonic()
+        try:
+            source_name, count = await asyncio.to_thread(
+                self.restore, encrypted, target, source, identities=identities, passphrase=passphrase)
+        except RoostError as exc:
+            self._audit.record(Event.BACKUP_RESTORE_REFUSED, actor=actor, Database=target, Reason=exc.message)
+            raise
+        except Exception as exc:
+            self._audit.record(Event.BACKUP_RESTORE_REFUSED, actor=actor, Database=target, Reason=type(exc).__name__)
+            raise
+        await self._documents.list_databases()  # the restored database is now known to this node
+        self._audit.record(Event.BACKUP_RESTORED, actor=actor, Database=target, From=source_name, Documents=count,
+                           Seconds=round(time.monotonic() - started, 3))
+        return source_name, count
 
     # Restore -----------------------------------------------------------------------------------------------
 

@@ -11,13 +11,12 @@ from aiohttp import web
 from roost import clock
 from roost.backups import crypto
 from roost.backups.service import EXTENSION, Lock
-from roost.errors import BadRequestError, RoostError
+from roost.errors import BadRequestError
 from roost.http.body import json_response, query_bool, read_object
 from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
 from roost.names import database_name
-from roost.security.audit import Event
 from roost.types import Level
 
 routes = RouteTable()
@@ -94,8 +93,7 @@ async def _stream_backup(request: web.Request, databases: list[str], lock: Lock,
                 await asyncio.sleep(0.01)
         if not job.cancelled() and job.exception() is not None:
             log.warning("Backup of %s broke off: %s", ", ".join(databases), job.exception())
-        services.audit.record(Event.BACKUP_FAILED, actor=identity_of(request), Databases=databases,
-                            Error=getattr(exc, "message", type(exc).__name__))
+        service.audit_failed(identity_of(request), databases, getattr(exc, "message", type(exc).__name__))
         # The status line is already sent: cut the connection so the client sees an incomplete download (and an
         # incomplete age file never authenticates), rather than a short file that looks finished.
         if request.transport is not None:
@@ -148,21 +146,10 @@ async def restore(request: web.Request) -> web.StreamResponse:
         with staged.open("xb") as f:
             async for chunk in request.content.iter_chunked(256 * 1024):
                 f.write(chunk)
-        started = asyncio.get_running_loop().time()
-        source_name, count = await asyncio.to_thread(
-            service.restore, staged, target, source, identities=identities, passphrase=passphrase)
-    except RoostError as exc:
-        services.audit.record(Event.BACKUP_RESTORE_REFUSED, actor=actor, Database=target, Reason=exc.message)
-        raise
-    except Exception as exc:
-        services.audit.record(Event.BACKUP_RESTORE_REFUSED, actor=actor, Database=target, Reason=type(exc).__name__)
-        raise
+        source_name, count = await service.restore_staged(staged, target, source, actor=actor,
+                                                          identities=identities, passphrase=passphrase)
     finally:
         staged.unlink(missing_ok=True)
-    await services.documents.list_databases()  # the restored database is now known to this node
-    seconds = asyncio.get_running_loop().time() - started
-    services.audit.record(Event.BACKUP_RESTORED, actor=actor, Database=target, From=source_name, Documents=count,
-                        Seconds=round(seconds, 3))
     return json_response({"Database": target, "From": source_name, "Documents": count}, status=201)
 
 
@@ -180,8 +167,7 @@ async def put_schedule(request: web.Request) -> web.StreamResponse:
     never keeps what opens a backup)."""
     services = request.app[SERVICES]
     body = await read_object(request)
-    schedule = await services.backup_schedules.put(body)
-    services.audit.record(Event.BACKUP_SCHEDULE_SET, actor=identity_of(request), **schedule)
+    await services.backup_schedules.put(body, actor=identity_of(request))
     return json_response({"Schedules": services.backup_schedules.describe()})
 
 
@@ -189,8 +175,7 @@ async def put_schedule(request: web.Request) -> web.StreamResponse:
 async def delete_schedule(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     name = database_name(request.query.get("database"))
-    await services.backup_schedules.delete(name)
-    services.audit.record(Event.BACKUP_SCHEDULE_DELETED, actor=identity_of(request), Database=name)
+    await services.backup_schedules.delete(name, actor=identity_of(request))
     return json_response({"Schedules": services.backup_schedules.describe()})
 
 
