@@ -143,7 +143,8 @@ def test_the_error_renderer_never_fails(server: RunningServer) -> None:
 def test_control_characters_in_a_path_get_an_answer(server: RunningServer, admin: requests.Session) -> None:
     """CR/LF in a database name dropped the connection (it was echoed into a header); NUL in /studio/ was a 500."""
     for path in ("/databases/a%0D%0Ab/docs", "/databases/a%0D%0ASet-Cookie:x/docs?id=a", "/studio/a%00b",
-                 "/studio/%00", "/databases/a%00/docs"):
+                 "/studio/%00", "/databases/a%00/docs", "/studio/" + "a" * 8000, "/studio/" + "%C3%A9" * 1300,
+                 "/databases/%60%15e/docs", "/databases/%1E%C4%B0/hilo/next?tag=x"):
         response = admin.get(f"{server.url}{path}")
         assert response.status_code in (400, 404), (path, response.status_code, response.text)
         assert "Set-Cookie" not in response.headers

@@ -30,9 +30,13 @@ async def studio_redirect(request: web.Request) -> web.StreamResponse:
 async def studio_file(request: web.Request) -> web.StreamResponse:
     relative = request.match_info["path"] or "index.html"
     base = STUDIO_DIR.resolve()
-    target = (base / relative).resolve()
-    if not target.is_relative_to(base) or not target.is_file():
-        raise NotFoundError(f"There is no Studio file '{relative}'.")
+    try:
+        target = (base / relative).resolve()
+        found = target.is_relative_to(base) and target.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or one it cannot hold: no such file
+        found = False
+    if not found:
+        raise NotFoundError(f"There is no Studio file '{relative[:200]}'.")
     content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if target.suffix == ".js":
         content_type = "text/javascript"
