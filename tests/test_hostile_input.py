@@ -491,3 +491,31 @@ def test_an_audit_entry_echoing_a_surrogate_is_written_and_verifies(tmp_path: Pa
     log.record("auth.refused", Reason="plain")
     assert verify(tmp_path / "audit.log").ok
     assert [e["Reason"] for e in log.entries()] == ["Origin 'https://\udcff.example'", "plain"]
+
+
+def test_a_bad_head_with_a_body_still_coming_gets_its_400(server: RunningServer) -> None:
+    """aiohttp refuses a control character in a header value with a 400 and closed at once: a client still
+    sending its body then met a reset and never read the answer (found by the fuzzer: a dropped connection)."""
+    body = b"x" * (4 << 20)
+    for head in (b"PUT /databases/x/docs?id=a HTTP/1.1\r\nHost: localhost\r\nIf-Match: a\x1db\r\n",
+                 b"PUT /databases/x/docs?id=a HTTP/1.1\r\nHost: localhost\r\nIf-Match: ab\r\n"):  # and its twin
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as plain, \
+                _tls(server, certificate=True).wrap_socket(plain, server_hostname="localhost") as tls:
+            tls.sendall(head + b"Content-Length: %d\r\nContent-Type: application/json\r\n\r\n" % len(body))
+            sent_error: Exception | None = None
+            try:
+                for start in range(0, len(body), 256 * 1024):
+                    tls.sendall(body[start:start + 256 * 1024])
+            except (OSError, ssl.SSLError) as exc:  # the server may stop reading: what matters is the answer
+                sent_error = exc
+            data = b""
+            while b"\r\n\r\n" not in data:
+                try:
+                    chunk = tls.recv(65536)
+                except (ConnectionResetError, ssl.SSLError) as exc:
+                    raise AssertionError(f"no answer: {exc!r} (sending: {sent_error!r})") from exc
+                if not chunk:
+                    break
+                data += chunk
+        status = data.split(b"\r\n", 1)[0]
+        assert status.startswith(b"HTTP/1.") and status.split(b" ")[1].startswith(b"4"), (head, data[:200], sent_error)

@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from roost.settings import Settings
 
@@ -28,18 +28,49 @@ _TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charse
               + _TIMED_OUT_TEXT)
 
 
-class _HeadTimedHandler(RequestHandler):
-    """aiohttp's connection handler plus a deadline for a request head, started by the head's first byte."""
+class _LingeringClose:
+    """A connection's transport once its request could not be parsed (a bad header, say).
 
-    __slots__ = ("_head_deadline", "_head_timer")
+    aiohttp answers 400 and closes at once. A client still sending (a body after the bad head) then meets a closed
+    socket with unread bytes in it, and the kernel's reset can reach the client before the 400 does: to the client
+    the connection dropped without an answer. So the close waits up to LINGER_SECONDS while what still arrives is
+    read and dropped (the handler ignores it), as aiohttp does itself after a refused body.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._closing = False
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._loop.call_later(LINGER_SECONDS, self._transport.close)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _HeadTimedHandler(RequestHandler):
+    """aiohttp's connection handler plus a deadline for a request head, started by the head's first byte, and a
+    lingering close after a request that could not be parsed."""
+
+    __slots__ = ("_head_deadline", "_head_timer", "_parse_failed")
 
     def __init__(self, *args: Any, head_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline = head_timeout
         self._head_timer: asyncio.TimerHandle | None = None
+        self._parse_failed = False
 
     def data_received(self, data: bytes) -> None:
+        if self._parse_failed:
+            return  # the rest of a request already answered with 400: read and dropped until the close
         super().data_received(data)
+        messages = self._messages
+        if messages and isinstance(messages[-1][0], _ErrInfo) and self.transport is not None:
+            self._parse_failed = True
+            self.transport = _LingeringClose(self.transport, self._loop)  # type: ignore[assignment]
         # Waiting for a head (no handler running: ``_waiter`` is set) and none complete yet: the clock runs from the
         # first byte. A complete head, or bytes of a body a handler is reading, stop it.
         waiting_for_head = self._waiter is not None and not self._waiter.done() and not self._messages
