@@ -12,6 +12,9 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+# What other modules may hold and pass on (the listener starts TLS with it) but never build: only this module does.
+ListeningContext = ssl.SSLContext
+
 # OpenSSL's X509_V_FLAG_NO_CHECK_TIME (not exported by the ssl module): an expired or not-yet-valid client
 # certificate still completes the handshake, so Roost can answer "has expired on ..." instead of a reset.
 # Roost checks validity itself on every request.
