@@ -155,6 +155,16 @@ def _with_floor(ctx: Context, fig: str, mode: str, target: float, name: str, uni
                                        loop) for loop in loops}
         for loop, floor in floors.items():
             rows.append(_floor_row(f"{fig}b", loop, floor, base, unit))
+        if "uvloop" in floors:
+            with roost_bench.setup(ctx, "roost-main", args=("--Server.EventLoop=uvloop",)) as su:
+                on_uvloop = ctx.load(su.doc_url, cert=su.client_cert, key=su.client_key, ca=su.ca, mode=mode,
+                                     pids=su.server.pids)
+            rows.append(Row(f"{fig}b", "  Roost on uvloop (Server.EventLoop=uvloop), vs nginx", on_uvloop.rps, unit,
+                            baseline=base.rps, ratio=on_uvloop.rps / base.rps if base.rps else None,
+                            details={"roost_uvloop": _load_details(on_uvloop)}))
+            rows.append(Row(f"{fig}b", "  Roost on uvloop vs the uvloop floor", on_uvloop.rps, unit,
+                            baseline=floors["uvloop"].rps,
+                            ratio=on_uvloop.rps / floors["uvloop"].rps if floors["uvloop"].rps else None))
         own = floors[ROOST_LOOP]
         if roost is not None and own.rps:
             ratio = roost.rps / own.rps
@@ -174,8 +184,17 @@ def figure_3(ctx: Context) -> list[Row]:
 
 
 def figure_5(ctx: Context) -> list[Row]:
-    """Full TLS handshakes per second (a new connection per request) vs nginx"""
-    return _with_floor(ctx, "5", "newconn", 0.45, "full handshakes/s, vs nginx", "conn/s")
+    """Full TLS handshakes per second (a new connection per request) vs nginx, and resumed ones (TLS 1.3 tickets)"""
+    rows = _with_floor(ctx, "5", "newconn", 0.45, "full handshakes/s, vs nginx", "conn/s")
+    base, roost = _nginx_vs_roost(ctx, "resume")
+    row = _ratio_row("5", "resumed handshakes/s (TLS 1.3 tickets), vs nginx", roost, base, 0.45, unit="conn/s")
+    resumed = f"resumed: nginx {base.resumed} of {base.requests}" + (
+        f", Roost {roost.resumed} of {roost.requests}" if roost is not None else "")
+    row.note = "; ".join(x for x in (resumed, "revocation on a resumed session: tests/test_authentication.py::"
+                                     "test_deleted_certificate_is_refused_on_a_resumed_tls_session", row.note) if x)
+    row.target, row.passed = "", None
+    rows.append(row)
+    return rows
 
 
 def _median(xs: list[float]) -> float:
