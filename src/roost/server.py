@@ -37,6 +37,7 @@ from roost.services import Address, Databases, Services
 from roost.settings import Settings
 from roost.storage import open_storage
 from roost.storage.base import Storage
+from roost.tls import use_small_read_buffers
 from roost.types import Clearance
 
 log = logging.getLogger("roost")
@@ -136,6 +137,7 @@ class Server:
             # Our own listening socket so that the IP allowlist runs at accept(), before any TLS handshake.
             sock = listening_socket(host, settings.port, services.allowlist)
             context = services.tls.listening_context if services.tls else None
+            use_small_read_buffers()  # asyncio's 256 KiB per TLS connection: see roost.tls
             site = _GatedSite(self._runner, sock, ssl_context=context, backlog=1024)
             await site.start()
         except OSError as exc:
