@@ -108,6 +108,17 @@ def _aiohttp_floor(ctx: Context, cert: Path, key: Path, client_cert: Path, clien
         proc.wait(timeout=10)
 
 
+def _per_cpu(r: LoadResult) -> float:
+    return r.rps / max(r.server_cpu, 1e-9)
+
+
+def _uvloop_note(on_uvloop: LoadResult, floor: LoadResult, roost: LoadResult | None) -> str:
+    note = f"per server CPU-second {_per_cpu(on_uvloop) / max(_per_cpu(floor), 1e-9):.3f}"
+    if roost is not None:
+        note += f"; Roost on uvloop / Roost on asyncio, per CPU {_per_cpu(on_uvloop) / max(_per_cpu(roost), 1e-9):.3f}"
+    return note
+
+
 def uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
@@ -164,7 +175,8 @@ def _with_floor(ctx: Context, fig: str, mode: str, target: float, name: str, uni
                             details={"roost_uvloop": _load_details(on_uvloop)}))
             rows.append(Row(f"{fig}b", "  Roost on uvloop vs the uvloop floor", on_uvloop.rps, unit,
                             baseline=floors["uvloop"].rps,
-                            ratio=on_uvloop.rps / floors["uvloop"].rps if floors["uvloop"].rps else None))
+                            ratio=on_uvloop.rps / floors["uvloop"].rps if floors["uvloop"].rps else None,
+                            note=_uvloop_note(on_uvloop, floors["uvloop"], roost)))
         own = floors[ROOST_LOOP]
         if roost is not None and own.rps:
             ratio = roost.rps / own.rps
@@ -173,7 +185,8 @@ def _with_floor(ctx: Context, fig: str, mode: str, target: float, name: str, uni
                             target=f">= {floor_target}" if floor_target is not None else "",
                             passed=(ratio >= floor_target and roost.ok and own.ok)
                             if floor_target is not None else None,
-                            note="how much of the gap to nginx is Roost's own work"))
+                            note="how much of the gap to nginx is Roost's own work; per server CPU-second "
+                                 f"{_per_cpu(roost) / max(_per_cpu(own), 1e-9):.3f}"))
     return rows
 
 
