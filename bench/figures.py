@@ -134,7 +134,7 @@ def _nginx_vs_roost(ctx: Context, mode: str) -> tuple[LoadResult, LoadResult | N
             base = ctx.load(n.url, cert=c.client_cert, key=c.client_key, ca=c.ca_cert, mode=mode, pids=n.pids)
         return base, None
     with setup as s:
-        with Nginx(s.server_cert, s.server_key) as n:
+        with Nginx(s.server_cert, s.server_key, resumption=mode == "resume") as n:
             base = ctx.load(n.url, cert=s.client_cert, key=s.client_key, ca=s.ca, mode=mode, pids=n.pids)
         roost = ctx.load(s.doc_url, cert=s.client_cert, key=s.client_key, ca=s.ca, mode=mode, pids=s.server.pids)
     return base, roost
