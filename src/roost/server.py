@@ -205,7 +205,7 @@ class _GatedSite(web.SockSite):
         if isinstance(loop, asyncio.BaseEventLoop):  # the standard library's loop: GatedSocket.accept() runs
             await super().start()
             return
-        self._runner._reg_site(self)
+        await web.BaseSite.start(self)  # registers the site with its runner, as SockSite.start does first
         server = self._runner.server
         assert server is not None
         sock = self._sock
