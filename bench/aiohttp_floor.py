@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from roost.tls import ServerTLS
+from roost.tls import ServerTLS, use_small_read_buffers
 
 from .nginx import FIXED_BODY
 
@@ -37,6 +37,7 @@ def main() -> None:
     loop_name = sys.argv[5] if len(sys.argv) > 5 else "asyncio"
     anchor = ssl.PEM_cert_to_DER_cert(Path(ca).read_text())
     ctx = ServerTLS(Path(cert), Path(key), [anchor]).listening_context
+    use_small_read_buffers()  # as Roost's server does (asyncio's TLS read buffer, figure 11)
     body = FIXED_BODY.encode()
 
     async def handle(request: web.Request) -> web.Response:
