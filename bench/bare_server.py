@@ -19,7 +19,7 @@ from aiohttp import web
 from roost.http.middleware import IDENTITY, SERVICES
 from roost.http.routes.documents import get_docs
 from roost.security.identity import NO_CERTIFICATE
-from roost.server import Server
+from roost.server import Server, loop_factory
 from roost.settings import load_settings
 
 BARE_PATH = "/bench/bare/databases/{db}/docs"
@@ -31,8 +31,8 @@ async def bare_get_docs(request: web.Request) -> web.StreamResponse:
     return await get_docs(request)
 
 
-async def main(data_dir: Path) -> None:
-    settings, _ = load_settings({"data_dir": data_dir, "host": None, "port": 0}, [])
+async def main(data_dir: Path, flags: list[str]) -> None:
+    settings, _ = load_settings({"data_dir": data_dir, "host": None, "port": 0}, flags)
     server = await Server.create(settings)
     runner: web.AppRunner | None = None
     try:
@@ -44,6 +44,7 @@ async def main(data_dir: Path) -> None:
         runner = web.AppRunner(bare, access_log=None, handle_signals=False)
         await runner.setup()
         context = services.tls.listening_context if services.tls else None
+        # Not gated by the allowlist (the bench sets none): the plain site works on either event loop.
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context, backlog=1024)
         await site.start()
         assert site._server is not None
@@ -65,4 +66,7 @@ async def main(data_dir: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, required=True)
-    asyncio.run(main(parser.parse_args().data_dir))
+    known, flags = parser.parse_known_args()  # the rest: Roost's --Key=Value settings (e.g. --Server.EventLoop)
+    chosen, _ = load_settings({"data_dir": known.data_dir, "host": None, "port": 0}, flags)
+    with asyncio.Runner(loop_factory=loop_factory(chosen.event_loop)) as runner:
+        runner.run(main(known.data_dir, flags))

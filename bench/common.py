@@ -220,6 +220,7 @@ class LoadResult:
     client_cpu: float
     server_cpu: float
     first_error: str = ""
+    resumed: int = 0  # handshakes that resumed a session (mode "resume")
 
     @property
     def ok(self) -> bool:
@@ -283,4 +284,5 @@ def run_load(
         client_cpu=client_cpu,
         server_cpu=(after_server - before_server) / max(secs, 1e-9),
         first_error=str(data.get("first_error", "")),
+        resumed=int(data.get("resumed", 0)),
     )

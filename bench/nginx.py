@@ -52,8 +52,7 @@ http {{
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_verify_client optional_no_ca;
-        ssl_session_cache off;
-        ssl_session_tickets off;
+        {sessions}
         location / {{
             default_type application/json;
             return 200 '{body}';
@@ -66,7 +65,10 @@ http {{
 class Nginx:
     """``with Nginx(cert, key) as n: n.url`` -- a pinned nginx answering a fixed JSON body."""
 
-    def __init__(self, cert: Path, key: Path, *, core: int = SERVER_CORE) -> None:
+    def __init__(self, cert: Path, key: Path, *, core: int = SERVER_CORE, resumption: bool = False) -> None:
+        # Full handshakes only unless asked (figure 5's resumed row): then TLS 1.3 tickets, as Roost issues them.
+        self.sessions = ("ssl_session_tickets on; ssl_session_cache shared:bench:10m;" if resumption
+                         else "ssl_session_cache off; ssl_session_tickets off;")
         self.cert = Path(cert).resolve()
         self.key = Path(key).resolve()
         self.core = core
@@ -95,7 +97,8 @@ class Nginx:
         self.port = free_port()
         user = "user root root;" if os.geteuid() == 0 else ""
         conf = tmp / "nginx.conf"
-        conf.write_text(CONFIG.format(dir=tmp, port=self.port, cert=cert, key=key, body=FIXED_BODY, user=user))
+        conf.write_text(CONFIG.format(dir=tmp, port=self.port, cert=cert, key=key, body=FIXED_BODY, user=user,
+                                       sessions=self.sessions))
         cmd = [binary, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")]
         self.proc = subprocess.Popen(pinned(cmd, self.core), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

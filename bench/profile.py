@@ -32,9 +32,9 @@ def _py_spy() -> str:
 # (so HTTP parsing called from the SSL protocol counts as aiohttp, and a SHA-1 inside identify as security).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("security: identify + authorize + last-used", ("Identifier.identify ", "refusal ", "Registry.touch ",
-                                                    "peer_certificate ")),
+                                                    "peer_certificate ", "peer_thumbprint ")),
     ("handler: storage (SQLite)", ("SqliteStorage.",)),
-    ("handler: JSON render + response", ("json_response ", "render ")),
+    ("handler: JSON render + response", ("json_response ", "render ", "json_bytes ", "dumps_bytes ")),
     ("handler: other (validation, routing of ids)", ("get_docs ", "_load ")),
     ("TLS: decrypt (SSLObject.read)", ("SSLObject.read ",)),
     ("TLS: encrypt (SSLObject.write)", ("SSLObject.write ",)),
@@ -83,11 +83,13 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.profile")
     p.add_argument("--mode", choices=("keepalive", "newconn"), default="keepalive")
     p.add_argument("--bare", action="store_true", help="load the bench-only bare route instead")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="Server.EventLoop")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     spy = _py_spy()
-    with Context(smoke=False) as ctx, setup(ctx, "roost-profile", bare=True) as s:
+    with Context(smoke=False) as ctx, setup(ctx, "roost-profile", bare=True,
+                                                  args=(f"--Server.EventLoop={args.loop}",)) as s:
         url = s.bare_doc_url if args.bare else s.doc_url
         result: dict[str, object] = {}
 

@@ -451,3 +451,55 @@ def figure_7(ctx: Context) -> list[Row]:
             note=f"p99 {single.p99_ms:.2f} ms; one keep-alive connection, {single.rps:.0f} req/s",
             details={"load": _load(single)}),
     ]
+
+
+# Figure 11 ---------------------------------------------------------------------------------------------------
+
+
+def _open_idle(s: Setup, count: int, into: list[Any]) -> None:
+    """Open TLS connections (handshake done, client certificate presented) until ``into`` holds ``count``."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(s.ca))
+    context.load_cert_chain(str(s.client_cert), str(s.client_key))
+    port = int(s.url.rsplit(":", 1)[1])
+    while len(into) < count:
+        raw = socket.create_connection(("localhost", port), timeout=30)
+        into.append(context.wrap_socket(raw, server_hostname="localhost"))
+
+
+def figure_11(ctx: Context) -> list[Row]:
+    counts = (20, 50) if ctx.smoke else (500, 5000)
+    dur = 0.5 if ctx.smoke else 4.0
+    rows: list[Row] = []
+    # A long keep-alive time: the idle connections must outlive the time it takes to open the next thousands.
+    with setup(ctx, "roost-main", args=("--Http.KeepAliveTimeoutSeconds=900",)) as s:
+        kw: dict[str, Any] = {"cert": s.client_cert, "key": s.client_key, "ca": s.ca, "mode": "keepalive",
+                              "connections": 16, "duration": dur, "warmup": 0 if ctx.smoke else 1.0,
+                              "server_pids": s.server.pids}
+        quiet = run_load(s.doc_url, **kw)
+        time.sleep(0.5)
+        rss0 = s.server.rss()
+        idle: list[Any] = []
+        try:
+            for n in counts:
+                t0 = time.perf_counter()
+                _open_idle(s, n, idle)
+                opened = time.perf_counter() - t0
+                time.sleep(1.0)  # the server finishes the last handshakes (TLS 1.3: the client is done first)
+                per_kb = (s.server.rss() - rss0) / n / 1024
+                rows.append(Row("11", f"memory per idle TLS connection, {n:,} open", per_kb, "KB",
+                                target="<= 100 KB", passed=per_kb <= 100,
+                                note=f"server RSS growth / {n}; opening took {opened:.1f} s"))
+                busy = run_load(s.doc_url, **kw)
+                ratio = busy.p99_ms / quiet.p99_ms if quiet.p99_ms else None
+                rows.append(Row("11", f"  p99 of 16 active clients with {n:,} idle open", busy.p99_ms, "ms",
+                                baseline=quiet.p99_ms, ratio=ratio, target="<= 1.5x (no idle)",
+                                passed=ratio is not None and ratio <= 1.5 and busy.ok and quiet.ok,
+                                note=f"p50 {busy.p50_ms:.2f} ms vs {quiet.p50_ms:.2f} ms",
+                                details={"busy": _load(busy), "quiet": _load(quiet)}))
+        finally:
+            for conn in idle:
+                conn.close()
+    return rows

@@ -119,10 +119,15 @@ def unpack_package(package: bytes, name: str, directory: Path, password: str | N
     return ClientCertificate(name, pem_path, thumbprint, package)
 
 
+EVENT_LOOP = os.environ.get("TEST_EVENT_LOOP", "asyncio")
+
+
 def start_server(data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180.0,
                  port: int = 0) -> RunningServer:
     """Start ``roost serve`` and wait for its 'Server available on:' line."""
     command = [sys.executable, "-m", "roost", "serve", "--data-dir", str(data_dir), "--port", str(port), *args]
+    if EVENT_LOOP != "asyncio":  # TEST_EVENT_LOOP=uvloop runs the server on uvloop (.ci/run does, for TLS)
+        command.append(f"--Server.EventLoop={EVENT_LOOP}")
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},

@@ -75,3 +75,10 @@ def test_unsecured_on_loopback_is_allowed() -> None:
 def test_initial_clearance() -> None:
     settings, _ = load_settings({}, [], environ={"ROOST_INITIAL_CLIENT_CERTIFICATE_CLEARANCE": "Operator"})
     assert settings.initial_client_clearance is Clearance.OPERATOR
+
+
+def test_event_loop_is_asyncio_or_uvloop() -> None:
+    assert load_settings({}, [], environ={})[0].event_loop == "asyncio"
+    assert load_settings({}, ["--Server.EventLoop=uvloop"], environ={})[0].event_loop == "uvloop"
+    with pytest.raises(ConfigurationError, match="must be asyncio or uvloop"):
+        load_settings({}, ["--Server.EventLoop=tokio"], environ={})

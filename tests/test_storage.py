@@ -293,6 +293,21 @@ def test_expected_change_vectors(backend: Backend) -> None:
     backend.run(body)
 
 
+def test_apply_batch_applies_commands_in_order_within_one_batch(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        batch = [put("a", {"v": 1}), DeleteCommand("A"), put("a", {"v": 2}, expected=""), put("b"),
+                 put("B", {"v": 3}, expected="A:3-dbid"), DeleteCommand("c")]
+        results = await storage.apply_batch("Db", batch, NOW)
+        assert [r.deleted for r in results if r.kind == "DELETE"] == [True, False]
+        [a, b] = await storage.get_documents("Db", ["a", "b"])
+        assert a is not None and a.body == {"v": 2} and a.etag == 2
+        assert b is not None and b.body == {"v": 3} and b.change_vector == "A:4-dbid"
+        assert await storage.count_documents("Db") == 2
+
+    backend.run(body)
+
+
 def test_apply_batch_on_a_missing_database_raises_lookup_error(backend: Backend) -> None:
     async def body(storage: Storage) -> None:
         with pytest.raises(LookupError):

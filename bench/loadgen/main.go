@@ -5,6 +5,8 @@
 //	keepalive: -c connections, each a loop of GETs on one TLS connection (reconnects after an error)
 //	newconn:   -c workers, each opening a new TLS connection per request (full handshake:
 //	           no client session cache, so no resumption) and sending "Connection: close"
+//	resume:    as newconn, but with a client session cache: after each worker's first connection the
+//	           handshakes resume the session (TLS 1.3 tickets), as real clients do; "resumed" counts them
 //
 // The run lasts -d (a duration) or until -n requests in total have completed, whichever is given.
 // A warm-up of -warmup is run first and not counted.
@@ -40,6 +42,7 @@ type result struct {
 	P90ms       float64 `json:"p90_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`
+	Resumed     int64   `json:"resumed"`
 	FirstError  string  `json:"first_error,omitempty"`
 }
 
@@ -72,6 +75,9 @@ func (w *worker) one() (int, error) {
 			raw.Close()
 			return 0, err
 		}
+		if c.ConnectionState().DidResume {
+			resumed.Add(1)
+		}
 		w.conn = c
 		w.br = bufio.NewReaderSize(c, 16384)
 	}
@@ -96,6 +102,8 @@ func (w *worker) one() (int, error) {
 	}
 	return resp.StatusCode, nil
 }
+
+var resumed atomic.Int64
 
 func percentile(sorted []time.Duration, p float64) float64 {
 	if len(sorted) == 0 {
@@ -125,7 +133,7 @@ func main() {
 	if *target == "" || (*dur == 0 && *total == 0) {
 		fail("need -url and one of -d or -n")
 	}
-	if *mode != "keepalive" && *mode != "newconn" {
+	if *mode != "keepalive" && *mode != "newconn" && *mode != "resume" {
 		fail("unknown -mode %q", *mode)
 	}
 	u, err := url.Parse(*target)
@@ -138,6 +146,9 @@ func main() {
 		port = "443"
 	}
 	cfg := &tls.Config{ServerName: host, ClientSessionCache: nil}
+	if *mode == "resume" {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
+	}
 	if *certFile != "" {
 		kf := *keyFile
 		if kf == "" {
@@ -186,6 +197,7 @@ func main() {
 		if d > 0 {
 			deadline = time.Now().Add(d)
 		}
+		resumed.Store(0)
 		start := time.Now()
 		for i := 0; i < *conns; i++ {
 			wg.Add(1)
@@ -229,7 +241,8 @@ func main() {
 		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 		r := result{Mode: *mode, Connections: *conns, Requests: int64(len(all)), Errors: errs, Non2xx: non2xx,
 			Seconds: elapsed, RPS: float64(len(all)) / elapsed,
-			P50ms: percentile(all, 50), P90ms: percentile(all, 90), P99ms: percentile(all, 99)}
+			P50ms: percentile(all, 50), P90ms: percentile(all, 90), P99ms: percentile(all, 99),
+			Resumed: resumed.Load()}
 		if len(all) > 0 {
 			r.MaxMs = float64(all[len(all)-1]) / 1e6
 		}

@@ -15,7 +15,14 @@ MAX_DOCUMENT_ID = 512
 _DATABASE_NAME = re.compile(r"^[^\W][\w.\-]*$")
 
 
+# In ASCII the only such characters are the C0 controls and DEL (Cf, Zl and Zp are all beyond ASCII): one regex
+# search instead of a category lookup per character, on every request's database name and document id.
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _control_characters(value: str) -> bool:
+    if value.isascii():
+        return _ASCII_CONTROL.search(value) is not None
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value)
 
 

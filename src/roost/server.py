@@ -22,7 +22,7 @@ from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
 from roost.security import server_certificate, trust
-from roost.security.allowlist import AllowedAddresses, AllowList, listening_socket
+from roost.security.allowlist import AcceptGate, AllowedAddresses, AllowList, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
 from roost.security.audit import HEAD_SETTING as AUDIT_HEAD_KEY
 from roost.security.audit import AuditLog
@@ -37,6 +37,7 @@ from roost.services import Address, Databases, Services
 from roost.settings import Settings
 from roost.storage import open_storage
 from roost.storage.base import Storage
+from roost.tls import use_small_read_buffers
 from roost.types import Clearance
 
 log = logging.getLogger("roost")
@@ -136,7 +137,8 @@ class Server:
             # Our own listening socket so that the IP allowlist runs at accept(), before any TLS handshake.
             sock = listening_socket(host, settings.port, services.allowlist)
             context = services.tls.listening_context if services.tls else None
-            site = web.SockSite(self._runner, sock, ssl_context=context, backlog=1024)
+            use_small_read_buffers()  # asyncio's 256 KiB per TLS connection: see roost.tls
+            site = _GatedSite(self._runner, sock, ssl_context=context, backlog=1024)
             await site.start()
         except OSError as exc:
             raise ConfigurationError(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.") from exc
@@ -176,6 +178,41 @@ class Server:
         self._pool.shutdown()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop ``Server.EventLoop`` names (settings.EVENT_LOOPS)."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise ConfigurationError("Server.EventLoop=uvloop needs the uvloop package: pip install uvloop.") from None
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    return asyncio.new_event_loop
+
+
+class _GatedSite(web.SockSite):
+    """The listener, with the IP allowlist before any TLS handshake on either event loop.
+
+    asyncio's accept loop calls ``GatedSocket.accept()``, which drops refused peers. uvloop accepts in libuv and
+    never calls it, so there the listener accepts plain TCP into an ``AcceptGate``, which checks the peer and only
+    then starts TLS on the connection (``loop.start_tls``), handing aiohttp's handler the TLS transport.
+    """
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, asyncio.BaseEventLoop):  # the standard library's loop: GatedSocket.accept() runs
+            await super().start()
+            return
+        await web.BaseSite.start(self)  # registers the site with its runner, as SockSite.start does first
+        server = self._runner.server
+        assert server is not None
+        sock = self._sock
+        allowlist = sock.allowlist  # type: ignore[attr-defined]
+        context = self._ssl_context
+        self._server = await loop.create_server(lambda: AcceptGate(allowlist, server, context), sock=sock,
+                                                backlog=self._backlog)
 
 
 class KeyPool:

@@ -24,6 +24,7 @@ from roost.types import Clearance
 DEFAULT_DATA_DIR = Path("roost-data")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8443
+EVENT_LOOPS = ("asyncio", "uvloop")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class Settings:
     # ends are tested against a real server process without waiting. The server warns at start-up when it is set.
     test_clock_offset_seconds: int = 0
     log_level: str = "INFO"
+    # Server.EventLoop: asyncio (the standard library's) or uvloop (libuv; faster TLS transport, see
+    # docs/performance.md). Both keep every TLS and allowlist guarantee (roost.security.allowlist, AcceptGate).
+    event_loop: str = "asyncio"
 
     @property
     def secured(self) -> bool:
@@ -97,6 +101,7 @@ _ALIASES: dict[str, str] = {
     "storageurl": "storage_url",
     "httpmaxbodysize": "max_body_bytes",
     "logslevel": "log_level",
+    "servereventloop": "event_loop",
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 for _name in _FIELDS:
@@ -373,6 +378,10 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
         kwargs["test_clock_offset_seconds"] = _int(v[0], "test_clock_offset_seconds", -(1 << 31), 1 << 31)
     if (v := get("log_level")) is not None:
         kwargs["log_level"] = str(v[0]).upper()
+    if (v := get("event_loop")) is not None:
+        if str(v[0]).lower() not in EVENT_LOOPS:
+            raise ConfigurationError(f"Server.EventLoop ({v[1]}) must be asyncio or uvloop, not '{v[0]}'.")
+        kwargs["event_loop"] = str(v[0]).lower()
     settings = Settings(**kwargs)
     if settings.scheme not in ("http", "https"):
         raise ConfigurationError(f"scheme must be http or https, not '{settings.scheme}'.")

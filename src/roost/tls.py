@@ -7,10 +7,14 @@ the certificate must verify against some anchor: see the anchors paragraph of AR
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import ssl
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+
+# What other modules may hold and pass on (the listener starts TLS with it) but never build: only this module does.
+ListeningContext = ssl.SSLContext
 
 # OpenSSL's X509_V_FLAG_NO_CHECK_TIME (not exported by the ssl module): an expired or not-yet-valid client
 # certificate still completes the handshake, so Roost can answer "has expired on ..." instead of a reset.
@@ -94,6 +98,18 @@ class ServerTLS:
             # Keep the listening context and the newest two; older contexts have no new connections.
             if len(self._contexts) > 3:
                 self._contexts = [self.listening_context, *self._contexts[-2:]]
+
+
+# asyncio's TLS transport gives every connection a zero-filled read buffer of SSLProtocol.max_size (256 KiB), the
+# bulk of what an idle TLS connection costs (figure 11: 294 KB each). A TLS record holds at most 16 KiB, so 32 KiB
+# still takes two records per read; larger bodies just take more reads.
+READ_BUFFER_BYTES = 32 * 1024
+
+
+def use_small_read_buffers() -> None:
+    """Make asyncio's TLS connections allocate READ_BUFFER_BYTES instead of 256 KiB (process-wide: the class
+    attribute is the only knob asyncio offers, and the server is the only TLS user in its process)."""
+    asyncio.sslproto.SSLProtocol.max_size = READ_BUFFER_BYTES
 
 
 def client_context(cert_path: Path | None, ca_path: Path | None, *, verify: bool = True) -> ssl.SSLContext:

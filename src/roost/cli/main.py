@@ -46,11 +46,12 @@ def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int
     RavenDB's settings are accepted as --Key=Value (e.g. --ServerUrl=https://0.0.0.0:8443,
     --Security.Certificate.Path=server.pfx, --RunInMemory=true).
     """
-    from roost.server import run
+    from roost.server import loop_factory, run
 
     try:
         settings, ignored = load_settings({"data_dir": data_dir, "host": host, "port": port}, list(ctx.args))
-        asyncio.run(run(settings, ignored, echo=lambda line: click.echo(line)))
+        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+            runner.run(run(settings, ignored, echo=lambda line: click.echo(line)))
     except ConfigurationError as error:
         raise CliError(error.message, EXIT_USAGE) from error
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ order). Handlers never look at certificates; they read ``request[IDENTITY]``.
 from __future__ import annotations
 
 import logging
+import ssl
 import unicodedata
 from urllib.parse import unquote_to_bytes
 
@@ -48,11 +49,16 @@ SERVICES = web.AppKey("services", Services)
 IDENTITY = "roost.identity"
 
 
-def peer_certificate(request: web.Request) -> bytes | None:
+def _ssl_object(request: web.Request) -> ssl.SSLObject | None:
     transport = request.transport
     if transport is None:
         return None
-    ssl_object = transport.get_extra_info("ssl_object")
+    ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+    return ssl_object
+
+
+def peer_certificate(request: web.Request) -> bytes | None:
+    ssl_object = _ssl_object(request)
     if ssl_object is None:
         return None
     der: bytes | None = ssl_object.getpeercert(binary_form=True)
@@ -63,16 +69,17 @@ def peer_thumbprint(request: web.Request) -> tuple[bytes | None, Thumbprint | No
     """The peer certificate and its thumbprint, computed once per TLS connection.
 
     A connection's peer certificate cannot change (renegotiation is off, see tls.py), so the DER and its SHA-1
-    are kept on the transport. What they *mean* is still looked up in the registry on every request.
+    are kept on the connection's ``SSLObject`` (a Python object on both event loops; uvloop's transport takes no
+    attributes). What they *mean* is still looked up in the registry on every request.
     """
-    transport = request.transport
-    if transport is None:
+    ssl_object = _ssl_object(request)
+    if ssl_object is None:
         return None, None
-    cached: tuple[bytes | None, Thumbprint | None] | None = getattr(transport, "_roost_peer", None)
+    cached: tuple[bytes | None, Thumbprint | None] | None = getattr(ssl_object, "_roost_peer", None)
     if cached is None:
-        der = peer_certificate(request)
+        der: bytes | None = ssl_object.getpeercert(binary_form=True)
         cached = (der, thumbprint_of_der(der) if der else None)
-        transport._roost_peer = cached  # type: ignore[attr-defined]
+        ssl_object._roost_peer = cached  # type: ignore[attr-defined]
     return cached
 
 

@@ -12,13 +12,15 @@ An empty list means everyone (the default), and that case is a single attribute 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, cast
 
 from roost.errors import BadRequestError, ConfigurationError, RoostError
 from roost.security.audit import Event
+from roost.tls import ListeningContext
 
 if TYPE_CHECKING:
     from roost.security.audit import AuditLog
@@ -130,6 +132,85 @@ class GatedSocket(socket.socket):
             if self.allowlist.allows(addr[0] if isinstance(addr, tuple) else None):
                 return conn, addr
             conn.close()
+
+
+class AcceptGate(asyncio.Protocol):
+    """The allowlist at accept() for an event loop that accepts in C (uvloop never calls ``GatedSocket.accept``).
+
+    The listener accepts plain TCP into this protocol. A refused peer is aborted in ``connection_made``, before a
+    byte is written, so it gets no ServerHello, as with ``GatedSocket``. An allowed one has TLS started on its
+    connection (``loop.start_tls``, the same listening context: same sni_callback, same options) and the
+    application's protocol receives the TLS transport once the handshake is done, as ``create_server(ssl=...)``
+    would give it.
+    """
+
+    def __init__(self, allowlist: AllowList, protocol_factory: Callable[[], asyncio.BaseProtocol],
+                 context: ListeningContext | None) -> None:
+        self._allowlist = allowlist
+        self._factory = protocol_factory
+        self._context = context
+        self._task: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCP transport is not an asyncio.Transport subclass, but has its methods.
+        tcp = cast(asyncio.Transport, transport)
+        peer = tcp.get_extra_info("peername")
+        if not self._allowlist.allows(peer[0] if isinstance(peer, tuple) else None):
+            tcp.abort()
+            return
+        if self._context is None:
+            inner = self._factory()
+            tcp.set_protocol(inner)
+            inner.connection_made(tcp)
+            return
+        tcp.pause_reading()
+        self._task = asyncio.get_running_loop().create_task(self._start_tls(tcp, self._context))
+
+    def data_received(self, data: bytes) -> None:
+        # uvloop may already have read the ClientHello when connection_made paused reading: kept for the TLS protocol.
+        self._early.append(data)
+
+    async def _start_tls(self, tcp: asyncio.Transport, context: ListeningContext) -> None:
+        loop = asyncio.get_running_loop()
+        inner = self._factory()
+        handshake = loop.create_task(loop.start_tls(tcp, inner, context, server_side=True))
+        # start_tls swaps the transport's protocol for its TLS protocol in its first step; what was read before that
+        # is handed to the TLS protocol right after its connection_made (call_soon keeps that order).
+        while tcp.get_protocol() is self and not handshake.done():
+            await asyncio.sleep(0)
+        if self._early and not handshake.done():
+            loop.call_soon(_feed, tcp.get_protocol(), b"".join(self._early))
+            self._early = []
+        try:
+            tls = await handshake
+        except Exception:  # a failed or abandoned handshake: create_server(ssl=...) drops those silently too
+            tcp.abort()
+            return
+        if tls is None:
+            tcp.abort()
+            return
+        inner.connection_made(tls)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Before TLS started only (start_tls moves the connection to its own protocol): the handshake task sees
+        # the closed transport and gives up.
+        return None
+
+
+def _feed(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Bytes read before start_tls, delivered to its protocol as the transport would have delivered them."""
+    if isinstance(protocol, asyncio.Protocol):
+        protocol.data_received(data)
+        return
+    buffered = cast(asyncio.BufferedProtocol, protocol)  # uvloop's SSLProtocol: get_buffer/buffer_updated
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(buffered.get_buffer(len(view)))
+        n = min(len(buffer), len(view))
+        buffer[:n] = view[:n]
+        buffered.buffer_updated(n)
+        view = view[n:]
 
 
 def listening_socket(host: str, port: int, allowlist: AllowList, backlog: int = 1024) -> GatedSocket:

@@ -214,6 +214,9 @@ class SqliteStorage:
         return [found.get(k) for k in keys]
 
     async def apply_batch(self, database: str, commands: list[BatchCommand], now: str) -> list[BatchResult]:
+        """One transaction. Fast for bulk inserts (figure 7): the current change vectors of the batch are read
+        in one query (only for the commands that need them: a DELETE, or a PUT with an expected change vector)
+        and then tracked in memory as the commands apply in order; consecutive PUTs are one ``executemany``."""
         db_key = fold(database)
         results: list[BatchResult] = []
         with self._write() as db:
@@ -221,38 +224,44 @@ class SqliteStorage:
             if row is None:
                 raise LookupError(database)
             database_id, etag = row[0], row[1]
-            for command in commands:
-                key = fold(command.id)
-                current = db.execute(
-                    "SELECT change_vector FROM documents WHERE db = ? AND key = ?", (db_key, key)
-                ).fetchone()
+            keys = [fold(command.id) for command in commands]
+            wanted = sorted({key for key, command in zip(keys, commands, strict=True)
+                             if not isinstance(command, PutCommand) or command.expected_change_vector is not None})
+            current: dict[str, str | None] = dict.fromkeys(wanted)
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for found in db.execute(
+                    f"SELECT key, change_vector FROM documents WHERE db = ? AND key IN ({marks})", (db_key, *chunk)
+                ):
+                    current[found[0]] = found[1]
+            puts: list[tuple[object, ...]] = []
+            for key, command in zip(keys, commands, strict=True):
                 expected = command.expected_change_vector
+                known = current.get(key)
                 # RavenDB: an empty expected change vector means "the document must not exist yet".
                 if expected is not None and (
-                    (expected == "" and current is not None)
-                    or (expected != "" and (current is None or current[0] != expected))
+                    (expected == "" and known is not None) or (expected != "" and known != expected)
                 ):
-                    raise ChangeVectorMismatch(command.id, expected, current[0] if current else None)
+                    raise ChangeVectorMismatch(command.id, expected, known)
                 if isinstance(command, PutCommand):
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
-                    db.execute(
-                        "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, "
-                        "last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET "
-                        "id = excluded.id, collection = excluded.collection, body = excluded.body, "
-                        "metadata = excluded.metadata, change_vector = excluded.change_vector, "
-                        "etag = excluded.etag, last_modified = excluded.last_modified",
-                        (db_key, key, command.id, command.collection, json.dumps(command.body),
-                         json.dumps(command.metadata), change_vector, etag, now),
-                    )
+                    puts.append((db_key, key, command.id, command.collection, json.dumps(command.body),
+                                 json.dumps(command.metadata), change_vector, etag, now))
+                    if key in current:
+                        current[key] = change_vector
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
                                             change_vector, etag, now)
                     results.append(BatchResult(command.id, "PUT", stored))
                 else:
-                    deleted = current is not None
+                    deleted = known is not None
                     if deleted:
+                        _insert_documents(db, puts)  # in order: a PUT before this DELETE lands first
                         db.execute("DELETE FROM documents WHERE db = ? AND key = ?", (db_key, key))
+                        current[key] = None
                     results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
+            _insert_documents(db, puts)
             db.execute("UPDATE databases SET last_etag = ? WHERE key = ?", (etag, db_key))
         return results
 
@@ -452,3 +461,16 @@ def read_setting_offline(path: Path, key: str) -> Any:
     except sqlite3.Error:
         return None
     return json.loads(row[0]) if row else None
+
+
+def _insert_documents(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
+    """Write the pending PUTs of a batch in one statement and empty the list."""
+    if rows:
+        db.executemany(
+            "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, "
+            "collection = excluded.collection, body = excluded.body, metadata = excluded.metadata, "
+            "change_vector = excluded.change_vector, etag = excluded.etag, last_modified = excluded.last_modified",
+            rows,
+        )
+        rows.clear()
