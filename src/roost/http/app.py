@@ -14,6 +14,7 @@ from roost.http.routes import (
     databases,
     documents,
     hilo,
+    lifecycle,
     queries,
     security,
     studio,
@@ -30,7 +31,7 @@ setattr(web_response, "SERVER_SOFTWARE", "Roost")  # noqa: B010 (the name is not
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
-    authority.routes, openapi.routes,
+    authority.routes, openapi.routes, lifecycle.routes,
 ]
 
 
