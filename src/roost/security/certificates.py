@@ -314,6 +314,40 @@ class CertificateService:
             self._audit(Event.CERTIFICATE_PURGED, caller, expired)
         return expired
 
+    # Notifications --------------------------------------------------------------------------------------------
+
+    def notifications(self, caller: Identity, within_days: int) -> dict[str, Any]:
+        """GET /admin/notifications: the server certificate and registered certificates that expired or expire
+        within ``within_days``, soonest first; the caller's own certificate is marked ``Own``."""
+        now = clock.now()
+        horizon = now + dt.timedelta(days=within_days)
+        found: list[dict[str, Any]] = []
+
+        def add(kind: str, name: str, thumbprint: str, not_after: dt.datetime, clearance: str) -> None:
+            left = not_after - now
+            expired = left.total_seconds() < 0
+            what = "The server certificate" if kind == "ServerCertificate" else f"The certificate '{name}'"
+            found.append({
+                "Type": f"{kind}{'Expired' if expired else 'Expiring'}",
+                "Name": name, "Thumbprint": thumbprint, "SecurityClearance": clearance,
+                "NotAfter": clock.wire_date(not_after), "DaysLeft": max(left.days, 0) if not expired else 0,
+                "Own": thumbprint == caller.thumbprint,
+                "Message": (f"{what} ({thumbprint}) expired on {not_after:%Y-%m-%d}." if expired else
+                            f"{what} ({thumbprint}) expires on {not_after:%Y-%m-%d}, in {left.days} days."),
+            })
+
+        if (current := self._server_certificates.current) is not None and current.info.not_after < horizon:
+            add("ServerCertificate", SERVER_CERTIFICATE_NAME, current.info.thumbprint, current.info.not_after,
+                Clearance.CLUSTER_NODE.value)
+        server_thumbprint = self._server_certificates.thumbprint
+        for d in self.registry.by_expiry.items():
+            if d.not_after >= horizon:
+                break  # the index is sorted by expiry
+            if d.thumbprint != server_thumbprint:
+                add("Certificate", d.name, d.thumbprint, d.not_after, d.clearance.value)
+        found.sort(key=lambda n: (n["NotAfter"], n["Thumbprint"]))
+        return {"WithinDays": within_days, "Notifications": found}
+
     # Implicit trust (security/implicit.py) -------------------------------------------------------------------
 
     async def implicit_trust(self, der: bytes, identity: Identity) -> Identity:

@@ -1,4 +1,5 @@
-"""Certificates whose private key never reaches the server: sign a request, renew oneself (issue 18).
+"""Certificates whose private key never reaches the server (sign a request, renew oneself), and the notifications
+of what will expire (issue 18).
 
 Both answer the signed certificate as PEM (``application/x-pem-file``), registered before the answer is sent;
 the client already holds the key.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roost.http.body import read_json
+from roost.http.body import json_response, read_json
 from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
@@ -37,3 +38,11 @@ async def renew(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     definition = await services.certificates.renew(identity_of(request), await read_json(request))
     return _pem_response(definition, 201)
+
+
+@routes.get("/admin/notifications", level=Level.OPERATOR)
+async def notifications(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    result = services.certificates.notifications(identity_of(request),
+                                                 services.settings.certificate_expiry_notice_days)
+    return json_response(result, headers=NO_STORE)
