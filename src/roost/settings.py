@@ -91,6 +91,8 @@ _ALIASES: dict[str, str] = {
     "securitywellknownissuerhashesadmin": "well_known_issuer_hashes",
     "securitytrustedissuers": "trusted_issuers",
     "securitycapath": "ca_dir",
+    "securitycertificaterenewbeforedays": "server_certificate_renew_days",
+    "securitycertificateexpirynoticedays": "certificate_expiry_notice_days",
     "securityallowedips": "allowed_ips",
     "securitycorsallowedorigins": "cors_allowed_origins",
     "securitytwofactordefaultsessiondurationinmin": "two_factor_default_minutes",
