@@ -30,6 +30,9 @@ CALLERS = {
 def expected(actor: Actor, verb: Verb, target: Target) -> bool:
     """Reference 2.1 with Roost's closures (issue 12), stated the other way round from the table."""
     administrators = actor in (Actor.CLUSTER_ADMIN, Actor.CLUSTER_NODE, Actor.WELL_KNOWN_ADMIN)
+    if verb is Verb.RENEW:  # a registered User, Operator or ClusterAdmin renews itself; nodes use refresh
+        own = {Actor.CLUSTER_ADMIN: Target.CLUSTER_ADMIN, Actor.OPERATOR: Target.OPERATOR, Actor.USER: Target.USER}
+        return own.get(actor) is target
     if target in (Target.WELL_KNOWN_ADMIN, Target.SERVER_CERTIFICATE):
         return False  # settings and the server's own certificate: never through the API
     if target is Target.OLD_SERVER_CERTIFICATE:
@@ -75,6 +78,19 @@ def test_refusals_name_the_reason() -> None:
         rules.ensure(CALLERS[Actor.CLUSTER_ADMIN], Verb.EDIT, Target.OLD_SERVER_CERTIFICATE, name="x", thumbprint="CD")
     assert server.value.message == ("Cannot edit the server certificate CD through this API. Use replace-cluster-cert "
                                     "or refresh.")
+
+
+def test_renewal_refusals_name_the_way_that_works() -> None:
+    admin = CALLERS[Actor.WELL_KNOWN_ADMIN]
+    with pytest.raises(ForbiddenOperationError) as setting:
+        rules.ensure(admin, Verb.RENEW, Target.WELL_KNOWN_ADMIN, name="w", thumbprint="AB")
+    assert "Security.WellKnownCertificates.Admin" in setting.value.message
+    with pytest.raises(ForbiddenOperationError) as node:
+        rules.ensure(CALLERS[Actor.CLUSTER_NODE], Verb.RENEW, Target.SERVER_CERTIFICATE, name="s", thumbprint="CD")
+    assert "roost server-cert renew" in node.value.message
+    with pytest.raises(ForbiddenOperationError) as other:
+        rules.ensure(CALLERS[Actor.CLUSTER_ADMIN], Verb.RENEW, Target.USER, name="u")
+    assert other.value.message == "Cannot renew the certificate 'u': a certificate renews only itself."
 
 
 def test_the_documented_table_is_the_enforced_one() -> None:

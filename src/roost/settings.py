@@ -57,6 +57,10 @@ class Settings:
     # Tests only: shifts the server's clock (clock.set_offset) by this many seconds, so that session expiry and lockout
     # ends are tested against a real server process without waiting. The server warns at start-up when it is set.
     test_clock_offset_seconds: int = 0
+    # Roost renews its generated server certificate this many days before expiry; GET /admin/notifications lists
+    # certificates expiring within the second (issue 18).
+    server_certificate_renew_days: int = 30
+    certificate_expiry_notice_days: int = 30
     log_level: str = "INFO"
     # Server.EventLoop: asyncio (the standard library's) or uvloop (libuv; faster TLS transport, see
     # docs/performance.md). Both keep every TLS and allowlist guarantee (roost.security.allowlist, AcceptGate).
@@ -91,6 +95,8 @@ _ALIASES: dict[str, str] = {
     "securitywellknownissuerhashesadmin": "well_known_issuer_hashes",
     "securitytrustedissuers": "trusted_issuers",
     "securitycapath": "ca_dir",
+    "securitycertificaterenewbeforedays": "server_certificate_renew_days",
+    "securitycertificateexpirynoticedays": "certificate_expiry_notice_days",
     "securityallowedips": "allowed_ips",
     "securitycorsallowedorigins": "cors_allowed_origins",
     "securitytwofactordefaultsessiondurationinmin": "two_factor_default_minutes",
@@ -376,6 +382,9 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
             kwargs[name] = _seconds(v[0], f"{name} ({v[1]})", 0.1, 24 * 3600)
     if (v := get("test_clock_offset_seconds")) is not None:
         kwargs["test_clock_offset_seconds"] = _int(v[0], "test_clock_offset_seconds", -(1 << 31), 1 << 31)
+    for name in ("server_certificate_renew_days", "certificate_expiry_notice_days"):
+        if (v := get(name)) is not None:
+            kwargs[name] = _int(v[0], f"{name} ({v[1]})", 1, 365)
     if (v := get("log_level")) is not None:
         kwargs["log_level"] = str(v[0]).upper()
     if (v := get("event_loop")) is not None:

@@ -19,6 +19,7 @@ import click
 
 from roost import clock
 from roost.cli.client import CliError, Endpoint, server_options
+from roost.pki.csr import new_request
 from roost.pki.inspect import load_certificates
 from roost.types import clearance_label
 
@@ -461,3 +462,67 @@ def renew(endpoint: Endpoint) -> None:
     """Renew Roost's generated server certificate now (a new key and certificate from the internal CA)."""
     result = endpoint.request("POST", "/admin/certificates/refresh", expect=(200,)).json()
     click.echo(f"Server certificate renewed: {result['OldThumbprint']} -> {result['Thumbprint']}.")
+
+
+# Keys made here: roost certs request / renew ----------------------------------------------------------------
+
+
+def _file_stem(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip(".") or "certificate"
+
+
+def _write_key_files(directory: Path, name: str, crt: bytes, key: bytes, force: bool) -> str:
+    """<name>.crt, <name>.key and <name>.pem (certificate + key), each 0600, written only after the server
+    answered; with ``force`` an existing file is replaced atomically (a reload never reads half a file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = _file_stem(name)
+    files = {directory / f"{stem}.crt": crt, directory / f"{stem}.key": key, directory / f"{stem}.pem": crt + key}
+    existing = [str(p) for p in files if p.exists()]
+    if existing and not force:
+        raise CliError(f"{', '.join(existing)} already exist(s); choose another --out or pass --force.")
+    for path, data in files.items():
+        partial = path.with_name(f".{path.name}.partial")
+        _write_private(partial, data)
+        os.replace(partial, path)
+    thumbprint = load_certificates(crt)[0].thumbprint
+    return (f"Wrote {directory / stem}.crt, .key and .pem (certificate {thumbprint}); the private key was made "
+            "here and never sent.")
+
+
+@certs.command()
+@click.argument("name")
+@click.option("--clearance", default="User", show_default=True, help="User, Operator or ClusterAdmin.")
+@click.option("--permission", "-p", multiple=True, metavar="DB=ACCESS",
+              help="Database access of a User certificate (Read, ReadWrite, Admin); repeat for more.")
+@click.option("--months", type=click.IntRange(1, 1200), default=None, help="Lifetime in months (default 5 years).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True,
+              help="Directory for <NAME>.crt, <NAME>.key and <NAME>.pem.")
+@click.option("--force", is_flag=True, help="Replace files of the same name.")
+@server_options
+def request(endpoint: Endpoint, name: str, clearance: str, permission: tuple[str, ...], months: int | None,
+            out: Path, force: bool) -> None:
+    """Make a key here (EC P-256), send only a certificate request, and save the certificate the server signs."""
+    key_pem, csr_pem = new_request(name)
+    body: dict[str, Any] = {"Name": name, "SecurityClearance": _clearance(clearance),
+                            "Permissions": _permissions(permission), "CertificateRequest": csr_pem}
+    if months:
+        body["ExpirationMonths"] = months
+    response = endpoint.request("POST", "/admin/certificates/csr", body=body, expect=(201,))
+    click.echo(_write_key_files(out, name, response.body, key_pem, force))
+
+
+@certs.command(name="renew")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Directory for the successor's <NAME>.crt/.key/.pem (default: the directory of --cert).")
+@click.option("--force", is_flag=True, help="Replace files of the same name (for a cron job renewing in place).")
+@server_options
+def renew_client(endpoint: Endpoint, out: Path | None, force: bool) -> None:
+    """Renew the certificate given with --cert: a new key made here, a successor with the same name, clearance,
+    permissions and 2FA; the old certificate stays valid until it expires."""
+    if endpoint.cert is None:
+        raise CliError("Pass --cert: the certificate (PEM with its key) to renew.")
+    own = load_certificates(endpoint.cert.read_bytes())[0]
+    key_pem, csr_pem = new_request(own.common_name)
+    response = endpoint.request("POST", "/certificates/renew", body={"CertificateRequest": csr_pem}, expect=(201,))
+    successor = load_certificates(response.body)[0]
+    click.echo(_write_key_files(out or endpoint.cert.parent, successor.common_name, response.body, key_pem, force))

@@ -6,6 +6,7 @@ from aiohttp import web, web_response
 
 from roost.http import openapi
 from roost.http.browsers import BROWSERS, BrowserPolicy
+from roost.http.counters import METRICS, RequestMetrics
 from roost.http.middleware import SERVICES, security_middleware
 from roost.http.routes import (
     authority,
@@ -14,6 +15,8 @@ from roost.http.routes import (
     databases,
     documents,
     hilo,
+    lifecycle,
+    metrics,
     queries,
     security,
     studio,
@@ -30,7 +33,7 @@ setattr(web_response, "SERVER_SOFTWARE", "Roost")  # noqa: B010 (the name is not
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
-    authority.routes, openapi.routes,
+    authority.routes, openapi.routes, lifecycle.routes, metrics.routes,
 ]
 
 
@@ -38,5 +41,6 @@ def build_app(services: Services) -> web.Application:
     app = web.Application(middlewares=[security_middleware], client_max_size=services.settings.max_body_bytes)
     app[SERVICES] = services
     app[BROWSERS] = BrowserPolicy(services.settings)
+    app[METRICS] = RequestMetrics()
     install(app, list(ROUTE_TABLES))
     return app

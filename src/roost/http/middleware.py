@@ -35,6 +35,7 @@ from roost.errors import (
 from roost.http import errors
 from roost.http.body import BODY_LIMIT, BODY_TIMEOUT, SMALL_BODY, is_valid_unicode, too_large
 from roost.http.browsers import BROWSERS
+from roost.http.counters import METRICS
 from roost.http.routing import LEVELS, Handler
 from roost.names import database_name
 from roost.security import authz
@@ -93,6 +94,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     app = request.app
     services = app[SERVICES]
     browsers = app[BROWSERS]
+    failure: RoostError | None = None  # for the counters (/metrics)
     try:
         # Invalid Unicode anywhere in the head is refused here, once for every route, before anything reads it.
         _ensure_clean_head(request)
@@ -141,6 +143,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         _limit_body(request, identity, services.settings.max_body_bytes, services.settings.http_body_timeout_seconds)
         response = await handler(request)
     except RoostError as error:
+        failure = error
         response = errors.render(request, error)
         if error.http_status in (408, 413):
             # The rest of the body is not wanted: after the answer aiohttp reads and drops it for at most the
@@ -161,6 +164,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
     if not response.prepared:  # a handler that streamed its answer has set its own headers (browsers.add_headers)
         browsers.add_headers(request, headers)
+    app[METRICS].observe(request, response.status, failure)
     return response
 
 

@@ -69,12 +69,12 @@ def _now() -> dt.datetime:
     return clock.now().replace(microsecond=0)
 
 
-def _end_entity_key_usage(private_key: PrivateKey) -> x509.KeyUsage:
+def _end_entity_key_usage(key: PrivateKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> x509.KeyUsage:
     """digitalSignature signs the TLS handshake; keyEncipherment only matters for RSA key transport (TLS 1.2)."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=isinstance(private_key, rsa.RSAPrivateKey),
+        key_encipherment=isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey),
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=False,
@@ -181,13 +181,24 @@ class CertificateAuthority:
         not_before: dt.datetime | None = None,
     ) -> x509.Certificate:
         """A client certificate as RavenDB makes them (``CN=<Name>``, valid from 7 days ago) but clientAuth only."""
+        return self.issue_client_for(name, private_key.public_key(), not_after=not_after, not_before=not_before)
+
+    def issue_client_for(
+        self,
+        name: str,
+        public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+        *,
+        not_after: dt.datetime | None = None,
+        not_before: dt.datetime | None = None,
+    ) -> x509.Certificate:
+        """The same certificate for a key the server never sees the private half of (a CSR: pki/csr.py)."""
         now = _now()
         not_before = not_before or now - BACKDATE
         not_after = not_after or now + dt.timedelta(days=DEFAULT_CLIENT_LIFETIME_DAYS)
         builder = self._builder(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), private_key.public_key(), not_before, not_after
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), public_key, not_before, not_after
         )
-        builder = builder.add_extension(_end_entity_key_usage(private_key), critical=True).add_extension(
+        builder = builder.add_extension(_end_entity_key_usage(public_key), critical=True).add_extension(
             # clientAuth only: a leaked client certificate cannot impersonate a server.
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=True,

@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from roost import clock
-from roost.errors import BadRequestError, NotFoundError
-from roost.pki import datadir, packages
-from roost.pki.authority import CertificateAuthority
-from roost.pki.inspect import CertificateInfo
+from roost.errors import BadRequestError, ForbiddenOperationError, NotFoundError
+from roost.pki import csr, datadir, packages
+from roost.pki.authority import BACKDATE, CertificateAuthority
+from roost.pki.inspect import CertificateInfo, describe
 from roost.pki.issuance import PackageRequest, issue_package, needs_worker
 from roost.security import rules, wire
 from roost.security.audit import AuditLog, Event
 from roost.security.identity import SERVER_CERTIFICATE_NAME, Identifier, Identity
 from roost.security.implicit import DeletedThumbprints, ImplicitTrust
 from roost.security.registry import CertificateDefinition, Registry, parse_clearance
-from roost.security.requests import EditRequest, GenerateRequest, UploadRequest
+from roost.security.requests import EditRequest, GenerateRequest, RenewRequest, SignRequest, UploadRequest
 from roost.security.server_certificate import ServerCertificates
 from roost.security.trust import TrustAnchors
 from roost.types import Clearance
@@ -116,6 +116,61 @@ class CertificateService:
             await self.registry.put([definition])
         self._audit(Event.CERTIFICATE_GENERATED, caller, [definition])
         return f"{request.name}.zip", issued.zip_bytes, definition
+
+    # Sign a request (the key stays with the client) and renew ---------------------------------------------------
+
+    def _loaded_authority(self, name: str) -> CertificateAuthority:
+        if self._authority is None:
+            raise BadRequestError(
+                f"Cannot issue the client certificate '{name}' because the server certificate is not loaded. Start "
+                "Roost with an https:// ServerUrl."
+            )
+        return self._authority
+
+    async def sign_request(self, caller: Identity, body: Any) -> CertificateDefinition:
+        """POST /admin/certificates/csr: generate's rules and settings, for a key made by the client."""
+        request = SignRequest.parse(body, clock.now())
+        rules.ensure(caller, rules.Verb.CREATE, rules.target_of_clearance(request.clearance), name=request.name,
+                     clearance=request.clearance)
+        public_key = csr.public_key_of(request.certificate_request)
+        authority = self._loaded_authority(request.name)
+        info = describe(authority.issue_client_for(request.name, public_key, not_after=request.not_after))
+        definition = CertificateDefinition.of(info, request.name, request.clearance, request.permissions,
+                                              two_factor_key=request.two_factor_key, source="generated")
+        async with self._lock:
+            await self.registry.put([definition])
+        self._audit(Event.CERTIFICATE_GENERATED, caller, [definition], FromRequest=True)
+        return definition
+
+    async def renew(self, caller: Identity, body: Any) -> CertificateDefinition:
+        """POST /certificates/renew: the caller's successor, with its name, clearance, permissions, 2FA key and
+        lifetime; the caller's own certificate stays registered until it expires (or is deleted)."""
+        request = RenewRequest.parse(body)
+        thumbprint = caller.thumbprint or ""
+        own = caller.definition
+        if own is None:  # a well-known admin or the server's own certificate: no registration to renew
+            target = self._target(thumbprint, Clearance.VALID_USER)
+            rules.ensure(caller, rules.Verb.RENEW, target, name=caller.synthetic_name or thumbprint,
+                         thumbprint=thumbprint)
+            raise ForbiddenOperationError("Only a registered client certificate can renew itself.")
+        rules.ensure(caller, rules.Verb.RENEW, self._target(own.thumbprint, own.clearance, own.source),
+                     name=own.name, thumbprint=own.thumbprint, clearance=own.clearance)
+        public_key = csr.public_key_of(request.certificate_request)
+        authority = self._loaded_authority(own.name)
+        now = clock.now().replace(microsecond=0)
+        # The same lifetime as the one renewed (generated certificates are backdated: that week is not lifetime),
+        # so a renewal never lengthens what an administrator granted.
+        lifetime = max(own.not_after - own.not_before - BACKDATE, dt.timedelta(days=1))
+        info = describe(authority.issue_client_for(own.name, public_key, not_after=now + lifetime))
+        async with self._lock:
+            current = self.registry.get(own.thumbprint)
+            if current is None or current.disabled:  # deleted or disabled while this request was on its way
+                raise ForbiddenOperationError(f"Cannot renew the certificate '{own.name}': it is no longer active.")
+            successor = CertificateDefinition.of(info, current.name, current.clearance, dict(current.permissions),
+                                                 two_factor_key=current.two_factor_key, source="generated")
+            await self.registry.put([successor])
+        self._audit(Event.CERTIFICATE_GENERATED, caller, [successor], RenewalOf=own.thumbprint)
+        return successor
 
     async def create_initial_client(self, certs_dir: Path, clearance: Clearance,
                                     url: str) -> datadir.InitialClient | None:
@@ -258,6 +313,40 @@ class CertificateService:
         if expired:
             self._audit(Event.CERTIFICATE_PURGED, caller, expired)
         return expired
+
+    # Notifications --------------------------------------------------------------------------------------------
+
+    def notifications(self, caller: Identity, within_days: int) -> dict[str, Any]:
+        """GET /admin/notifications: the server certificate and registered certificates that expired or expire
+        within ``within_days``, soonest first; the caller's own certificate is marked ``Own``."""
+        now = clock.now()
+        horizon = now + dt.timedelta(days=within_days)
+        found: list[dict[str, Any]] = []
+
+        def add(kind: str, name: str, thumbprint: str, not_after: dt.datetime, clearance: str) -> None:
+            left = not_after - now
+            expired = left.total_seconds() < 0
+            what = "The server certificate" if kind == "ServerCertificate" else f"The certificate '{name}'"
+            found.append({
+                "Type": f"{kind}{'Expired' if expired else 'Expiring'}",
+                "Name": name, "Thumbprint": thumbprint, "SecurityClearance": clearance,
+                "NotAfter": clock.wire_date(not_after), "DaysLeft": max(left.days, 0) if not expired else 0,
+                "Own": thumbprint == caller.thumbprint,
+                "Message": (f"{what} ({thumbprint}) expired on {not_after:%Y-%m-%d}." if expired else
+                            f"{what} ({thumbprint}) expires on {not_after:%Y-%m-%d}, in {left.days} days."),
+            })
+
+        if (current := self._server_certificates.current) is not None and current.info.not_after < horizon:
+            add("ServerCertificate", SERVER_CERTIFICATE_NAME, current.info.thumbprint, current.info.not_after,
+                Clearance.CLUSTER_NODE.value)
+        server_thumbprint = self._server_certificates.thumbprint
+        for d in self.registry.by_expiry.items():
+            if d.not_after >= horizon:
+                break  # the index is sorted by expiry
+            if d.thumbprint != server_thumbprint:
+                add("Certificate", d.name, d.thumbprint, d.not_after, d.clearance.value)
+        found.sort(key=lambda n: (n["NotAfter"], n["Thumbprint"]))
+        return {"WithinDays": within_days, "Notifications": found}
 
     # Implicit trust (security/implicit.py) -------------------------------------------------------------------
 

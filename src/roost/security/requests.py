@@ -16,6 +16,7 @@ from typing import Any
 from roost import clock
 from roost.errors import BadRequestError
 from roost.names import database_name
+from roost.pki import csr
 from roost.pki.authority import KEY_TYPES, KeyType
 from roost.pki.inspect import CertificateInfo, decode_certificate_field, load_certificates
 from roost.security import twofactor
@@ -229,3 +230,41 @@ class ReplaceRequest:
                 "Unable to load the provided certificate: the Certificate property is not base64."
             ) from None
         return cls(pfx, password or None)
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """POST /admin/certificates/csr: generate's settings, with a PKCS#10 request instead of a key made here."""
+
+    name: str
+    clearance: Clearance
+    permissions: dict[str, Access]
+    not_after: dt.datetime | None
+    two_factor_key: str | None
+    certificate_request: csr.Request
+
+    @classmethod
+    def parse(cls, body: Any, now: dt.datetime) -> SignRequest:
+        body = check_fields(body, {"Name", "SecurityClearance", "Permissions", "NotAfter", "ExpirationMonths",
+                                   "TwoFactorAuthenticationKey", "CertificateRequest"}, "certificate definition")
+        return cls(
+            name=validate_name(body.get("Name")),
+            clearance=parse_clearance(body.get("SecurityClearance")),
+            permissions=validate_permissions(body.get("Permissions")),
+            not_after=validate_not_after(body.get("NotAfter"), body.get("ExpirationMonths"), now),
+            two_factor_key=validate_two_factor_key(body.get("TwoFactorAuthenticationKey")),
+            certificate_request=csr.load_request(body.get("CertificateRequest")),
+        )
+
+
+@dataclass(frozen=True)
+class RenewRequest:
+    """POST /certificates/renew: only the request for the successor's key. Name, clearance, permissions, 2FA and
+    lifetime are the caller's own: a certificate cannot raise itself by renewing."""
+
+    certificate_request: csr.Request
+
+    @classmethod
+    def parse(cls, body: Any) -> RenewRequest:
+        body = check_fields(body, {"CertificateRequest"}, "renewal request")
+        return cls(csr.load_request(body.get("CertificateRequest")))

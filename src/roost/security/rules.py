@@ -38,6 +38,7 @@ class Verb(enum.StrEnum):
     DISABLE = "disable"  # the same call with Disabled: true
     DELETE = "delete"
     PURGE = "purge"  # DELETE /admin/certificates/purge removes the expired ones the caller may delete
+    RENEW = "renew"  # POST /certificates/renew: a certificate gets its own successor (the target is the caller)
 
 
 class Target(enum.StrEnum):
@@ -53,16 +54,22 @@ class Target(enum.StrEnum):
 
 
 ALL_VERBS = frozenset(Verb)
+# Renewal is of oneself only (the route renews the caller's certificate): it is in the cells where a caller is
+# its own target, and nowhere else. A node's certificate renews through refresh or replace-cluster-cert.
+_MANAGE = ALL_VERBS - {Verb.RENEW}
+_RENEW = frozenset({Verb.RENEW})
 _ADMINS = (Actor.CLUSTER_ADMIN, Actor.CLUSTER_NODE, Actor.WELL_KNOWN_ADMIN)
 _REGISTRATIONS = (Target.CLUSTER_ADMIN, Target.CLUSTER_NODE, Target.OPERATOR, Target.USER)
 
 # The table. A pair that is not listed allows nothing.
 RULES: Mapping[tuple[Actor, Target], frozenset[Verb]] = {
-    **{(actor, target): ALL_VERBS for actor in _ADMINS for target in _REGISTRATIONS},
+    **{(actor, target): _MANAGE for actor in _ADMINS for target in _REGISTRATIONS},
+    (Actor.CLUSTER_ADMIN, Target.CLUSTER_ADMIN): ALL_VERBS,
     # Earlier server certificates stay ClusterNode until deleted (nodes may still present them); never edited.
     **{(actor, Target.OLD_SERVER_CERTIFICATE): frozenset({Verb.DELETE, Verb.PURGE}) for actor in _ADMINS},
     (Actor.OPERATOR, Target.OPERATOR): ALL_VERBS,
-    (Actor.OPERATOR, Target.USER): ALL_VERBS,
+    (Actor.OPERATOR, Target.USER): _MANAGE,
+    (Actor.USER, Target.USER): _RENEW,
 }
 
 
@@ -127,6 +134,8 @@ def ensure(caller: Identity, verb: Verb, target: Target, *, name: str, thumbprin
             f"Cannot change the certificate '{together_with}' together with its same-key certificate '{name}' "
             f"({thumbprint}): it has '{shown}' security clearance{protected}"
         )
+    if verb is Verb.RENEW:
+        raise ForbiddenOperationError(_renew_refusal(target, name, thumbprint))
     if not any(allowed(actor, verb, target) for actor in Actor):  # nobody may: say why, not "lower clearance"
         if target is Target.WELL_KNOWN_ADMIN:
             word = "register" if verb in (Verb.CREATE, Verb.UPLOAD) else verb.value
@@ -159,6 +168,16 @@ def ensure(caller: Identity, verb: Verb, target: Target, *, name: str, thumbprin
     raise ForbiddenOperationError(message)
 
 
+def _renew_refusal(target: Target, name: str, thumbprint: str) -> str:
+    if target is Target.WELL_KNOWN_ADMIN:
+        return (f"Cannot renew the well-known admin certificate {thumbprint}: it is configured by the server's "
+                "Security.WellKnownCertificates.Admin setting; replace it there.")
+    if target in (Target.SERVER_CERTIFICATE, Target.OLD_SERVER_CERTIFICATE, Target.CLUSTER_NODE):
+        return (f"Cannot renew the server certificate '{name}' ({thumbprint}) through /certificates/renew. Use "
+                "replace-cluster-cert or refresh (roost server-cert renew).")
+    return f"Cannot renew the certificate '{name}': a certificate renews only itself."
+
+
 def ensure_not_own(caller: Identity, verb: Verb, name: str, thumbprints: Iterable[str]) -> None:
     """Nobody deletes or disables the certificate they are connected with (it would lock them out mid-request)."""
     if caller.thumbprint is not None and caller.thumbprint in set(thumbprints):
@@ -184,6 +203,11 @@ def markdown_table() -> str:
         cells = []
         for target in Target:
             verbs = [v.value for v in Verb if allowed(actor, v, target)]
-            cells.append("all" if len(verbs) == len(Verb) else ", ".join(verbs) or "-")
+            if len(verbs) == len(Verb):
+                cells.append("all")
+            elif set(verbs) == set(_MANAGE):
+                cells.append("all but renew")
+            else:
+                cells.append(", ".join(verbs) or "-")
         lines.append(f"| {actor.value} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -30,8 +30,11 @@ from roost.types import Clearance, Thumbprint
 log = logging.getLogger("roost")
 log = logging.getLogger("roost.certificates")  # operators' log; the audit trail is AuditLog
 
-RENEW_GENERATED_BEFORE = dt.timedelta(days=30)
 OLD_SERVER_CERTIFICATE_NAME = "Old Server Certificate - can delete"
+
+
+def renewal_window(settings: Settings) -> dt.timedelta:
+    return dt.timedelta(days=settings.server_certificate_renew_days)
 
 
 def load_authority(settings: Settings) -> CertificateAuthority:
@@ -58,7 +61,7 @@ def choose(settings: Settings, authority: CertificateAuthority,
                                                          settings.certificate_password)
     else:
         configured = datadir.generated_server_certificate(certs_dir, authority)
-        if configured.info.not_after - clock.now() < RENEW_GENERATED_BEFORE:
+        if configured.info.not_after - clock.now() < renewal_window(settings):
             # RavenDB's most common lock-out is an expired server certificate; Roost's own one never expires.
             old = configured.info
             configured = datadir.generated_server_certificate(certs_dir, authority, renew=True)
@@ -190,12 +193,13 @@ class ServerCertificates:
         return old.info.thumbprint, new.info.thumbprint
 
     async def renew_if_due(self, caller: Identity) -> bool:
-        """Renew Roost's generated certificate once it is within 30 days of expiring (as RavenDB's refresh cycle
-        does for Let's Encrypt); a certificate Roost did not generate is its owner's to renew."""
+        """Renew Roost's generated certificate once it is within the renewal window (Settings.
+        server_certificate_renew_days, default 30) of expiring, as RavenDB's refresh cycle does for Let's Encrypt;
+        a certificate Roost did not generate is its owner's to renew."""
         current = self.current
         if current is None or not current.generated:
             return False
-        if current.info.not_after - clock.now() >= RENEW_GENERATED_BEFORE:
+        if current.info.not_after - clock.now() >= renewal_window(self._settings):
             return False
         await self.refresh(caller)
         return True
