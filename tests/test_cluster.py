@@ -216,3 +216,77 @@ def test_certificate_uploaded_on_a_passes_tls_on_b(nodes: tuple[RunningServer, R
     assert whoami.json()["Thumbprint"] == thumbprint
     a.admin().delete(f"{a.url}/admin/certificates", params={"thumbprint": thumbprint})
     assert b.session(pem).get(f"{b.url}/certificates/whoami").status_code == 403
+
+
+# Three nodes: every guarantee on every node (issue 14) --------------------------------------------------------
+
+
+@pytest.fixture
+def three_nodes(tmp_path: Path, postgres_url: str) -> Iterator[list[RunningServer]]:
+    ca_dir = tmp_path / "cluster-ca"
+    started: list[RunningServer] = []
+    try:
+        for name in "abc":
+            started.append(_node(tmp_path / name, postgres_url, ca_dir))
+        yield started
+    finally:
+        for node in started:
+            node.stop()
+
+
+def _totp(secret: str, offset: float = 0.0) -> str:
+    import pyotp
+
+    return pyotp.TOTP(secret).at(time.time() + offset)
+
+
+def _enrol(node: RunningServer, name: str) -> tuple[Path, str]:
+    secret = node.admin().get(f"{node.url}/admin/certificates/2fa/generate").json()["Secret"]
+    return node.generate(name, "ValidUser", TwoFactorAuthenticationKey=secret).pem_path, secret
+
+
+def _login(node: RunningServer, pem: Path, token: str, *, limits: bool = False) -> requests.Response:
+    return node.session(pem).post(f"{node.url}/authentication/2fa",
+                                  params={"hasLimits": "true" if limits else "false"}, json={"Token": token})
+
+
+def _whoami(node: RunningServer, pem: Path, cookies: dict[str, str] | None = None) -> int:
+    return node.session(pem).get(f"{node.url}/certificates/whoami", cookies=cookies).status_code
+
+
+def test_two_factor_state_is_one_for_the_whole_cluster(three_nodes: list[RunningServer]) -> None:
+    a, b, c = three_nodes
+    pem, secret = _enrol(a, "cluster-2fa")
+    # A code accepted on A is a replay on B and on C; the session it opened holds on every node.
+    right = _totp(secret)
+    assert _login(a, pem, right).status_code == 202
+    for node in (b, c):
+        replay = _login(node, pem, right)
+        assert replay.status_code == 406 and "already used" in replay.text, replay.text
+        assert _whoami(node, pem) == 200
+    # Logout on B ends the session on A and C at once.
+    assert b.session(pem).delete(f"{b.url}/authentication/2fa").status_code in (200, 204)
+    assert [_whoami(node, pem) for node in (a, b, c)] == [428, 428, 428]
+    # A session with limits opened on C: its cookie works on A, no cookie is refused on A.
+    opened = _login(c, pem, _totp(secret, 30), limits=True)
+    assert opened.status_code == 202, opened.text
+    cookie = {"2fa-cookie": opened.cookies["2fa-cookie"]}
+    assert _whoami(a, pem, cookie) == 200
+    assert _whoami(a, pem) != 200
+
+
+def test_five_wrong_codes_in_total_across_nodes_lock_every_node(three_nodes: list[RunningServer]) -> None:
+    a, b, c = three_nodes
+    pem, secret = _enrol(a, "cluster-lockout")
+    valid = {_totp(secret, offset) for offset in (-30, 0, 30)}
+    wrong = next(code for code in ("000000", "111111", "222222", "333333") if code not in valid)
+    # Five wrong codes spread over the nodes, sent at the same time: five failures counted in one place.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(5) as pool:
+        statuses = list(pool.map(lambda node: _login(node, pem, wrong).status_code, [a, b, c, a, b]))
+    assert statuses == [406] * 5
+    for node in (a, b, c):
+        locked = _login(node, pem, _totp(secret))
+        assert locked.status_code == 429, locked.text
+        assert _whoami(node, pem) == 428

@@ -38,6 +38,7 @@ from roost.storage.base import (
     PutCommand,
     Storage,
     StoredDocument,
+    TwoFactorChange,
     document_from_row,
     fold,
 )
@@ -55,6 +56,8 @@ _ECHO_SECONDS = 2.0
 # Any fixed number: only Roost's schema creation takes this advisory lock.
 _SCHEMA_LOCK = 0x526F6F7374
 _RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+# The first key of the advisory locks that serialize two-factor updates (the second is the entry's hashtext).
+_TWO_FACTOR_LOCK = 0x32464121
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
@@ -456,6 +459,29 @@ class PostgresStorage:
     async def load_two_factor(self) -> dict[str, JsonObject]:
         rows = await self._pool.fetch("SELECT thumbprint, state::text FROM two_factor")
         return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def get_two_factor(self, ids: list[str]) -> dict[str, JsonObject]:
+        rows = await self._pool.fetch(
+            "SELECT thumbprint, state::text FROM two_factor WHERE thumbprint = ANY($1::text[])", ids)
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def update_two_factor(self, ids: list[str], change: TwoFactorChange) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            # Advisory locks, not SELECT ... FOR UPDATE: they also serialize the first update of an entry that
+            # does not exist yet. Taken in sorted order, so two updates of overlapping entries cannot deadlock.
+            for entry in sorted(set(ids)):
+                await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _TWO_FACTOR_LOCK, entry)
+            rows = await connection.fetch(
+                "SELECT thumbprint, state::text FROM two_factor WHERE thumbprint = ANY($1::text[])", ids)
+            writes = change({r[0]: json.loads(r[1]) for r in rows})
+            gone = [t for t, state in writes.items() if state is None]
+            if gone:
+                await connection.execute("DELETE FROM two_factor WHERE thumbprint = ANY($1::text[])", gone)
+            kept = [(t, json.dumps(state)) for t, state in writes.items() if state is not None]
+            if kept:
+                await connection.executemany(
+                    "INSERT INTO two_factor (thumbprint, state) VALUES ($1, $2::jsonb) "
+                    "ON CONFLICT (thumbprint) DO UPDATE SET state = excluded.state", kept)
 
     async def put_two_factor(self, thumbprint: str, state: JsonObject) -> None:
         await self._pool.execute(

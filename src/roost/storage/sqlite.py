@@ -28,6 +28,7 @@ from roost.storage.base import (
     JsonObject,
     PutCommand,
     StoredDocument,
+    TwoFactorChange,
     document_from_row,
     fold,
 )
@@ -297,6 +298,25 @@ class SqliteStorage:
 
     async def load_two_factor(self) -> dict[str, JsonObject]:
         return {r[0]: json.loads(r[1]) for r in self._db.execute("SELECT thumbprint, state FROM two_factor")}
+
+    async def get_two_factor(self, ids: list[str]) -> dict[str, JsonObject]:
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT thumbprint, state FROM two_factor WHERE thumbprint IN ({marks})", ids)
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def update_two_factor(self, ids: list[str], change: TwoFactorChange) -> None:
+        # BEGIN IMMEDIATE takes SQLite's write lock before the read: other workers' updates wait for this one.
+        with self._write() as db:
+            marks = ",".join("?" * len(ids))
+            rows = db.execute(f"SELECT thumbprint, state FROM two_factor WHERE thumbprint IN ({marks})", ids)
+            writes = change({r[0]: json.loads(r[1]) for r in rows})
+            db.executemany("DELETE FROM two_factor WHERE thumbprint = ?",
+                           [(t,) for t, state in writes.items() if state is None])
+            db.executemany(
+                "INSERT INTO two_factor (thumbprint, state) VALUES (?, ?) "
+                "ON CONFLICT (thumbprint) DO UPDATE SET state = excluded.state",
+                [(t, json.dumps(state)) for t, state in writes.items() if state is not None],
+            )
 
     async def put_two_factor(self, thumbprint: str, state: JsonObject) -> None:
         with self._write() as db:
