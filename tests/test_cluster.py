@@ -290,3 +290,28 @@ def test_five_wrong_codes_in_total_across_nodes_lock_every_node(three_nodes: lis
         locked = _login(node, pem, _totp(secret))
         assert locked.status_code == 429, locked.text
         assert _whoami(node, pem) == 428
+
+
+def test_a_database_deleted_on_a_is_refused_on_b_and_c_at_once(three_nodes: list[RunningServer]) -> None:
+    a, b, c = three_nodes
+    admin = a.admin()
+    assert admin.put(f"{a.url}/admin/databases", params={"name": "ephemeral"}).status_code == 201
+    assert admin.put(f"{a.url}/databases/ephemeral/docs", params={"id": "k/1"}, json={"v": 1}).status_code == 201
+    # B and C serve it (and so hold it as known), on keep-alive connections.
+    readers = {node.url: node.admin() for node in (b, c)}
+    for node in (b, c):
+        read = readers[node.url].get(f"{node.url}/databases/ephemeral/docs", params={"id": "k/1"})
+        assert read.status_code == 200, read.text
+    deleted = admin.delete(f"{a.url}/admin/databases", json={"DatabaseNames": ["ephemeral"], "HardDelete": True})
+    assert deleted.status_code in (200, 204), deleted.text
+    # The very next request on B and C, without retries: the database is gone, as on A.
+    for node in (b, c):
+        refused = readers[node.url].get(f"{node.url}/databases/ephemeral/docs", params={"id": "k/1"})
+        assert refused.status_code == 503, (refused.status_code, refused.text)
+        assert refused.json()["Type"].endswith("DatabaseDoesNotExistException")
+        query = readers[node.url].post(f"{node.url}/databases/ephemeral/queries", json={"Query": "from @all_docs"})
+        assert query.status_code == 503, query.text
+    # Created again on C: A and B serve it at once.
+    assert c.admin().put(f"{c.url}/admin/databases", params={"name": "ephemeral"}).status_code == 201
+    for node in (a, b):
+        assert node.admin().get(f"{node.url}/databases/ephemeral/docs", params={"id": "k/1"}).status_code == 404

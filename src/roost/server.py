@@ -77,6 +77,7 @@ class Server:
         await registry.load()
         identifier = Identifier(registry)
         documents = DocumentStore(storage)
+        await storage.watch_databases(documents.forget)  # before loading, as for the registry
         await documents.load()
         audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
         audit.on_append.append(_audit_head_keeper(storage, asyncio.get_running_loop()))

@@ -129,6 +129,9 @@ class Storage(Protocol):
         (SQLite) have no other writers and do nothing."""
 
     # Databases.
+    async def watch_databases(self, changed: Callable[[str | None], None]) -> None:
+        """Call ``changed(folded name)`` when another node creates or deletes a database, and ``changed(None)``
+        when changes may have been missed (a lost notification channel). Embedded stores do nothing."""
     async def create_database(self, name: str, database_id: str, created: str) -> bool: ...
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool: ...
     async def list_databases(self) -> list[DatabaseRow]: ...

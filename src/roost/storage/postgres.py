@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -52,6 +52,8 @@ _ALL = "*"
 _NOTIFY_PAYLOAD_LIMIT = 7000
 # Prefix of the token a writer sends after its changes and waits to hear back (see PostgresStorage._notify).
 _ECHO = "echo:"
+# Prefix of a database's creation or deletion (followed by its folded name); thumbprints never hold a ":".
+_DATABASE = "db:"
 _ECHO_SECONDS = 2.0
 # Any fixed number: only Roost's schema creation takes this advisory lock.
 _SCHEMA_LOCK = 0x526F6F7374
@@ -157,6 +159,7 @@ class PostgresStorage:
         self._url = url
         self._watchers: list[asyncio.Task[None]] = []
         self._echoes: dict[str, asyncio.Future[None]] = {}
+        self._database_watchers: list[Callable[[str | None], None]] = []
 
     @classmethod
     async def open(cls, url: str) -> PostgresStorage:
@@ -270,10 +273,17 @@ class PostgresStorage:
                 if payload.startswith(_ECHO):
                     self._heard_echo(payload)  # a writer's token (ours or another node's): no change to read
                     return
+                if payload.startswith(_DATABASE):
+                    # Synchronously, in the order received: the next request already sees the database gone.
+                    for database_changed in self._database_watchers:
+                        database_changed(payload[len(_DATABASE):])
+                    return
                 queue.put_nowait(payload)
                 watcher.certificates_behind()
 
             await connection.add_listener(CHANNEL, received)
+            for database_changed in self._database_watchers:
+                database_changed(None)  # whatever was missed while not listening
             if ready.done():
                 await watcher.certificates_channel_resumed()
             else:
@@ -283,7 +293,8 @@ class PostgresStorage:
             if not connection.is_closed():
                 connection.terminate()
 
-    async def _notify(self, connection: asyncpg.Connection, thumbprints: list[str]) -> asyncio.Future[None] | None:
+    async def _notify(self, connection: asyncpg.Connection, thumbprints: list[str], *,
+                      databases: Sequence[str] = ()) -> asyncio.Future[None] | None:
         """Queue the notifications in the caller's transaction: PostgreSQL delivers them when (and if) it commits.
 
         While this node listens, an echo token follows them; the write returns once this node's own listener has
@@ -291,6 +302,8 @@ class PostgresStorage:
         """
         for payload in _notify_payloads(thumbprints):
             await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        for database in databases:
+            await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, _DATABASE + database)
         if not self._watchers:
             return None
         token = f"{_ECHO}{secrets.token_hex(8)}"
@@ -319,13 +332,23 @@ class PostgresStorage:
 
     # Databases ----------------------------------------------------------------------------------------------
 
+    async def watch_databases(self, changed: Callable[[str | None], None]) -> None:
+        self._database_watchers.append(changed)
+
     async def create_database(self, name: str, database_id: str, created: str) -> bool:
-        status = await self._pool.execute(
-            "INSERT INTO databases (key, name, database_id, created) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (key) DO NOTHING",
-            fold(name), name, database_id, created,
-        )
-        return bool(status == "INSERT 0 1")
+        echo: asyncio.Future[None] | None = None
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                status = await connection.execute(
+                    "INSERT INTO databases (key, name, database_id, created) VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    fold(name), name, database_id, created,
+                )
+                if status != "INSERT 0 1":
+                    return False
+                echo = await self._notify(connection, [], databases=[fold(name)])
+            await self._await_echo(echo)
+            return True
 
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
         key = fold(name)
@@ -342,7 +365,9 @@ class PostgresStorage:
                         "UPDATE certificates SET definition = $1::jsonb WHERE thumbprint = $2",
                         [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
                     )
-                    echo = await self._notify(connection, [d["Thumbprint"] for d in certificate_updates])
+                # Every node forgets the database when this commits; the write returns once they have heard it.
+                echo = await self._notify(connection, [d["Thumbprint"] for d in certificate_updates],
+                                          databases=[key])
             await self._await_echo(echo)
             return True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,9 @@ class SqliteStorage:
             )
 
     # Databases ----------------------------------------------------------------------------------------------
+
+    async def watch_databases(self, changed: Callable[[str | None], None]) -> None:
+        """Nothing to watch here (see ``roost.cluster.changes`` for the workers of one machine)."""
 
     async def create_database(self, name: str, database_id: str, created: str) -> bool:
         with self._write() as db:
