@@ -315,3 +315,48 @@ def test_a_database_deleted_on_a_is_refused_on_b_and_c_at_once(three_nodes: list
     assert c.admin().put(f"{c.url}/admin/databases", params={"name": "ephemeral"}).status_code == 201
     for node in (a, b):
         assert node.admin().get(f"{node.url}/databases/ephemeral/docs", params={"id": "k/1"}).status_code == 404
+
+
+def _bootstrap_ca(directory: str, barrier: object) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    from roost.pki import datadir
+
+    barrier.wait()  # type: ignore[attr-defined]
+    authority = datadir.load_or_create_authority(Path(directory))
+    return authority.certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def test_processes_bootstrapping_one_empty_ca_directory_at_once_end_with_one_ca(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    context = multiprocessing.get_context("spawn")
+    directory = tmp_path / "shared-ca"
+    directory.mkdir(mode=0o700)
+    barrier = context.Manager().Barrier(6)
+    with context.Pool(6) as pool:
+        fingerprints = pool.starmap(_bootstrap_ca, [(str(directory), barrier)] * 6)
+    on_disk = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+    assert set(fingerprints) == {on_disk.fingerprint(hashes.SHA256()).hex()}
+
+
+def test_two_nodes_started_at_the_same_instant_on_an_empty_ca_directory_share_one_ca(
+    tmp_path: Path, postgres_url: str,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ca_dir = tmp_path / "fresh-ca"
+    with ThreadPoolExecutor(2) as pool:
+        started = list(pool.map(lambda name: _node(tmp_path / name, postgres_url, ca_dir), ["a", "b"]))
+    try:
+        a, b = started
+        assert a.ca_pem.read_bytes() == b.ca_pem.read_bytes() == (ca_dir / "ca.crt").read_bytes()
+        # Each node's server certificate verifies with the one CA (the admin certificates too).
+        assert a.session(b.admin_pem).get(f"{a.url}/certificates/whoami").status_code == 200
+        assert b.session(a.admin_pem).get(f"{b.url}/certificates/whoami").status_code == 200
+    finally:
+        for node in started:
+            node.stop()
