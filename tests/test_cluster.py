@@ -360,3 +360,30 @@ def test_two_nodes_started_at_the_same_instant_on_an_empty_ca_directory_share_on
     finally:
         for node in started:
             node.stop()
+
+
+def test_repeated_drops_of_the_channel_reconnect_at_once_and_never_serve_a_revoked_certificate(
+    nodes: tuple[RunningServer, RunningServer], postgres_url: str,
+) -> None:
+    a, b = nodes
+    outages = []
+    for trial in range(4):  # drops in a row: before, each one made the next reconnection wait longer (to 5 s)
+        client = a.generate(f"drop-{trial}", "ValidUser")
+        connection = _keep_alive(b, client.pem_path)
+        assert _get(connection, "/certificates/whoami")[0] == 200
+        dropped = time.monotonic()
+        assert _terminate_listener(postgres_url, b) == 1
+        # Revoked while B's channel is down: B refuses it (503 while closed, 403 once reloaded), never 200.
+        assert a.admin().delete(f"{a.url}/admin/certificates",
+                                params={"thumbprint": client.thumbprint}).status_code == 204
+        statuses = []
+        while not statuses or statuses[-1] != 403:
+            statuses.append(_get(connection, "/certificates/whoami")[0])
+            assert statuses[-1] in (403, 503), statuses
+            assert time.monotonic() - dropped < 30, statuses
+        outages.append(time.monotonic() - dropped)
+        connection.close()
+    print("outages after a single drop (s):", [round(o, 3) for o in outages])
+    assert b.wait_for_output("reconnecting at once")
+    assert sum("reconnecting at once" in line for line in b.output) == 4, b.output
+    assert not any("retrying in" in line for line in b.output), b.output

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -57,7 +56,9 @@ _DATABASE = "db:"
 _ECHO_SECONDS = 2.0
 # Any fixed number: only Roost's schema creation takes this advisory lock.
 _SCHEMA_LOCK = 0x526F6F7374
+# Waits between attempts while PostgreSQL does not answer (a lost connection alone is retried at once).
 _RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+_CONNECT_SECONDS = 5.0  # a listener connection that PostgreSQL does not accept by then counts as a failure
 # The first key of the advisory locks that serialize two-factor updates (the second is the entry's hashtext).
 _TWO_FACTOR_LOCK = 0x32464121
 
@@ -240,32 +241,43 @@ class PostgresStorage:
         await ready
 
     async def _watch(self, watcher: CertificateWatcher, ready: asyncio.Future[None]) -> None:
-        attempt = 0
+        failures = 0  # connection attempts that failed in a row: the back-off counts only these
         while True:
-            started = time.monotonic()
+            listening = asyncio.Event()  # set once LISTEN is established on a new connection
             try:
-                await self._listen(watcher, ready)
+                await self._listen(watcher, ready, listening)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if not ready.done():
                     ready.set_exception(exc)
                     return
-                log.warning("Lost the PostgreSQL certificate notification channel (%s); reconnecting", exc)
+                if listening.is_set():
+                    log.warning("Lost the PostgreSQL certificate notification channel (%s); reconnecting at once",
+                                exc)
+                else:
+                    failures += 1
             try:
                 await watcher.certificates_channel_lost()
             except Exception:
                 log.exception("The certificate watcher failed on a lost channel")
-            # Back off while reconnecting fails; start over after a session that lasted.
-            attempt = 0 if time.monotonic() - started > 30 else attempt + 1
-            await asyncio.sleep(_RECONNECT_SECONDS[min(attempt, len(_RECONNECT_SECONDS) - 1)])
+            if listening.is_set():
+                # A dropped connection while PostgreSQL answers (pg_terminate_backend, a proxy's idle cut): the
+                # node is closed until it listens again, so try again at once.
+                failures = 0
+                continue
+            delay = _RECONNECT_SECONDS[min(failures - 1, len(_RECONNECT_SECONDS) - 1)]
+            log.warning("PostgreSQL does not answer the notification listener; retrying in %.1f s", delay)
+            await asyncio.sleep(delay)
 
-    async def _listen(self, watcher: CertificateWatcher, ready: asyncio.Future[None]) -> None:
+    async def _listen(self, watcher: CertificateWatcher, ready: asyncio.Future[None],
+                      listening: asyncio.Event) -> None:
         """One LISTEN session: returns or raises when its connection is lost."""
         lost = asyncio.Event()
         queue: asyncio.Queue[str] = asyncio.Queue()
         name = f"{APPLICATION_NAME} certificate listener (pid {os.getpid()})"
-        connection = await asyncpg.connect(self._url, server_settings={"application_name": name})
+        connection = await asyncpg.connect(self._url, server_settings={"application_name": name},
+                                           timeout=_CONNECT_SECONDS)
         try:
             connection.add_termination_listener(lambda _c: lost.set())
 
@@ -282,6 +294,7 @@ class PostgresStorage:
                 watcher.certificates_behind()
 
             await connection.add_listener(CHANNEL, received)
+            listening.set()
             for database_changed in self._database_watchers:
                 database_changed(None)  # whatever was missed while not listening
             if ready.done():
