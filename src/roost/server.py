@@ -18,11 +18,12 @@ from aiohttp import web
 from roost import clock
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
+from roost.cluster.changes import follow_local_changes
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
 from roost.security import server_certificate, trust
-from roost.security.allowlist import AllowedAddresses, AllowList, listening_socket
+from roost.security.allowlist import AllowedAddresses, AllowList, adopt_listening_socket, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
 from roost.security.audit import HEAD_SETTING as AUDIT_HEAD_KEY
 from roost.security.audit import AuditLog
@@ -49,8 +50,9 @@ class Server:
     """Builds the services from the settings, listens, and stops them again. The HTTP app sees ``services`` only."""
 
     def __init__(self, services: Services, *, warnings: list[str], initial_client: datadir.InitialClient | None,
-                 pool: KeyPool, temp_dir: Path | None) -> None:
+                 pool: KeyPool, temp_dir: Path | None, before_accept: Callable[[], None] | None = None) -> None:
         self.services = services
+        self._before_accept = before_accept
         self.warnings = warnings
         self.initial_client = initial_client
         self._pool = pool
@@ -111,6 +113,8 @@ class Server:
 
         allowed_addresses = AllowedAddresses(storage, AllowList(), audit)
         await allowed_addresses.load(settings.allowed_ips)
+        # Workers sharing an SQLite file follow each other's changes (roost.cluster.changes).
+        before_accept = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips)
         backups = BackupService(storage, documents, audit, settings.data_dir)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()
@@ -119,9 +123,11 @@ class Server:
             databases=Databases(documents, registry, audit), audit=audit, certificates=certificates,
             server_certificates=server_certificates, two_factor=two_factor, allowed_addresses=allowed_addresses,
             backups=backups, backup_schedules=schedules, trust_anchors=anchors, address=address)
-        return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir)
+        return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir,
+                   before_accept=before_accept)
 
-    async def start(self) -> str:
+    async def start(self, listen_fd: int | None = None) -> str:
+        """Listen (on ``listen_fd``, a worker's inherited socket, when given) and start the background tasks."""
         from roost.http.app import build_app
         from roost.http.timeouts import TimedAppRunner
 
@@ -135,7 +141,11 @@ class Server:
             host = "127.0.0.1"  # one socket: "localhost" may resolve to two addresses on two ports
         try:
             # Our own listening socket so that the IP allowlist runs at accept(), before any TLS handshake.
-            sock = listening_socket(host, settings.port, services.allowlist)
+            if listen_fd is None:
+                sock = listening_socket(host, settings.port, services.allowlist)
+            else:
+                sock = adopt_listening_socket(listen_fd, services.allowlist)
+            sock.before_accept = self._before_accept
             context = services.tls.listening_context if services.tls else None
             site = web.SockSite(self._runner, sock, ssl_context=context, backlog=1024)
             await site.start()
@@ -213,13 +223,19 @@ def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop) -> Cal
     return keep
 
 
-async def run(settings: Settings, ignored: list[str], *, echo: object = print) -> None:
-    """``roost serve``: start, print where to connect, serve until SIGINT/SIGTERM."""
+async def run(settings: Settings, ignored: list[str], *, echo: object = print, listen_fd: int | None = None,
+              ready: Callable[[str, list[str]], None] | None = None) -> None:
+    """``roost serve``: start, print where to connect, serve until SIGINT/SIGTERM. A worker of ``--workers``
+    (``roost.cluster.workers``) listens on ``listen_fd`` and reports to ``ready`` instead of printing."""
     out = echo if callable(echo) else print
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = await Server.create(settings)
     try:
-        url = await server.start()
+        url = await server.start(listen_fd)
+        if ready is not None:
+            ready(url, server.warnings)
+            await _until_signalled()
+            return
         if ignored:
             out(f"Warning: ignoring settings that mean nothing to Roost: {', '.join(ignored)}")
         if not settings.secured:
@@ -238,13 +254,17 @@ async def run(settings: Settings, ignored: list[str], *, echo: object = print) -
             ca = ca_path.resolve() if ca_path else None
             out(f"Admin client certificate: {server.initial_client.zip_path.resolve()} (PEM: {pem})")
             out(f"Try it: curl --cert {pem} --cacert {ca} {url}/certificates/whoami")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await _until_signalled()
     finally:
         await server.stop()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 __all__ = ["Clearance", "Server", "run"]

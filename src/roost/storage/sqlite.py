@@ -76,15 +76,61 @@ CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS changes (
+    topic TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL
+);
 """
+
+# Topics of the change counters (see SqliteStorage.poll_changes): what another process sharing the file changed.
+CERTIFICATES = "certificates"
+DATABASES = "databases"
+SETTING = "setting:"  # followed by the setting's key
+
+
+def _bump(db: sqlite3.Connection, topic: str) -> None:
+    db.execute("INSERT INTO changes (topic, counter) VALUES (?, 1) "
+               "ON CONFLICT (topic) DO UPDATE SET counter = counter + 1", (topic,))
+
 
 
 
 
 class SqliteStorage:
+    """Several worker processes may share the file (``roost serve --workers``): each write of certificates,
+    databases or settings bumps a counter in the same transaction, and ``poll_changes`` tells a process, cheaply,
+    which of them another process changed since it last asked."""
+
     def __init__(self, connection: sqlite3.Connection, path: Path | None = None) -> None:
         self._db = connection
         self.path = path
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        self._seen: dict[str, int] = dict(self._db.execute("SELECT topic, counter FROM changes").fetchall())
+
+    def poll_changes(self) -> frozenset[str]:
+        """The topics other processes changed since the last call (empty almost always). ``PRAGMA data_version``
+        changes only when another connection committed, and costs no I/O: the common case is one pragma."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return frozenset()
+        self._data_version = version
+        counters = dict(self._db.execute("SELECT topic, counter FROM changes").fetchall())
+        moved = frozenset(t for t, c in counters.items() if self._seen.get(t) != c)
+        self._seen = counters
+        return moved
+
+    def get_setting_now(self, key: str) -> Any:
+        """``get_setting`` for synchronous callers (the listening socket's accept(), see ``roost.cluster``)."""
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _bump(self, db: sqlite3.Connection, topic: str) -> None:
+        """Bump ``topic`` inside the caller's write transaction. This process knows its own change: it is not
+        reported back by ``poll_changes`` unless another process changed the topic too since the last poll."""
+        _bump(db, topic)
+        counter = db.execute("SELECT counter FROM changes WHERE topic = ?", (topic,)).fetchone()[0]
+        if self._seen.get(topic, 0) == counter - 1:
+            self._seen[topic] = counter
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
@@ -147,10 +193,12 @@ class SqliteStorage:
                 "ON CONFLICT (thumbprint) DO UPDATE SET definition = excluded.definition",
                 [(d["Thumbprint"], json.dumps(d)) for d in definitions],
             )
+            self._bump(db, CERTIFICATES)
 
     async def delete_certificates(self, thumbprints: list[str]) -> None:
         with self._write() as db:
             db.executemany("DELETE FROM certificates WHERE thumbprint = ?", [(t,) for t in thumbprints])
+            self._bump(db, CERTIFICATES)
 
     async def record_last_used(self, last_used: dict[str, str]) -> None:
         with self._write() as db:
@@ -171,6 +219,8 @@ class SqliteStorage:
                 "ON CONFLICT (key) DO NOTHING",
                 (fold(name), name, database_id, created),
             )
+            if cursor.rowcount == 1:
+                self._bump(db, DATABASES)
             return cursor.rowcount == 1
 
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
@@ -185,6 +235,9 @@ class SqliteStorage:
                 "UPDATE certificates SET definition = ? WHERE thumbprint = ?",
                 [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
             )
+            self._bump(db, DATABASES)
+            if certificate_updates:
+                self._bump(db, CERTIFICATES)
             return True
 
     async def list_databases(self) -> list[DatabaseRow]:
@@ -346,10 +399,12 @@ class SqliteStorage:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, json.dumps(value)),
             )
+            self._bump(db, SETTING + key)
 
     async def delete_setting(self, key: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            self._bump(db, SETTING + key)
 
 
 # Backups ------------------------------------------------------------------------------------------------------
@@ -446,6 +501,7 @@ class SqliteRestorer:
             self._db.execute("DELETE FROM hilo WHERE db = ?", (db_key,))
             self._db.executemany("INSERT INTO hilo (db, tag, max) VALUES (?, ?, ?)",
                                  [(db_key, fold(tag), high) for tag, high in hilo])
+            _bump(self._db, DATABASES)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise

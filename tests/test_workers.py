@@ -1,0 +1,201 @@
+"""``roost serve --workers 2`` on SQLite: two real worker processes accept on one socket, and every guarantee holds
+in both (docs/cluster.md). Which worker served a connection is read from /proc (the server side of the TCP
+connection belongs to exactly one worker), so each test proves it reached both."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import RunningServer, start_server
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(tmp_path / "data", "--workers", "2")
+    yield running
+    running.stop()
+
+
+def _worker_pids(server: RunningServer) -> list[int]:
+    return [int(line.rsplit("pid ", 1)[1].rstrip(")")) for line in server.output if line.startswith("Worker started")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+def _worker_of(connection: http.client.HTTPSConnection, server_port: int, pids: list[int]) -> int | None:
+    """The worker holding the server side of this (open) connection."""
+    assert connection.sock is not None
+    client_port = connection.sock.getsockname()[1]
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    inodes = {row[9] for row in rows
+              if int(row[1].split(":")[1], 16) == server_port and int(row[2].split(":")[1], 16) == client_port}
+    for pid in pids:
+        if inodes & _socket_inodes(pid):
+            return pid
+    return None
+
+
+def _connect(server: RunningServer, pem: Path) -> http.client.HTTPSConnection:
+    context = ssl.create_default_context(cafile=str(server.ca_pem))
+    context.load_cert_chain(str(pem))
+    connection = http.client.HTTPSConnection("localhost", server.port, context=context, timeout=10)
+    connection.connect()
+    return connection
+
+
+def _request(connection: http.client.HTTPSConnection, method: str, path: str,
+             body: object | None = None) -> tuple[int, dict[str, object]]:
+    payload = json.dumps(body).encode() if body is not None else None
+    connection.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
+    response = connection.getresponse()
+    data = response.read()
+    return response.status, (json.loads(data) if data else {})
+
+
+def _spread(server: RunningServer, pem: Path, pids: list[int]) -> list[tuple[http.client.HTTPSConnection, int]]:
+    """Keep-alive connections (one request each, 200) until both workers hold at least two of them."""
+    held: list[tuple[http.client.HTTPSConnection, int]] = []
+    for _ in range(60):
+        connection = _connect(server, pem)
+        status, body = _request(connection, "GET", "/certificates/whoami")
+        assert status == 200, body
+        worker = _worker_of(connection, server.port, pids)
+        assert worker in pids
+        held.append((connection, worker))
+        if all(sum(w == pid for _, w in held) >= 2 for pid in pids):
+            return held
+    raise AssertionError(f"the connections never reached both workers: {[w for _, w in held]}")
+
+
+def test_one_ready_line_and_a_revoked_or_edited_down_certificate_is_refused_at_once_in_every_worker(
+    workers: RunningServer,
+) -> None:
+    pids = _worker_pids(workers)
+    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    assert sum(line.startswith("Server available on:") for line in workers.output) == 1
+    admin = workers.admin()
+    assert admin.put(f"{workers.url}/admin/databases", params={"name": "Orders"}).status_code == 201
+
+    # Edited down on one worker (ReadWrite -> Read): the next write on every worker is refused.
+    writer = workers.generate("w-writer", "ValidUser", {"Orders": "ReadWrite"})
+    held = _spread(workers, writer.pem_path, pids)
+    for connection, _ in held:
+        assert _request(connection, "PUT", "/databases/Orders/docs?id=w/1", {"v": 1})[0] == 201
+    edited = admin.post(f"{workers.url}/admin/certificates/edit",
+                        json={"Thumbprint": writer.thumbprint, "Name": "w-writer", "SecurityClearance": "ValidUser",
+                              "Permissions": {"Orders": "Read"}})
+    assert edited.status_code in (200, 201, 204), edited.text
+    for connection, worker in held:
+        status, body = _request(connection, "PUT", "/databases/Orders/docs?id=w/1", {"v": 2})
+        assert status == 403, (worker, status, body)
+        assert _request(connection, "GET", "/databases/Orders/docs?id=w/1")[0] == 200
+
+    # Deleted: the very next request on every open connection, and on fresh connections, in both workers.
+    reader = workers.generate("w-reader", "ValidUser", {"Orders": "Read"})
+    held = _spread(workers, reader.pem_path, pids)
+    deleted = admin.delete(f"{workers.url}/admin/certificates", params={"thumbprint": reader.thumbprint})
+    assert deleted.status_code == 204, deleted.text
+    for connection, worker in held:
+        status, body = _request(connection, "GET", "/certificates/whoami")
+        assert status == 403, (worker, status, body)
+    refused_by = set()
+    for _ in range(20):
+        try:
+            fresh = _connect(workers, reader.pem_path)
+        except (ssl.SSLError, ConnectionError):
+            continue  # a handshake refused outright is a refusal too
+        worker = _worker_of(fresh, workers.port, pids)
+        status, _ = _request(fresh, "GET", "/certificates/whoami")
+        assert status == 403, (worker, status)
+        refused_by.add(worker)
+        fresh.close()
+    assert refused_by == set(pids), refused_by
+
+    # A database deleted through one worker is gone in the other at once.
+    assert admin.delete(f"{workers.url}/admin/databases",
+                        json={"DatabaseNames": ["Orders"], "HardDelete": True}).status_code in (200, 204)
+    admin_held = _spread(workers, workers.admin_pem, pids)
+    for connection, worker in admin_held:
+        status, body = _request(connection, "GET", "/databases/Orders/docs?id=w/1")
+        assert status == 503, (worker, status, body)
+
+
+def test_a_killed_worker_is_respawned_and_only_its_in_flight_requests_are_lost(workers: RunningServer) -> None:
+    pids = _worker_pids(workers)
+    errors: list[str] = []
+    served = [0]
+    stop = threading.Event()
+    clients = 3
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                connection = _connect(workers, workers.admin_pem)
+                status, _ = _request(connection, "GET", "/certificates/whoami")
+                connection.close()
+                if status == 200:
+                    served[0] += 1
+                else:
+                    errors.append(f"status {status}")
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        os.kill(pids[0], signal.SIGKILL)
+        workers.wait_for_output(f"Worker {pids[0]} exited", timeout=10)
+        deadline = time.monotonic() + 20
+        while len(_worker_pids(workers)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    respawned = _worker_pids(workers)[2]
+    assert served[0] > 0
+    # Each client has one request in flight at a time: at most that many die with the worker.
+    assert len(errors) <= clients, errors
+    # The new worker serves.
+    held = _spread(workers, workers.admin_pem, [pids[1], respawned])
+    assert {worker for _, worker in held} == {pids[1], respawned}
+    # Stopping the parent stops every worker.
+    workers.stop()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in (pids[1], respawned)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pids[1]) and not _alive(respawned)
