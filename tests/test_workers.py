@@ -83,13 +83,14 @@ def _request(connection: http.client.HTTPSConnection, method: str, path: str,
     return response.status, (json.loads(data) if data else {})
 
 
-def _spread(server: RunningServer, pem: Path, pids: list[int]) -> list[tuple[http.client.HTTPSConnection, int]]:
-    """Keep-alive connections (one request each, 200) until both workers hold at least two of them."""
+def _spread(server: RunningServer, pem: Path, pids: list[int],
+            expected: int = 200) -> list[tuple[http.client.HTTPSConnection, int]]:
+    """Keep-alive connections (one request each) until both workers hold at least two of them."""
     held: list[tuple[http.client.HTTPSConnection, int]] = []
     for _ in range(60):
         connection = _connect(server, pem)
         status, body = _request(connection, "GET", "/certificates/whoami")
-        assert status == 200, body
+        assert status == expected, body
         worker = _worker_of(connection, server.port, pids)
         assert worker in pids
         held.append((connection, worker))
@@ -149,6 +150,34 @@ def test_one_ready_line_and_a_revoked_or_edited_down_certificate_is_refused_at_o
     for connection, worker in admin_held:
         status, body = _request(connection, "GET", "/databases/Orders/docs?id=w/1")
         assert status == 503, (worker, status, body)
+
+
+def test_two_factor_state_and_the_allowlist_are_the_same_in_every_worker(workers: RunningServer) -> None:
+    import pyotp
+
+    from test_allowlist import handshake_bytes
+
+    pids = _worker_pids(workers)
+    admin = workers.admin()
+    secret = admin.get(f"{workers.url}/admin/certificates/2fa/generate").json()["Secret"]
+    cert = workers.generate("w-2fa", "ValidUser", TwoFactorAuthenticationKey=secret)
+    held = _spread(workers, cert.pem_path, pids, expected=428)
+    on = {worker: connection for connection, worker in held}
+    first, second = on[pids[0]], on[pids[1]]
+    code = pyotp.TOTP(secret).now()
+    assert _request(first, "POST", "/authentication/2fa?hasLimits=false", {"Token": code})[0] == 202
+    status, body = _request(second, "POST", "/authentication/2fa?hasLimits=false", {"Token": code})
+    assert status == 406 and "already used" in str(body), body  # a replay in the other worker
+    assert _request(second, "GET", "/certificates/whoami")[0] == 200  # the session holds there
+    assert _request(second, "DELETE", "/authentication/2fa")[0] in (200, 204)
+    assert _request(first, "GET", "/certificates/whoami")[0] == 428  # logged out in the other worker
+
+    # The allowlist changed through one worker: every new connection from an unlisted address is dropped at
+    # accept(), whichever worker accepts it; a listed one still gets its handshake.
+    url = f"{workers.url}/admin/security/allowed-ips"
+    assert admin.put(url, json={"AllowedIPs": ["127.0.0.1"]}).status_code == 200
+    assert [handshake_bytes(workers, "127.0.0.2") for _ in range(12)] == [b""] * 12
+    assert all(handshake_bytes(workers, "127.0.0.1")[:1] == b"\x16" for _ in range(6))
 
 
 def test_a_killed_worker_is_respawned_and_only_its_in_flight_requests_are_lost(workers: RunningServer) -> None:
