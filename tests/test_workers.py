@@ -172,6 +172,35 @@ def test_two_factor_state_and_the_allowlist_are_the_same_in_every_worker(workers
     assert _request(second, "DELETE", "/authentication/2fa")[0] in (200, 204)
     assert _request(first, "GET", "/certificates/whoami")[0] == 428  # logged out in the other worker
 
+    # The server certificate renewed through one worker: every new handshake, in both workers, presents the new one.
+    import hashlib
+
+    before = _connect(workers, workers.admin_pem)
+    assert before.sock is not None
+    old_der = before.sock.getpeercert(binary_form=True)
+    assert old_der is not None
+    before.close()
+    renewed = admin.post(f"{workers.url}/admin/certificates/refresh")
+    assert renewed.status_code in (200, 204), renewed.text
+    presented: dict[int | None, set[str]] = {}
+    for _ in range(30):
+        fresh = _connect(workers, workers.admin_pem)
+        assert fresh.sock is not None
+        der = fresh.sock.getpeercert(binary_form=True)
+        assert der is not None
+        worker = _worker_of(fresh, workers.port, pids)
+        presented.setdefault(worker, set()).add(hashlib.sha1(der).hexdigest().upper())
+        assert _request(fresh, "GET", "/certificates/whoami")[0] == 200
+        fresh.close()
+        if len(presented) == 2 and all(len(v) for v in presented.values()):
+            break
+    assert set(presented) == set(pids), presented
+    # One certificate, and not the old one.
+    assert set().union(*presented.values()) - {hashlib.sha1(old_der).hexdigest().upper()} == \
+        set().union(*presented.values()), presented
+    assert len(set().union(*presented.values())) == 1, presented
+    assert (workers.certs_dir / "server.crt").exists()
+
     # The allowlist changed through one worker: every new connection from an unlisted address is dropped at
     # accept(), whichever worker accepts it; a listed one still gets its handshake.
     url = f"{workers.url}/admin/security/allowed-ips"

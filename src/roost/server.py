@@ -18,7 +18,7 @@ from aiohttp import web
 from roost import clock
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
-from roost.cluster.changes import follow_local_changes
+from roost.cluster.changes import ServerCertificateFollower, follow_local_changes
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
@@ -114,7 +114,10 @@ class Server:
         allowed_addresses = AllowedAddresses(storage, AllowList(), audit)
         await allowed_addresses.load(settings.allowed_ips)
         # Workers sharing an SQLite file follow each other's changes (roost.cluster.changes).
-        before_accept = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips)
+        follower = (ServerCertificateFollower(settings, server_certificates, identifier)
+                    if settings.secured and settings.certificate_path is None else None)
+        before_accept = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
+                                             follower)
         backups = BackupService(storage, documents, audit, settings.data_dir)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()

@@ -5,15 +5,28 @@ transaction (``roost.storage.sqlite``), and every request asks ``PRAGMA data_ver
 process committed since) before it is identified. A moved counter makes this worker reload what it holds in memory
 before the request goes on: the certificate registry, the list of databases, the IP allowlist (at accept(), where
 it is enforced). 2FA state needs nothing: it is read from storage on every use.
+
+The server certificate lives in files, not in storage: before accept() a worker also compares the identity
+(inode, mtime) of the files that name it, and when another worker renewed or replaced it, presents the new one
+from the next handshake on (the worker that installed it has registered it already).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from roost.documents.store import DocumentStore
+from roost.pki import datadir
+from roost.security import server_certificate
 from roost.security.allowlist import AllowedAddresses
+from roost.security.identity import Identifier
 from roost.security.registry import Registry
+from roost.security.server_certificate import ServerCertificates
+from roost.security.trust import retired_server_certificates
+from roost.settings import Settings
 from roost.storage.base import Storage
 from roost.storage.sqlite import CERTIFICATES, DATABASES, SETTING, SqliteStorage
 
@@ -54,8 +67,60 @@ class SqliteChanges:
         return False
 
 
+log = logging.getLogger(__name__)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+class ServerCertificateFollower:
+    """Presents the server certificate another worker installed (refresh, replace-cluster-cert, the renewal)."""
+
+    def __init__(self, settings: Settings, certificates: ServerCertificates, identifier: Identifier) -> None:
+        self._settings = settings
+        self._certificates = certificates
+        self._identifier = identifier
+        self._paths = [settings.certificates_dir / name
+                       for name in (datadir.ACTIVE_POINTER, "server.crt", "server.key")]
+        self._seen = self._identities()
+
+    def _identities(self) -> list[tuple[int, int] | None]:
+        return [_file_identity(path) for path in self._paths]
+
+    def check(self) -> None:
+        """Two or three stat() calls; loads the certificate only when one of its files changed."""
+        now = self._identities()
+        if now == self._seen:
+            return
+        certificates = self._certificates
+        if certificates.tls is None or certificates.current is None or certificates.authority is None:
+            return
+        try:
+            chosen, _ = server_certificate.choose(self._settings, certificates.authority, [])
+            if chosen.info.thumbprint != certificates.current.info.thumbprint:
+                certificates.tls.replace_certificate(chosen.cert_path, chosen.key_path, chosen.key_password)
+                certificates.tls.add_anchors([i.der for i in chosen.chain])
+                certificates.current = chosen
+                self._identifier.set_server_certificates(
+                    [chosen.info, *retired_server_certificates(self._settings.certificates_dir)])
+                log.info("Presenting the server certificate %s that another worker installed",
+                         chosen.info.thumbprint)
+        except Exception:
+            # Caught half-written (a key renamed before its certificate): keep the old one, look again next time.
+            log.warning("Could not load the server certificate another worker is installing; will retry",
+                        exc_info=True)
+            return
+        self._seen = now
+
+
 def follow_local_changes(storage: Storage, registry: Registry, documents: DocumentStore,
                          allowed_addresses: AllowedAddresses, configured_ips: Iterable[str],
+                         server_follower: ServerCertificateFollower | None = None,
                          ) -> Callable[[], None] | None:
     """Wire the registry and the database list to follow other processes sharing an SQLite store; returns what the
     listening socket calls before each accept() (the allowlist), or None for storage with notifications."""
@@ -72,6 +137,8 @@ def follow_local_changes(storage: Storage, registry: Registry, documents: Docume
     registry.on_local_change.append(reload)
 
     def before_accept() -> None:
+        if server_follower is not None:
+            server_follower.check()
         if changes.take_allowlist():
             stored = storage.get_setting_now(AllowedAddresses.SETTING)
             allowed_addresses.allowlist.replace(stored if stored is not None else configured)
