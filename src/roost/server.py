@@ -18,7 +18,7 @@ from aiohttp import web
 from roost import clock
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
-from roost.cluster.changes import ServerCertificateFollower, follow_local_changes
+from roost.cluster.changes import Following, ServerCertificateFollower, follow_local_changes
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
@@ -50,9 +50,10 @@ class Server:
     """Builds the services from the settings, listens, and stops them again. The HTTP app sees ``services`` only."""
 
     def __init__(self, services: Services, *, warnings: list[str], initial_client: datadir.InitialClient | None,
-                 pool: KeyPool, temp_dir: Path | None, before_accept: Callable[[], None] | None = None) -> None:
+                 pool: KeyPool, temp_dir: Path | None, following: Following | None = None) -> None:
         self.services = services
-        self._before_accept = before_accept
+        self._following = following
+        self._schedule_follower: asyncio.Task[None] | None = None
         self.warnings = warnings
         self.initial_client = initial_client
         self._pool = pool
@@ -116,8 +117,8 @@ class Server:
         # Workers sharing an SQLite file follow each other's changes (roost.cluster.changes).
         follower = (ServerCertificateFollower(settings, server_certificates, identifier)
                     if settings.secured and settings.certificate_path is None else None)
-        before_accept = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
-                                             follower)
+        following = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
+                                         follower)
         backups = BackupService(storage, documents, audit, settings.data_dir)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()
@@ -127,10 +128,11 @@ class Server:
             server_certificates=server_certificates, two_factor=two_factor, allowed_addresses=allowed_addresses,
             backups=backups, backup_schedules=schedules, trust_anchors=anchors, address=address)
         return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir,
-                   before_accept=before_accept)
+                   following=following)
 
-    async def start(self, listen_fd: int | None = None) -> str:
-        """Listen (on ``listen_fd``, a worker's inherited socket, when given) and start the background tasks."""
+    async def start(self, listen_fd: int | None = None, *, schedules: bool = True) -> str:
+        """Listen (on ``listen_fd``, a worker's inherited socket, when given) and start the background tasks; of
+        several workers only one runs the scheduled ones (backups, the renewal), so that they run once."""
         from roost.http.app import build_app
         from roost.http.timeouts import TimedAppRunner
 
@@ -148,7 +150,8 @@ class Server:
                 sock = listening_socket(host, settings.port, services.allowlist)
             else:
                 sock = adopt_listening_socket(listen_fd, services.allowlist)
-            sock.before_accept = self._before_accept
+            if self._following is not None:
+                sock.before_accept = self._following.before_accept
             context = services.tls.listening_context if services.tls else None
             site = web.SockSite(self._runner, sock, ssl_context=context, backlog=1024)
             await site.start()
@@ -165,8 +168,12 @@ class Server:
             self.initial_client = await services.certificates.create_initial_client(
                 settings.certificates_dir, settings.initial_client_clearance, services.address.url)
         services.registry.start_flusher()
-        self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
-        services.backup_schedules.start()
+        if schedules:
+            self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
+            services.backup_schedules.start()
+            if self._following is not None:
+                self._schedule_follower = asyncio.get_running_loop().create_task(
+                    self._following.follow_schedules(services.backup_schedules))
         return services.address.url
 
     async def _renew_generated_certificate(self) -> None:
@@ -180,8 +187,9 @@ class Server:
                 log.exception("Could not renew the generated server certificate; will try again in an hour")
 
     async def stop(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
+        for task in (self._renewal, self._schedule_follower):
+            if task is not None:
+                task.cancel()
         await self.services.backup_schedules.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -227,14 +235,14 @@ def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop) -> Cal
 
 
 async def run(settings: Settings, ignored: list[str], *, echo: object = print, listen_fd: int | None = None,
-              ready: Callable[[str, list[str]], None] | None = None) -> None:
+              ready: Callable[[str, list[str]], None] | None = None, schedules: bool = True) -> None:
     """``roost serve``: start, print where to connect, serve until SIGINT/SIGTERM. A worker of ``--workers``
     (``roost.cluster.workers``) listens on ``listen_fd`` and reports to ``ready`` instead of printing."""
     out = echo if callable(echo) else print
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = await Server.create(settings)
     try:
-        url = await server.start(listen_fd)
+        url = await server.start(listen_fd, schedules=schedules)
         if ready is not None:
             ready(url, server.warnings)
             await _until_signalled()

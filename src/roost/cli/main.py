@@ -57,7 +57,8 @@ def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int
         settings, ignored = load_settings({"data_dir": data_dir, "host": host, "port": port}, list(ctx.args))
         listen_fd = worker_processes.worker_socket_fd()
         if listen_fd is not None:  # a worker started by `roost serve --workers N`
-            asyncio.run(run(settings, ignored, listen_fd=listen_fd, ready=worker_processes.report_ready))
+            asyncio.run(run(settings, ignored, listen_fd=listen_fd, ready=worker_processes.report_ready,
+                            schedules=worker_processes.runs_schedules()))
         elif count > 1:
             args = [*(["--data-dir", str(data_dir)] if data_dir is not None else []),
                     *(["--host", host] if host is not None else []),

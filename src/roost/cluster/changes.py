@@ -13,11 +13,14 @@ from the next handshake on (the worker that installed it has registered it alrea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from roost.backups.schedule import SETTING as SCHEDULES_SETTING
+from roost.backups.schedule import Schedules
 from roost.documents.store import DocumentStore
 from roost.pki import datadir
 from roost.security import server_certificate
@@ -31,6 +34,8 @@ from roost.storage.base import Storage
 from roost.storage.sqlite import CERTIFICATES, DATABASES, SETTING, SqliteStorage
 
 ALLOWLIST = SETTING + AllowedAddresses.SETTING
+SCHEDULES = SETTING + SCHEDULES_SETTING
+SCHEDULES_POLL_SECONDS = 1.0
 _REQUEST_TOPICS = frozenset({CERTIFICATES, DATABASES})
 
 
@@ -59,12 +64,36 @@ class SqliteChanges:
     def give_back(self, topics: frozenset[str]) -> None:
         self._pending |= topics
 
-    def take_allowlist(self) -> bool:
+    def take_topic(self, topic: str) -> bool:
         self._poll()
-        if ALLOWLIST in self._pending:
-            self._pending.discard(ALLOWLIST)
+        if topic in self._pending:
+            self._pending.discard(topic)
             return True
         return False
+
+
+class Following:
+    """What a process sharing an SQLite file runs to follow the others, beyond the per-request check."""
+
+    def __init__(self, changes: SqliteChanges, before_accept_steps: list[Callable[[], None]]) -> None:
+        self._changes = changes
+        self._steps = before_accept_steps
+
+    def before_accept(self) -> None:
+        """The listening socket calls this before each accept(): the allowlist and the server certificate."""
+        for step in self._steps:
+            step()
+
+    async def follow_schedules(self, schedules: Schedules) -> None:
+        """In the worker that runs the scheduled backups: take the schedules another worker changed."""
+        while True:
+            await asyncio.sleep(SCHEDULES_POLL_SECONDS)
+            if self._changes.take_topic(SCHEDULES):
+                try:
+                    await schedules.reload()
+                except Exception:
+                    log.exception("Could not reload the backup schedules another worker changed; will retry")
+                    self._changes.give_back(frozenset({SCHEDULES}))
 
 
 log = logging.getLogger(__name__)
@@ -121,9 +150,9 @@ class ServerCertificateFollower:
 def follow_local_changes(storage: Storage, registry: Registry, documents: DocumentStore,
                          allowed_addresses: AllowedAddresses, configured_ips: Iterable[str],
                          server_follower: ServerCertificateFollower | None = None,
-                         ) -> Callable[[], None] | None:
-    """Wire the registry and the database list to follow other processes sharing an SQLite store; returns what the
-    listening socket calls before each accept() (the allowlist), or None for storage with notifications."""
+                         ) -> Following | None:
+    """Wire the registry and the database list to follow other processes sharing an SQLite store; returns the rest
+    (before accept(), the schedules), or None for storage with notifications."""
     if not isinstance(storage, SqliteStorage):
         return None
     changes = SqliteChanges(storage)
@@ -136,11 +165,9 @@ def follow_local_changes(storage: Storage, registry: Registry, documents: Docume
 
     registry.on_local_change.append(reload)
 
-    def before_accept() -> None:
-        if server_follower is not None:
-            server_follower.check()
-        if changes.take_allowlist():
+    def allowlist() -> None:
+        if changes.take_topic(ALLOWLIST):
             stored = storage.get_setting_now(AllowedAddresses.SETTING)
             allowed_addresses.allowlist.replace(stored if stored is not None else configured)
 
-    return before_accept
+    return Following(changes, [*([server_follower.check] if server_follower is not None else []), allowlist])

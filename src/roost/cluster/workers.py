@@ -33,6 +33,7 @@ from roost.settings import Settings
 # How the parent hands a worker its socket and its readiness pipe (file descriptors inherited across exec).
 SOCKET_FD_ENV = "ROOSTWORKER_SOCKET_FD"  # not ROOST_: those are settings
 READY_FD_ENV = "ROOSTWORKER_READY_FD"
+INDEX_ENV = "ROOSTWORKER_INDEX"  # 0 for the worker that runs the scheduled tasks (kept by its replacement)
 MAX_WORKERS = 256
 READY_SECONDS = 120.0
 STOP_SECONDS = 15.0
@@ -58,6 +59,11 @@ def worker_socket_fd() -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def runs_schedules() -> bool:
+    """Scheduled backups and the renewal check run in one worker (index 0), or in the one process."""
+    return os.environ.get(INDEX_ENV, "0") == "0"
+
+
 def report_ready(url: str, warnings: list[str]) -> None:
     """Called by a worker once it listens: tells the parent (one JSON line on the readiness pipe)."""
     value = os.environ.get(READY_FD_ENV)
@@ -73,6 +79,7 @@ class _Worker:
     process: subprocess.Popen[bytes]
     ready_fd: int  # the parent's reading end
     started: float
+    index: int
 
 
 class Supervisor:
@@ -101,9 +108,9 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._request_stop)
         try:
-            first = self._spawn()
+            first = self._spawn(0)
             report = self._wait_ready(first)  # alone: a first start creates the certificates once
-            rest = [self._spawn() for _ in range(self._count - 1)]
+            rest = [self._spawn(index) for index in range(1, self._count)]
             for worker in rest:
                 self._wait_ready(worker)
             self._banner(report, ignored)
@@ -115,13 +122,13 @@ class Supervisor:
     def _request_stop(self, _signum: int, _frame: object) -> None:
         self._stopping = True
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, index: int) -> _Worker:
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, SOCKET_FD_ENV: str(self._sock_fd), READY_FD_ENV: str(write_fd)}
+        env = {**os.environ, SOCKET_FD_ENV: str(self._sock_fd), READY_FD_ENV: str(write_fd), INDEX_ENV: str(index)}
         process = subprocess.Popen(self._command, env=env, pass_fds=(self._sock_fd, write_fd),
                                    preexec_fn=_die_with_parent)
         os.close(write_fd)
-        worker = _Worker(process, read_fd, time.monotonic())
+        worker = _Worker(process, read_fd, time.monotonic(), index)
         self._workers.append(worker)
         self._echo(f"Worker started (pid {process.pid})")
         return worker
@@ -179,7 +186,7 @@ class Supervisor:
                     time.sleep(RESPAWN_PAUSE_SECONDS)
                 _close_ready(worker)
                 self._workers.pop(index)
-                _close_ready(self._spawn())  # serving as soon as it listens; nothing to wait for
+                _close_ready(self._spawn(worker.index))  # serving as soon as it listens; nothing to wait for
                 break
 
     def _stop_all(self) -> None:
