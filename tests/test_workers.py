@@ -208,6 +208,22 @@ def test_two_factor_state_and_the_allowlist_are_the_same_in_every_worker(workers
     assert [handshake_bytes(workers, "127.0.0.2") for _ in range(12)] == [b""] * 12
     assert all(handshake_bytes(workers, "127.0.0.1")[:1] == b"\x16" for _ in range(6))
 
+    # The file's write lock held elsewhere past SQLite's busy timeout: a write is a 503 that changed nothing, not a
+    # 500 (what another worker's long transaction, or a restore, would otherwise produce).
+    import sqlite3
+
+    holder = sqlite3.connect(workers.data_dir / "roost.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        busy = admin.put(f"{workers.url}/admin/databases", params={"name": "Locked"}, timeout=30)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["Retry-After"] == "1"
+    assert admin.get(f"{workers.url}/databases/Locked/docs", params={"id": "x"}).status_code == 503
+    assert admin.put(f"{workers.url}/admin/databases", params={"name": "Locked"}).status_code == 201
+
 
 def test_a_killed_worker_is_respawned_and_only_its_in_flight_requests_are_lost(workers: RunningServer) -> None:
     pids = _worker_pids(workers)

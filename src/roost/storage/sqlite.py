@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from roost.errors import ServiceUnavailableError
 from roost.storage.base import (
     RESTORE_STAGE_PREFIX,
     BatchCommand,
@@ -161,7 +162,13 @@ class SqliteStorage:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            # Waits (sqlite3's 5 s busy timeout) while another worker process holds the write lock.
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise ServiceUnavailableError(
+                "The database file is locked by another process (another worker writing, or a restore); nothing "
+                "was changed. Retry in a second.", headers={"Retry-After": "1"}) from exc
         try:
             yield self._db
         except BaseException:
