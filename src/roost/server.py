@@ -18,7 +18,7 @@ from aiohttp import web
 from roost import clock
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
-from roost.cluster.changes import Following, ServerCertificateFollower, follow_local_changes
+from roost.cluster.changes import Following, ServerCertificateFollower, follow_local_changes, follow_schedules
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
@@ -171,9 +171,9 @@ class Server:
         if schedules:
             self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
             services.backup_schedules.start()
-            if self._following is not None:
+            if listen_fd is not None:  # a worker: the others may change the schedules
                 self._schedule_follower = asyncio.get_running_loop().create_task(
-                    self._following.follow_schedules(services.backup_schedules))
+                    follow_schedules(services.backup_schedules))
         return services.address.url
 
     async def _renew_generated_certificate(self) -> None:

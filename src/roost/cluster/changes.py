@@ -19,7 +19,6 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from roost.backups.schedule import SETTING as SCHEDULES_SETTING
 from roost.backups.schedule import Schedules
 from roost.documents.store import DocumentStore
 from roost.pki import datadir
@@ -34,7 +33,6 @@ from roost.storage.base import Storage
 from roost.storage.sqlite import CERTIFICATES, DATABASES, SETTING, SqliteStorage
 
 ALLOWLIST = SETTING + AllowedAddresses.SETTING
-SCHEDULES = SETTING + SCHEDULES_SETTING
 SCHEDULES_POLL_SECONDS = 1.0
 _REQUEST_TOPICS = frozenset({CERTIFICATES, DATABASES})
 
@@ -73,27 +71,26 @@ class SqliteChanges:
 
 
 class Following:
-    """What a process sharing an SQLite file runs to follow the others, beyond the per-request check."""
+    """What a worker runs before each accept() to follow the others: the allowlist (SQLite) and the server
+    certificate (any storage)."""
 
-    def __init__(self, changes: SqliteChanges, before_accept_steps: list[Callable[[], None]]) -> None:
-        self._changes = changes
+    def __init__(self, before_accept_steps: list[Callable[[], None]]) -> None:
         self._steps = before_accept_steps
 
     def before_accept(self) -> None:
-        """The listening socket calls this before each accept(): the allowlist and the server certificate."""
         for step in self._steps:
             step()
 
-    async def follow_schedules(self, schedules: Schedules) -> None:
-        """In the worker that runs the scheduled backups: take the schedules another worker changed."""
-        while True:
-            await asyncio.sleep(SCHEDULES_POLL_SECONDS)
-            if self._changes.take_topic(SCHEDULES):
-                try:
-                    await schedules.reload()
-                except Exception:
-                    log.exception("Could not reload the backup schedules another worker changed; will retry")
-                    self._changes.give_back(frozenset({SCHEDULES}))
+
+async def follow_schedules(schedules: Schedules) -> None:
+    """In the worker that runs the scheduled backups: take the schedules another worker changed (one indexed read
+    a second; ``reload`` keeps the timers of unchanged schedules)."""
+    while True:
+        await asyncio.sleep(SCHEDULES_POLL_SECONDS)
+        try:
+            await schedules.reload()
+        except Exception:
+            log.exception("Could not reload the backup schedules; will retry")
 
 
 log = logging.getLogger(__name__)
@@ -151,10 +148,11 @@ def follow_local_changes(storage: Storage, registry: Registry, documents: Docume
                          allowed_addresses: AllowedAddresses, configured_ips: Iterable[str],
                          server_follower: ServerCertificateFollower | None = None,
                          ) -> Following | None:
-    """Wire the registry and the database list to follow other processes sharing an SQLite store; returns the rest
-    (before accept(), the schedules), or None for storage with notifications."""
+    """Wire the registry and the database list to follow other processes sharing an SQLite store (storage with
+    notifications needs nothing of this); returns what the listening socket runs before each accept()."""
+    server_steps = [server_follower.check] if server_follower is not None else []
     if not isinstance(storage, SqliteStorage):
-        return None
+        return Following(server_steps) if server_steps else None
     changes = SqliteChanges(storage)
     registry.follow(changes)
     configured = list(configured_ips)
@@ -170,4 +168,4 @@ def follow_local_changes(storage: Storage, registry: Registry, documents: Docume
             stored = storage.get_setting_now(AllowedAddresses.SETTING)
             allowed_addresses.allowlist.replace(stored if stored is not None else configured)
 
-    return Following(changes, [*([server_follower.check] if server_follower is not None else []), allowlist])
+    return Following([*server_steps, allowlist])
