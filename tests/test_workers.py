@@ -273,3 +273,26 @@ def test_a_killed_worker_is_respawned_and_only_its_in_flight_requests_are_lost(w
     while any(_alive(pid) for pid in (pids[1], respawned)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pids[1]) and not _alive(respawned)
+
+
+def test_a_schedule_created_through_any_worker_runs_in_the_one_that_runs_schedules(
+    workers: RunningServer, tmp_path: Path,
+) -> None:
+    from test_backups import keypair
+
+    pids = _worker_pids(workers)
+    _, public = keypair(tmp_path)
+    admin = workers.admin()
+    assert admin.put(f"{workers.url}/admin/databases", params={"name": "Shop"}).status_code == 201
+    # Through a connection the second worker holds: the first one (index 0) runs schedules and must learn of it.
+    second = next(connection for connection, worker in _spread(workers, workers.admin_pem, pids)
+                  if worker == pids[1])
+    folder = tmp_path / "scheduled"
+    status, body = _request(second, "PUT", "/admin/backups/schedules",
+                            {"Database": "Shop", "IntervalSeconds": 1, "Retention": 10, "Folder": str(folder),
+                             "Recipients": [public]})
+    assert status == 200, body
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(folder.glob("Shop-*.roostbackup"))) < 2:
+        time.sleep(0.2)
+    assert len(list(folder.glob("Shop-*.roostbackup"))) >= 2

@@ -115,7 +115,7 @@ class Server:
         allowed_addresses = AllowedAddresses(storage, AllowList(), audit)
         await allowed_addresses.load(settings.allowed_ips)
         # Workers sharing an SQLite file follow each other's changes (roost.cluster.changes).
-        follower = (ServerCertificateFollower(settings, server_certificates, identifier)
+        follower = (ServerCertificateFollower(settings, server_certificates, identifier, lock)
                     if settings.secured and settings.certificate_path is None else None)
         following = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
                                          follower)
@@ -150,7 +150,7 @@ class Server:
                 sock = listening_socket(host, settings.port, services.allowlist)
             else:
                 sock = adopt_listening_socket(listen_fd, services.allowlist)
-            if self._following is not None:
+            if self._following is not None and listen_fd is not None:  # a worker: the others may change them
                 sock.before_accept = self._following.before_accept
             context = services.tls.listening_context if services.tls else None
             site = web.SockSite(self._runner, sock, ssl_context=context, backlog=1024)

@@ -107,8 +107,10 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
 class ServerCertificateFollower:
     """Presents the server certificate another worker installed (refresh, replace-cluster-cert, the renewal)."""
 
-    def __init__(self, settings: Settings, certificates: ServerCertificates, identifier: Identifier) -> None:
+    def __init__(self, settings: Settings, certificates: ServerCertificates, identifier: Identifier,
+                 lock: asyncio.Lock) -> None:
         self._settings = settings
+        self._lock = lock  # held while this process itself renews or replaces (and then installs) it
         self._certificates = certificates
         self._identifier = identifier
         self._paths = [settings.certificates_dir / name
@@ -121,8 +123,8 @@ class ServerCertificateFollower:
     def check(self) -> None:
         """Two or three stat() calls; loads the certificate only when one of its files changed."""
         now = self._identities()
-        if now == self._seen:
-            return
+        if now == self._seen or self._lock.locked():
+            return  # unchanged, or this process is installing one itself: look again at the next accept()
         certificates = self._certificates
         if certificates.tls is None or certificates.current is None or certificates.authority is None:
             return
