@@ -18,11 +18,12 @@ from aiohttp import web
 from roost import clock
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
+from roost.cluster.changes import Following, ServerCertificateFollower, follow_local_changes, follow_schedules
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
 from roost.security import server_certificate, trust
-from roost.security.allowlist import AcceptGate, AllowedAddresses, AllowList, listening_socket
+from roost.security.allowlist import AcceptGate, AllowedAddresses, AllowList, adopt_listening_socket, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
 from roost.security.audit import HEAD_SETTING as AUDIT_HEAD_KEY
 from roost.security.audit import AuditLog
@@ -50,8 +51,10 @@ class Server:
     """Builds the services from the settings, listens, and stops them again. The HTTP app sees ``services`` only."""
 
     def __init__(self, services: Services, *, warnings: list[str], initial_client: datadir.InitialClient | None,
-                 pool: KeyPool, temp_dir: Path | None) -> None:
+                 pool: KeyPool, temp_dir: Path | None, following: Following | None = None) -> None:
         self.services = services
+        self._following = following
+        self._schedule_follower: asyncio.Task[None] | None = None
         self.warnings = warnings
         self.initial_client = initial_client
         self._pool = pool
@@ -78,6 +81,7 @@ class Server:
         await registry.load()
         identifier = Identifier(registry)
         documents = DocumentStore(storage)
+        await storage.watch_databases(documents.forget)  # before loading, as for the registry
         await documents.load()
         audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
         audit.on_append.append(_audit_head_keeper(storage, asyncio.get_running_loop()))
@@ -111,6 +115,11 @@ class Server:
 
         allowed_addresses = AllowedAddresses(storage, AllowList(), audit)
         await allowed_addresses.load(settings.allowed_ips)
+        # Workers sharing an SQLite file follow each other's changes (roost.cluster.changes).
+        follower = (ServerCertificateFollower(settings, server_certificates, identifier, lock)
+                    if settings.secured and settings.certificate_path is None else None)
+        following = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
+                                         follower)
         backups = BackupService(storage, documents, audit, settings.data_dir)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()
@@ -119,9 +128,12 @@ class Server:
             databases=Databases(documents, registry, audit), audit=audit, certificates=certificates,
             server_certificates=server_certificates, two_factor=two_factor, allowed_addresses=allowed_addresses,
             backups=backups, backup_schedules=schedules, trust_anchors=anchors, address=address)
-        return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir)
+        return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir,
+                   following=following)
 
-    async def start(self) -> str:
+    async def start(self, listen_fd: int | None = None, *, schedules: bool = True) -> str:
+        """Listen (on ``listen_fd``, a worker's inherited socket, when given) and start the background tasks; of
+        several workers only one runs the scheduled ones (backups, the renewal), so that they run once."""
         from roost.http.app import build_app
         from roost.http.timeouts import TimedAppRunner
 
@@ -135,7 +147,12 @@ class Server:
             host = "127.0.0.1"  # one socket: "localhost" may resolve to two addresses on two ports
         try:
             # Our own listening socket so that the IP allowlist runs at accept(), before any TLS handshake.
-            sock = listening_socket(host, settings.port, services.allowlist)
+            if listen_fd is None:
+                sock = listening_socket(host, settings.port, services.allowlist)
+            else:
+                sock = adopt_listening_socket(listen_fd, services.allowlist)
+            if self._following is not None and listen_fd is not None:  # a worker: the others may change them
+                sock.before_accept = self._following.before_accept
             context = services.tls.listening_context if services.tls else None
             use_small_read_buffers()  # asyncio's 256 KiB per TLS connection: see roost.tls
             site = _GatedSite(self._runner, sock, ssl_context=context, backlog=1024)
@@ -153,8 +170,12 @@ class Server:
             self.initial_client = await services.certificates.create_initial_client(
                 settings.certificates_dir, settings.initial_client_clearance, services.address.url)
         services.registry.start_flusher()
-        self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
-        services.backup_schedules.start()
+        if schedules:
+            self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
+            services.backup_schedules.start()
+            if listen_fd is not None:  # a worker: the others may change the schedules
+                self._schedule_follower = asyncio.get_running_loop().create_task(
+                    follow_schedules(services.backup_schedules))
         return services.address.url
 
     async def _renew_generated_certificate(self) -> None:
@@ -168,8 +189,9 @@ class Server:
                 log.exception("Could not renew the generated server certificate; will try again in an hour")
 
     async def stop(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
+        for task in (self._renewal, self._schedule_follower):
+            if task is not None:
+                task.cancel()
         await self.services.backup_schedules.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -249,13 +271,19 @@ def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop) -> Cal
     return keep
 
 
-async def run(settings: Settings, ignored: list[str], *, echo: object = print) -> None:
-    """``roost serve``: start, print where to connect, serve until SIGINT/SIGTERM."""
+async def run(settings: Settings, ignored: list[str], *, echo: object = print, listen_fd: int | None = None,
+              ready: Callable[[str, list[str]], None] | None = None, schedules: bool = True) -> None:
+    """``roost serve``: start, print where to connect, serve until SIGINT/SIGTERM. A worker of ``--workers``
+    (``roost.cluster.workers``) listens on ``listen_fd`` and reports to ``ready`` instead of printing."""
     out = echo if callable(echo) else print
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = await Server.create(settings)
     try:
-        url = await server.start()
+        url = await server.start(listen_fd, schedules=schedules)
+        if ready is not None:
+            ready(url, server.warnings)
+            await _until_signalled()
+            return
         if ignored:
             out(f"Warning: ignoring settings that mean nothing to Roost: {', '.join(ignored)}")
         if not settings.secured:
@@ -274,13 +302,17 @@ async def run(settings: Settings, ignored: list[str], *, echo: object = print) -
             ca = ca_path.resolve() if ca_path else None
             out(f"Admin client certificate: {server.initial_client.zip_path.resolve()} (PEM: {pem})")
             out(f"Try it: curl --cert {pem} --cacert {ca} {url}/certificates/whoami")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await _until_signalled()
     finally:
         await server.stop()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 __all__ = ["Clearance", "Server", "run"]

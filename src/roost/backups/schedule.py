@@ -77,6 +77,15 @@ class Schedules:
         for schedule in self._schedules.values():
             self._remove_partials(self._folder(schedule["Folder"]))
 
+    async def reload(self) -> None:
+        """Another worker changed the schedules (``roost.cluster.changes``): take them, keeping the timers of those
+        that did not change, and leave the folders alone (a backup may be being written)."""
+        stored = await self._storage.get_setting(SETTING) or {}
+        now = time.monotonic()
+        self._next = {k: self._next[k] if k in self._next and self._schedules.get(k) == v
+                      else now + v["IntervalSeconds"] for k, v in stored.items()}
+        self._schedules = dict(stored)
+
     def _remove_partials(self, folder: Path) -> None:
         """At start-up nothing is being written: partial files in a schedule's folder are left by a crash."""
         try:

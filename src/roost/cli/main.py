@@ -39,19 +39,36 @@ def main() -> None:
               help="Where databases and certificates live (default ./roost-data).")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8443; 0 picks a free one).")
+@click.option("--workers", default=None, metavar="N|auto",
+              help="Worker processes sharing the listening socket (default 1; auto: one per core). docs/cluster.md.")
 @click.pass_context
-def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int | None,
+          workers: str | None) -> None:
     """Start the server over HTTPS. On first start it creates its CA, server and admin client certificates.
 
     RavenDB's settings are accepted as --Key=Value (e.g. --ServerUrl=https://0.0.0.0:8443,
     --Security.Certificate.Path=server.pfx, --RunInMemory=true).
     """
+    from roost.cluster import workers as worker_processes
     from roost.server import loop_factory, run
 
     try:
+        count = worker_processes.parse_workers(workers)
         settings, ignored = load_settings({"data_dir": data_dir, "host": host, "port": port}, list(ctx.args))
-        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-            runner.run(run(settings, ignored, echo=lambda line: click.echo(line)))
+        listen_fd = worker_processes.worker_socket_fd()
+        if listen_fd is not None:  # a worker started by `roost serve --workers N`
+            with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+                runner.run(run(settings, ignored, listen_fd=listen_fd, ready=worker_processes.report_ready,
+                               schedules=worker_processes.runs_schedules()))
+        elif count > 1:
+            args = [*(["--data-dir", str(data_dir)] if data_dir is not None else []),
+                    *(["--host", host] if host is not None else []),
+                    *(["--port", str(port)] if port is not None else []), *ctx.args]
+            worker_processes.serve_workers(settings, ignored, worker_processes.worker_command(args), count,
+                                           lambda line: click.echo(line))
+        else:
+            with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+                runner.run(run(settings, ignored, echo=lambda line: click.echo(line)))
     except ConfigurationError as error:
         raise CliError(error.message, EXIT_USAGE) from error
     except KeyboardInterrupt:

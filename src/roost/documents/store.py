@@ -75,6 +75,13 @@ class DocumentStore:
     async def load(self) -> None:
         self._known = {row.name.casefold(): row.name for row in await self._storage.list_databases()}
 
+    def forget(self, folded: str | None) -> None:
+        """Another node created or deleted this database (``None``: any may have changed): ask storage next time."""
+        if folded is None:
+            self._known = {}
+        else:
+            self._known.pop(folded, None)
+
     async def exists(self, name: str) -> bool:
         key = name.casefold()
         if key in self._known:

@@ -128,7 +128,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             # The 2FA gate (identify -> 2FA gate -> authorize). A certificate without a key pays
             # one attribute check.
             if definition is not None and definition.two_factor_key and identity.status.authenticated:
-                identity = services.two_factor.gate(identity, request.cookies.get(COOKIE_NAME), now)
+                identity = await services.two_factor.gate(identity, request.cookies.get(COOKIE_NAME), now)
             error = authz.refusal(level, identity, match_info.get("db"))
             if error is not None:
                 if errors.wants_html(request):  # browsers get the private-window hint too

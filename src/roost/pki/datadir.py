@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,14 +102,33 @@ def _tighten_known_files(data_dir: Path) -> None:
                 item.chmod(item.stat().st_mode & 0o700)
 
 
+LOCK_FILE = ".bootstrap.lock"
+
+
+@contextmanager
+def bootstrap_lock(directory: Path) -> Iterator[None]:
+    """One process at a time creates what ``directory`` lacks (a CA, a server certificate): nodes and workers that
+    start together on one (shared) directory then all load what the first one wrote, instead of each writing its
+    own. An exclusive ``flock`` on a file in the directory: released by the kernel if the holder dies. (On NFS,
+    flock needs a server with lock support (NFSv4); docs/cluster.md.)"""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def load_or_create_authority(certs_dir: Path) -> CertificateAuthority:
     cert_path, key_path = certs_dir / CA_CERTIFICATE_FILE, certs_dir / "ca.key"
-    if cert_path.exists() and key_path.exists():
-        return CertificateAuthority.from_pem(cert_path.read_bytes(), key_path.read_bytes())
-    authority = CertificateAuthority.create()
-    write_private(key_path, authority.private_key_pem())
-    _write_public(cert_path, authority.certificate_pem())
-    return authority
+    with bootstrap_lock(certs_dir):
+        if cert_path.exists() and key_path.exists():
+            return CertificateAuthority.from_pem(cert_path.read_bytes(), key_path.read_bytes())
+        authority = CertificateAuthority.create()
+        # Renamed into place, certificate last: a process that dies half-way leaves no pair that does not match.
+        _replace_file(key_path, authority.private_key_pem(), private=True)
+        _replace_file(cert_path, authority.certificate_pem(), private=False)
+        return authority
 
 
 def publish_authority_certificate(certs_dir: Path, authority: CertificateAuthority) -> None:
@@ -119,17 +141,22 @@ def generated_server_certificate(
 ) -> ServerCertificate:
     """Roost's own server certificate; ``renew`` makes a new key and certificate now (``refresh``)."""
     cert_path, key_path = certs_dir / "server.crt", certs_dir / "server.key"
-    if renew or not (cert_path.exists() and key_path.exists()):
-        key = generate_private_key("EC-P256")
-        cert = authority.issue_server(key, default_server_hosts())
-        # Key first: a crash between the two renames leaves a new key with the old certificate, which
-        # load_cert_chain refuses loudly, rather than a certificate whose key is gone.
-        _replace_file(key_path, key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-            private=True)
-        _replace_file(cert_path, packages.certificate_pem(cert) + authority.certificate_pem(), private=False)
+    with bootstrap_lock(certs_dir):
+        if renew or not (cert_path.exists() and key_path.exists()):
+            _generate_server_certificate(cert_path, key_path, authority)
     chain = load_certificates(cert_path.read_bytes())
     return ServerCertificate(chain[0], chain, cert_path, key_path, None, generated=True)
+
+
+def _generate_server_certificate(cert_path: Path, key_path: Path, authority: CertificateAuthority) -> None:
+    key = generate_private_key("EC-P256")
+    cert = authority.issue_server(key, default_server_hosts())
+    # Key first: a crash between the two renames leaves a new key with the old certificate, which
+    # load_cert_chain refuses loudly, rather than a certificate whose key is gone.
+    _replace_file(key_path, key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        private=True)
+    _replace_file(cert_path, packages.certificate_pem(cert) + authority.certificate_pem(), private=False)
 
 
 def _load_server_pfx(

@@ -125,8 +125,12 @@ class GatedSocket(socket.socket):
     """
 
     allowlist: AllowList
+    # Called before each accept() (roost.cluster.changes: another worker may have changed the allowlist).
+    before_accept: Callable[[], None] | None = None
 
     def accept(self) -> tuple[socket.socket, object]:
+        if self.before_accept is not None:
+            self.before_accept()
         while True:
             conn, addr = super().accept()  # BlockingIOError when the backlog is empty: asyncio stops there
             if self.allowlist.allows(addr[0] if isinstance(addr, tuple) else None):
@@ -228,6 +232,14 @@ def listening_socket(host: str, port: int, allowlist: AllowList, backlog: int = 
     except BaseException:
         sock.close()
         raise
+    sock.allowlist = allowlist
+    return sock
+
+
+def adopt_listening_socket(fd: int, allowlist: AllowList) -> GatedSocket:
+    """A listening socket inherited from a parent process (``roost serve --workers``): the same gate at accept()."""
+    sock = GatedSocket(fileno=fd)
+    sock.setblocking(False)
     sock.allowlist = allowlist
     return sock
 

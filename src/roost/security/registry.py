@@ -19,7 +19,7 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from roost import clock
 from roost.errors import BadRequestError, ServiceUnavailableError
@@ -202,6 +202,18 @@ class Page:
     total: int
 
 
+CERTIFICATES_TOPIC = "certificates"  # roost.storage.sqlite.CERTIFICATES
+
+
+class LocalChanges(Protocol):
+    """Changes other processes on this machine committed to the same embedded store (``roost.cluster.changes``):
+    checked on every request, cheaply, since they come with no notification."""
+
+    def pending(self) -> bool: ...
+    def take(self) -> frozenset[str]: ...
+    def give_back(self, topics: frozenset[str]) -> None: ...
+
+
 class Registry:
     """The registered certificates of this server (or cluster, when storage is shared)."""
 
@@ -225,6 +237,9 @@ class Registry:
         self._caught_up.set()
         # Called with the definitions another node wrote (e.g. to trust uploaded certificates in TLS).
         self.on_external_change: list[Callable[[list[CertificateDefinition]], Awaitable[None]]] = []
+        self._local: LocalChanges | None = None
+        # Called with the topics another worker process changed (see follow), before the request goes on.
+        self.on_local_change: list[Callable[[frozenset[str]], Awaitable[None]]] = []
 
     async def load(self) -> None:
         async with self._lock:
@@ -266,14 +281,31 @@ class Registry:
         """Follow the changes other nodes make to shared storage; call before ``load`` so that none is missed."""
         await self._storage.watch_certificates(self)
 
+    def follow(self, local: LocalChanges) -> None:
+        """Also follow the changes of other processes sharing an embedded store (workers of one machine)."""
+        self._local = local
+
     @property
     def stale(self) -> bool:
-        """True while a notified change is being read, and after the notification channel was lost until
-        everything has been reloaded."""
-        return self._stale or self._behind
+        """True while a notified change is being read, after the notification channel was lost until
+        everything has been reloaded, and when another worker process changed certificates or databases."""
+        return self._stale or self._behind or (self._local is not None and self._local.pending())
 
     async def refresh(self) -> None:
         """Wait for notified changes; reload everything if stale; refuse (503) while that cannot be done."""
+        if self._local is not None and self._local.pending():
+            topics = self._local.take()
+            if CERTIFICATES_TOPIC in topics:
+                self._stale = True  # reloaded below; stays stale (and refused) until that succeeds
+            try:
+                for hook in self.on_local_change:
+                    await hook(topics)
+            except Exception as exc:
+                self._local.give_back(topics)
+                log.exception("Could not follow another worker's changes")
+                raise ServiceUnavailableError(
+                    "This server could not read the changes another worker made. Retry in a few seconds."
+                ) from exc
         if self._behind:
             try:
                 await asyncio.wait_for(self._caught_up.wait(), CATCH_UP_SECONDS)

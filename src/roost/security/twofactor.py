@@ -14,14 +14,16 @@ Where Roost does better than RavenDB:
   holding it is used, which caps an online guesser at a few thousand tries a day against a million codes per
   step.
 - State lives in storage (``two_factor`` table), not in a per-node dictionary: sessions and lockouts survive a
-  restart and hold on every node that shares the storage. Storage holds SHA-256 digests of the cookie and of
+  restart and hold on every node and worker that shares the storage. A login is one atomic update in storage
+  (``Storage.update_two_factor``), so five wrong codes are five in total however they are spread over nodes, and
+  a code accepted anywhere is a replay everywhere; the gate reads the session per request, so a logout holds at
+  once everywhere. Storage holds SHA-256 digests of the cookie and of
   the key a session was opened with, never the cookie value or the key itself.
 - Every success, failure, replay and lockout is logged with the thumbprint; never the code, key or cookie.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -276,31 +278,32 @@ class TwoFactor:
         self._now = now
         self.default_minutes = default_minutes
         self.max_minutes = max_minutes
-        self._states: dict[str, State] = {}
-        self._lock = asyncio.Lock()  # one login at a time: verify, then record, with no interleaving
+        # What the last login attempt per key saw of its lockout (for the audit of that attempt only).
+        self._observed_locks: dict[str, dt.datetime | None] = {}
 
     async def load(self) -> None:
-        """Read the state of every certificate; drop what belongs to deleted certificates."""
-        states = {
-            tp: State.from_storage(data) for tp, data in (await self._storage.load_two_factor()).items()
-        }
+        """Drop what storage holds for deleted certificates and keys (the state itself is read per use)."""
+        states = await self._storage.load_two_factor()
         keys = {guard_id(d.two_factor_key) for d in self._registry.all() if d.two_factor_key}
         gone = [tp for tp in states
                 if (tp not in keys if tp.startswith(GUARD_PREFIX) else self._registry.get(tp) is None)]
         if gone:
             await self._storage.delete_two_factor(gone)
-        self._states = {tp: s for tp, s in states.items() if tp not in gone}
 
     # The gate (request path)
     # ------------------------------------------------------------------------------------
 
-    def gate(self, identity: Identity, cookie: str | None, now: dt.datetime) -> Identity:
+    async def gate(self, identity: Identity, cookie: str | None, now: dt.datetime) -> Identity:
         """Called by the middleware only for an authenticated certificate that has a key; returns the identity
-        authz should judge: unchanged while a valid session is open, else RavenDB's 2FA statuses."""
+        authz should judge: unchanged while a valid session is open, else RavenDB's 2FA statuses.
+
+        The session is read from storage on every such request (one indexed row), never from a copy in memory:
+        a logout or a new login on any node or worker holds on the very next request everywhere.
+        """
         definition = identity.definition
         assert definition is not None and definition.two_factor_key
-        state = self._states.get(definition.thumbprint)
-        session = state.session if state is not None else None
+        stored = (await self._storage.get_two_factor([definition.thumbprint])).get(definition.thumbprint)
+        session = State.from_storage(stored).session if stored is not None else None
         if (
             session is None
             or session.expires <= now
@@ -320,10 +323,6 @@ class TwoFactor:
                 )
                 return replace(identity, status=AuthStatus.TWO_FACTOR_INVALID_LIMIT)
         return identity
-
-    def session_of(self, thumbprint: str) -> Session | None:
-        state = self._states.get(thumbprint)
-        return state.session if state is not None else None
 
     # Login and logout
     # -------------------------------------------------------------------------------------------
@@ -375,45 +374,35 @@ class TwoFactor:
         assert key is not None
         label = _label(definition)
         guard_key = guard_id(key)
-        async with self._lock:
-            now = self._now()
-            # Counted per key: another certificate of the same key neither replays a code nor gets five more tries.
-            state = self._states.get(guard_key) or self._states.get(definition.thumbprint, State())
+        thumbprint = definition.thumbprint
+        now = self._now()
+        cookie = secrets.token_urlsafe(32) if has_limits else None
+        outcome: list[_Outcome] = []
+
+        def change(stored: dict[str, JsonObject]) -> dict[str, JsonObject | None]:
+            # Runs inside storage's atomic update: every node and worker sees the failures, the lockout and the
+            # last accepted step this decision was made on, and none can decide in between.
+            outcome.clear()
+            # Counted per key: another certificate of the same key neither replays a code nor gets five more tries
+            # (a state stored under the thumbprint is the older layout: its step still counts).
+            raw = stored.get(guard_key) or stored.get(thumbprint)
+            state = State.from_storage(raw) if raw is not None else State()
             state = State(None, state.last_step, state.failures, state.locked_until)
             if state.locked_until is not None and now < state.locked_until:
-                seconds = max(1, int((state.locked_until - now).total_seconds() + 0.999))
-                log.warning("2FA: refused %s: locked out for %d more seconds", label, seconds)
-                raise TooManyRequestsError(
-                    f"Two factor authentication for {label} is locked for {seconds} more seconds after "
-                    f"{MAX_FAILURES} wrong codes in a row. Wait, then enter a new code.",
-                    headers={"Retry-After": str(seconds)},
-                )
+                outcome.append(_Outcome("locked", state.failures, state.locked_until))
+                return {}
             step = _matching_step(key, token, now)
             if step is None:
                 failures = state.failures + 1
                 if failures >= MAX_FAILURES:
-                    locked_until = now + LOCKOUT
-                    await self._save(guard_key, replace(state, failures=0, locked_until=locked_until))
-                    log.warning(
-                        "2FA: wrong code for %s (%d in a row): locked until %s",
-                        label,
-                        failures,
-                        clock.wire_date(locked_until),
-                    )
-                else:
-                    await self._save(guard_key, replace(state, failures=failures, locked_until=None))
-                    log.warning(
-                        "2FA: wrong code for %s (%d of %d before a lockout)", label, failures, MAX_FAILURES
-                    )
-                raise NotAcceptableError(f"Wrong token provided for {label}")
+                    locked = replace(state, failures=0, locked_until=now + LOCKOUT)
+                    outcome.append(_Outcome("wrong", failures, locked.locked_until))
+                    return {guard_key: locked.to_storage()}
+                outcome.append(_Outcome("wrong", failures, None))
+                return {guard_key: replace(state, failures=failures, locked_until=None).to_storage()}
             if step <= state.last_step:
-                # Not counted as a failure: a replayed code is the right code, so it gives a guesser nothing.
-                log.warning("2FA: refused %s: replay of an already used code", label)
-                raise NotAcceptableError(
-                    f"The code provided for {label} was already used; each code is accepted once. Wait for "
-                    "the next code from your authenticator app."
-                )
-            cookie = secrets.token_urlsafe(32) if has_limits else None
+                outcome.append(_Outcome("replay", state.failures, None))
+                return {}
             session = Session(
                 now + dt.timedelta(minutes=period),
                 has_limits,
@@ -421,8 +410,36 @@ class TwoFactor:
                 _key_digest(key),
                 period,
             )
-            await self._save(guard_key, State(None, step, 0, None))
-            await self._save(definition.thumbprint, State(session))
+            outcome.append(_Outcome("opened", 0, None))
+            return {guard_key: State(None, step, 0, None).to_storage(), thumbprint: State(session).to_storage()}
+
+        await self._storage.update_two_factor([guard_key, thumbprint], change)
+        result = outcome[0]
+        self._observed_locks[guard_key] = result.locked_until
+        if result.kind == "locked":
+            assert result.locked_until is not None
+            seconds = max(1, int((result.locked_until - now).total_seconds() + 0.999))
+            log.warning("2FA: refused %s: locked out for %d more seconds", label, seconds)
+            raise TooManyRequestsError(
+                f"Two factor authentication for {label} is locked for {seconds} more seconds after "
+                f"{MAX_FAILURES} wrong codes in a row. Wait, then enter a new code.",
+                headers={"Retry-After": str(seconds)},
+            )
+        if result.kind == "wrong":
+            if result.locked_until is not None:
+                log.warning("2FA: wrong code for %s (%d in a row): locked until %s", label, result.failures,
+                            clock.wire_date(result.locked_until))
+            else:
+                log.warning("2FA: wrong code for %s (%d of %d before a lockout)", label, result.failures,
+                            MAX_FAILURES)
+            raise NotAcceptableError(f"Wrong token provided for {label}")
+        if result.kind == "replay":
+            # Not counted as a failure: a replayed code is the right code, so it gives a guesser nothing.
+            log.warning("2FA: refused %s: replay of an already used code", label)
+            raise NotAcceptableError(
+                f"The code provided for {label} was already used; each code is accepted once. Wait for "
+                "the next code from your authenticator app."
+            )
         log.info(
             "2FA: session opened for %s for %d minutes, %s",
             label,
@@ -432,38 +449,47 @@ class TwoFactor:
         return LoginResult(cookie, period * 60)
 
     async def logout(self, identity: Identity) -> None:
-        """DELETE /authentication/2fa: ends the certificate's session for every client (as RavenDB)."""
+        """DELETE /authentication/2fa: ends the certificate's session for every client (as RavenDB), on every
+        node and worker (the gate reads the session from storage)."""
         if identity.status in (AuthStatus.NO_CERTIFICATE, AuthStatus.NONE) or identity.thumbprint is None:
             raise BadRequestError(NO_CERTIFICATE_MESSAGE)
         definition = identity.definition
         if definition is None:
             return  # nothing to end
-        async with self._lock:
-            state = self._states.get(definition.thumbprint)
-            if state is not None and state.session is not None:
-                await self._save(definition.thumbprint, replace(state, session=None))
-                log.info("2FA: session ended (logout) for %s", _label(definition))
+        thumbprint = definition.thumbprint
+        ended: list[bool] = []
+
+        def change(stored: dict[str, JsonObject]) -> dict[str, JsonObject | None]:
+            raw = stored.get(thumbprint)
+            if raw is None or not raw.get("Session"):
+                return {}
+            ended.append(True)
+            return {thumbprint: replace(State.from_storage(raw), session=None).to_storage()}
+
+        await self._storage.update_two_factor([thumbprint], change)
+        if ended:
+            log.info("2FA: session ended (logout) for %s", _label(definition))
 
     async def forget(self, thumbprints: list[str]) -> None:
-        """Hook for deleted certificates: their sessions, replay marks and lockouts go with them."""
-        known = [t for t in thumbprints if t in self._states]
-        if known:
-            await self._storage.delete_two_factor(known)
-            for thumbprint in known:
-                self._states.pop(thumbprint, None)
+        """Hook for deleted certificates: their sessions go with them (a key's replay mark and lockout stay while
+        another certificate holds the key; ``load`` drops those of keys nobody holds)."""
+        if thumbprints:
+            await self._storage.delete_two_factor(thumbprints)
 
     def locked_until(self, thumbprint: str) -> dt.datetime | None:
-        """When the lockout of the certificate's key ends (None: not locked); the audit log records lockouts."""
+        """When the lockout of the certificate's key ends, as this process's last login attempt with the key saw
+        it (None: not locked): the login route audits the failure that caused a lockout right after it."""
         definition = self._registry.get(thumbprint)
         if definition is None or not definition.two_factor_key:
             return None
-        state = self._states.get(guard_id(definition.two_factor_key))
-        return state.locked_until if state is not None else None
+        return self._observed_locks.get(guard_id(definition.two_factor_key))
 
-    async def _save(self, thumbprint: str, state: State) -> None:
-        # Storage first, then the index: a request never sees a session that storage does not hold.
-        await self._storage.put_two_factor(thumbprint, state.to_storage())
-        self._states[thumbprint] = state
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: str  # "locked", "wrong", "replay" or "opened"
+    failures: int
+    locked_until: dt.datetime | None
 
 
 def _matching_step(key: str, token: str, now: dt.datetime) -> int | None:

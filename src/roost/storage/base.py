@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -106,6 +106,10 @@ class CertificateWatcher(Protocol):
         """Listening again after a loss: anything may have changed in between."""
 
 
+# Given the stored two-factor entries (id -> state) that exist, returns the entries to write (None: delete).
+TwoFactorChange = Callable[[dict[str, JsonObject]], dict[str, JsonObject | None]]
+
+
 class Storage(Protocol):
     """Async storage. Identifiers are compared case-insensitively (RavenDB's rule) by every backend.
 
@@ -126,6 +130,9 @@ class Storage(Protocol):
         (SQLite) have no other writers and do nothing."""
 
     # Databases.
+    async def watch_databases(self, changed: Callable[[str | None], None]) -> None:
+        """Call ``changed(folded name)`` when another node creates or deletes a database, and ``changed(None)``
+        when changes may have been missed (a lost notification channel). Embedded stores do nothing."""
     async def create_database(self, name: str, database_id: str, created: str) -> bool: ...
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool: ...
     async def list_databases(self) -> list[DatabaseRow]: ...
@@ -149,7 +156,13 @@ class Storage(Protocol):
     # Two-factor state per certificate (session, last accepted TOTP step, failures, lockout): kept in storage so
     # that it survives a restart and is shared by the nodes of a cluster. Never holds a TOTP key or a cookie value.
     async def load_two_factor(self) -> dict[str, JsonObject]: ...
+    async def get_two_factor(self, ids: list[str]) -> dict[str, JsonObject]: ...
     async def put_two_factor(self, thumbprint: str, state: JsonObject) -> None: ...
+    async def update_two_factor(self, ids: list[str], change: TwoFactorChange) -> None:
+        """One atomic read-modify-write of these entries, serialized with every other update of them on every
+        node and worker: ``change`` gets what is stored now and returns what to write (``None``: delete). If it
+        raises, nothing is written."""
+        ...
     async def delete_two_factor(self, thumbprints: list[str]) -> None: ...
 
     # Small server-wide settings changed at run time (allowed IPs, 2FA sessions, ...).

@@ -21,8 +21,7 @@ import json
 import logging
 import os
 import secrets
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -38,6 +37,7 @@ from roost.storage.base import (
     PutCommand,
     Storage,
     StoredDocument,
+    TwoFactorChange,
     document_from_row,
     fold,
 )
@@ -51,10 +51,16 @@ _ALL = "*"
 _NOTIFY_PAYLOAD_LIMIT = 7000
 # Prefix of the token a writer sends after its changes and waits to hear back (see PostgresStorage._notify).
 _ECHO = "echo:"
+# Prefix of a database's creation or deletion (followed by its folded name); thumbprints never hold a ":".
+_DATABASE = "db:"
 _ECHO_SECONDS = 2.0
 # Any fixed number: only Roost's schema creation takes this advisory lock.
 _SCHEMA_LOCK = 0x526F6F7374
+# Waits between attempts while PostgreSQL does not answer (a lost connection alone is retried at once).
 _RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+_CONNECT_SECONDS = 5.0  # a listener connection that PostgreSQL does not accept by then counts as a failure
+# The first key of the advisory locks that serialize two-factor updates (the second is the entry's hashtext).
+_TWO_FACTOR_LOCK = 0x32464121
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
@@ -154,6 +160,7 @@ class PostgresStorage:
         self._url = url
         self._watchers: list[asyncio.Task[None]] = []
         self._echoes: dict[str, asyncio.Future[None]] = {}
+        self._database_watchers: list[Callable[[str | None], None]] = []
 
     @classmethod
     async def open(cls, url: str) -> PostgresStorage:
@@ -234,32 +241,43 @@ class PostgresStorage:
         await ready
 
     async def _watch(self, watcher: CertificateWatcher, ready: asyncio.Future[None]) -> None:
-        attempt = 0
+        failures = 0  # connection attempts that failed in a row: the back-off counts only these
         while True:
-            started = time.monotonic()
+            listening = asyncio.Event()  # set once LISTEN is established on a new connection
             try:
-                await self._listen(watcher, ready)
+                await self._listen(watcher, ready, listening)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if not ready.done():
                     ready.set_exception(exc)
                     return
-                log.warning("Lost the PostgreSQL certificate notification channel (%s); reconnecting", exc)
+                if listening.is_set():
+                    log.warning("Lost the PostgreSQL certificate notification channel (%s); reconnecting at once",
+                                exc)
+                else:
+                    failures += 1
             try:
                 await watcher.certificates_channel_lost()
             except Exception:
                 log.exception("The certificate watcher failed on a lost channel")
-            # Back off while reconnecting fails; start over after a session that lasted.
-            attempt = 0 if time.monotonic() - started > 30 else attempt + 1
-            await asyncio.sleep(_RECONNECT_SECONDS[min(attempt, len(_RECONNECT_SECONDS) - 1)])
+            if listening.is_set():
+                # A dropped connection while PostgreSQL answers (pg_terminate_backend, a proxy's idle cut): the
+                # node is closed until it listens again, so try again at once.
+                failures = 0
+                continue
+            delay = _RECONNECT_SECONDS[min(failures - 1, len(_RECONNECT_SECONDS) - 1)]
+            log.warning("PostgreSQL does not answer the notification listener; retrying in %.1f s", delay)
+            await asyncio.sleep(delay)
 
-    async def _listen(self, watcher: CertificateWatcher, ready: asyncio.Future[None]) -> None:
+    async def _listen(self, watcher: CertificateWatcher, ready: asyncio.Future[None],
+                      listening: asyncio.Event) -> None:
         """One LISTEN session: returns or raises when its connection is lost."""
         lost = asyncio.Event()
         queue: asyncio.Queue[str] = asyncio.Queue()
         name = f"{APPLICATION_NAME} certificate listener (pid {os.getpid()})"
-        connection = await asyncpg.connect(self._url, server_settings={"application_name": name})
+        connection = await asyncpg.connect(self._url, server_settings={"application_name": name},
+                                           timeout=_CONNECT_SECONDS)
         try:
             connection.add_termination_listener(lambda _c: lost.set())
 
@@ -267,10 +285,18 @@ class PostgresStorage:
                 if payload.startswith(_ECHO):
                     self._heard_echo(payload)  # a writer's token (ours or another node's): no change to read
                     return
+                if payload.startswith(_DATABASE):
+                    # Synchronously, in the order received: the next request already sees the database gone.
+                    for database_changed in self._database_watchers:
+                        database_changed(payload[len(_DATABASE):])
+                    return
                 queue.put_nowait(payload)
                 watcher.certificates_behind()
 
             await connection.add_listener(CHANNEL, received)
+            listening.set()
+            for database_changed in self._database_watchers:
+                database_changed(None)  # whatever was missed while not listening
             if ready.done():
                 await watcher.certificates_channel_resumed()
             else:
@@ -280,7 +306,8 @@ class PostgresStorage:
             if not connection.is_closed():
                 connection.terminate()
 
-    async def _notify(self, connection: asyncpg.Connection, thumbprints: list[str]) -> asyncio.Future[None] | None:
+    async def _notify(self, connection: asyncpg.Connection, thumbprints: list[str], *,
+                      databases: Sequence[str] = ()) -> asyncio.Future[None] | None:
         """Queue the notifications in the caller's transaction: PostgreSQL delivers them when (and if) it commits.
 
         While this node listens, an echo token follows them; the write returns once this node's own listener has
@@ -288,6 +315,8 @@ class PostgresStorage:
         """
         for payload in _notify_payloads(thumbprints):
             await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        for database in databases:
+            await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, _DATABASE + database)
         if not self._watchers:
             return None
         token = f"{_ECHO}{secrets.token_hex(8)}"
@@ -316,13 +345,23 @@ class PostgresStorage:
 
     # Databases ----------------------------------------------------------------------------------------------
 
+    async def watch_databases(self, changed: Callable[[str | None], None]) -> None:
+        self._database_watchers.append(changed)
+
     async def create_database(self, name: str, database_id: str, created: str) -> bool:
-        status = await self._pool.execute(
-            "INSERT INTO databases (key, name, database_id, created) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (key) DO NOTHING",
-            fold(name), name, database_id, created,
-        )
-        return bool(status == "INSERT 0 1")
+        echo: asyncio.Future[None] | None = None
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                status = await connection.execute(
+                    "INSERT INTO databases (key, name, database_id, created) VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    fold(name), name, database_id, created,
+                )
+                if status != "INSERT 0 1":
+                    return False
+                echo = await self._notify(connection, [], databases=[fold(name)])
+            await self._await_echo(echo)
+            return True
 
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
         key = fold(name)
@@ -339,7 +378,9 @@ class PostgresStorage:
                         "UPDATE certificates SET definition = $1::jsonb WHERE thumbprint = $2",
                         [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
                     )
-                    echo = await self._notify(connection, [d["Thumbprint"] for d in certificate_updates])
+                # Every node forgets the database when this commits; the write returns once they have heard it.
+                echo = await self._notify(connection, [d["Thumbprint"] for d in certificate_updates],
+                                          databases=[key])
             await self._await_echo(echo)
             return True
 
@@ -456,6 +497,29 @@ class PostgresStorage:
     async def load_two_factor(self) -> dict[str, JsonObject]:
         rows = await self._pool.fetch("SELECT thumbprint, state::text FROM two_factor")
         return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def get_two_factor(self, ids: list[str]) -> dict[str, JsonObject]:
+        rows = await self._pool.fetch(
+            "SELECT thumbprint, state::text FROM two_factor WHERE thumbprint = ANY($1::text[])", ids)
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def update_two_factor(self, ids: list[str], change: TwoFactorChange) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            # Advisory locks, not SELECT ... FOR UPDATE: they also serialize the first update of an entry that
+            # does not exist yet. Taken in sorted order, so two updates of overlapping entries cannot deadlock.
+            for entry in sorted(set(ids)):
+                await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _TWO_FACTOR_LOCK, entry)
+            rows = await connection.fetch(
+                "SELECT thumbprint, state::text FROM two_factor WHERE thumbprint = ANY($1::text[])", ids)
+            writes = change({r[0]: json.loads(r[1]) for r in rows})
+            gone = [t for t, state in writes.items() if state is None]
+            if gone:
+                await connection.execute("DELETE FROM two_factor WHERE thumbprint = ANY($1::text[])", gone)
+            kept = [(t, json.dumps(state)) for t, state in writes.items() if state is not None]
+            if kept:
+                await connection.executemany(
+                    "INSERT INTO two_factor (thumbprint, state) VALUES ($1, $2::jsonb) "
+                    "ON CONFLICT (thumbprint) DO UPDATE SET state = excluded.state", kept)
 
     async def put_two_factor(self, thumbprint: str, state: JsonObject) -> None:
         await self._pool.execute(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from roost.errors import ServiceUnavailableError
 from roost.storage.base import (
     RESTORE_STAGE_PREFIX,
     BatchCommand,
@@ -28,6 +29,7 @@ from roost.storage.base import (
     JsonObject,
     PutCommand,
     StoredDocument,
+    TwoFactorChange,
     document_from_row,
     fold,
 )
@@ -75,15 +77,61 @@ CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS changes (
+    topic TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL
+);
 """
+
+# Topics of the change counters (see SqliteStorage.poll_changes): what another process sharing the file changed.
+CERTIFICATES = "certificates"
+DATABASES = "databases"
+SETTING = "setting:"  # followed by the setting's key
+
+
+def _bump(db: sqlite3.Connection, topic: str) -> None:
+    db.execute("INSERT INTO changes (topic, counter) VALUES (?, 1) "
+               "ON CONFLICT (topic) DO UPDATE SET counter = counter + 1", (topic,))
+
 
 
 
 
 class SqliteStorage:
+    """Several worker processes may share the file (``roost serve --workers``): each write of certificates,
+    databases or settings bumps a counter in the same transaction, and ``poll_changes`` tells a process, cheaply,
+    which of them another process changed since it last asked."""
+
     def __init__(self, connection: sqlite3.Connection, path: Path | None = None) -> None:
         self._db = connection
         self.path = path
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        self._seen: dict[str, int] = dict(self._db.execute("SELECT topic, counter FROM changes").fetchall())
+
+    def poll_changes(self) -> frozenset[str]:
+        """The topics other processes changed since the last call (empty almost always). ``PRAGMA data_version``
+        changes only when another connection committed, and costs no I/O: the common case is one pragma."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return frozenset()
+        self._data_version = version
+        counters = dict(self._db.execute("SELECT topic, counter FROM changes").fetchall())
+        moved = frozenset(t for t, c in counters.items() if self._seen.get(t) != c)
+        self._seen = counters
+        return moved
+
+    def get_setting_now(self, key: str) -> Any:
+        """``get_setting`` for synchronous callers (the listening socket's accept(), see ``roost.cluster``)."""
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _bump(self, db: sqlite3.Connection, topic: str) -> None:
+        """Bump ``topic`` inside the caller's write transaction. This process knows its own change: it is not
+        reported back by ``poll_changes`` unless another process changed the topic too since the last poll."""
+        _bump(db, topic)
+        counter = db.execute("SELECT counter FROM changes WHERE topic = ?", (topic,)).fetchone()[0]
+        if self._seen.get(topic, 0) == counter - 1:
+            self._seen[topic] = counter
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
@@ -114,7 +162,13 @@ class SqliteStorage:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            # Waits (sqlite3's 5 s busy timeout) while another worker process holds the write lock.
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise ServiceUnavailableError(
+                "The database file is locked by another process (another worker writing, or a restore); nothing "
+                "was changed. Retry in a second.", headers={"Retry-After": "1"}) from exc
         try:
             yield self._db
         except BaseException:
@@ -146,10 +200,12 @@ class SqliteStorage:
                 "ON CONFLICT (thumbprint) DO UPDATE SET definition = excluded.definition",
                 [(d["Thumbprint"], json.dumps(d)) for d in definitions],
             )
+            self._bump(db, CERTIFICATES)
 
     async def delete_certificates(self, thumbprints: list[str]) -> None:
         with self._write() as db:
             db.executemany("DELETE FROM certificates WHERE thumbprint = ?", [(t,) for t in thumbprints])
+            self._bump(db, CERTIFICATES)
 
     async def record_last_used(self, last_used: dict[str, str]) -> None:
         with self._write() as db:
@@ -160,6 +216,9 @@ class SqliteStorage:
 
     # Databases ----------------------------------------------------------------------------------------------
 
+    async def watch_databases(self, changed: Callable[[str | None], None]) -> None:
+        """Nothing to watch here (see ``roost.cluster.changes`` for the workers of one machine)."""
+
     async def create_database(self, name: str, database_id: str, created: str) -> bool:
         with self._write() as db:
             cursor = db.execute(
@@ -167,6 +226,8 @@ class SqliteStorage:
                 "ON CONFLICT (key) DO NOTHING",
                 (fold(name), name, database_id, created),
             )
+            if cursor.rowcount == 1:
+                self._bump(db, DATABASES)
             return cursor.rowcount == 1
 
     async def delete_database(self, name: str, certificate_updates: list[JsonObject]) -> bool:
@@ -181,6 +242,9 @@ class SqliteStorage:
                 "UPDATE certificates SET definition = ? WHERE thumbprint = ?",
                 [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
             )
+            self._bump(db, DATABASES)
+            if certificate_updates:
+                self._bump(db, CERTIFICATES)
             return True
 
     async def list_databases(self) -> list[DatabaseRow]:
@@ -307,6 +371,25 @@ class SqliteStorage:
     async def load_two_factor(self) -> dict[str, JsonObject]:
         return {r[0]: json.loads(r[1]) for r in self._db.execute("SELECT thumbprint, state FROM two_factor")}
 
+    async def get_two_factor(self, ids: list[str]) -> dict[str, JsonObject]:
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT thumbprint, state FROM two_factor WHERE thumbprint IN ({marks})", ids)
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    async def update_two_factor(self, ids: list[str], change: TwoFactorChange) -> None:
+        # BEGIN IMMEDIATE takes SQLite's write lock before the read: other workers' updates wait for this one.
+        with self._write() as db:
+            marks = ",".join("?" * len(ids))
+            rows = db.execute(f"SELECT thumbprint, state FROM two_factor WHERE thumbprint IN ({marks})", ids)
+            writes = change({r[0]: json.loads(r[1]) for r in rows})
+            db.executemany("DELETE FROM two_factor WHERE thumbprint = ?",
+                           [(t,) for t, state in writes.items() if state is None])
+            db.executemany(
+                "INSERT INTO two_factor (thumbprint, state) VALUES (?, ?) "
+                "ON CONFLICT (thumbprint) DO UPDATE SET state = excluded.state",
+                [(t, json.dumps(state)) for t, state in writes.items() if state is not None],
+            )
+
     async def put_two_factor(self, thumbprint: str, state: JsonObject) -> None:
         with self._write() as db:
             db.execute(
@@ -332,10 +415,12 @@ class SqliteStorage:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, json.dumps(value)),
             )
+            self._bump(db, SETTING + key)
 
     async def delete_setting(self, key: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            self._bump(db, SETTING + key)
 
 
 # Backups ------------------------------------------------------------------------------------------------------
@@ -432,6 +517,7 @@ class SqliteRestorer:
             self._db.execute("DELETE FROM hilo WHERE db = ?", (db_key,))
             self._db.executemany("INSERT INTO hilo (db, tag, max) VALUES (?, ?, ?)",
                                  [(db_key, fold(tag), high) for tag, high in hilo])
+            _bump(self._db, DATABASES)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
