@@ -45,8 +45,14 @@ system-deps:
 serve: install
 	$(VENV)/bin/roost serve $(ARGS)
 
+# The TLS and allowlist guarantees run once more on the other event loop (Server.EventLoop; tests/conftest.py).
+UVLOOP_TESTS := tests/test_allowlist.py tests/test_authentication.py tests/test_server_certificate.py tests/test_tls_scan.py
+
 test: install-test sslyze system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+ifeq ($(PYTEST_ARGS),)
+	TEST_EVENT_LOOP=uvloop $(PY) -m pytest $(UVLOOP_TESTS)
+endif
 
 bench: install-test system-deps
 	$(PY) -m bench $(BENCH_ARGS)
