@@ -18,6 +18,7 @@ from roost.storage import open_storage
 from roost.storage.base import (
     ChangeVectorMismatch,
     DeleteCommand,
+    InvalidHiLoDocument,
     JsonObject,
     PutCommand,
     Storage,
@@ -560,3 +561,66 @@ def test_postgres_reports_a_lost_channel_and_its_return(postgres_url: str, tmp_p
         assert await watcher.wait_for("changed") == [("changed", ["CC03"])]
 
     Backend("postgres", postgres_url, tmp_path).run_two_nodes(body)
+
+
+# HiLo as RavenDB keeps it: the document Raven/Hilo/<tag> ----------------------------------------------------------
+
+
+def test_hilo_document_ranges_follow_max_and_are_written_as_the_document(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        assert await storage.take_hilo_document_range("Db", "users", 32, 0, NOW) == (1, 32)
+        [doc] = await storage.get_documents("db", ["raven/hilo/USERS"])
+        assert doc is not None and (doc.id, doc.collection, doc.body) == ("Raven/Hilo/users", "@hilo", {"Max": 32})
+        # A client stored the document: the next range starts after its Max, and other properties are kept.
+        await storage.apply_batch("Db", [PutCommand("Raven/Hilo/users", "@hilo", {"Max": 100, "Note": "x"}, {})], NOW)
+        assert await storage.take_hilo_document_range("Db", "users", 64, 0, NOW) == (101, 164)
+        [doc] = await storage.get_documents("Db", ["Raven/Hilo/users"])
+        assert doc is not None and doc.body == {"Max": 164, "Note": "x"}
+        assert await storage.take_hilo_document_range("Db", "users", 32, 500, NOW) == (501, 532)  # lastMax
+        # Return: only the last range handed out, only when last is inside it.
+        assert await storage.return_hilo_document_range("Db", "users", 532, 510, NOW) is True
+        assert await storage.return_hilo_document_range("Db", "users", 532, 510, NOW) is False
+        assert await storage.take_hilo_document_range("Db", "users", 32, 0, NOW) == (511, 542)
+        assert await storage.return_hilo_document_range("Db", "orders", 32, 1, NOW) is False
+        with pytest.raises(LookupError):
+            await storage.take_hilo_document_range("Nope", "users", 32, 0, NOW)
+
+    backend.run(body)
+
+
+def test_hilo_document_refuses_a_max_that_is_not_a_whole_number(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        for bad in ("12", 1.5, True, -1, 1 << 63):
+            await storage.apply_batch("Db", [PutCommand("Raven/Hilo/bad", "@hilo", {"Max": bad}, {})], NOW)
+            with pytest.raises(InvalidHiLoDocument):
+                await storage.take_hilo_document_range("Db", "bad", 32, 0, NOW)
+        [doc] = await storage.get_documents("Db", ["Raven/Hilo/bad"])
+        assert doc is not None and doc.body == {"Max": 1 << 63}  # refused: nothing written
+
+    backend.run(body)
+
+
+def test_hilo_document_continues_an_older_roosts_counter(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        assert await storage.next_hilo_range("Db", "users", 40) == (1, 40)  # the table an older Roost used
+        assert await storage.take_hilo_document_range("Db", "users", 32, 0, NOW) == (41, 72)
+
+    backend.run(body)
+
+
+def test_concurrent_hilo_document_callers_never_overlap_two_nodes(backend: Backend) -> None:
+    async def body(first: Storage, second: Storage) -> None:
+        await first.create_database("Db", "dbid", NOW)
+        calls = [(first if i % 2 else second).take_hilo_document_range("Db", "users", 1 + i % 7, 0, NOW)
+                 for i in range(40)]
+        ranges = sorted(await asyncio.gather(*calls))
+        for (_, high), (low, _) in zip(ranges, ranges[1:], strict=False):
+            assert low == high + 1
+        assert ranges[0][0] == 1 and ranges[-1][1] == sum(1 + i % 7 for i in range(40))
+        [doc] = await second.get_documents("Db", ["Raven/Hilo/users"])
+        assert doc is not None and doc.body["Max"] == ranges[-1][1]
+
+    backend.run_two_nodes(body)

@@ -11,15 +11,20 @@ from roost import clock
 from roost.errors import BadRequestError, ConcurrencyError, ConflictError, DatabaseDoesNotExistError
 from roost.names import database_name, document_id
 from roost.storage.base import (
+    HILO_DOCUMENT_PREFIX,
+    MAX_HILO_NUMBER,
     BatchCommand,
     BatchResult,
     ChangeVectorMismatch,
     DatabaseRow,
     DeleteCommand,
+    InvalidHiLoDocument,
     JsonObject,
     PutCommand,
     Storage,
     StoredDocument,
+    hilo_document_id,
+    hilo_max,
 )
 
 # Metadata keys the server computes; a client's copy of them is ignored on write.
@@ -135,6 +140,14 @@ class DocumentStore:
 
     def put_command(self, doc_id: str | None, doc: Any, expected_change_vector: str | None) -> PutCommand:
         collection, body, metadata = split_document(doc)
+        if doc_id and doc_id.casefold().startswith(HILO_DOCUMENT_PREFIX.casefold()):
+            # A HiLo document sets where the next range starts: it must hold a Max the next range can follow.
+            try:
+                hilo_max(body)
+            except InvalidHiLoDocument:
+                raise BadRequestError(
+                    f"{doc_id} is a HiLo document: its Max must be a whole number from 0 to {MAX_HILO_NUMBER}."
+                ) from None
         return PutCommand(doc_id or "", collection, body, metadata, expected_change_vector)
 
     async def batch(self, database: str, commands: list[BatchCommand]) -> list[BatchResult]:
@@ -193,15 +206,29 @@ class DocumentStore:
     async def count(self, database: str) -> int:
         return await self._storage.count_documents(database)
 
-    async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
+    async def next_hilo_range(self, database: str, tag: str, capacity: int, last_max: int = 0) -> tuple[int, int]:
+        """RavenDB's HiLo: the range after ``Max`` of the document ``Raven/Hilo/<tag>``, which it then holds."""
         _ensure_client_tag(tag)
         await self.ensure_exists(database)
-        return await self._storage.next_hilo_range(database, tag, size)
+        try:
+            return await self._storage.take_hilo_document_range(database, tag, capacity, last_max,
+                                                                clock.wire_date(clock.now()))
+        except InvalidHiLoDocument as exc:
+            raise BadRequestError(
+                f"The document {hilo_document_id(tag)} holds Max {str(exc)[:40]}, and the next range would not fit "
+                f"a whole number up to {MAX_HILO_NUMBER}: store it with a smaller whole Max."
+            ) from exc
+        except LookupError as exc:
+            raise DatabaseDoesNotExistError(database) from exc
 
     async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
         _ensure_client_tag(tag)
         await self.ensure_exists(database)
-        return await self._storage.return_hilo_range(database, tag, end, last)
+        try:
+            return await self._storage.return_hilo_document_range(database, tag, end, last,
+                                                                  clock.wire_date(clock.now()))
+        except InvalidHiLoDocument:
+            return False  # nothing to give back to: a Max that is not a number is not this range's end
 
 
 def _wants_server_id(command: BatchCommand) -> bool:

@@ -75,6 +75,41 @@ class BatchResult:
     deleted: bool = False
 
 
+HILO_DOCUMENT_PREFIX = "Raven/Hilo/"
+HILO_COLLECTION = "@hilo"
+MAX_HILO_NUMBER = (1 << 63) - 1  # a .NET long: what RavenDB and its clients can hold
+
+
+class InvalidHiLoDocument(Exception):
+    """The stored ``Raven/Hilo/<tag>`` document has a ``Max`` that is not a whole number in range."""
+
+
+def hilo_document_id(tag: str) -> str:
+    return HILO_DOCUMENT_PREFIX + tag
+
+
+def hilo_max(body: JsonObject | None) -> int:
+    """The ``Max`` of a HiLo document body (0 when there is none, as RavenDB reads a missing one)."""
+    if body is None or "Max" not in body:
+        return 0
+    value = body["Max"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HILO_NUMBER:
+        raise InvalidHiLoDocument(value)
+    return value
+
+
+def next_hilo_body(body: JsonObject | None, legacy_max: int, capacity: int,
+                   last_max: int) -> tuple[JsonObject, int, int]:
+    """RavenDB's MergedNextHiLoCommand: the new body (other properties kept), and the range low..high.
+
+    ``legacy_max`` is what an older Roost counted for this tag in its own table: never hand those ids out again.
+    """
+    old = max(hilo_max(body), legacy_max, last_max)
+    if old + capacity > MAX_HILO_NUMBER:
+        raise InvalidHiLoDocument(old)
+    return {**(body or {}), "Max": old + capacity}, old + 1, old + capacity
+
+
 class ChangeVectorMismatch(Exception):
     """Raised inside ``apply_batch`` when an expected change vector does not match; nothing is written."""
 
@@ -143,6 +178,17 @@ class Storage(Protocol):
     async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
         """Give back ``last+1..end`` if ``end`` is still the tag's max (nobody took a range since). RavenDB's
         HiLo return: ids are never handed out twice, and the common case leaves no gap."""
+        ...
+    # The clients' HiLo, as RavenDB keeps it: the document ``Raven/Hilo/<tag>`` with ``Max`` (collection
+    # ``@hilo``), read and written in one transaction under the database's write lock, so that a client storing
+    # that document sets where the next range starts. (``next_hilo_range`` above is the server's own counters.)
+    async def take_hilo_document_range(self, database: str, tag: str, capacity: int, last_max: int,
+                                       now: str) -> tuple[int, int]:
+        """Reserve ``capacity`` ids after ``max(Max, last_max)``; raises LookupError for a missing database and
+        InvalidHiLoDocument when the stored document's Max is not a usable whole number."""
+        ...
+    async def return_hilo_document_range(self, database: str, tag: str, end: int, last: int, now: str) -> bool:
+        """RavenDB's HiLo return: ``Max`` becomes ``last`` only if it is still ``end``."""
         ...
 
     # Two-factor state per certificate (session, last accepted TOTP step, failures, lockout): kept in

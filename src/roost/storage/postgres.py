@@ -29,6 +29,7 @@ import asyncpg
 
 from roost.errors import ConfigurationError, ServiceUnavailableError
 from roost.storage.base import (
+    HILO_COLLECTION,
     BatchCommand,
     BatchResult,
     CertificateWatcher,
@@ -40,6 +41,9 @@ from roost.storage.base import (
     StoredDocument,
     document_from_row,
     fold,
+    hilo_document_id,
+    hilo_max,
+    next_hilo_body,
 )
 
 log = logging.getLogger(__name__)
@@ -450,6 +454,62 @@ class PostgresStorage:
             "UPDATE hilo SET max = $1 WHERE db = $2 AND tag = $3 AND max = $4", last, fold(database), fold(tag), end
         )
         return bool(status == "UPDATE 1")
+
+    @staticmethod
+    async def _lock_database(connection: asyncpg.Connection, db_key: str) -> tuple[str, int] | None:
+        """Lock the database row (its etag counter): every writer of this database, on every node, queues here
+        (as in ``apply_batch``), so a read-modify-write after it sees the latest committed document."""
+        row = await connection.fetchrow("SELECT database_id, last_etag FROM databases WHERE key = $1 FOR UPDATE",
+                                        db_key)
+        return (row[0], int(row[1])) if row else None
+
+    @staticmethod
+    async def _current_document(connection: asyncpg.Connection, db_key: str, doc_id: str) -> StoredDocument | None:
+        row = await connection.fetchrow(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND key = $2",
+                                        db_key, fold(doc_id))
+        return document_from_row(row) if row else None
+
+    @staticmethod
+    async def _put_document(connection: asyncpg.Connection, db_key: str, locked: tuple[str, int], doc_id: str,
+                            collection: str | None, body: JsonObject, metadata: JsonObject, now: str) -> None:
+        """Write one document inside the caller's transaction, which holds ``_lock_database``."""
+        database_id, etag = locked[0], locked[1] + 1
+        await connection.execute(
+            "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, "
+            "collection = excluded.collection, body = excluded.body, metadata = excluded.metadata, "
+            "change_vector = excluded.change_vector, etag = excluded.etag, last_modified = excluded.last_modified",
+            db_key, fold(doc_id), doc_id, collection, json.dumps(body), json.dumps(metadata),
+            f"A:{etag}-{database_id}", etag, now,
+        )
+        await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = $2", etag, db_key)
+
+    async def take_hilo_document_range(self, database: str, tag: str, capacity: int, last_max: int,
+                                       now: str) -> tuple[int, int]:
+        db_key, doc_id = fold(database), hilo_document_id(tag)
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await self._lock_database(connection, db_key)
+            if locked is None:
+                raise LookupError(database)
+            current = await self._current_document(connection, db_key, doc_id)
+            legacy = await connection.fetchval("SELECT max FROM hilo WHERE db = $1 AND tag = $2", db_key, fold(tag))
+            body, low, high = next_hilo_body(current.body if current else None, int(legacy or 0), capacity, last_max)
+            metadata = dict(current.metadata) if current else {}
+            await self._put_document(connection, db_key, locked, doc_id, HILO_COLLECTION, body, metadata, now)
+            return low, high
+
+    async def return_hilo_document_range(self, database: str, tag: str, end: int, last: int, now: str) -> bool:
+        db_key, doc_id = fold(database), hilo_document_id(tag)
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await self._lock_database(connection, db_key)
+            if locked is None:
+                return False
+            current = await self._current_document(connection, db_key, doc_id)
+            if current is None or hilo_max(current.body) != end or last > end:
+                return False
+            await self._put_document(connection, db_key, locked, doc_id, current.collection,
+                                     {**current.body, "Max": last}, current.metadata, now)
+            return True
 
     # Two-factor state ---------------------------------------------------------------------------------------
 

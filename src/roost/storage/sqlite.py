@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.storage.base import (
+    HILO_COLLECTION,
     RESTORE_STAGE_PREFIX,
     BatchCommand,
     BatchResult,
@@ -30,6 +31,9 @@ from roost.storage.base import (
     StoredDocument,
     document_from_row,
     fold,
+    hilo_document_id,
+    hilo_max,
+    next_hilo_body,
 )
 
 DATABASE_FILE = "roost.db"  # in the data directory, beside its -wal and -shm files
@@ -292,6 +296,51 @@ class SqliteStorage:
                 (last, fold(database), fold(tag), end),
             )
             return cursor.rowcount == 1
+
+    def _current_document(self, db: sqlite3.Connection, db_key: str, doc_id: str) -> StoredDocument | None:
+        row = db.execute("SELECT * FROM documents WHERE db = ? AND key = ?", (db_key, fold(doc_id))).fetchone()
+        return document_from_row(row) if row else None
+
+    def _put_document(self, db: sqlite3.Connection, db_key: str, doc_id: str, collection: str | None,
+                      body: JsonObject, metadata: JsonObject, now: str) -> None:
+        """Write one document inside the caller's write transaction, with the database's next etag."""
+        row = db.execute("SELECT database_id, last_etag FROM databases WHERE key = ?", (db_key,)).fetchone()
+        if row is None:
+            raise LookupError(db_key)
+        etag = int(row[1]) + 1
+        db.execute(
+            "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, "
+            "collection = excluded.collection, body = excluded.body, metadata = excluded.metadata, "
+            "change_vector = excluded.change_vector, etag = excluded.etag, last_modified = excluded.last_modified",
+            (db_key, fold(doc_id), doc_id, collection, json.dumps(body), json.dumps(metadata),
+             f"A:{etag}-{row[0]}", etag, now),
+        )
+        db.execute("UPDATE databases SET last_etag = ? WHERE key = ?", (etag, db_key))
+
+    async def take_hilo_document_range(self, database: str, tag: str, capacity: int, last_max: int,
+                                       now: str) -> tuple[int, int]:
+        db_key, doc_id = fold(database), hilo_document_id(tag)
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM databases WHERE key = ?", (db_key,)).fetchone() is None:
+                raise LookupError(database)
+            current = self._current_document(db, db_key, doc_id)
+            legacy = db.execute("SELECT max FROM hilo WHERE db = ? AND tag = ?", (db_key, fold(tag))).fetchone()
+            body, low, high = next_hilo_body(current.body if current else None, int(legacy[0]) if legacy else 0,
+                                             capacity, last_max)
+            metadata = dict(current.metadata) if current else {}
+            self._put_document(db, db_key, doc_id, HILO_COLLECTION, body, metadata, now)
+            return low, high
+
+    async def return_hilo_document_range(self, database: str, tag: str, end: int, last: int, now: str) -> bool:
+        db_key, doc_id = fold(database), hilo_document_id(tag)
+        with self._write() as db:
+            current = self._current_document(db, db_key, doc_id)
+            if current is None or hilo_max(current.body) != end or last > end:
+                return False
+            self._put_document(db, db_key, doc_id, current.collection, {**current.body, "Max": last},
+                               current.metadata, now)
+            return True
 
     # Two-factor state ---------------------------------------------------------------------------------------
 
