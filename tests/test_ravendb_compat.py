@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ravendb.documents.commands.crud import HeadDocumentCommand
 from ravendb.exceptions.exceptions import AuthorizationException
 
 from conftest import RunningServer
@@ -88,3 +89,66 @@ def test_a_reader_loads_the_hilo_document_but_cannot_take_a_range(secured: Targe
         hilo["Max"] = 5000
         with pytest.raises(AuthorizationException):
             session.save_changes()
+
+
+# Conditional GET and HEAD ---------------------------------------------------------------------------------------
+
+
+def test_conditional_get_and_head_answer_304_with_the_change_vector(secured: Target) -> None:
+    database = new_database(secured)
+    with client(secured, database) as store:
+        with store.open_session() as session:
+            session.store(User("v1"), "users/1")
+            session.store(User("boss"), "users/boss")
+            session.save_changes()
+        executor = store.get_request_executor()
+        head = HeadDocumentCommand("users/1", None)
+        executor.execute_command(head)
+        change_vector = head.result
+        assert change_vector and change_vector.startswith("A:")
+        same = HeadDocumentCommand("users/1", change_vector)
+        executor.execute_command(same)
+        # 304 (7.2.7 then sets result from its empty cache, None: its own 304 branch is never reached).
+        assert same.status_code == 304
+        missing = HeadDocumentCommand("users/none", None)
+        executor.execute_command(missing)
+        assert missing.result is None
+        assert store.open_session().advanced.exists("users/1")
+    admin = secured.server.admin()
+    url = f"{secured.url}/databases/{database}/docs?&id=users%2F1"
+    first = admin.get(url)
+    assert first.headers["ETag"] == f'"{change_vector}"'
+    cached = admin.get(url, headers={"If-None-Match": f'"{change_vector}"'})
+    assert (cached.status_code, cached.content) == (304, b"")
+    assert admin.head(url, headers={"If-None-Match": change_vector}).status_code == 304
+    # Refusals: a stale or foreign change vector gets the document again; a missing one is 404 with no ETag.
+    stale = admin.get(url, headers={"If-None-Match": '"A:1-other"'})
+    assert stale.status_code == 200 and stale.json()["Results"][0]["name"] == "v1"
+    gone = admin.head(f"{secured.url}/databases/{database}/docs?id=users/none")
+    assert gone.status_code == 404 and "ETag" not in gone.headers
+    # Several ids or includes: one ETag over all of them, which changes when any of them does.
+    many = f"{secured.url}/databases/{database}/docs?&id=users%2F1&id=users%2Fboss"
+    etag = admin.get(many).headers["ETag"]
+    assert admin.get(many, headers={"If-None-Match": etag}).status_code == 304
+    with client(secured, database) as store, store.open_session() as session:
+        session.load("users/boss", User).name = "new boss"
+        session.save_changes()
+    changed = admin.get(many, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+
+
+def test_the_clients_http_cache_never_serves_a_stale_document(secured: Target) -> None:
+    database = new_database(secured)
+    with client(secured, database) as store:
+        with store.open_session() as session:
+            session.store(User("v1"), "users/1")
+            session.save_changes()
+        for expected in ("v1", "v1"):  # the second load is a 304 answered from the client's cache
+            with store.open_session() as session:
+                assert session.load("users/1", User).name == expected
+        assert len(store.get_request_executor().cache) >= 1
+        with store.open_session() as session:
+            session.load("users/1", User).name = "v2"
+            session.save_changes()
+        with store.open_session() as session:
+            assert session.load("users/1", User).name == "v2"
