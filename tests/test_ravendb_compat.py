@@ -3,10 +3,15 @@ counters and attachments, against a real secured Roost server process. Each acce
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from ravendb.documents.commands.crud import HeadDocumentCommand
+from ravendb.documents.operations.configuration.operations import GetClientConfigurationOperation
+from ravendb.documents.operations.statistics import GetCollectionStatisticsOperation, GetStatisticsOperation
 from ravendb.exceptions.exceptions import AuthorizationException
 
 from conftest import RunningServer
@@ -152,3 +157,87 @@ def test_the_clients_http_cache_never_serves_a_stale_document(secured: Target) -
             session.save_changes()
         with store.open_session() as session:
             assert session.load("users/1", User).name == "v2"
+
+
+# Statistics, client configuration, multi_get ------------------------------------------------------------------
+
+
+def test_stats_collection_stats_and_client_configuration(secured: Target, tmp_path: Path) -> None:
+    database = new_database(secured)
+    with client(secured, database) as store:
+        with store.open_session() as session:
+            session.store(User("a"), "users/a")
+            session.store(User("b"), "users/b")
+            session.save_changes()
+        stats = store.maintenance.send(GetStatisticsOperation())
+        assert (stats.count_of_documents, stats.count_of_indexes, stats.indexes) == (2, 0, [])
+        assert stats.last_doc_etag == 2 and stats.database_change_vector.startswith("A:2-")
+        collections = store.maintenance.send(GetCollectionStatisticsOperation())
+        assert (collections.count_of_documents, collections.collections) == (2, {"Users": 2})
+        configuration = store.maintenance.send(GetClientConfigurationOperation())
+        assert configuration.configuration is None  # none set: the client keeps its conventions
+    # Refusals: a certificate without access to the database, and a database that does not exist.
+    other = secured.server.generate("stats-other", "ValidUser", {new_database(secured): "Read"}, directory=tmp_path)
+    with client(secured, database, pem=other.pem_path) as store, pytest.raises(AuthorizationException):
+        store.maintenance.send(GetStatisticsOperation())
+    admin = secured.server.admin()
+    for route in ("stats", "collections/stats", "configuration/client"):
+        missing = admin.get(f"{secured.url}/databases/no-such-db/{route}")
+        assert (missing.status_code, missing.headers.get("Database-Missing")) == (503, "no-such-db"), route
+
+
+def test_lazy_operations_go_in_one_multi_get(secured: Target) -> None:
+    database = new_database(secured)
+    with client(secured, database) as store:
+        with store.open_session() as session:
+            for n in range(3):
+                session.store(User(f"u{n}", n), f"users/{n}")
+            session.save_changes()
+        with store.open_session() as session:
+            first = session.advanced.lazily.load(["users/0"], User)
+            second = session.advanced.lazily.load(["users/1", "users/none"], User)
+            adults = session.query(object_type=User).where_greater_than("age", 0).lazily()
+            before = session.advanced.number_of_requests
+            session.advanced.eagerly.execute_all_pending_lazy_operations()
+            assert session.advanced.number_of_requests == before + 1  # one round trip for all three
+            assert first.value["users/0"].name == "u0"
+            assert second.value["users/1"].name == "u1" and second.value["users/none"] is None
+            assert sorted(u.name for u in adults.value) == ["u1", "u2"]
+
+
+def test_multi_get_reads_only_this_database_as_a_direct_request_would(secured: Target, tmp_path: Path) -> None:
+    mine, other = new_database(secured), new_database(secured)
+    admin = secured.server.admin()
+    for database in (mine, other):
+        assert admin.put(f"{secured.url}/databases/{database}/docs?id=users/1", json={"db": database}).ok
+    reader = secured.server.generate("multi-reader", "ValidUser", {mine: "Read"}, directory=tmp_path)
+    session = secured.server.session(reader.pem_path)
+
+    def multi_get(database: str, *inner: dict[str, Any]) -> requests.Response:
+        return session.post(f"{secured.url}/databases/{database}/multi_get", json={"Requests": list(inner)})
+
+    ok = multi_get(mine, {"Url": f"/databases/{mine}/docs", "Query": "?id=users/1"},
+                   {"Url": f"/databases/{mine}/stats", "Query": ""})
+    assert ok.status_code == 200
+    [doc, stats] = ok.json()["Results"]
+    assert doc["StatusCode"] == 200 and doc["Result"]["Results"][0]["db"] == mine and "ETag" in doc["Headers"]
+    assert stats["Result"]["CountOfDocuments"] == 1
+    # Refused inside the answer, never dispatched: another database (also spelled with '..'), a write route, a
+    # write method, a path outside databases; and the outer request itself for a database the reader lacks.
+    refused = multi_get(mine, {"Url": f"/databases/{other}/docs", "Query": "?id=users/1"},
+                        {"Url": f"/databases/{mine}/../{other}/docs", "Query": "?id=users/1"},
+                        {"Url": f"/databases/{mine}/hilo/next", "Query": "?tag=users"},
+                        {"Url": f"/databases/{mine}/docs", "Query": "?id=users/2", "Method": "PUT", "Content": {}},
+                        {"Url": "/admin/certificates", "Query": ""},
+                        {"Url": f"/databases/{mine}/multi_get", "Method": "POST", "Content": {"Requests": []}})
+    assert refused.status_code == 200
+    statuses = [r["StatusCode"] for r in refused.json()["Results"]]
+    assert statuses == [400, 400, 403, 400, 400, 400]
+    assert all(other not in json.dumps(r["Result"].get("Results", "")) for r in refused.json()["Results"])
+    assert multi_get(other, {"Url": f"/databases/{other}/docs", "Query": "?id=users/1"}).status_code == 403
+    assert admin.get(f"{secured.url}/databases/{mine}/docs?id=users/2").status_code == 404  # the PUT never ran
+    for bad in ({"Requests": "x"}, {"Requests": [1]}, {"Requests": [{"Url": 5}]}):
+        response = session.post(f"{secured.url}/databases/{mine}/multi_get", json=bad)
+        assert response.status_code in (200, 400)
+        if response.status_code == 200:
+            assert response.json()["Results"][0]["StatusCode"] == 400

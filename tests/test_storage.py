@@ -624,3 +624,18 @@ def test_concurrent_hilo_document_callers_never_overlap_two_nodes(backend: Backe
         assert doc is not None and doc.body["Max"] == ranges[-1][1]
 
     backend.run_two_nodes(body)
+
+
+def test_collection_counts_and_last_etag(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.collection_counts("Db") is None
+        await storage.create_database("Db", "dbid", NOW)
+        assert await storage.collection_counts("db") == (0, {})
+        await storage.apply_batch("Db", [put("users/1"), put("users/2", collection="USERS"), put("orders/1", collection=None)],
+                                  NOW)
+        last_etag, counts = await storage.collection_counts("Db") or (0, {})
+        assert last_etag == 3 and sorted(counts.values()) == [1, 2] and counts[None] == 1
+        await storage.apply_batch("Db", [DeleteCommand("users/1")], NOW)
+        assert (await storage.collection_counts("Db") or (0, {}))[1][None] == 1
+
+    backend.run(body)

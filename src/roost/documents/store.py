@@ -30,6 +30,7 @@ from roost.storage.base import (
 # Metadata keys the server computes; a client's copy of them is ignored on write.
 _COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag"}
 SERVER_TAG = "A"
+EMPTY_COLLECTION = "@empty"  # RavenDB's name for the documents that have no @collection
 # HiLo counters the server keeps for itself (in the same table as the clients' tags): never reachable through
 # /hilo, or any ReadWrite client could rewind them and make the server hand out an id again.
 _SERVER_IDS_TAG = "@server-generated-ids"
@@ -202,6 +203,16 @@ class DocumentStore:
     async def scan(self, database: str, collection: str | None) -> list[StoredDocument]:
         await self.ensure_exists(database)
         return await self._storage.scan_documents(database, collection)
+
+    async def statistics(self, database: str) -> tuple[DatabaseRow, int, dict[str, int]]:
+        """The database, its last etag and its document count per collection (RavenDB names documents without
+        one ``@empty``)."""
+        row = await self.get_database(database)
+        counts = await self._storage.collection_counts(database)
+        if row is None or counts is None:
+            raise DatabaseDoesNotExistError(database)
+        last_etag, by_collection = counts
+        return row, last_etag, {(name or EMPTY_COLLECTION): n for name, n in by_collection.items()}
 
     async def count(self, database: str) -> int:
         return await self._storage.count_documents(database)

@@ -14,8 +14,10 @@ from roost.http.routes import (
     databases,
     documents,
     hilo,
+    multi_get,
     queries,
     security,
+    statistics,
     studio,
     topology,
     twofactor,
@@ -30,7 +32,7 @@ setattr(web_response, "SERVER_SOFTWARE", "Roost")  # noqa: B010 (the name is not
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
-    authority.routes, openapi.routes,
+    authority.routes, openapi.routes, statistics.routes, multi_get.routes,
 ]
 
 

@@ -72,7 +72,8 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/databases/{db}/bulk_docs"): {"body": _obj(Commands={"type": "array", "items": _obj(
         Type={"type": "string", "enum": ["PUT", "DELETE"]}, Id=_STRING, Document=_OBJECT, ChangeVector=_STRING)})},
     ("GET", "/databases/{db}/hilo/next"): {"query": {
-        "tag": _STRING, "lastBatchSize": _INT_TEXT, "lastRangeAt": _STRING, "identityPartsSeparator": _STRING}},
+        "tag": _STRING, "lastBatchSize": _INT_TEXT, "lastRangeAt": _STRING, "identityPartsSeparator": _STRING,
+        "lastMax": _INT_TEXT}},
     ("PUT", "/databases/{db}/hilo/return"): {"query": {"tag": _STRING, "end": _INT_TEXT, "last": _INT_TEXT}},
     ("POST", "/databases/{db}/queries"): {"body": _obj(Query=_STRING, QueryParameters=_OBJECT,
                                                        Start=_INT_TEXT, PageSize=_INT_TEXT)},

@@ -438,6 +438,17 @@ class PostgresStorage:
         count = await self._pool.fetchval("SELECT count(*) FROM documents WHERE db = $1", fold(database))
         return int(count)
 
+    async def collection_counts(self, database: str) -> tuple[int, dict[str | None, int]] | None:
+        db_key = fold(database)
+        async with self._pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+            last_etag = await connection.fetchval("SELECT last_etag FROM databases WHERE key = $1", db_key)
+            if last_etag is None:
+                return None
+            rows = await connection.fetch(
+                "SELECT min(collection) AS collection, count(*) AS n FROM documents WHERE db = $1 "
+                "GROUP BY lower(collection)", db_key)
+        return int(last_etag), {r["collection"]: int(r["n"]) for r in rows}
+
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         # One statement: the row lock taken by ON CONFLICT DO UPDATE makes concurrent callers (on any node) queue,
         # and each gets the maximum its own update produced.

@@ -279,6 +279,17 @@ class SqliteStorage:
         row = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (fold(database),)).fetchone()
         return int(row[0])
 
+    async def collection_counts(self, database: str) -> tuple[int, dict[str | None, int]] | None:
+        db_key = fold(database)
+        with self._write():  # one snapshot: the etag and the counts agree
+            row = self._db.execute("SELECT last_etag FROM databases WHERE key = ?", (db_key,)).fetchone()
+            if row is None:
+                return None
+            counts = self._db.execute(
+                "SELECT collection, count(*) FROM documents WHERE db = ? GROUP BY collection COLLATE NOCASE",
+                (db_key,)).fetchall()
+        return int(row[0]), {c[0]: int(c[1]) for c in counts}
+
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         with self._write() as db:
             row = db.execute(
