@@ -11,6 +11,14 @@ import pytest
 import requests
 from ravendb.documents.commands.crud import HeadDocumentCommand
 from ravendb.documents.operations.configuration.operations import GetClientConfigurationOperation
+from ravendb.documents.operations.counters import (
+    CounterBatch,
+    CounterBatchOperation,
+    CounterOperation,
+    CounterOperationType,
+    DocumentCountersOperation,
+    GetCountersOperation,
+)
 from ravendb.documents.operations.statistics import GetCollectionStatisticsOperation, GetStatisticsOperation
 from ravendb.exceptions.exceptions import AuthorizationException
 
@@ -241,3 +249,83 @@ def test_multi_get_reads_only_this_database_as_a_direct_request_would(secured: T
         assert response.status_code in (200, 400)
         if response.status_code == 200:
             assert response.json()["Results"][0]["StatusCode"] == 400
+
+
+# Counters -------------------------------------------------------------------------------------------------------
+
+
+def test_counters_for_increment_get_delete_and_metadata(secured: Target) -> None:
+    database = new_database(secured)
+    with client(secured, database) as store:
+        with store.open_session() as session:
+            session.store(User("liked"), "users/1")
+            session.counters_for("users/1").increment("Likes", 5)
+            session.counters_for("users/1").increment("views")
+            session.save_changes()
+        with store.open_session() as session:
+            user = session.load("users/1", User)
+            assert sorted(session.advanced.get_metadata_for(user)["@counters"]) == ["Likes", "views"]
+            assert session.counters_for("users/1").get("likes") == 5  # names compare case-insensitively
+        with store.open_session() as session:
+            counters = session.counters_for("users/1")
+            counters.increment("Likes", -2)
+            counters.delete("views")
+            session.save_changes()
+        with store.open_session() as session:
+            # (the client's CaseInsensitiveDict hands the names back lower-cased)
+            assert {k.lower(): v for k, v in session.counters_for("users/1").get_all().items()} == {"likes": 3}
+            user = session.load("users/1", User)
+            user.name = "edited"  # a PUT of the document keeps its counters
+            session.save_changes()
+        detail = store.operations.send(GetCountersOperation("users/1", ["Likes", "missing"]))
+        # The client de-duplicates the names through a set: the order is its own. A missing counter is null.
+        assert sorted((c.counter_name, c.total_value) if c else ("", None) for c in detail.counters) == [
+            ("", None), ("Likes", 3)]
+        # CounterBatchOperation: the operations API, several documents in one transaction.
+        batch = CounterBatch(documents=[DocumentCountersOperation("users/1", [
+            CounterOperation("Likes", CounterOperationType.INCREMENT, 10)])])
+        assert store.operations.send(CounterBatchOperation(batch)).counters[0].total_value == 13
+        with store.open_session() as session:
+            session.delete("users/1")
+            session.save_changes()
+        with store.open_session() as session:
+            session.store(User("again"), "users/1")
+            session.save_changes()
+        with store.open_session() as session:
+            assert session.counters_for("users/1").get_all() == {}  # removed with their document
+
+
+def test_counters_are_refused_for_readers_missing_documents_and_bad_deltas(secured: Target, tmp_path: Path) -> None:
+    database = new_database(secured)
+    with client(secured, database) as store, store.open_session() as session:
+        session.store(User("seed"), "users/1")
+        session.counters_for("users/1").increment("Likes", 1)
+        session.save_changes()
+    reader = secured.server.generate("counter-reader", "ValidUser", {database: "Read"}, directory=tmp_path)
+    with client(secured, database, pem=reader.pem_path) as store, store.open_session() as session:
+        assert session.counters_for("users/1").get("Likes") == 1
+        session.counters_for("users/1").increment("Likes", 1)
+        with pytest.raises(AuthorizationException):
+            session.save_changes()
+    admin = secured.server.admin()
+    # RavenDB's answer for counters on a missing document: 404 DocumentDoesNotExistException (the 7.2.7 client
+    # reads no body on a 404 from bulk_docs and raises ValueError; the operations API raises the typed exception).
+    with client(secured, database) as store, store.open_session() as session:
+        session.counters_for("users/none").increment("Likes", 1)
+        with pytest.raises(ValueError, match="None response"):
+            session.save_changes()
+    missing = admin.post(f"{secured.url}/databases/{database}/bulk_docs", json={"Commands": [{
+        "Id": "users/none", "Type": "Counters", "Counters": {"DocumentId": "users/none", "Operations": [
+            {"Type": "Increment", "CounterName": "Likes", "Delta": 1}]}}]})
+    assert missing.status_code == 404 and missing.json()["Type"].endswith("DocumentDoesNotExistException")
+    url = f"{secured.url}/databases/{database}/counters"
+    for operation in ({"Type": "Increment", "CounterName": "Likes", "Delta": "1"},
+                      {"Type": "Increment", "CounterName": "Likes", "Delta": 1 << 63},
+                      {"Type": "Increment", "CounterName": "Likes", "Delta": (1 << 63) - 1},  # overflows 1
+                      {"Type": "Increment", "CounterName": "", "Delta": 1},
+                      {"Type": "Rename", "CounterName": "Likes"}):
+        response = admin.post(url, json={"Documents": [{"DocumentId": "users/1", "Operations": [operation]}]})
+        assert response.status_code == 400, operation
+    assert admin.get(f"{url}?docId=users/1&counter=Likes").json()["Counters"][0]["TotalValue"] == 1  # unchanged
+    assert admin.get(f"{url}?docId=users/none").status_code == 404
+    assert admin.get(url).status_code == 400

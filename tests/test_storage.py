@@ -16,8 +16,12 @@ import pytest
 
 from roost.storage import open_storage
 from roost.storage.base import (
+    COUNTER_VALUES,
     ChangeVectorMismatch,
+    CounterOperation,
+    CountersCommand,
     DeleteCommand,
+    InvalidCounterOperation,
     InvalidHiLoDocument,
     JsonObject,
     PutCommand,
@@ -637,5 +641,33 @@ def test_collection_counts_and_last_etag(backend: Backend) -> None:
         assert last_etag == 3 and sorted(counts.values()) == [1, 2] and counts[None] == 1
         await storage.apply_batch("Db", [DeleteCommand("users/1")], NOW)
         assert (await storage.collection_counts("Db") or (0, {}))[1][None] == 1
+
+    backend.run(body)
+
+
+def test_counters_apply_in_the_batch_kept_by_a_put_and_deleted_with_the_document(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put("users/1")], NOW)
+        likes = CountersCommand("users/1", (CounterOperation("Increment", "Likes", 5),))
+        [result] = await storage.apply_batch("Db", [likes], NOW)
+        assert result.kind == "Counters" and result.counters == (("Likes", 5),)
+        assert result.document is not None and result.document.etag == 2  # the document changed with it
+        [result] = await storage.apply_batch(
+            "Db", [CountersCommand("users/1", (CounterOperation("Increment", "likes", -1),
+                                               CounterOperation("Get", "missing")))], NOW)
+        assert result.counters == (("Likes", 4), ("missing", None))
+        await storage.apply_batch("Db", [put("users/1", {"Name": "edited"})], NOW)
+        [doc] = await storage.get_documents("Db", ["users/1"])
+        assert doc is not None and doc.metadata[COUNTER_VALUES] == {"Likes": 4} and doc.body == {"Name": "edited"}
+        overflow = CountersCommand("users/1", (CounterOperation("Increment", "Likes", (1 << 63) - 1),))
+        with pytest.raises(InvalidCounterOperation):
+            await storage.apply_batch("Db", [put("users/2"), overflow], NOW)
+        assert (await storage.get_documents("Db", ["users/2"])) == [None]  # the whole batch rolled back
+        await storage.apply_batch("Db", [DeleteCommand("users/1"), put("users/1")], NOW)
+        [doc] = await storage.get_documents("Db", ["users/1"])
+        assert doc is not None and COUNTER_VALUES not in doc.metadata
+        with pytest.raises(InvalidCounterOperation):
+            await storage.apply_batch("Db", [CountersCommand("users/none", likes.operations)], NOW)
 
     backend.run(body)

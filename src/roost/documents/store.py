@@ -8,16 +8,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from roost import clock
-from roost.errors import BadRequestError, ConcurrencyError, ConflictError, DatabaseDoesNotExistError
+from roost.errors import (
+    BadRequestError,
+    ConcurrencyError,
+    ConflictError,
+    DatabaseDoesNotExistError,
+    DocumentDoesNotExistError,
+)
 from roost.names import database_name, document_id
 from roost.storage.base import (
+    COUNTER_VALUES,
     HILO_DOCUMENT_PREFIX,
     MAX_HILO_NUMBER,
     BatchCommand,
     BatchResult,
     ChangeVectorMismatch,
+    CounterOperation,
+    CountersCommand,
     DatabaseRow,
     DeleteCommand,
+    InvalidCounterOperation,
     InvalidHiLoDocument,
     JsonObject,
     PutCommand,
@@ -28,7 +38,8 @@ from roost.storage.base import (
 )
 
 # Metadata keys the server computes; a client's copy of them is ignored on write.
-_COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag"}
+_COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag", "@counters", COUNTER_VALUES}
+MAX_COUNTER_NAME = 512
 SERVER_TAG = "A"
 EMPTY_COLLECTION = "@empty"  # RavenDB's name for the documents that have no @collection
 # HiLo counters the server keeps for itself (in the same table as the clients' tags): never reachable through
@@ -40,6 +51,9 @@ INTERNAL_HILO_TAGS = frozenset({_SERVER_IDS_TAG.casefold()})
 def render(document: StoredDocument) -> JsonObject:
     """The document as RavenDB returns it: the body plus ``@metadata``."""
     metadata = dict(document.metadata)
+    counters = metadata.pop(COUNTER_VALUES, None)
+    if counters:
+        metadata["@counters"] = list(counters)  # RavenDB lists the names; values come from /counters
     if document.collection:
         metadata["@collection"] = document.collection
     metadata["@change-vector"] = document.change_vector
@@ -173,8 +187,25 @@ class DocumentStore:
                 f"Document {exc.document_id} has {actual}, but the write expected {wanted}. Optimistic "
                 "concurrency violation, transaction will be aborted. Load the document again and retry."
             ) from exc
+        except InvalidCounterOperation as exc:
+            if "does not exist" in str(exc):
+                raise DocumentDoesNotExistError(f"The {exc}: counters belong to a document; store it first.") from exc
+            raise BadRequestError(f"Counters: {exc}; use a smaller delta.") from exc
         except LookupError as exc:
             raise DatabaseDoesNotExistError(database) from exc
+
+    async def counter_values(self, database: str, doc_id: str,
+                             names: list[str]) -> tuple[StoredDocument, tuple[tuple[str, int | None], ...]] | None:
+        """The document and its counters (all of them when ``names`` is empty); None when there is no document."""
+        [document] = await self.get(database, [doc_id])
+        if document is None:
+            return None
+        values: dict[str, int] = document.metadata.get(COUNTER_VALUES) or {}
+        if not names:
+            return document, tuple(values.items())
+        spelled = {name.casefold(): name for name in values}
+        return document, tuple((spelled.get(n.casefold(), n), values.get(spelled.get(n.casefold(), n)))
+                               for n in dict.fromkeys(names))
 
     async def _with_server_id(self, database: str, command: PutCommand, named: set[str]) -> PutCommand:
         """RavenDB's server-side ids: ``users/`` becomes ``users/0000000000000000001-A``.
@@ -240,6 +271,31 @@ class DocumentStore:
                                                                   clock.wire_date(clock.now()))
         except InvalidHiLoDocument:
             return False  # nothing to give back to: a Max that is not a number is not this range's end
+
+
+def counters_command(doc_id: Any, raw_operations: Any, where: str) -> CountersCommand:
+    """A counters command from RavenDB's JSON (``{"Type": "Increment", "CounterName": ..., "Delta": ...}``),
+    checked whole before anything is applied."""
+    if not isinstance(raw_operations, list) or not raw_operations:
+        raise BadRequestError(f"{where}: Operations must be a non-empty list of counter operations.")
+    operations: list[CounterOperation] = []
+    for index, raw in enumerate(raw_operations):
+        if not isinstance(raw, dict):
+            raise BadRequestError(f"{where}, operation #{index}: must be a JSON object.")
+        kind, name, delta = raw.get("Type"), raw.get("CounterName"), raw.get("Delta")
+        if kind not in ("Increment", "Delete", "Get"):
+            raise BadRequestError(f"{where}, operation #{index}: Type must be Increment, Delete or Get.")
+        if (not isinstance(name, str) or not name.strip() or len(name) > MAX_COUNTER_NAME
+                or not name.isprintable()):
+            raise BadRequestError(
+                f"{where}, operation #{index}: CounterName must be 1 to {MAX_COUNTER_NAME} printable characters.")
+        if kind == "Increment":
+            if delta is None:
+                delta = 1
+            if isinstance(delta, bool) or not isinstance(delta, int) or not -(1 << 63) <= delta < (1 << 63):
+                raise BadRequestError(f"{where}, operation #{index}: Delta must be a 64-bit whole number.")
+        operations.append(CounterOperation(kind, name, delta if kind == "Increment" and isinstance(delta, int) else 0))
+    return CountersCommand(document_id(doc_id), tuple(operations))
 
 
 def _wants_server_id(command: BatchCommand) -> bool:

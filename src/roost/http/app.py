@@ -11,6 +11,7 @@ from roost.http.routes import (
     authority,
     backups,
     certificates,
+    counters,
     databases,
     documents,
     hilo,
@@ -32,7 +33,7 @@ setattr(web_response, "SERVER_SOFTWARE", "Roost")  # noqa: B010 (the name is not
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
-    authority.routes, openapi.routes, statistics.routes, multi_get.routes,
+    authority.routes, openapi.routes, statistics.routes, multi_get.routes, counters.routes,
 ]
 
 

@@ -63,6 +63,8 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/admin/databases"): {"query": {"name": _STRING}, "required": ["name"]},
     ("GET", "/databases/{db}/docs"): {"query": {"id": _STRING, "include": _STRING, "start": _INT_TEXT,
                                                 "pageSize": _INT_TEXT}, "repeat": {"id", "include"}},
+    ("GET", "/databases/{db}/counters"): {"query": {"docId": _STRING, "counter": _STRING, "full": _BOOL_TEXT},
+                                          "required": ["docId"], "repeat": {"counter"}},
     ("POST", "/databases/{db}/docs"): {"query": {"include": _STRING}, "repeat": {"include"},
                                        "body": _obj(Ids=_STRINGS)},
     ("PUT", "/databases/{db}/docs"): {"query": {"id": _STRING}, "required": ["id"], "headers": {"If-Match": _STRING},

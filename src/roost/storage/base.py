@@ -64,15 +64,74 @@ class DeleteCommand:
     kind: Literal["DELETE"] = "DELETE"
 
 
-BatchCommand = PutCommand | DeleteCommand
+@dataclass(frozen=True, slots=True)
+class CounterOperation:
+    kind: Literal["Increment", "Delete", "Get"]
+    name: str
+    delta: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CountersCommand:
+    """RavenDB's counters on one document: applied in the batch's transaction, the document must exist."""
+
+    id: str
+    operations: tuple[CounterOperation, ...]
+    expected_change_vector: str | None = None
+    kind: Literal["Counters"] = "Counters"
+
+
+BatchCommand = PutCommand | DeleteCommand | CountersCommand
 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     id: str
-    kind: Literal["PUT", "DELETE"]
-    document: StoredDocument | None  # the stored document for a PUT; None for a DELETE
+    kind: Literal["PUT", "DELETE", "Counters"]
+    document: StoredDocument | None  # the stored document for a PUT or Counters; None for a DELETE
     deleted: bool = False
+    counters: tuple[tuple[str, int | None], ...] = ()  # Counters: each named counter's value after (None: absent)
+
+
+# Counter values live in the document's metadata under this key, which the server never renders and a client's
+# copy of which is ignored: they are written, deleted, backed up and restored with the document, in its transaction.
+COUNTER_VALUES = "@counter-values"
+_MAX_COUNTER = (1 << 63) - 1
+
+
+class InvalidCounterOperation(Exception):
+    """A counters command that cannot apply: the document is missing, or a value would overflow a 64-bit long."""
+
+
+def with_counters_of(metadata: JsonObject, current_metadata: JsonObject | None) -> JsonObject:
+    """A PUT keeps the document's counters (RavenDB: they are not part of what a client writes)."""
+    values = (current_metadata or {}).get(COUNTER_VALUES)
+    return {**metadata, COUNTER_VALUES: values} if values else metadata
+
+
+def apply_counters(metadata: JsonObject,
+                   operations: tuple[CounterOperation, ...]) -> tuple[JsonObject, tuple[tuple[str, int | None], ...]]:
+    """The metadata after the operations, and the value of each counter they named. Names compare
+    case-insensitively and keep the spelling they were created with (RavenDB)."""
+    values: dict[str, int] = dict(metadata.get(COUNTER_VALUES) or {})
+    spelled = {name.casefold(): name for name in values}
+    touched: dict[str, None] = {}
+    for operation in operations:
+        name = spelled.get(operation.name.casefold(), operation.name)
+        if operation.kind == "Increment":
+            total = values.get(name, 0) + operation.delta
+            if not -_MAX_COUNTER - 1 <= total <= _MAX_COUNTER:
+                raise InvalidCounterOperation(f"counter '{name}' would overflow a 64-bit whole number")
+            values[name] = total
+            spelled[name.casefold()] = name
+        elif operation.kind == "Delete":
+            values.pop(name, None)
+            spelled.pop(name.casefold(), None)
+        touched[name] = None
+    out = {k: v for k, v in metadata.items() if k != COUNTER_VALUES}
+    if values:
+        out[COUNTER_VALUES] = dict(sorted(values.items(), key=lambda item: item[0].casefold()))
+    return out, tuple((name, values.get(name)) for name in touched)
 
 
 HILO_DOCUMENT_PREFIX = "Raven/Hilo/"

@@ -23,7 +23,8 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 
@@ -34,16 +35,20 @@ from roost.storage.base import (
     BatchResult,
     CertificateWatcher,
     ChangeVectorMismatch,
+    CountersCommand,
     DatabaseRow,
+    InvalidCounterOperation,
     JsonObject,
     PutCommand,
     Storage,
     StoredDocument,
+    apply_counters,
     document_from_row,
     fold,
     hilo_document_id,
     hilo_max,
     next_hilo_body,
+    with_counters_of,
 )
 
 log = logging.getLogger(__name__)
@@ -382,15 +387,29 @@ class PostgresStorage:
             database_id, etag = row[0], int(row[1])
             for command in commands:
                 key = fold(command.id)
-                current = await connection.fetchval(
-                    "SELECT change_vector FROM documents WHERE db = $1 AND key = $2", db_key, key
+                current = await connection.fetchrow(
+                    f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND key = $2", db_key, key
                 )
+                current_cv = current["change_vector"] if current else None
                 expected = command.expected_change_vector
                 # RavenDB: an empty expected change vector means "the document must not exist yet".
                 if expected is not None and (
-                    (expected == "" and current is not None) or (expected != "" and current != expected)
+                    (expected == "" and current is not None) or (expected != "" and current_cv != expected)
                 ):
-                    raise ChangeVectorMismatch(command.id, expected, current)
+                    raise ChangeVectorMismatch(command.id, expected, current_cv)
+                counters: tuple[tuple[str, int | None], ...] = ()
+                if isinstance(command, CountersCommand):
+                    if current is None:
+                        raise InvalidCounterOperation(f"document {command.id} does not exist")
+                    existing = document_from_row(current)
+                    metadata, counters = apply_counters(existing.metadata, command.operations)
+                    if all(op.kind == "Get" for op in command.operations):
+                        results.append(BatchResult(command.id, "Counters", existing, counters=counters))
+                        continue
+                    command = PutCommand(command.id, existing.collection, existing.body, metadata)
+                elif isinstance(command, PutCommand):
+                    command = replace(command, metadata=with_counters_of(
+                        command.metadata, json.loads(current["metadata"]) if current else None))
                 if isinstance(command, PutCommand):
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
@@ -405,7 +424,8 @@ class PostgresStorage:
                     )
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
                                             change_vector, etag, now)
-                    results.append(BatchResult(command.id, "PUT", stored))
+                    kind: Literal["PUT", "Counters"] = "Counters" if counters else "PUT"
+                    results.append(BatchResult(command.id, kind, stored, counters=counters))
                 else:
                     deleted = current is not None
                     if deleted:

@@ -13,8 +13,9 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from roost.storage.base import (
     HILO_COLLECTION,
@@ -23,17 +24,21 @@ from roost.storage.base import (
     BatchResult,
     CertificateWatcher,
     ChangeVectorMismatch,
+    CountersCommand,
     DatabaseRow,
     DocumentRow,
     DuplicateDocumentError,
+    InvalidCounterOperation,
     JsonObject,
     PutCommand,
     StoredDocument,
+    apply_counters,
     document_from_row,
     fold,
     hilo_document_id,
     hilo_max,
     next_hilo_body,
+    with_counters_of,
 )
 
 DATABASE_FILE = "roost.db"  # in the data directory, beside its -wal and -shm files
@@ -228,7 +233,8 @@ class SqliteStorage:
             for command in commands:
                 key = fold(command.id)
                 current = db.execute(
-                    "SELECT change_vector FROM documents WHERE db = ? AND key = ?", (db_key, key)
+                    "SELECT change_vector, body, metadata, collection FROM documents WHERE db = ? AND key = ?",
+                    (db_key, key),
                 ).fetchone()
                 expected = command.expected_change_vector
                 # RavenDB: an empty expected change vector means "the document must not exist yet".
@@ -237,6 +243,21 @@ class SqliteStorage:
                     or (expected != "" and (current is None or current[0] != expected))
                 ):
                     raise ChangeVectorMismatch(command.id, expected, current[0] if current else None)
+                counters: tuple[tuple[str, int | None], ...] = ()
+                if isinstance(command, CountersCommand):
+                    if current is None:
+                        raise InvalidCounterOperation(f"document {command.id} does not exist")
+                    metadata, counters = apply_counters(json.loads(current[2]), command.operations)
+                    if all(op.kind == "Get" for op in command.operations):
+                        stored_row = db.execute("SELECT * FROM documents WHERE db = ? AND key = ?",
+                                                (db_key, key)).fetchone()
+                        results.append(BatchResult(command.id, "Counters", document_from_row(stored_row),
+                                                   counters=counters))
+                        continue
+                    command = PutCommand(command.id, current[3], json.loads(current[1]), metadata)
+                elif isinstance(command, PutCommand):
+                    command = replace(command, metadata=with_counters_of(
+                        command.metadata, json.loads(current[2]) if current else None))
                 if isinstance(command, PutCommand):
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
@@ -251,7 +272,8 @@ class SqliteStorage:
                     )
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
                                             change_vector, etag, now)
-                    results.append(BatchResult(command.id, "PUT", stored))
+                    kind: Literal["PUT", "Counters"] = "Counters" if counters else "PUT"
+                    results.append(BatchResult(command.id, kind, stored, counters=counters))
                 else:
                     deleted = current is not None
                     if deleted:

@@ -8,10 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from roost.documents.includes import referenced_by_all
-from roost.documents.store import render
+from roost.documents.store import counters_command, render
 from roost.errors import BadRequestError
 from roost.http.body import json_response, query_int, read_json, read_object
 from roost.http.middleware import SERVICES
+from roost.http.routes.counters import counters_detail
 from roost.http.routing import RouteTable
 from roost.names import document_id, is_document_id
 from roost.storage.base import BatchCommand, DeleteCommand, StoredDocument
@@ -133,14 +134,24 @@ async def bulk_docs(request: web.Request) -> web.StreamResponse:
             commands.append(documents.put_command(raw_id, raw["Document"], change_vector))
         elif kind == "DELETE":
             commands.append(DeleteCommand(document_id(raw_id), change_vector))
+        elif kind == "Counters":
+            counters = raw.get("Counters")
+            if not isinstance(counters, dict):
+                raise BadRequestError(f"Command #{index}: a Counters command needs Counters, a JSON object.")
+            commands.append(counters_command(raw_id if raw_id is not None else counters.get("DocumentId"),
+                                             counters.get("Operations"), f"Command #{index}"))
         else:
             raise BadRequestError(
-                f"Command #{index}: Type '{kind}' is not supported by Roost; use PUT or DELETE."
+                f"Command #{index}: Type '{kind}' is not supported by Roost; use PUT, DELETE or Counters."
             )
     results = await documents.batch(db, commands)
     out: list[dict[str, Any]] = []
     for result in results:
-        if result.document is not None:
+        if result.kind == "Counters" and result.document is not None:
+            out.append({"Type": "Counters", "Id": result.id, "DocumentChangeVector": result.document.change_vector,
+                        "CountersDetail": counters_detail(result.id, tuple(
+                            (name, value) for name, value in result.counters if value is not None))})
+        elif result.document is not None:
             d = result.document
             entry: dict[str, Any] = {"Type": "PUT", "@id": d.id, "@change-vector": d.change_vector,
                                      "@last-modified": d.last_modified}
