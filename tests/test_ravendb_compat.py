@@ -3,13 +3,23 @@ counters and attachments, against a real secured Roost server process. Each acce
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from ravendb.data.operation import AttachmentType
 from ravendb.documents.commands.crud import HeadDocumentCommand
+from ravendb.documents.operations.attachments import (
+    DeleteAttachmentOperation,
+    GetAttachmentOperation,
+    PutAttachmentOperation,
+)
 from ravendb.documents.operations.configuration.operations import GetClientConfigurationOperation
 from ravendb.documents.operations.counters import (
     CounterBatch,
@@ -22,7 +32,7 @@ from ravendb.documents.operations.counters import (
 from ravendb.documents.operations.statistics import GetCollectionStatisticsOperation, GetStatisticsOperation
 from ravendb.exceptions.exceptions import AuthorizationException
 
-from conftest import RunningServer
+from conftest import RunningServer, start_server
 from test_ravendb_client import Target, User, client, new_database
 
 
@@ -329,3 +339,100 @@ def test_counters_are_refused_for_readers_missing_documents_and_bad_deltas(secur
     assert admin.get(f"{url}?docId=users/1&counter=Likes").json()["Counters"][0]["TotalValue"] == 1  # unchanged
     assert admin.get(f"{url}?docId=users/none").status_code == 404
     assert admin.get(url).status_code == 400
+
+
+# Attachments ----------------------------------------------------------------------------------------------------
+
+
+def test_attachments_put_get_head_delete_with_the_client(secured: Target, tmp_path: Path) -> None:
+    database = new_database(secured)
+    content = b"\x89PNG" + bytes(range(256)) * 40
+    with client(secured, database) as store:
+        with store.open_session() as session:
+            session.store(User("pictured"), "users/1")
+            session.save_changes()
+        details = store.operations.send(PutAttachmentOperation("users/1", "photo.png", content, "image/png"))
+        assert (details.name, details.size, details.content_type) == ("photo.png", len(content), "image/png")
+        expected_hash = base64.b64encode(hashlib.blake2b(content, digest_size=32).digest()).decode()
+        assert details.hash == expected_hash
+        with store.open_session() as session:
+            user = session.load("users/1", User)
+            [entry] = session.advanced.get_metadata_for(user)["@attachments"]
+            assert dict(entry) == {"Name": "photo.png", "Hash": expected_hash, "ContentType": "image/png",
+                                   "Size": len(content)}
+            user.name = "renamed"  # a PUT of the document keeps its attachments
+            session.save_changes()
+        result = store.operations.send(GetAttachmentOperation("users/1", "PHOTO.png", AttachmentType.document, None))
+        assert result.data == content and result.details.hash == expected_hash
+        result.close()
+        admin = secured.server.admin()
+        url = f"{secured.url}/databases/{database}/attachments?id=users/1&name=photo.png"
+        head = admin.head(url)
+        assert head.status_code == 200 and head.headers["Attachment-Size"] == str(len(content)) and not head.content
+        # Read gets, ReadWrite changes.
+        reader = secured.server.generate("attachment-reader", "ValidUser", {database: "Read"}, directory=tmp_path)
+        as_reader = secured.server.session(reader.pem_path)
+        assert as_reader.get(url).content == content
+        assert as_reader.put(url, data=b"x").status_code == 403
+        assert as_reader.delete(url).status_code == 403
+        # Refusals: no such document, no such attachment, a bad name; nothing is created.
+        base = f"{secured.url}/databases/{database}/attachments"
+        assert admin.put(f"{base}?id=users/none&name=a", data=b"x").status_code == 404
+        assert admin.get(f"{base}?id=users/1&name=other").status_code == 404
+        assert admin.put(f"{base}?id=users/1&name=", data=b"x").status_code == 400
+        store.operations.send(DeleteAttachmentOperation("users/1", "photo.png"))
+        assert admin.get(url).status_code == 404
+        store.operations.send(PutAttachmentOperation("users/1", "again", b"abc", "text/plain"))
+        with store.open_session() as session:
+            session.delete("users/1")
+            session.save_changes()
+        with store.open_session() as session:
+            session.store(User("new"), "users/1")
+            session.save_changes()
+        assert admin.get(f"{base}?id=users/1&name=again").status_code == 404  # removed with the document
+
+
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_50_mb_attachment_streams_both_ways_with_flat_server_memory(tmp_path: Path) -> None:
+    size = 50 * 1024 * 1024
+    running = start_server(tmp_path / "data", "--Http.MaxBodySize=67108864")
+    try:
+        admin = running.admin()
+        database = f"big-{uuid.uuid4().hex[:6]}"
+        assert admin.put(f"{running.url}/admin/databases?name={database}").status_code == 201
+        assert admin.put(f"{running.url}/databases/{database}/docs?id=files/1", json={"n": 1}).status_code == 201
+        url = f"{running.url}/databases/{database}/attachments?id=files/1&name=big.bin&contentType=application/x"
+        before = _peak_rss_kb(running.process.pid)
+        block = bytes(range(256)) * 4096  # 1 MiB
+
+        def body() -> Iterator[bytes]:
+            for _ in range(size // len(block)):
+                yield block
+
+        put = admin.put(url, data=body())  # chunked: no Content-Length, streamed
+        assert put.status_code == 201, put.text
+        assert put.json()["Size"] == size
+        digest = hashlib.blake2b(digest_size=32)
+        received = 0
+        with admin.get(url, stream=True) as got:
+            assert got.headers["Attachment-Size"] == str(size)
+            for chunk in got.iter_content(1024 * 1024):
+                digest.update(chunk)
+                received += len(chunk)
+        assert received == size and base64.b64encode(digest.digest()).decode() == put.json()["Hash"]
+        growth_mb = (_peak_rss_kb(running.process.pid) - before) / 1024
+        print(f"server peak RSS growth for a 50 MB attachment up and down: {growth_mb:.1f} MB")
+        assert growth_mb < 25  # the body was never held whole (50 MB)
+        # Refusal: beyond the body limit, a 413 and nothing linked.
+        too_big = admin.put(url.replace("big.bin", "huge.bin"), data=iter([block] * 65))
+        assert too_big.status_code == 413
+        doc = admin.get(f"{running.url}/databases/{database}/docs?id=files/1").json()["Results"][0]
+        assert [a["Name"] for a in doc["@metadata"]["@attachments"]] == ["big.bin"]
+    finally:
+        running.stop()

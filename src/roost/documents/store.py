@@ -17,6 +17,7 @@ from roost.errors import (
 )
 from roost.names import database_name, document_id
 from roost.storage.base import (
+    ATTACHMENTS,
     COUNTER_VALUES,
     HILO_DOCUMENT_PREFIX,
     MAX_HILO_NUMBER,
@@ -38,7 +39,8 @@ from roost.storage.base import (
 )
 
 # Metadata keys the server computes; a client's copy of them is ignored on write.
-_COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag", "@counters", COUNTER_VALUES}
+_COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag", "@counters", COUNTER_VALUES,
+                      ATTACHMENTS}
 MAX_COUNTER_NAME = 512
 SERVER_TAG = "A"
 EMPTY_COLLECTION = "@empty"  # RavenDB's name for the documents that have no @collection
@@ -51,6 +53,9 @@ INTERNAL_HILO_TAGS = frozenset({_SERVER_IDS_TAG.casefold()})
 def render(document: StoredDocument) -> JsonObject:
     """The document as RavenDB returns it: the body plus ``@metadata``."""
     metadata = dict(document.metadata)
+    attachments = metadata.pop(ATTACHMENTS, None)
+    if attachments:  # RavenDB's entries; where the content lives is the server's business
+        metadata[ATTACHMENTS] = [{k: v for k, v in a.items() if k != "Token"} for a in attachments]
     counters = metadata.pop(COUNTER_VALUES, None)
     if counters:
         metadata["@counters"] = list(counters)  # RavenDB lists the names; values come from /counters

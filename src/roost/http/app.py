@@ -8,6 +8,7 @@ from roost.http import openapi
 from roost.http.browsers import BROWSERS, BrowserPolicy
 from roost.http.middleware import SERVICES, security_middleware
 from roost.http.routes import (
+    attachments,
     authority,
     backups,
     certificates,
@@ -33,7 +34,7 @@ setattr(web_response, "SERVER_SOFTWARE", "Roost")  # noqa: B010 (the name is not
 ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
-    authority.routes, openapi.routes, statistics.routes, multi_get.routes, counters.routes,
+    authority.routes, openapi.routes, statistics.routes, multi_get.routes, counters.routes, attachments.routes,
 ]
 
 

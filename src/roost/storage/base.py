@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -91,6 +91,47 @@ class BatchResult:
     document: StoredDocument | None  # the stored document for a PUT or Counters; None for a DELETE
     deleted: bool = False
     counters: tuple[tuple[str, int | None], ...] = ()  # Counters: each named counter's value after (None: absent)
+
+
+ATTACHMENTS = "@attachments"
+
+
+class InvalidAttachment(Exception):
+    """An attachment operation on a document that does not exist."""
+
+
+def attachment_tokens(metadata: JsonObject | None) -> list[str]:
+    return [str(a.get("Token")) for a in (metadata or {}).get(ATTACHMENTS) or [] if isinstance(a, dict)]
+
+
+def with_attachment(metadata: JsonObject, entry: JsonObject) -> tuple[JsonObject, list[str]]:
+    """The metadata with ``entry`` in ``@attachments`` (names compare case-insensitively), and the tokens of what it
+    replaced."""
+    kept, replaced = [], []
+    for current in metadata.get(ATTACHMENTS) or []:
+        if str(current.get("Name", "")).casefold() == str(entry["Name"]).casefold():
+            replaced.append(str(current.get("Token")))
+        else:
+            kept.append(current)
+    entries = sorted([*kept, entry], key=lambda a: str(a.get("Name", "")).casefold())
+    return {**metadata, ATTACHMENTS: entries}, replaced
+
+
+def without_attachment(metadata: JsonObject, name: str) -> tuple[JsonObject, list[str]]:
+    entries = metadata.get(ATTACHMENTS) or []
+    kept = [a for a in entries if str(a.get("Name", "")).casefold() != name.casefold()]
+    gone = [str(a.get("Token")) for a in entries if a not in kept]
+    out = {k: v for k, v in metadata.items() if k != ATTACHMENTS}
+    if kept:
+        out[ATTACHMENTS] = kept
+    return out, gone
+
+
+def with_server_metadata_of(metadata: JsonObject, current_metadata: JsonObject | None) -> JsonObject:
+    """A PUT keeps what the server keeps for the document: its counters and attachments."""
+    out = with_counters_of(metadata, current_metadata)
+    attachments = (current_metadata or {}).get(ATTACHMENTS)
+    return {**out, ATTACHMENTS: attachments} if attachments else out
 
 
 # Counter values live in the document's metadata under this key, which the server never renders and a client's
@@ -253,6 +294,20 @@ class Storage(Protocol):
     async def return_hilo_document_range(self, database: str, tag: str, end: int, last: int, now: str) -> bool:
         """RavenDB's HiLo return: ``Max`` becomes ``last`` only if it is still ``end``."""
         ...
+
+    # Attachments: content is written in chunks under a fresh token first (no lock held while a large body
+    # streams in), then ``attach`` links it to the document in one transaction (the document's
+    # ``@metadata.@attachments`` entry names the token). Chunks of a token never linked are garbage, never read.
+    async def write_attachment_chunk(self, database: str, token: str, seq: int, data: bytes) -> None: ...
+    def read_attachment_chunks(self, database: str, token: str) -> AsyncIterator[bytes]:
+        """The content of ``token`` chunk by chunk (one chunk in memory at a time)."""
+        ...
+    async def attach(self, database: str, doc_id: str, entry: JsonObject, now: str) -> StoredDocument:
+        """Link ``entry`` (Name, Hash, ContentType, Size, Token) to the document, replacing an attachment of the
+        same name (whose chunks go); raises InvalidAttachment when the document does not exist."""
+        ...
+    async def detach(self, database: str, doc_id: str, name: str, now: str) -> bool: ...
+    async def discard_attachment_chunks(self, database: str, token: str) -> None: ...
 
     # Two-factor state per certificate (session, last accepted TOTP step, failures, lockout): kept in
     # storage so

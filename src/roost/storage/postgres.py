@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
@@ -37,18 +37,22 @@ from roost.storage.base import (
     ChangeVectorMismatch,
     CountersCommand,
     DatabaseRow,
+    InvalidAttachment,
     InvalidCounterOperation,
     JsonObject,
     PutCommand,
     Storage,
     StoredDocument,
     apply_counters,
+    attachment_tokens,
     document_from_row,
     fold,
     hilo_document_id,
     hilo_max,
     next_hilo_body,
-    with_counters_of,
+    with_attachment,
+    with_server_metadata_of,
+    without_attachment,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,13 @@ CREATE TABLE IF NOT EXISTS hilo (
     tag TEXT NOT NULL,
     max BIGINT NOT NULL,
     PRIMARY KEY (db, tag)
+);
+CREATE TABLE IF NOT EXISTS attachment_chunks (
+    db TEXT NOT NULL,
+    token TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (db, token, seq)
 );
 CREATE TABLE IF NOT EXISTS two_factor (
     thumbprint TEXT PRIMARY KEY,
@@ -343,6 +354,7 @@ class PostgresStorage:
                     return False
                 await connection.execute("DELETE FROM documents WHERE db = $1", key)
                 await connection.execute("DELETE FROM hilo WHERE db = $1", key)
+                await connection.execute("DELETE FROM attachment_chunks WHERE db = $1", key)
                 if certificate_updates:
                     await connection.executemany(
                         "UPDATE certificates SET definition = $1::jsonb WHERE thumbprint = $2",
@@ -408,7 +420,7 @@ class PostgresStorage:
                         continue
                     command = PutCommand(command.id, existing.collection, existing.body, metadata)
                 elif isinstance(command, PutCommand):
-                    command = replace(command, metadata=with_counters_of(
+                    command = replace(command, metadata=with_server_metadata_of(
                         command.metadata, json.loads(current["metadata"]) if current else None))
                 if isinstance(command, PutCommand):
                     etag += 1
@@ -430,6 +442,9 @@ class PostgresStorage:
                     deleted = current is not None
                     if deleted:
                         await connection.execute("DELETE FROM documents WHERE db = $1 AND key = $2", db_key, key)
+                        await connection.execute(
+                            "DELETE FROM attachment_chunks WHERE db = $1 AND token = ANY($2::text[])", db_key,
+                            attachment_tokens(json.loads(current["metadata"])))
                     results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
             await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = $2", etag, db_key)
         return results
@@ -541,6 +556,58 @@ class PostgresStorage:
             await self._put_document(connection, db_key, locked, doc_id, current.collection,
                                      {**current.body, "Max": last}, current.metadata, now)
             return True
+
+    # Attachments -------------------------------------------------------------------------------------------
+
+    async def write_attachment_chunk(self, database: str, token: str, seq: int, data: bytes) -> None:
+        await self._pool.execute("INSERT INTO attachment_chunks (db, token, seq, data) VALUES ($1, $2, $3, $4)",
+                                 fold(database), token, seq, data)
+
+    async def read_attachment_chunks(self, database: str, token: str) -> AsyncIterator[bytes]:
+        seq = -1
+        while True:  # one chunk per query: nothing but the chunk being sent is held in memory
+            row = await self._pool.fetchrow(
+                "SELECT seq, data FROM attachment_chunks WHERE db = $1 AND token = $2 AND seq > $3 ORDER BY seq "
+                "LIMIT 1", fold(database), token, seq)
+            if row is None:
+                return
+            seq = int(row["seq"])
+            yield bytes(row["data"])
+
+    async def attach(self, database: str, doc_id: str, entry: JsonObject, now: str) -> StoredDocument:
+        db_key = fold(database)
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await self._lock_database(connection, db_key)
+            current = await self._current_document(connection, db_key, doc_id) if locked else None
+            if locked is None or current is None:
+                raise InvalidAttachment(doc_id)
+            metadata, replaced = with_attachment(current.metadata, entry)
+            await connection.execute("DELETE FROM attachment_chunks WHERE db = $1 AND token = ANY($2::text[])",
+                                     db_key, replaced)
+            await self._put_document(connection, db_key, locked, current.id, current.collection, current.body,
+                                     metadata, now)
+            stored = await self._current_document(connection, db_key, doc_id)
+            assert stored is not None
+            return stored
+
+    async def detach(self, database: str, doc_id: str, name: str, now: str) -> bool:
+        db_key = fold(database)
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await self._lock_database(connection, db_key)
+            current = await self._current_document(connection, db_key, doc_id) if locked else None
+            if locked is None or current is None:
+                return False
+            metadata, gone = without_attachment(current.metadata, name)
+            if not gone:
+                return False
+            await connection.execute("DELETE FROM attachment_chunks WHERE db = $1 AND token = ANY($2::text[])",
+                                     db_key, gone)
+            await self._put_document(connection, db_key, locked, current.id, current.collection, current.body,
+                                     metadata, now)
+            return True
+
+    async def discard_attachment_chunks(self, database: str, token: str) -> None:
+        await self._pool.execute("DELETE FROM attachment_chunks WHERE db = $1 AND token = $2", fold(database), token)
 
     # Two-factor state ---------------------------------------------------------------------------------------
 

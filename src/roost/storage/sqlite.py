@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -28,17 +28,21 @@ from roost.storage.base import (
     DatabaseRow,
     DocumentRow,
     DuplicateDocumentError,
+    InvalidAttachment,
     InvalidCounterOperation,
     JsonObject,
     PutCommand,
     StoredDocument,
     apply_counters,
+    attachment_tokens,
     document_from_row,
     fold,
     hilo_document_id,
     hilo_max,
     next_hilo_body,
-    with_counters_of,
+    with_attachment,
+    with_server_metadata_of,
+    without_attachment,
 )
 
 DATABASE_FILE = "roost.db"  # in the data directory, beside its -wal and -shm files
@@ -76,6 +80,13 @@ CREATE TABLE IF NOT EXISTS hilo (
     max INTEGER NOT NULL,
     PRIMARY KEY (db, tag)
 );
+CREATE TABLE IF NOT EXISTS attachment_chunks (
+    db TEXT NOT NULL,
+    token TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (db, token, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS two_factor (
     thumbprint TEXT PRIMARY KEY,
     state TEXT NOT NULL
@@ -186,6 +197,7 @@ class SqliteStorage:
                 return False
             db.execute("DELETE FROM documents WHERE db = ?", (key,))
             db.execute("DELETE FROM hilo WHERE db = ?", (key,))
+            db.execute("DELETE FROM attachment_chunks WHERE db = ?", (key,))
             db.executemany(
                 "UPDATE certificates SET definition = ? WHERE thumbprint = ?",
                 [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
@@ -256,7 +268,7 @@ class SqliteStorage:
                         continue
                     command = PutCommand(command.id, current[3], json.loads(current[1]), metadata)
                 elif isinstance(command, PutCommand):
-                    command = replace(command, metadata=with_counters_of(
+                    command = replace(command, metadata=with_server_metadata_of(
                         command.metadata, json.loads(current[2]) if current else None))
                 if isinstance(command, PutCommand):
                     etag += 1
@@ -278,6 +290,8 @@ class SqliteStorage:
                     deleted = current is not None
                     if deleted:
                         db.execute("DELETE FROM documents WHERE db = ? AND key = ?", (db_key, key))
+                        db.executemany("DELETE FROM attachment_chunks WHERE db = ? AND token = ?",
+                                       [(db_key, t) for t in attachment_tokens(json.loads(current[2]))])
                     results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
             db.execute("UPDATE databases SET last_etag = ? WHERE key = ?", (etag, db_key))
         return results
@@ -374,6 +388,55 @@ class SqliteStorage:
             self._put_document(db, db_key, doc_id, current.collection, {**current.body, "Max": last},
                                current.metadata, now)
             return True
+
+    # Attachments -------------------------------------------------------------------------------------------
+
+    async def write_attachment_chunk(self, database: str, token: str, seq: int, data: bytes) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO attachment_chunks (db, token, seq, data) VALUES (?, ?, ?, ?)",
+                       (fold(database), token, seq, data))
+
+    async def read_attachment_chunks(self, database: str, token: str) -> AsyncIterator[bytes]:
+        seq = -1
+        while True:  # one chunk per query: nothing but the chunk being sent is held in memory
+            row = self._db.execute(
+                "SELECT seq, data FROM attachment_chunks WHERE db = ? AND token = ? AND seq > ? ORDER BY seq LIMIT 1",
+                (fold(database), token, seq)).fetchone()
+            if row is None:
+                return
+            seq = int(row[0])
+            yield bytes(row[1])
+
+    async def attach(self, database: str, doc_id: str, entry: JsonObject, now: str) -> StoredDocument:
+        db_key = fold(database)
+        with self._write() as db:
+            current = self._current_document(db, db_key, doc_id)
+            if current is None:
+                raise InvalidAttachment(doc_id)
+            metadata, replaced = with_attachment(current.metadata, entry)
+            db.executemany("DELETE FROM attachment_chunks WHERE db = ? AND token = ?",
+                           [(db_key, t) for t in replaced])
+            self._put_document(db, db_key, current.id, current.collection, current.body, metadata, now)
+            stored = self._current_document(db, db_key, doc_id)
+            assert stored is not None
+            return stored
+
+    async def detach(self, database: str, doc_id: str, name: str, now: str) -> bool:
+        db_key = fold(database)
+        with self._write() as db:
+            current = self._current_document(db, db_key, doc_id)
+            if current is None:
+                return False
+            metadata, gone = without_attachment(current.metadata, name)
+            if not gone:
+                return False
+            db.executemany("DELETE FROM attachment_chunks WHERE db = ? AND token = ?", [(db_key, t) for t in gone])
+            self._put_document(db, db_key, current.id, current.collection, current.body, metadata, now)
+            return True
+
+    async def discard_attachment_chunks(self, database: str, token: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM attachment_chunks WHERE db = ? AND token = ?", (fold(database), token))
 
     # Two-factor state ---------------------------------------------------------------------------------------
 
