@@ -20,6 +20,7 @@ from typing import Any, Literal
 from roost.storage.base import (
     HILO_COLLECTION,
     RESTORE_STAGE_PREFIX,
+    AttachmentChunk,
     BatchCommand,
     BatchResult,
     CertificateWatcher,
@@ -506,6 +507,12 @@ class SqliteSnapshot:
     def hilo(self, database: str) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self._db.execute("SELECT tag, max FROM hilo WHERE db = ?", (fold(database),))]
 
+    def attachment_chunks(self, database: str) -> Iterator[AttachmentChunk]:
+        # Primary-key order, one row at a time: memory stays flat however large the attachments.
+        for token, seq, data in self._db.execute(
+                "SELECT token, seq, data FROM attachment_chunks WHERE db = ? ORDER BY token, seq", (fold(database),)):
+            yield str(token), int(seq), bytes(data)
+
     def certificates(self) -> list[JsonObject]:
         return [json.loads(r[0]) for r in self._db.execute("SELECT definition FROM certificates ORDER BY thumbprint")]
 
@@ -548,6 +555,20 @@ class SqliteRestorer:
             raise
         self._db.execute("COMMIT")
 
+    def insert_attachment_chunks(self, stage: str, rows: list[AttachmentChunk]) -> None:
+        assert stage.startswith(RESTORE_STAGE_PREFIX)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT INTO attachment_chunks (db, token, seq, data) VALUES (?, ?, ?, ?)",
+                                 [(stage, *r) for r in rows])
+        except sqlite3.IntegrityError as exc:
+            self._db.execute("ROLLBACK")
+            raise DuplicateDocumentError(str(exc)) from exc
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def finish(self, name: str, stage: str, database_id: str, created: str, last_etag: int, record: JsonObject,
                hilo: list[tuple[str, int]]) -> int:
         """In one transaction: the staged rows become ``name``'s, with its database row and hilo. Returns how many
@@ -560,6 +581,8 @@ class SqliteRestorer:
                 self._db.execute("ROLLBACK")
                 return int(held)
             self._db.execute("UPDATE documents SET db = ? WHERE db = ?", (db_key, stage))
+            self._db.execute("DELETE FROM attachment_chunks WHERE db = ?", (db_key,))
+            self._db.execute("UPDATE attachment_chunks SET db = ? WHERE db = ?", (db_key, stage))
             self._db.execute(
                 "INSERT INTO databases (key, name, database_id, created, last_etag, record) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET database_id = excluded.database_id, last_etag = excluded.last_etag, "
@@ -578,11 +601,13 @@ class SqliteRestorer:
         """Drop the staged rows of a restore that failed (the target was never touched)."""
         assert stage.startswith(RESTORE_STAGE_PREFIX)
         self._db.execute("DELETE FROM documents WHERE db = ?", (stage,))
+        self._db.execute("DELETE FROM attachment_chunks WHERE db = ?", (stage,))
 
     def discard_abandoned(self) -> int:
         """At start-up: rows staged by restores that a crash interrupted. Returns how many were deleted."""
-        cursor = self._db.execute("DELETE FROM documents WHERE db >= ? AND db < ?",
-                                  (RESTORE_STAGE_PREFIX, RESTORE_STAGE_PREFIX[:-1] + chr(ord("/") + 1)))
+        bounds = (RESTORE_STAGE_PREFIX, RESTORE_STAGE_PREFIX[:-1] + chr(ord("/") + 1))
+        self._db.execute("DELETE FROM attachment_chunks WHERE db >= ? AND db < ?", bounds)
+        cursor = self._db.execute("DELETE FROM documents WHERE db >= ? AND db < ?", bounds)
         return int(cursor.rowcount)
 
 
