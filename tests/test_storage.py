@@ -21,6 +21,7 @@ from roost.storage.base import (
     CounterOperation,
     CountersCommand,
     DeleteCommand,
+    InvalidAttachment,
     InvalidCounterOperation,
     InvalidHiLoDocument,
     JsonObject,
@@ -669,5 +670,37 @@ def test_counters_apply_in_the_batch_kept_by_a_put_and_deleted_with_the_document
         assert doc is not None and COUNTER_VALUES not in doc.metadata
         with pytest.raises(InvalidCounterOperation):
             await storage.apply_batch("Db", [CountersCommand("users/none", likes.operations)], NOW)
+
+    backend.run(body)
+
+
+def test_attachments_are_staged_linked_read_in_chunks_and_removed_with_the_document(backend: Backend) -> None:
+    async def chunks(storage: Storage, token: str) -> list[bytes]:
+        return [chunk async for chunk in storage.read_attachment_chunks("Db", token)]
+
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put("users/1")], NOW)
+        for seq, data in enumerate((b"ab", b"cd")):
+            await storage.write_attachment_chunk("Db", "t1", seq, data)
+        entry = {"Name": "a.txt", "Hash": "h", "ContentType": "text/plain", "Size": 4, "Token": "t1"}
+        stored = await storage.attach("db", "USERS/1", entry, NOW)
+        assert stored.metadata["@attachments"] == [entry] and stored.etag == 2
+        assert await chunks(storage, "t1") == [b"ab", b"cd"]
+        await storage.write_attachment_chunk("Db", "t2", 0, b"new")
+        await storage.attach("Db", "users/1", {**entry, "Name": "A.TXT", "Token": "t2"}, NOW)  # replaces a.txt
+        assert await chunks(storage, "t1") == [] and await chunks(storage, "t2") == [b"new"]
+        with pytest.raises(InvalidAttachment):
+            await storage.attach("Db", "users/none", entry, NOW)
+        assert await storage.detach("Db", "users/1", "nope", NOW) is False
+        await storage.write_attachment_chunk("Db", "t3", 0, b"x")
+        await storage.attach("Db", "users/1", {**entry, "Name": "b", "Token": "t3"}, NOW)
+        assert await storage.detach("Db", "users/1", "a.txt", NOW) is True
+        assert await chunks(storage, "t2") == []
+        await storage.apply_batch("Db", [put("users/1", {"Name": "edited"})], NOW)  # a PUT keeps them
+        [doc] = await storage.get_documents("Db", ["users/1"])
+        assert doc is not None and [a["Name"] for a in doc.metadata["@attachments"]] == ["b"]
+        await storage.apply_batch("Db", [DeleteCommand("users/1")], NOW)
+        assert await chunks(storage, "t3") == []
 
     backend.run(body)
