@@ -31,11 +31,13 @@ def keypair(directory: Path) -> tuple[Path, str]:
 
 
 def fill(server: RunningServer, name: str, count: int = 50) -> None:
+    """``count`` documents: ``count - 1`` orders and the HiLo document ``Raven/Hilo/orders`` (RavenDB's HiLo
+    state is a document, so backups carry it like any other)."""
     admin = server.admin()
     assert admin.put(f"{server.url}/admin/databases", params={"name": name}).status_code == 201
     commands = [{"Type": "PUT", "Id": f"orders/{i}", "Document": {
         "Number": i, "Text": "é" * (i % 7), "Nested": {"List": [1, 2.5, None, True]},
-        "@metadata": {"@collection": "Orders", "Custom": "x"}}} for i in range(count)]
+        "@metadata": {"@collection": "Orders", "Custom": "x"}}} for i in range(count - 1)]
     assert admin.post(f"{server.url}/databases/{name}/bulk_docs", json={"Commands": commands}).status_code == 201
     assert admin.get(f"{server.url}/databases/{name}/hilo/next", params={"tag": "orders", "lastBatchSize": 0}
                      ).status_code in (200, 404)

@@ -16,8 +16,14 @@ import pytest
 
 from roost.storage import open_storage
 from roost.storage.base import (
+    COUNTER_VALUES,
     ChangeVectorMismatch,
+    CounterOperation,
+    CountersCommand,
     DeleteCommand,
+    InvalidAttachment,
+    InvalidCounterOperation,
+    InvalidHiLoDocument,
     JsonObject,
     PutCommand,
     Storage,
@@ -575,3 +581,141 @@ def test_postgres_reports_a_lost_channel_and_its_return(postgres_url: str, tmp_p
         assert await watcher.wait_for("changed") == [("changed", ["CC03"])]
 
     Backend("postgres", postgres_url, tmp_path).run_two_nodes(body)
+
+
+# HiLo as RavenDB keeps it: the document Raven/Hilo/<tag> ----------------------------------------------------------
+
+
+def test_hilo_document_ranges_follow_max_and_are_written_as_the_document(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        assert await storage.take_hilo_document_range("Db", "users", 32, 0, NOW) == (1, 32)
+        [doc] = await storage.get_documents("db", ["raven/hilo/USERS"])
+        assert doc is not None and (doc.id, doc.collection, doc.body) == ("Raven/Hilo/users", "@hilo", {"Max": 32})
+        # A client stored the document: the next range starts after its Max, and other properties are kept.
+        await storage.apply_batch("Db", [PutCommand("Raven/Hilo/users", "@hilo", {"Max": 100, "Note": "x"}, {})], NOW)
+        assert await storage.take_hilo_document_range("Db", "users", 64, 0, NOW) == (101, 164)
+        [doc] = await storage.get_documents("Db", ["Raven/Hilo/users"])
+        assert doc is not None and doc.body == {"Max": 164, "Note": "x"}
+        assert await storage.take_hilo_document_range("Db", "users", 32, 500, NOW) == (501, 532)  # lastMax
+        # Return: only the last range handed out, only when last is inside it.
+        assert await storage.return_hilo_document_range("Db", "users", 532, 510, NOW) is True
+        assert await storage.return_hilo_document_range("Db", "users", 532, 510, NOW) is False
+        assert await storage.take_hilo_document_range("Db", "users", 32, 0, NOW) == (511, 542)
+        assert await storage.return_hilo_document_range("Db", "orders", 32, 1, NOW) is False
+        with pytest.raises(LookupError):
+            await storage.take_hilo_document_range("Nope", "users", 32, 0, NOW)
+
+    backend.run(body)
+
+
+def test_hilo_document_refuses_a_max_that_is_not_a_whole_number(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        for bad in ("12", 1.5, True, -1, 1 << 63):
+            await storage.apply_batch("Db", [PutCommand("Raven/Hilo/bad", "@hilo", {"Max": bad}, {})], NOW)
+            with pytest.raises(InvalidHiLoDocument):
+                await storage.take_hilo_document_range("Db", "bad", 32, 0, NOW)
+        [doc] = await storage.get_documents("Db", ["Raven/Hilo/bad"])
+        assert doc is not None and doc.body == {"Max": 1 << 63}  # refused: nothing written
+
+    backend.run(body)
+
+
+def test_hilo_document_continues_an_older_roosts_counter(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        assert await storage.next_hilo_range("Db", "users", 40) == (1, 40)  # the table an older Roost used
+        assert await storage.take_hilo_document_range("Db", "users", 32, 0, NOW) == (41, 72)
+
+    backend.run(body)
+
+
+def test_concurrent_hilo_document_callers_never_overlap_two_nodes(backend: Backend) -> None:
+    async def body(first: Storage, second: Storage) -> None:
+        await first.create_database("Db", "dbid", NOW)
+        calls = [(first if i % 2 else second).take_hilo_document_range("Db", "users", 1 + i % 7, 0, NOW)
+                 for i in range(40)]
+        ranges = sorted(await asyncio.gather(*calls))
+        for (_, high), (low, _) in zip(ranges, ranges[1:], strict=False):
+            assert low == high + 1
+        assert ranges[0][0] == 1 and ranges[-1][1] == sum(1 + i % 7 for i in range(40))
+        [doc] = await second.get_documents("Db", ["Raven/Hilo/users"])
+        assert doc is not None and doc.body["Max"] == ranges[-1][1]
+
+    backend.run_two_nodes(body)
+
+
+def test_collection_counts_and_last_etag(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.collection_counts("Db") is None
+        await storage.create_database("Db", "dbid", NOW)
+        assert await storage.collection_counts("db") == (0, {})
+        await storage.apply_batch("Db", [put("users/1"), put("users/2", collection="USERS"), put("orders/1", collection=None)],
+                                  NOW)
+        last_etag, counts = await storage.collection_counts("Db") or (0, {})
+        assert last_etag == 3 and sorted(counts.values()) == [1, 2] and counts[None] == 1
+        await storage.apply_batch("Db", [DeleteCommand("users/1")], NOW)
+        assert (await storage.collection_counts("Db") or (0, {}))[1][None] == 1
+
+    backend.run(body)
+
+
+def test_counters_apply_in_the_batch_kept_by_a_put_and_deleted_with_the_document(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put("users/1")], NOW)
+        likes = CountersCommand("users/1", (CounterOperation("Increment", "Likes", 5),))
+        [result] = await storage.apply_batch("Db", [likes], NOW)
+        assert result.kind == "Counters" and result.counters == (("Likes", 5),)
+        assert result.document is not None and result.document.etag == 2  # the document changed with it
+        [result] = await storage.apply_batch(
+            "Db", [CountersCommand("users/1", (CounterOperation("Increment", "likes", -1),
+                                               CounterOperation("Get", "missing")))], NOW)
+        assert result.counters == (("Likes", 4), ("missing", None))
+        await storage.apply_batch("Db", [put("users/1", {"Name": "edited"})], NOW)
+        [doc] = await storage.get_documents("Db", ["users/1"])
+        assert doc is not None and doc.metadata[COUNTER_VALUES] == {"Likes": 4} and doc.body == {"Name": "edited"}
+        overflow = CountersCommand("users/1", (CounterOperation("Increment", "Likes", (1 << 63) - 1),))
+        with pytest.raises(InvalidCounterOperation):
+            await storage.apply_batch("Db", [put("users/2"), overflow], NOW)
+        assert (await storage.get_documents("Db", ["users/2"])) == [None]  # the whole batch rolled back
+        await storage.apply_batch("Db", [DeleteCommand("users/1"), put("users/1")], NOW)
+        [doc] = await storage.get_documents("Db", ["users/1"])
+        assert doc is not None and COUNTER_VALUES not in doc.metadata
+        with pytest.raises(InvalidCounterOperation):
+            await storage.apply_batch("Db", [CountersCommand("users/none", likes.operations)], NOW)
+
+    backend.run(body)
+
+
+def test_attachments_are_staged_linked_read_in_chunks_and_removed_with_the_document(backend: Backend) -> None:
+    async def chunks(storage: Storage, token: str) -> list[bytes]:
+        return [chunk async for chunk in storage.read_attachment_chunks("Db", token)]
+
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put("users/1")], NOW)
+        for seq, data in enumerate((b"ab", b"cd")):
+            await storage.write_attachment_chunk("Db", "t1", seq, data)
+        entry = {"Name": "a.txt", "Hash": "h", "ContentType": "text/plain", "Size": 4, "Token": "t1"}
+        stored = await storage.attach("db", "USERS/1", entry, NOW)
+        assert stored.metadata["@attachments"] == [entry] and stored.etag == 2
+        assert await chunks(storage, "t1") == [b"ab", b"cd"]
+        await storage.write_attachment_chunk("Db", "t2", 0, b"new")
+        await storage.attach("Db", "users/1", {**entry, "Name": "A.TXT", "Token": "t2"}, NOW)  # replaces a.txt
+        assert await chunks(storage, "t1") == [] and await chunks(storage, "t2") == [b"new"]
+        with pytest.raises(InvalidAttachment):
+            await storage.attach("Db", "users/none", entry, NOW)
+        assert await storage.detach("Db", "users/1", "nope", NOW) is False
+        await storage.write_attachment_chunk("Db", "t3", 0, b"x")
+        await storage.attach("Db", "users/1", {**entry, "Name": "b", "Token": "t3"}, NOW)
+        assert await storage.detach("Db", "users/1", "a.txt", NOW) is True
+        assert await chunks(storage, "t2") == []
+        await storage.apply_batch("Db", [put("users/1", {"Name": "edited"})], NOW)  # a PUT keeps them
+        [doc] = await storage.get_documents("Db", ["users/1"])
+        assert doc is not None and [a["Name"] for a in doc.metadata["@attachments"]] == ["b"]
+        await storage.apply_batch("Db", [DeleteCommand("users/1")], NOW)
+        assert await chunks(storage, "t3") == []
+
+    backend.run(body)

@@ -14,6 +14,7 @@ so a restore is identical. The trailer makes a plaintext that ends early detecta
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import math
@@ -26,7 +27,7 @@ from typing import Any
 from roost import clock
 from roost.errors import BadRequestError
 from roost.names import database_name, document_id
-from roost.storage.base import DocumentRow, Snapshot
+from roost.storage.base import AttachmentChunk, DocumentRow, Snapshot
 
 FORMAT = "roost-backup"
 VERSION = 1
@@ -75,6 +76,9 @@ def plaintext(snapshot: Snapshot, databases: list[str], *, scope: str, stats: di
             yield from emit(f'{{"D":[{_dumps(doc_id)},{_dumps(collection)},{body},{metadata},'
                             f'{_dumps(change_vector)},{etag},{_dumps(last_modified)}]}}\n')
             count += 1
+        # Attachment content (counters travel in the documents' metadata): one chunk per line, base64.
+        for token, seq, data in snapshot.attachment_chunks(row["Name"]):
+            yield from emit(f'{{"A":[{_dumps(token)},{seq},"{base64.b64encode(data).decode()}"]}}\n')
         yield from emit(_dumps({"Hilo": snapshot.hilo(row["Name"])}) + "\n")
         yield from emit(_dumps({"EndDatabase": row["Name"], "Documents": count}) + "\n")
         total += count
@@ -260,6 +264,32 @@ def _row(value: Any) -> DocumentRow:
             _text(last_modified, f"the modification time of '{doc_id}'", limit=64))
 
 
+def _chunk(value: Any) -> AttachmentChunk:
+    if not isinstance(value, list) or len(value) != 3:
+        raise _bad("an attachment line is not [token, chunk number, base64 content]")
+    token = _text(value[0], "an attachment token", limit=64)
+    seq = _integer(value[1], "an attachment chunk number")
+    if not isinstance(value[2], str):
+        raise _bad("an attachment chunk is not base64 text")
+    try:
+        data = base64.b64decode(value[2], validate=True)
+    except ValueError:
+        raise _bad("an attachment chunk is not base64") from None
+    return token, seq, data
+
+
+def attachment_chunks(path: Path, database: str) -> Iterator[AttachmentChunk]:
+    """The attachment content of one database section (checked by ``check`` first)."""
+    inside = False
+    for entry in lines(path):
+        if "Database" in entry:
+            inside = entry["Database"]["Name"] == database
+        elif inside and "A" in entry:
+            yield _chunk(entry["A"])
+        elif inside and "EndDatabase" in entry:
+            return
+
+
 def check(path: Path) -> Summary:
     """Read the whole staged plaintext once: structure, types, counts and trailer. Raises BackupFormatError, and
     nothing else, for any content (a well-encrypted file is not a trusted one)."""
@@ -282,6 +312,10 @@ def check(path: Path) -> Summary:
                 raise BackupFormatError("A document appears outside a database section.")
             _row(entry["D"])
             current.documents += 1
+        elif "A" in entry:
+            if current is None:
+                raise _bad("attachment content appears outside a database section")
+            _chunk(entry["A"])
         elif "Database" in entry:
             if current is not None:
                 raise _bad("a database section starts inside another")

@@ -26,7 +26,14 @@ from pyrage import x25519  # type: ignore[import-untyped]
 from roost.backups import crypto, format
 from roost.errors import BadRequestError, ConflictError, NotFoundError, RoostError
 from roost.security.audit import Event
-from roost.storage.base import RESTORE_STAGE_PREFIX, DocumentRow, DuplicateDocumentError, Snapshotting, Storage
+from roost.storage.base import (
+    RESTORE_STAGE_PREFIX,
+    AttachmentChunk,
+    DocumentRow,
+    DuplicateDocumentError,
+    Snapshotting,
+    Storage,
+)
 
 if TYPE_CHECKING:
     from roost.documents.store import DocumentStore
@@ -243,6 +250,18 @@ class BackupService:
                     "The backup is damaged: a document id appears twice. Nothing was restored.") from None
             if written != section.documents:
                 raise format.BackupFormatError("The backup changed while it was being restored.")
+            try:
+                chunks: list[AttachmentChunk] = []
+                for chunk in format.attachment_chunks(plain, section.name):
+                    chunks.append(chunk)
+                    if len(chunks) >= 16:  # up to 16 MiB held: attachment chunks are 1 MiB
+                        restorer.insert_attachment_chunks(stage, chunks)
+                        chunks = []
+                if chunks:
+                    restorer.insert_attachment_chunks(stage, chunks)
+            except DuplicateDocumentError:
+                raise format.BackupFormatError(
+                    "The backup is damaged: an attachment chunk appears twice. Nothing was restored.") from None
             held = restorer.finish(target, stage, section.database_id, section.created, section.last_etag,
                                    section.record, section.hilo)
             if held:

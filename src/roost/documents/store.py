@@ -8,23 +8,42 @@ from dataclasses import dataclass
 from typing import Any
 
 from roost import clock
-from roost.errors import BadRequestError, ConcurrencyError, ConflictError, DatabaseDoesNotExistError
+from roost.errors import (
+    BadRequestError,
+    ConcurrencyError,
+    ConflictError,
+    DatabaseDoesNotExistError,
+    DocumentDoesNotExistError,
+)
 from roost.names import database_name, document_id
 from roost.storage.base import (
+    ATTACHMENTS,
+    COUNTER_VALUES,
+    HILO_DOCUMENT_PREFIX,
+    MAX_HILO_NUMBER,
     BatchCommand,
     BatchResult,
     ChangeVectorMismatch,
+    CounterOperation,
+    CountersCommand,
     DatabaseRow,
     DeleteCommand,
+    InvalidCounterOperation,
+    InvalidHiLoDocument,
     JsonObject,
     PutCommand,
     Storage,
     StoredDocument,
+    hilo_document_id,
+    hilo_max,
 )
 
 # Metadata keys the server computes; a client's copy of them is ignored on write.
-_COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag"}
+_COMPUTED_METADATA = {"@id", "@change-vector", "@last-modified", "@flags", "@etag", "@counters", COUNTER_VALUES,
+                      ATTACHMENTS}
+MAX_COUNTER_NAME = 512
 SERVER_TAG = "A"
+EMPTY_COLLECTION = "@empty"  # RavenDB's name for the documents that have no @collection
 # HiLo counters the server keeps for itself (in the same table as the clients' tags): never reachable through
 # /hilo, or any ReadWrite client could rewind them and make the server hand out an id again.
 _SERVER_IDS_TAG = "@server-generated-ids"
@@ -34,6 +53,12 @@ INTERNAL_HILO_TAGS = frozenset({_SERVER_IDS_TAG.casefold()})
 def render(document: StoredDocument) -> JsonObject:
     """The document as RavenDB returns it: the body plus ``@metadata``."""
     metadata = dict(document.metadata)
+    attachments = metadata.pop(ATTACHMENTS, None)
+    if attachments:  # RavenDB's entries; where the content lives is the server's business
+        metadata[ATTACHMENTS] = [{k: v for k, v in a.items() if k != "Token"} for a in attachments]
+    counters = metadata.pop(COUNTER_VALUES, None)
+    if counters:
+        metadata["@counters"] = list(counters)  # RavenDB lists the names; values come from /counters
     if document.collection:
         metadata["@collection"] = document.collection
     metadata["@change-vector"] = document.change_vector
@@ -142,6 +167,14 @@ class DocumentStore:
 
     def put_command(self, doc_id: str | None, doc: Any, expected_change_vector: str | None) -> PutCommand:
         collection, body, metadata = split_document(doc)
+        if doc_id and doc_id.casefold().startswith(HILO_DOCUMENT_PREFIX.casefold()):
+            # A HiLo document sets where the next range starts: it must hold a Max the next range can follow.
+            try:
+                hilo_max(body)
+            except InvalidHiLoDocument:
+                raise BadRequestError(
+                    f"{doc_id} is a HiLo document: its Max must be a whole number from 0 to {MAX_HILO_NUMBER}."
+                ) from None
         return PutCommand(doc_id or "", collection, body, metadata, expected_change_vector)
 
     async def batch(self, database: str, commands: list[BatchCommand]) -> list[BatchResult]:
@@ -166,8 +199,25 @@ class DocumentStore:
                 f"Document {exc.document_id} has {actual}, but the write expected {wanted}. Optimistic "
                 "concurrency violation, transaction will be aborted. Load the document again and retry."
             ) from exc
+        except InvalidCounterOperation as exc:
+            if "does not exist" in str(exc):
+                raise DocumentDoesNotExistError(f"The {exc}: counters belong to a document; store it first.") from exc
+            raise BadRequestError(f"Counters: {exc}; use a smaller delta.") from exc
         except LookupError as exc:
             raise DatabaseDoesNotExistError(database) from exc
+
+    async def counter_values(self, database: str, doc_id: str,
+                             names: list[str]) -> tuple[StoredDocument, tuple[tuple[str, int | None], ...]] | None:
+        """The document and its counters (all of them when ``names`` is empty); None when there is no document."""
+        [document] = await self.get(database, [doc_id])
+        if document is None:
+            return None
+        values: dict[str, int] = document.metadata.get(COUNTER_VALUES) or {}
+        if not names:
+            return document, tuple(values.items())
+        spelled = {name.casefold(): name for name in values}
+        return document, tuple((spelled.get(n.casefold(), n), values.get(spelled.get(n.casefold(), n)))
+                               for n in dict.fromkeys(names))
 
     async def _with_server_id(self, database: str, command: PutCommand, named: set[str]) -> PutCommand:
         """RavenDB's server-side ids: ``users/`` becomes ``users/0000000000000000001-A``.
@@ -197,18 +247,67 @@ class DocumentStore:
         await self.ensure_exists(database)
         return await self._storage.scan_documents(database, collection)
 
+    async def statistics(self, database: str) -> tuple[DatabaseRow, int, dict[str, int]]:
+        """The database, its last etag and its document count per collection (RavenDB names documents without
+        one ``@empty``)."""
+        row = await self.get_database(database)
+        counts = await self._storage.collection_counts(database)
+        if row is None or counts is None:
+            raise DatabaseDoesNotExistError(database)
+        last_etag, by_collection = counts
+        return row, last_etag, {(name or EMPTY_COLLECTION): n for name, n in by_collection.items()}
+
     async def count(self, database: str) -> int:
         return await self._storage.count_documents(database)
 
-    async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
+    async def next_hilo_range(self, database: str, tag: str, capacity: int, last_max: int = 0) -> tuple[int, int]:
+        """RavenDB's HiLo: the range after ``Max`` of the document ``Raven/Hilo/<tag>``, which it then holds."""
         _ensure_client_tag(tag)
         await self.ensure_exists(database)
-        return await self._storage.next_hilo_range(database, tag, size)
+        try:
+            return await self._storage.take_hilo_document_range(database, tag, capacity, last_max,
+                                                                clock.wire_date(clock.now()))
+        except InvalidHiLoDocument as exc:
+            raise BadRequestError(
+                f"The document {hilo_document_id(tag)} holds Max {str(exc)[:40]}, and the next range would not fit "
+                f"a whole number up to {MAX_HILO_NUMBER}: store it with a smaller whole Max."
+            ) from exc
+        except LookupError as exc:
+            raise DatabaseDoesNotExistError(database) from exc
 
     async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
         _ensure_client_tag(tag)
         await self.ensure_exists(database)
-        return await self._storage.return_hilo_range(database, tag, end, last)
+        try:
+            return await self._storage.return_hilo_document_range(database, tag, end, last,
+                                                                  clock.wire_date(clock.now()))
+        except InvalidHiLoDocument:
+            return False  # nothing to give back to: a Max that is not a number is not this range's end
+
+
+def counters_command(doc_id: Any, raw_operations: Any, where: str) -> CountersCommand:
+    """A counters command from RavenDB's JSON (``{"Type": "Increment", "CounterName": ..., "Delta": ...}``),
+    checked whole before anything is applied."""
+    if not isinstance(raw_operations, list) or not raw_operations:
+        raise BadRequestError(f"{where}: Operations must be a non-empty list of counter operations.")
+    operations: list[CounterOperation] = []
+    for index, raw in enumerate(raw_operations):
+        if not isinstance(raw, dict):
+            raise BadRequestError(f"{where}, operation #{index}: must be a JSON object.")
+        kind, name, delta = raw.get("Type"), raw.get("CounterName"), raw.get("Delta")
+        if kind not in ("Increment", "Delete", "Get"):
+            raise BadRequestError(f"{where}, operation #{index}: Type must be Increment, Delete or Get.")
+        if (not isinstance(name, str) or not name.strip() or len(name) > MAX_COUNTER_NAME
+                or not name.isprintable()):
+            raise BadRequestError(
+                f"{where}, operation #{index}: CounterName must be 1 to {MAX_COUNTER_NAME} printable characters.")
+        if kind == "Increment":
+            if delta is None:
+                delta = 1
+            if isinstance(delta, bool) or not isinstance(delta, int) or not -(1 << 63) <= delta < (1 << 63):
+                raise BadRequestError(f"{where}, operation #{index}: Delta must be a 64-bit whole number.")
+        operations.append(CounterOperation(kind, name, delta if kind == "Increment" and isinstance(delta, int) else 0))
+    return CountersCommand(document_id(doc_id), tuple(operations))
 
 
 def _wants_server_id(command: BatchCommand) -> bool:

@@ -9,16 +9,20 @@ from roost.http.browsers import BROWSERS, BrowserPolicy
 from roost.http.counters import METRICS, RequestMetrics
 from roost.http.middleware import SERVICES, security_middleware
 from roost.http.routes import (
+    attachments,
     authority,
     backups,
     certificates,
+    counters,
     databases,
     documents,
     hilo,
     lifecycle,
     metrics,
+    multi_get,
     queries,
     security,
+    statistics,
     studio,
     topology,
     twofactor,
@@ -34,6 +38,7 @@ ROUTE_TABLES: list[RouteTable] = [
     certificates.routes, databases.routes, documents.routes, studio.routes,
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
     authority.routes, openapi.routes, lifecycle.routes, metrics.routes,
+    statistics.routes, multi_get.routes, counters.routes, attachments.routes,
 ]
 
 

@@ -63,6 +63,13 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/admin/databases"): {"query": {"name": _STRING}, "required": ["name"]},
     ("GET", "/databases/{db}/docs"): {"query": {"id": _STRING, "include": _STRING, "start": _INT_TEXT,
                                                 "pageSize": _INT_TEXT}, "repeat": {"id", "include"}},
+    ("GET", "/databases/{db}/counters"): {"query": {"docId": _STRING, "counter": _STRING, "full": _BOOL_TEXT},
+                                          "required": ["docId"], "repeat": {"counter"}},
+    ("PUT", "/databases/{db}/attachments"): {"query": {"id": _STRING, "name": _STRING, "contentType": _STRING},
+                                             "required": ["id", "name"]},
+    ("GET", "/databases/{db}/attachments"): {"query": {"id": _STRING, "name": _STRING}, "required": ["id", "name"]},
+    ("DELETE", "/databases/{db}/attachments"): {"query": {"id": _STRING, "name": _STRING},
+                                                "required": ["id", "name"]},
     ("POST", "/databases/{db}/docs"): {"query": {"include": _STRING}, "repeat": {"include"},
                                        "body": _obj(Ids=_STRINGS)},
     ("PUT", "/databases/{db}/docs"): {"query": {"id": _STRING}, "required": ["id"], "headers": {"If-Match": _STRING},
@@ -72,7 +79,8 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/databases/{db}/bulk_docs"): {"body": _obj(Commands={"type": "array", "items": _obj(
         Type={"type": "string", "enum": ["PUT", "DELETE"]}, Id=_STRING, Document=_OBJECT, ChangeVector=_STRING)})},
     ("GET", "/databases/{db}/hilo/next"): {"query": {
-        "tag": _STRING, "lastBatchSize": _INT_TEXT, "lastRangeAt": _STRING, "identityPartsSeparator": _STRING}},
+        "tag": _STRING, "lastBatchSize": _INT_TEXT, "lastRangeAt": _STRING, "identityPartsSeparator": _STRING,
+        "lastMax": _INT_TEXT}},
     ("PUT", "/databases/{db}/hilo/return"): {"query": {"tag": _STRING, "end": _INT_TEXT, "last": _INT_TEXT}},
     ("POST", "/databases/{db}/queries"): {"body": _obj(Query=_STRING, QueryParameters=_OBJECT,
                                                        Start=_INT_TEXT, PageSize=_INT_TEXT)},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -65,15 +65,150 @@ class DeleteCommand:
     kind: Literal["DELETE"] = "DELETE"
 
 
-BatchCommand = PutCommand | DeleteCommand
+@dataclass(frozen=True, slots=True)
+class CounterOperation:
+    kind: Literal["Increment", "Delete", "Get"]
+    name: str
+    delta: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CountersCommand:
+    """RavenDB's counters on one document: applied in the batch's transaction, the document must exist."""
+
+    id: str
+    operations: tuple[CounterOperation, ...]
+    expected_change_vector: str | None = None
+    kind: Literal["Counters"] = "Counters"
+
+
+BatchCommand = PutCommand | DeleteCommand | CountersCommand
 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     id: str
-    kind: Literal["PUT", "DELETE"]
-    document: StoredDocument | None  # the stored document for a PUT; None for a DELETE
+    kind: Literal["PUT", "DELETE", "Counters"]
+    document: StoredDocument | None  # the stored document for a PUT or Counters; None for a DELETE
     deleted: bool = False
+    counters: tuple[tuple[str, int | None], ...] = ()  # Counters: each named counter's value after (None: absent)
+
+
+ATTACHMENTS = "@attachments"
+
+
+class InvalidAttachment(Exception):
+    """An attachment operation on a document that does not exist."""
+
+
+def attachment_tokens(metadata: JsonObject | None) -> list[str]:
+    return [str(a.get("Token")) for a in (metadata or {}).get(ATTACHMENTS) or [] if isinstance(a, dict)]
+
+
+def with_attachment(metadata: JsonObject, entry: JsonObject) -> tuple[JsonObject, list[str]]:
+    """The metadata with ``entry`` in ``@attachments`` (names compare case-insensitively), and the tokens of what it
+    replaced."""
+    kept, replaced = [], []
+    for current in metadata.get(ATTACHMENTS) or []:
+        if str(current.get("Name", "")).casefold() == str(entry["Name"]).casefold():
+            replaced.append(str(current.get("Token")))
+        else:
+            kept.append(current)
+    entries = sorted([*kept, entry], key=lambda a: str(a.get("Name", "")).casefold())
+    return {**metadata, ATTACHMENTS: entries}, replaced
+
+
+def without_attachment(metadata: JsonObject, name: str) -> tuple[JsonObject, list[str]]:
+    entries = metadata.get(ATTACHMENTS) or []
+    kept = [a for a in entries if str(a.get("Name", "")).casefold() != name.casefold()]
+    gone = [str(a.get("Token")) for a in entries if a not in kept]
+    out = {k: v for k, v in metadata.items() if k != ATTACHMENTS}
+    if kept:
+        out[ATTACHMENTS] = kept
+    return out, gone
+
+
+def with_server_metadata_of(metadata: JsonObject, current_metadata: JsonObject | None) -> JsonObject:
+    """A PUT keeps what the server keeps for the document: its counters and attachments."""
+    out = with_counters_of(metadata, current_metadata)
+    attachments = (current_metadata or {}).get(ATTACHMENTS)
+    return {**out, ATTACHMENTS: attachments} if attachments else out
+
+
+# Counter values live in the document's metadata under this key, which the server never renders and a client's
+# copy of which is ignored: they are written, deleted, backed up and restored with the document, in its transaction.
+COUNTER_VALUES = "@counter-values"
+_MAX_COUNTER = (1 << 63) - 1
+
+
+class InvalidCounterOperation(Exception):
+    """A counters command that cannot apply: the document is missing, or a value would overflow a 64-bit long."""
+
+
+def with_counters_of(metadata: JsonObject, current_metadata: JsonObject | None) -> JsonObject:
+    """A PUT keeps the document's counters (RavenDB: they are not part of what a client writes)."""
+    values = (current_metadata or {}).get(COUNTER_VALUES)
+    return {**metadata, COUNTER_VALUES: values} if values else metadata
+
+
+def apply_counters(metadata: JsonObject,
+                   operations: tuple[CounterOperation, ...]) -> tuple[JsonObject, tuple[tuple[str, int | None], ...]]:
+    """The metadata after the operations, and the value of each counter they named. Names compare
+    case-insensitively and keep the spelling they were created with (RavenDB)."""
+    values: dict[str, int] = dict(metadata.get(COUNTER_VALUES) or {})
+    spelled = {name.casefold(): name for name in values}
+    touched: dict[str, None] = {}
+    for operation in operations:
+        name = spelled.get(operation.name.casefold(), operation.name)
+        if operation.kind == "Increment":
+            total = values.get(name, 0) + operation.delta
+            if not -_MAX_COUNTER - 1 <= total <= _MAX_COUNTER:
+                raise InvalidCounterOperation(f"counter '{name}' would overflow a 64-bit whole number")
+            values[name] = total
+            spelled[name.casefold()] = name
+        elif operation.kind == "Delete":
+            values.pop(name, None)
+            spelled.pop(name.casefold(), None)
+        touched[name] = None
+    out = {k: v for k, v in metadata.items() if k != COUNTER_VALUES}
+    if values:
+        out[COUNTER_VALUES] = dict(sorted(values.items(), key=lambda item: item[0].casefold()))
+    return out, tuple((name, values.get(name)) for name in touched)
+
+
+HILO_DOCUMENT_PREFIX = "Raven/Hilo/"
+HILO_COLLECTION = "@hilo"
+MAX_HILO_NUMBER = (1 << 63) - 1  # a .NET long: what RavenDB and its clients can hold
+
+
+class InvalidHiLoDocument(Exception):
+    """The stored ``Raven/Hilo/<tag>`` document has a ``Max`` that is not a whole number in range."""
+
+
+def hilo_document_id(tag: str) -> str:
+    return HILO_DOCUMENT_PREFIX + tag
+
+
+def hilo_max(body: JsonObject | None) -> int:
+    """The ``Max`` of a HiLo document body (0 when there is none, as RavenDB reads a missing one)."""
+    if body is None or "Max" not in body:
+        return 0
+    value = body["Max"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HILO_NUMBER:
+        raise InvalidHiLoDocument(value)
+    return value
+
+
+def next_hilo_body(body: JsonObject | None, legacy_max: int, capacity: int,
+                   last_max: int) -> tuple[JsonObject, int, int]:
+    """RavenDB's MergedNextHiLoCommand: the new body (other properties kept), and the range low..high.
+
+    ``legacy_max`` is what an older Roost counted for this tag in its own table: never hand those ids out again.
+    """
+    old = max(hilo_max(body), legacy_max, last_max)
+    if old + capacity > MAX_HILO_NUMBER:
+        raise InvalidHiLoDocument(old)
+    return {**(body or {}), "Max": old + capacity}, old + 1, old + capacity
 
 
 class ChangeVectorMismatch(Exception):
@@ -147,11 +282,40 @@ class Storage(Protocol):
         ``GET /docs?start=&pageSize=``), read from storage page by page, never the whole database."""
         ...
     async def count_documents(self, database: str) -> int: ...
+    async def collection_counts(self, database: str) -> tuple[int, dict[str | None, int]] | None:
+        """The database's last etag and its document count per collection (None: no collection); None when the
+        database does not exist. For ``/stats`` and ``/collections/stats``."""
+        ...
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]: ...
     async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
         """Give back ``last+1..end`` if ``end`` is still the tag's max (nobody took a range since). RavenDB's
         HiLo return: ids are never handed out twice, and the common case leaves no gap."""
         ...
+    # The clients' HiLo, as RavenDB keeps it: the document ``Raven/Hilo/<tag>`` with ``Max`` (collection
+    # ``@hilo``), read and written in one transaction under the database's write lock, so that a client storing
+    # that document sets where the next range starts. (``next_hilo_range`` above is the server's own counters.)
+    async def take_hilo_document_range(self, database: str, tag: str, capacity: int, last_max: int,
+                                       now: str) -> tuple[int, int]:
+        """Reserve ``capacity`` ids after ``max(Max, last_max)``; raises LookupError for a missing database and
+        InvalidHiLoDocument when the stored document's Max is not a usable whole number."""
+        ...
+    async def return_hilo_document_range(self, database: str, tag: str, end: int, last: int, now: str) -> bool:
+        """RavenDB's HiLo return: ``Max`` becomes ``last`` only if it is still ``end``."""
+        ...
+
+    # Attachments: content is written in chunks under a fresh token first (no lock held while a large body
+    # streams in), then ``attach`` links it to the document in one transaction (the document's
+    # ``@metadata.@attachments`` entry names the token). Chunks of a token never linked are garbage, never read.
+    async def write_attachment_chunk(self, database: str, token: str, seq: int, data: bytes) -> None: ...
+    def read_attachment_chunks(self, database: str, token: str) -> AsyncIterator[bytes]:
+        """The content of ``token`` chunk by chunk (one chunk in memory at a time)."""
+        ...
+    async def attach(self, database: str, doc_id: str, entry: JsonObject, now: str) -> StoredDocument:
+        """Link ``entry`` (Name, Hash, ContentType, Size, Token) to the document, replacing an attachment of the
+        same name (whose chunks go); raises InvalidAttachment when the document does not exist."""
+        ...
+    async def detach(self, database: str, doc_id: str, name: str, now: str) -> bool: ...
+    async def discard_attachment_chunks(self, database: str, token: str) -> None: ...
 
     # Two-factor state per certificate (session, last accepted TOTP step, failures, lockout): kept in storage so
     # that it survives a restart and is shared by the nodes of a cluster. Never holds a TOTP key or a cookie value.
@@ -183,6 +347,8 @@ class DuplicateDocumentError(Exception):
 # A document as backups carry it: id, collection, body (JSON text), metadata (JSON text), change vector, etag,
 # last modified. One row type for the snapshot that writes a backup and the restorer that reads one back.
 DocumentRow = tuple[str, str | None, str, str, str, int, str]
+# An attachment's content as backups carry it: token, chunk number, bytes.
+AttachmentChunk = tuple[str, int, bytes]
 
 
 class Snapshot(Protocol):
@@ -192,6 +358,7 @@ class Snapshot(Protocol):
     def databases(self) -> list[JsonObject]: ...
     def documents(self, database: str) -> Iterator[DocumentRow]: ...
     def hilo(self, database: str) -> list[tuple[str, int]]: ...
+    def attachment_chunks(self, database: str) -> Iterator[AttachmentChunk]: ...
     def certificates(self) -> list[JsonObject]: ...
 
 
@@ -201,6 +368,7 @@ class Restorer(Protocol):
     def close(self) -> None: ...
     def target_state(self, name: str) -> tuple[bool, int]: ...
     def insert_documents(self, stage: str, rows: list[DocumentRow]) -> None: ...
+    def insert_attachment_chunks(self, stage: str, rows: list[AttachmentChunk]) -> None: ...
     def finish(self, name: str, stage: str, database_id: str, created: str, last_etag: int, record: JsonObject,
                hilo: list[tuple[str, int]]) -> int: ...
     def discard(self, stage: str) -> None: ...

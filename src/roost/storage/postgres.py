@@ -21,25 +21,38 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 
 from roost.errors import ConfigurationError, ServiceUnavailableError
 from roost.storage.base import (
+    HILO_COLLECTION,
     BatchCommand,
     BatchResult,
     CertificateWatcher,
     ChangeVectorMismatch,
+    CountersCommand,
     DatabaseRow,
+    InvalidAttachment,
+    InvalidCounterOperation,
     JsonObject,
     PutCommand,
     Storage,
     StoredDocument,
     TwoFactorChange,
+    apply_counters,
+    attachment_tokens,
     document_from_row,
     fold,
+    hilo_document_id,
+    hilo_max,
+    next_hilo_body,
+    with_attachment,
+    with_server_metadata_of,
+    without_attachment,
 )
 
 log = logging.getLogger(__name__)
@@ -94,6 +107,13 @@ CREATE TABLE IF NOT EXISTS hilo (
     tag TEXT NOT NULL,
     max BIGINT NOT NULL,
     PRIMARY KEY (db, tag)
+);
+CREATE TABLE IF NOT EXISTS attachment_chunks (
+    db TEXT NOT NULL,
+    token TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (db, token, seq)
 );
 CREATE TABLE IF NOT EXISTS two_factor (
     thumbprint TEXT PRIMARY KEY,
@@ -373,6 +393,7 @@ class PostgresStorage:
                     return False
                 await connection.execute("DELETE FROM documents WHERE db = $1", key)
                 await connection.execute("DELETE FROM hilo WHERE db = $1", key)
+                await connection.execute("DELETE FROM attachment_chunks WHERE db = $1", key)
                 if certificate_updates:
                     await connection.executemany(
                         "UPDATE certificates SET definition = $1::jsonb WHERE thumbprint = $2",
@@ -419,15 +440,29 @@ class PostgresStorage:
             database_id, etag = row[0], int(row[1])
             for command in commands:
                 key = fold(command.id)
-                current = await connection.fetchval(
-                    "SELECT change_vector FROM documents WHERE db = $1 AND key = $2", db_key, key
+                current = await connection.fetchrow(
+                    f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND key = $2", db_key, key
                 )
+                current_cv = current["change_vector"] if current else None
                 expected = command.expected_change_vector
                 # RavenDB: an empty expected change vector means "the document must not exist yet".
                 if expected is not None and (
-                    (expected == "" and current is not None) or (expected != "" and current != expected)
+                    (expected == "" and current is not None) or (expected != "" and current_cv != expected)
                 ):
-                    raise ChangeVectorMismatch(command.id, expected, current)
+                    raise ChangeVectorMismatch(command.id, expected, current_cv)
+                counters: tuple[tuple[str, int | None], ...] = ()
+                if isinstance(command, CountersCommand):
+                    if current is None:
+                        raise InvalidCounterOperation(f"document {command.id} does not exist")
+                    existing = document_from_row(current)
+                    metadata, counters = apply_counters(existing.metadata, command.operations)
+                    if all(op.kind == "Get" for op in command.operations):
+                        results.append(BatchResult(command.id, "Counters", existing, counters=counters))
+                        continue
+                    command = PutCommand(command.id, existing.collection, existing.body, metadata)
+                elif isinstance(command, PutCommand):
+                    command = replace(command, metadata=with_server_metadata_of(
+                        command.metadata, json.loads(current["metadata"]) if current else None))
                 if isinstance(command, PutCommand):
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
@@ -442,11 +477,15 @@ class PostgresStorage:
                     )
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
                                             change_vector, etag, now)
-                    results.append(BatchResult(command.id, "PUT", stored))
+                    kind: Literal["PUT", "Counters"] = "Counters" if counters else "PUT"
+                    results.append(BatchResult(command.id, kind, stored, counters=counters))
                 else:
                     deleted = current is not None
                     if deleted:
                         await connection.execute("DELETE FROM documents WHERE db = $1 AND key = $2", db_key, key)
+                        await connection.execute(
+                            "DELETE FROM attachment_chunks WHERE db = $1 AND token = ANY($2::text[])", db_key,
+                            attachment_tokens(json.loads(current["metadata"])))
                     results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
             await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = $2", etag, db_key)
         return results
@@ -475,6 +514,17 @@ class PostgresStorage:
         count = await self._pool.fetchval("SELECT count(*) FROM documents WHERE db = $1", fold(database))
         return int(count)
 
+    async def collection_counts(self, database: str) -> tuple[int, dict[str | None, int]] | None:
+        db_key = fold(database)
+        async with self._pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+            last_etag = await connection.fetchval("SELECT last_etag FROM databases WHERE key = $1", db_key)
+            if last_etag is None:
+                return None
+            rows = await connection.fetch(
+                "SELECT min(collection) AS collection, count(*) AS n FROM documents WHERE db = $1 "
+                "GROUP BY lower(collection)", db_key)
+        return int(last_etag), {r["collection"]: int(r["n"]) for r in rows}
+
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         # One statement: the row lock taken by ON CONFLICT DO UPDATE makes concurrent callers (on any node) queue,
         # and each gets the maximum its own update produced.
@@ -491,6 +541,114 @@ class PostgresStorage:
             "UPDATE hilo SET max = $1 WHERE db = $2 AND tag = $3 AND max = $4", last, fold(database), fold(tag), end
         )
         return bool(status == "UPDATE 1")
+
+    @staticmethod
+    async def _lock_database(connection: asyncpg.Connection, db_key: str) -> tuple[str, int] | None:
+        """Lock the database row (its etag counter): every writer of this database, on every node, queues here
+        (as in ``apply_batch``), so a read-modify-write after it sees the latest committed document."""
+        row = await connection.fetchrow("SELECT database_id, last_etag FROM databases WHERE key = $1 FOR UPDATE",
+                                        db_key)
+        return (row[0], int(row[1])) if row else None
+
+    @staticmethod
+    async def _current_document(connection: asyncpg.Connection, db_key: str, doc_id: str) -> StoredDocument | None:
+        row = await connection.fetchrow(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND key = $2",
+                                        db_key, fold(doc_id))
+        return document_from_row(row) if row else None
+
+    @staticmethod
+    async def _put_document(connection: asyncpg.Connection, db_key: str, locked: tuple[str, int], doc_id: str,
+                            collection: str | None, body: JsonObject, metadata: JsonObject, now: str) -> None:
+        """Write one document inside the caller's transaction, which holds ``_lock_database``."""
+        database_id, etag = locked[0], locked[1] + 1
+        await connection.execute(
+            "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, "
+            "collection = excluded.collection, body = excluded.body, metadata = excluded.metadata, "
+            "change_vector = excluded.change_vector, etag = excluded.etag, last_modified = excluded.last_modified",
+            db_key, fold(doc_id), doc_id, collection, json.dumps(body), json.dumps(metadata),
+            f"A:{etag}-{database_id}", etag, now,
+        )
+        await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = $2", etag, db_key)
+
+    async def take_hilo_document_range(self, database: str, tag: str, capacity: int, last_max: int,
+                                       now: str) -> tuple[int, int]:
+        db_key, doc_id = fold(database), hilo_document_id(tag)
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await self._lock_database(connection, db_key)
+            if locked is None:
+                raise LookupError(database)
+            current = await self._current_document(connection, db_key, doc_id)
+            legacy = await connection.fetchval("SELECT max FROM hilo WHERE db = $1 AND tag = $2", db_key, fold(tag))
+            body, low, high = next_hilo_body(current.body if current else None, int(legacy or 0), capacity, last_max)
+            metadata = dict(current.metadata) if current else {}
+            await self._put_document(connection, db_key, locked, doc_id, HILO_COLLECTION, body, metadata, now)
+            return low, high
+
+    async def return_hilo_document_range(self, database: str, tag: str, end: int, last: int, now: str) -> bool:
+        db_key, doc_id = fold(database), hilo_document_id(tag)
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await self._lock_database(connection, db_key)
+            if locked is None:
+                return False
+            current = await self._current_document(connection, db_key, doc_id)
+            if current is None or hilo_max(current.body) != end or last > end:
+                return False
+            await self._put_document(connection, db_key, locked, doc_id, current.collection,
+                                     {**current.body, "Max": last}, current.metadata, now)
+            return True
+
+    # Attachments -------------------------------------------------------------------------------------------
+
+    async def write_attachment_chunk(self, database: str, token: str, seq: int, data: bytes) -> None:
+        await self._pool.execute("INSERT INTO attachment_chunks (db, token, seq, data) VALUES ($1, $2, $3, $4)",
+                                 fold(database), token, seq, data)
+
+    async def read_attachment_chunks(self, database: str, token: str) -> AsyncIterator[bytes]:
+        seq = -1
+        while True:  # one chunk per query: nothing but the chunk being sent is held in memory
+            row = await self._pool.fetchrow(
+                "SELECT seq, data FROM attachment_chunks WHERE db = $1 AND token = $2 AND seq > $3 ORDER BY seq "
+                "LIMIT 1", fold(database), token, seq)
+            if row is None:
+                return
+            seq = int(row["seq"])
+            yield bytes(row["data"])
+
+    async def attach(self, database: str, doc_id: str, entry: JsonObject, now: str) -> StoredDocument:
+        db_key = fold(database)
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await self._lock_database(connection, db_key)
+            current = await self._current_document(connection, db_key, doc_id) if locked else None
+            if locked is None or current is None:
+                raise InvalidAttachment(doc_id)
+            metadata, replaced = with_attachment(current.metadata, entry)
+            await connection.execute("DELETE FROM attachment_chunks WHERE db = $1 AND token = ANY($2::text[])",
+                                     db_key, replaced)
+            await self._put_document(connection, db_key, locked, current.id, current.collection, current.body,
+                                     metadata, now)
+            stored = await self._current_document(connection, db_key, doc_id)
+            assert stored is not None
+            return stored
+
+    async def detach(self, database: str, doc_id: str, name: str, now: str) -> bool:
+        db_key = fold(database)
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await self._lock_database(connection, db_key)
+            current = await self._current_document(connection, db_key, doc_id) if locked else None
+            if locked is None or current is None:
+                return False
+            metadata, gone = without_attachment(current.metadata, name)
+            if not gone:
+                return False
+            await connection.execute("DELETE FROM attachment_chunks WHERE db = $1 AND token = ANY($2::text[])",
+                                     db_key, gone)
+            await self._put_document(connection, db_key, locked, current.id, current.collection, current.body,
+                                     metadata, now)
+            return True
+
+    async def discard_attachment_chunks(self, database: str, token: str) -> None:
+        await self._pool.execute("DELETE FROM attachment_chunks WHERE db = $1 AND token = $2", fold(database), token)
 
     # Two-factor state ---------------------------------------------------------------------------------------
 

@@ -11,27 +11,41 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from roost.errors import ServiceUnavailableError
 from roost.storage.base import (
+    HILO_COLLECTION,
     RESTORE_STAGE_PREFIX,
+    AttachmentChunk,
     BatchCommand,
     BatchResult,
     CertificateWatcher,
     ChangeVectorMismatch,
+    CountersCommand,
     DatabaseRow,
     DocumentRow,
     DuplicateDocumentError,
+    InvalidAttachment,
+    InvalidCounterOperation,
     JsonObject,
     PutCommand,
     StoredDocument,
     TwoFactorChange,
+    apply_counters,
+    attachment_tokens,
     document_from_row,
     fold,
+    hilo_document_id,
+    hilo_max,
+    next_hilo_body,
+    with_attachment,
+    with_server_metadata_of,
+    without_attachment,
 )
 
 DATABASE_FILE = "roost.db"  # in the data directory, beside its -wal and -shm files
@@ -69,6 +83,13 @@ CREATE TABLE IF NOT EXISTS hilo (
     max INTEGER NOT NULL,
     PRIMARY KEY (db, tag)
 );
+CREATE TABLE IF NOT EXISTS attachment_chunks (
+    db TEXT NOT NULL,
+    token TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (db, token, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS two_factor (
     thumbprint TEXT PRIMARY KEY,
     state TEXT NOT NULL
@@ -238,6 +259,7 @@ class SqliteStorage:
                 return False
             db.execute("DELETE FROM documents WHERE db = ?", (key,))
             db.execute("DELETE FROM hilo WHERE db = ?", (key,))
+            db.execute("DELETE FROM attachment_chunks WHERE db = ?", (key,))
             db.executemany(
                 "UPDATE certificates SET definition = ? WHERE thumbprint = ?",
                 [(json.dumps(d), d["Thumbprint"]) for d in certificate_updates],
@@ -278,9 +300,6 @@ class SqliteStorage:
         return [found.get(k) for k in keys]
 
     async def apply_batch(self, database: str, commands: list[BatchCommand], now: str) -> list[BatchResult]:
-        """One transaction. Fast for bulk inserts (figure 7): the current change vectors of the batch are read
-        in one query (only for the commands that need them: a DELETE, or a PUT with an expected change vector)
-        and then tracked in memory as the commands apply in order; consecutive PUTs are one ``executemany``."""
         db_key = fold(database)
         results: list[BatchResult] = []
         with self._write() as db:
@@ -288,44 +307,57 @@ class SqliteStorage:
             if row is None:
                 raise LookupError(database)
             database_id, etag = row[0], row[1]
-            keys = [fold(command.id) for command in commands]
-            wanted = sorted({key for key, command in zip(keys, commands, strict=True)
-                             if not isinstance(command, PutCommand) or command.expected_change_vector is not None})
-            current: dict[str, str | None] = dict.fromkeys(wanted)
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for found in db.execute(
-                    f"SELECT key, change_vector FROM documents WHERE db = ? AND key IN ({marks})", (db_key, *chunk)
-                ):
-                    current[found[0]] = found[1]
-            puts: list[tuple[object, ...]] = []
-            for key, command in zip(keys, commands, strict=True):
+            for command in commands:
+                key = fold(command.id)
+                current = db.execute(
+                    "SELECT change_vector, body, metadata, collection FROM documents WHERE db = ? AND key = ?",
+                    (db_key, key),
+                ).fetchone()
                 expected = command.expected_change_vector
-                known = current.get(key)
                 # RavenDB: an empty expected change vector means "the document must not exist yet".
                 if expected is not None and (
-                    (expected == "" and known is not None) or (expected != "" and known != expected)
+                    (expected == "" and current is not None)
+                    or (expected != "" and (current is None or current[0] != expected))
                 ):
-                    raise ChangeVectorMismatch(command.id, expected, known)
+                    raise ChangeVectorMismatch(command.id, expected, current[0] if current else None)
+                counters: tuple[tuple[str, int | None], ...] = ()
+                if isinstance(command, CountersCommand):
+                    if current is None:
+                        raise InvalidCounterOperation(f"document {command.id} does not exist")
+                    metadata, counters = apply_counters(json.loads(current[2]), command.operations)
+                    if all(op.kind == "Get" for op in command.operations):
+                        stored_row = db.execute("SELECT * FROM documents WHERE db = ? AND key = ?",
+                                                (db_key, key)).fetchone()
+                        results.append(BatchResult(command.id, "Counters", document_from_row(stored_row),
+                                                   counters=counters))
+                        continue
+                    command = PutCommand(command.id, current[3], json.loads(current[1]), metadata)
+                elif isinstance(command, PutCommand):
+                    command = replace(command, metadata=with_server_metadata_of(
+                        command.metadata, json.loads(current[2]) if current else None))
                 if isinstance(command, PutCommand):
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
-                    puts.append((db_key, key, command.id, command.collection, json.dumps(command.body),
-                                 json.dumps(command.metadata), change_vector, etag, now))
-                    if key in current:
-                        current[key] = change_vector
+                    db.execute(
+                        "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, "
+                        "last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET "
+                        "id = excluded.id, collection = excluded.collection, body = excluded.body, "
+                        "metadata = excluded.metadata, change_vector = excluded.change_vector, "
+                        "etag = excluded.etag, last_modified = excluded.last_modified",
+                        (db_key, key, command.id, command.collection, json.dumps(command.body),
+                         json.dumps(command.metadata), change_vector, etag, now),
+                    )
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
                                             change_vector, etag, now)
-                    results.append(BatchResult(command.id, "PUT", stored))
+                    kind: Literal["PUT", "Counters"] = "Counters" if counters else "PUT"
+                    results.append(BatchResult(command.id, kind, stored, counters=counters))
                 else:
-                    deleted = known is not None
+                    deleted = current is not None
                     if deleted:
-                        _insert_documents(db, puts)  # in order: a PUT before this DELETE lands first
                         db.execute("DELETE FROM documents WHERE db = ? AND key = ?", (db_key, key))
-                        current[key] = None
+                        db.executemany("DELETE FROM attachment_chunks WHERE db = ? AND token = ?",
+                                       [(db_key, t) for t in attachment_tokens(json.loads(current[2]))])
                     results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
-            _insert_documents(db, puts)
             db.execute("UPDATE databases SET last_etag = ? WHERE key = ?", (etag, db_key))
         return results
 
@@ -348,6 +380,17 @@ class SqliteStorage:
         row = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (fold(database),)).fetchone()
         return int(row[0])
 
+    async def collection_counts(self, database: str) -> tuple[int, dict[str | None, int]] | None:
+        db_key = fold(database)
+        with self._write():  # one snapshot: the etag and the counts agree
+            row = self._db.execute("SELECT last_etag FROM databases WHERE key = ?", (db_key,)).fetchone()
+            if row is None:
+                return None
+            counts = self._db.execute(
+                "SELECT collection, count(*) FROM documents WHERE db = ? GROUP BY collection COLLATE NOCASE",
+                (db_key,)).fetchall()
+        return int(row[0]), {c[0]: int(c[1]) for c in counts}
+
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         with self._write() as db:
             row = db.execute(
@@ -365,6 +408,100 @@ class SqliteStorage:
                 (last, fold(database), fold(tag), end),
             )
             return cursor.rowcount == 1
+
+    def _current_document(self, db: sqlite3.Connection, db_key: str, doc_id: str) -> StoredDocument | None:
+        row = db.execute("SELECT * FROM documents WHERE db = ? AND key = ?", (db_key, fold(doc_id))).fetchone()
+        return document_from_row(row) if row else None
+
+    def _put_document(self, db: sqlite3.Connection, db_key: str, doc_id: str, collection: str | None,
+                      body: JsonObject, metadata: JsonObject, now: str) -> None:
+        """Write one document inside the caller's write transaction, with the database's next etag."""
+        row = db.execute("SELECT database_id, last_etag FROM databases WHERE key = ?", (db_key,)).fetchone()
+        if row is None:
+            raise LookupError(db_key)
+        etag = int(row[1]) + 1
+        db.execute(
+            "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, "
+            "collection = excluded.collection, body = excluded.body, metadata = excluded.metadata, "
+            "change_vector = excluded.change_vector, etag = excluded.etag, last_modified = excluded.last_modified",
+            (db_key, fold(doc_id), doc_id, collection, json.dumps(body), json.dumps(metadata),
+             f"A:{etag}-{row[0]}", etag, now),
+        )
+        db.execute("UPDATE databases SET last_etag = ? WHERE key = ?", (etag, db_key))
+
+    async def take_hilo_document_range(self, database: str, tag: str, capacity: int, last_max: int,
+                                       now: str) -> tuple[int, int]:
+        db_key, doc_id = fold(database), hilo_document_id(tag)
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM databases WHERE key = ?", (db_key,)).fetchone() is None:
+                raise LookupError(database)
+            current = self._current_document(db, db_key, doc_id)
+            legacy = db.execute("SELECT max FROM hilo WHERE db = ? AND tag = ?", (db_key, fold(tag))).fetchone()
+            body, low, high = next_hilo_body(current.body if current else None, int(legacy[0]) if legacy else 0,
+                                             capacity, last_max)
+            metadata = dict(current.metadata) if current else {}
+            self._put_document(db, db_key, doc_id, HILO_COLLECTION, body, metadata, now)
+            return low, high
+
+    async def return_hilo_document_range(self, database: str, tag: str, end: int, last: int, now: str) -> bool:
+        db_key, doc_id = fold(database), hilo_document_id(tag)
+        with self._write() as db:
+            current = self._current_document(db, db_key, doc_id)
+            if current is None or hilo_max(current.body) != end or last > end:
+                return False
+            self._put_document(db, db_key, doc_id, current.collection, {**current.body, "Max": last},
+                               current.metadata, now)
+            return True
+
+    # Attachments -------------------------------------------------------------------------------------------
+
+    async def write_attachment_chunk(self, database: str, token: str, seq: int, data: bytes) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO attachment_chunks (db, token, seq, data) VALUES (?, ?, ?, ?)",
+                       (fold(database), token, seq, data))
+
+    async def read_attachment_chunks(self, database: str, token: str) -> AsyncIterator[bytes]:
+        seq = -1
+        while True:  # one chunk per query: nothing but the chunk being sent is held in memory
+            row = self._db.execute(
+                "SELECT seq, data FROM attachment_chunks WHERE db = ? AND token = ? AND seq > ? ORDER BY seq LIMIT 1",
+                (fold(database), token, seq)).fetchone()
+            if row is None:
+                return
+            seq = int(row[0])
+            yield bytes(row[1])
+
+    async def attach(self, database: str, doc_id: str, entry: JsonObject, now: str) -> StoredDocument:
+        db_key = fold(database)
+        with self._write() as db:
+            current = self._current_document(db, db_key, doc_id)
+            if current is None:
+                raise InvalidAttachment(doc_id)
+            metadata, replaced = with_attachment(current.metadata, entry)
+            db.executemany("DELETE FROM attachment_chunks WHERE db = ? AND token = ?",
+                           [(db_key, t) for t in replaced])
+            self._put_document(db, db_key, current.id, current.collection, current.body, metadata, now)
+            stored = self._current_document(db, db_key, doc_id)
+            assert stored is not None
+            return stored
+
+    async def detach(self, database: str, doc_id: str, name: str, now: str) -> bool:
+        db_key = fold(database)
+        with self._write() as db:
+            current = self._current_document(db, db_key, doc_id)
+            if current is None:
+                return False
+            metadata, gone = without_attachment(current.metadata, name)
+            if not gone:
+                return False
+            db.executemany("DELETE FROM attachment_chunks WHERE db = ? AND token = ?", [(db_key, t) for t in gone])
+            self._put_document(db, db_key, current.id, current.collection, current.body, metadata, now)
+            return True
+
+    async def discard_attachment_chunks(self, database: str, token: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM attachment_chunks WHERE db = ? AND token = ?", (fold(database), token))
 
     # Two-factor state ---------------------------------------------------------------------------------------
 
@@ -455,6 +592,12 @@ class SqliteSnapshot:
     def hilo(self, database: str) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self._db.execute("SELECT tag, max FROM hilo WHERE db = ?", (fold(database),))]
 
+    def attachment_chunks(self, database: str) -> Iterator[AttachmentChunk]:
+        # Primary-key order, one row at a time: memory stays flat however large the attachments.
+        for token, seq, data in self._db.execute(
+                "SELECT token, seq, data FROM attachment_chunks WHERE db = ? ORDER BY token, seq", (fold(database),)):
+            yield str(token), int(seq), bytes(data)
+
     def certificates(self) -> list[JsonObject]:
         return [json.loads(r[0]) for r in self._db.execute("SELECT definition FROM certificates ORDER BY thumbprint")]
 
@@ -497,6 +640,20 @@ class SqliteRestorer:
             raise
         self._db.execute("COMMIT")
 
+    def insert_attachment_chunks(self, stage: str, rows: list[AttachmentChunk]) -> None:
+        assert stage.startswith(RESTORE_STAGE_PREFIX)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT INTO attachment_chunks (db, token, seq, data) VALUES (?, ?, ?, ?)",
+                                 [(stage, *r) for r in rows])
+        except sqlite3.IntegrityError as exc:
+            self._db.execute("ROLLBACK")
+            raise DuplicateDocumentError(str(exc)) from exc
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def finish(self, name: str, stage: str, database_id: str, created: str, last_etag: int, record: JsonObject,
                hilo: list[tuple[str, int]]) -> int:
         """In one transaction: the staged rows become ``name``'s, with its database row and hilo. Returns how many
@@ -509,6 +666,8 @@ class SqliteRestorer:
                 self._db.execute("ROLLBACK")
                 return int(held)
             self._db.execute("UPDATE documents SET db = ? WHERE db = ?", (db_key, stage))
+            self._db.execute("DELETE FROM attachment_chunks WHERE db = ?", (db_key,))
+            self._db.execute("UPDATE attachment_chunks SET db = ? WHERE db = ?", (db_key, stage))
             self._db.execute(
                 "INSERT INTO databases (key, name, database_id, created, last_etag, record) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET database_id = excluded.database_id, last_etag = excluded.last_etag, "
@@ -528,11 +687,13 @@ class SqliteRestorer:
         """Drop the staged rows of a restore that failed (the target was never touched)."""
         assert stage.startswith(RESTORE_STAGE_PREFIX)
         self._db.execute("DELETE FROM documents WHERE db = ?", (stage,))
+        self._db.execute("DELETE FROM attachment_chunks WHERE db = ?", (stage,))
 
     def discard_abandoned(self) -> int:
         """At start-up: rows staged by restores that a crash interrupted. Returns how many were deleted."""
-        cursor = self._db.execute("DELETE FROM documents WHERE db >= ? AND db < ?",
-                                  (RESTORE_STAGE_PREFIX, RESTORE_STAGE_PREFIX[:-1] + chr(ord("/") + 1)))
+        bounds = (RESTORE_STAGE_PREFIX, RESTORE_STAGE_PREFIX[:-1] + chr(ord("/") + 1))
+        self._db.execute("DELETE FROM attachment_chunks WHERE db >= ? AND db < ?", bounds)
+        cursor = self._db.execute("DELETE FROM documents WHERE db >= ? AND db < ?", bounds)
         return int(cursor.rowcount)
 
 

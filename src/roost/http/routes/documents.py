@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from aiohttp import web
 
 from roost.documents.includes import referenced_by_all
-from roost.documents.store import render
+from roost.documents.store import counters_command, render
 from roost.errors import BadRequestError
 from roost.http.body import json_response, query_int, read_json, read_object
 from roost.http.middleware import SERVICES
+from roost.http.routes.counters import counters_detail
 from roost.http.routing import RouteTable
 from roost.names import document_id, is_document_id
-from roost.storage.base import BatchCommand, DeleteCommand
+from roost.storage.base import BatchCommand, DeleteCommand, StoredDocument
 from roost.types import Level
 
 routes = RouteTable()
@@ -26,21 +28,45 @@ def _if_match(request: web.Request) -> str | None:
     return value.strip().strip('"')
 
 
+def _if_none_match(request: web.Request) -> str | None:
+    # The client quotes it on cached GETs ("A:1-x") and sends it bare on HEAD: RavenDB strips the quotes.
+    value = request.headers.get("If-None-Match")
+    return value.strip().strip('"') if value is not None else None
+
+
+def _etag(found: list[StoredDocument | None], included: list[StoredDocument | None], single: bool) -> str:
+    """RavenDB's ETag for a load: the change vector of one document loaded alone, otherwise a hash over every
+    result and include (what the client caches under the URL must change whenever any of them does)."""
+    if single and not included and found[0] is not None:
+        return found[0].change_vector
+    digest = hashlib.sha256()
+    for document in [*found, None, *included]:
+        digest.update(f"{document.id}\0{document.change_vector}\0".encode() if document else b"\1")
+    return "H:" + digest.hexdigest()[:32]
+
+
 async def _load(request: web.Request, db: str, ids: list[str]) -> web.StreamResponse:
     documents = request.app[SERVICES].documents
     found = await documents.get(db, ids)
     if len(ids) == 1 and found[0] is None:
         return web.Response(status=404)
-    results = [render(d) if d else None for d in found]
     includes: dict[str, Any] = {}
+    included: list[StoredDocument | None] = []
     paths = request.query.getall("include", [])
     if paths:
         # Values that could never be ids are not includes; they must not turn the load into a 400.
         wanted = [i for i in referenced_by_all([d.body for d in found if d], paths) if is_document_id(i)]
         if wanted:
-            for doc_id, doc in zip(wanted, await documents.get(db, wanted), strict=True):
+            included = await documents.get(db, wanted)
+            for doc_id, doc in zip(wanted, included, strict=True):
                 includes[doc_id] = render(doc) if doc else None
-    return json_response({"Results": results, "Includes": includes})
+    etag = _etag(found, included, len(ids) == 1)
+    headers = {"ETag": f'"{etag}"'}
+    if _if_none_match(request) == etag:
+        return web.Response(status=304, headers=headers)  # the client answers from its cache: no body
+    response = json_response({"Results": [render(d) if d else None for d in found], "Includes": includes})
+    response.headers.update(headers)
+    return response
 
 
 @routes.get("/databases/{db}/docs", level=Level.DATABASE_READ)
@@ -108,14 +134,24 @@ async def bulk_docs(request: web.Request) -> web.StreamResponse:
             commands.append(documents.put_command(raw_id, raw["Document"], change_vector))
         elif kind == "DELETE":
             commands.append(DeleteCommand(document_id(raw_id), change_vector))
+        elif kind == "Counters":
+            counters = raw.get("Counters")
+            if not isinstance(counters, dict):
+                raise BadRequestError(f"Command #{index}: a Counters command needs Counters, a JSON object.")
+            commands.append(counters_command(raw_id if raw_id is not None else counters.get("DocumentId"),
+                                             counters.get("Operations"), f"Command #{index}"))
         else:
             raise BadRequestError(
-                f"Command #{index}: Type '{kind}' is not supported by Roost; use PUT or DELETE."
+                f"Command #{index}: Type '{kind}' is not supported by Roost; use PUT, DELETE or Counters."
             )
     results = await documents.batch(db, commands)
     out: list[dict[str, Any]] = []
     for result in results:
-        if result.document is not None:
+        if result.kind == "Counters" and result.document is not None:
+            out.append({"Type": "Counters", "Id": result.id, "DocumentChangeVector": result.document.change_vector,
+                        "CountersDetail": counters_detail(result.id, tuple(
+                            (name, value) for name, value in result.counters if value is not None))})
+        elif result.document is not None:
             d = result.document
             entry: dict[str, Any] = {"Type": "PUT", "@id": d.id, "@change-vector": d.change_vector,
                                      "@last-modified": d.last_modified}

@@ -1,6 +1,7 @@
 """HiLo: ranges of numeric ids the clients hand out themselves (``session.store`` without an id).
 
-``GET /databases/{db}/hilo/next`` reserves a range for a tag (the collection prefix, e.g. ``users``);
+``GET /databases/{db}/hilo/next`` reserves a range for a tag (the collection prefix, e.g. ``users``): the state is
+RavenDB's, the document ``Raven/Hilo/<tag>`` whose ``Max`` is the last id handed out (a client may load or store it);
 the client then names documents ``{Prefix}{n}-{ServerTag}`` (``users/1-A``) without asking again
 until the range runs out. ``PUT /databases/{db}/hilo/return`` gives the unused tail back when a
 store closes, so the next client continues where this one stopped.
@@ -81,9 +82,11 @@ async def next_range(request: web.Request) -> web.StreamResponse:
     tag = _tag(request)
     separator = _separator(request)
     last_size = query_int(request, "lastBatchSize", 0, 0, MAX_RANGE)
+    # The client's own last Max: RavenDB never starts a range below it (a HiLo document restored from older data).
+    last_max = query_int(request, "lastMax", 0, 0, _MAX_ID_NUMBER)
     now = clock.now()
     size = capacity(last_size, _last_range_at(request), now)
-    low, high = await request.app[SERVICES].documents.next_hilo_range(db, tag, size)
+    low, high = await request.app[SERVICES].documents.next_hilo_range(db, tag, size, last_max)
     return json_response(
         {
             "Prefix": f"{tag}{separator}",

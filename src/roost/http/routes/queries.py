@@ -53,11 +53,15 @@ def _index_name(query: rql.Query) -> str:
 
 @routes.post("/databases/{db}/queries", level=Level.DATABASE_READ)
 async def run_query(request: web.Request) -> web.StreamResponse:
+    await request.app[SERVICES].documents.ensure_exists(request.match_info["db"])
+    return await answer_query(request, request.match_info["db"], await read_object(request))
+
+
+async def answer_query(request: web.Request, db: str, body: dict[str, Any]) -> web.Response:
+    """The query ``body`` on ``db`` (also a lazy query inside ``multi_get``, which has read the body itself)."""
     started = time.monotonic()
-    db = request.match_info["db"]
     documents = request.app[SERVICES].documents
     await documents.ensure_exists(db)
-    body = await read_object(request)
     text = body.get("Query")
     if not isinstance(text, str):
         raise BadRequestError("Query must be a string of RQL, such as \"from 'Users' where Name = $p0\".")
