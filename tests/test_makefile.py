@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
 
 
-def make(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = ["make", "-C", str(ROOT), *args]
+def make(*args: str, user: str | None = None, where: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    command = ["make", "-C", str(where), *args]
     if user is not None:
         command = ["runuser", "-u", user, "--", *command]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -30,11 +32,25 @@ def test_make_serve_installs_the_runtime_only() -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None, reason="needs root to act as another user")
 def test_make_test_without_the_packages_names_them_in_one_line() -> None:
-    missing = make("system-deps", "TEST_PROGRAMS=no-such-program", user="nobody")
+    # Another user must be able to read the Makefile: a copy in a directory anyone can enter (the checkout may not be).
+    where = Path(tempfile.mkdtemp(prefix="roost-make-", dir="/tmp"))
+    (where / ".ci").mkdir()
+    shutil.copy(ROOT / "Makefile", where / "Makefile")
+    shutil.copy(ROOT / ".ci" / "debian-packages", where / ".ci" / "debian-packages")
+    for path in (where, where / ".ci", where / "Makefile", where / ".ci" / "debian-packages"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    try:
+        _check_missing_and_present(where)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _check_missing_and_present(where: Path) -> None:
+    missing = make("system-deps", "TEST_PROGRAMS=no-such-program", user="nobody", where=where)
     assert missing.returncode != 0
     lines = [line for line in missing.stdout.splitlines() if line.strip() and not line.startswith("make:")]
     assert len(lines) == 1, missing.stdout
     assert "no-such-program" in lines[0] and "apt-get install" in lines[0] and "chromium" in lines[0]
-    present = make("system-deps", "TEST_PROGRAMS=sh", user="nobody")  # the twin: nothing missing, nothing to do
+    present = make("system-deps", "TEST_PROGRAMS=sh", user="nobody", where=where)  # the twin: nothing missing, nothing to do
     assert present.returncode == 0, present.stdout + present.stderr
     assert [line for line in present.stdout.splitlines() if not line.startswith("make:")] == []
