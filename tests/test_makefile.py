@@ -4,6 +4,7 @@ packages the tests need, or stops with one line naming them (never a silent skip
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+
+# make's own lines ("make: Entering directory", "make[1]: ..." when run from another make, as `make test` does).
+MAKE_CHATTER = re.compile(r"^make(\[\d+\])?:")
 
 
 def make(*args: str, user: str | None = None, where: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -48,9 +52,9 @@ def test_make_test_without_the_packages_names_them_in_one_line() -> None:
 def _check_missing_and_present(where: Path) -> None:
     missing = make("system-deps", "TEST_PROGRAMS=no-such-program", user="nobody", where=where)
     assert missing.returncode != 0
-    lines = [line for line in missing.stdout.splitlines() if line.strip() and not line.startswith("make:")]
+    lines = [line for line in missing.stdout.splitlines() if line.strip() and not MAKE_CHATTER.match(line)]
     assert len(lines) == 1, missing.stdout
     assert "no-such-program" in lines[0] and "apt-get install" in lines[0] and "chromium" in lines[0]
     present = make("system-deps", "TEST_PROGRAMS=sh", user="nobody", where=where)  # the twin: nothing missing, nothing to do
     assert present.returncode == 0, present.stdout + present.stderr
-    assert [line for line in present.stdout.splitlines() if not line.startswith("make:")] == []
+    assert [line for line in present.stdout.splitlines() if not MAKE_CHATTER.match(line)] == []

@@ -382,6 +382,8 @@ class CertificateService:
         }
         if thumbprint:
             definition = registry.get(thumbprint.strip())
+            if definition is not None and definition.thumbprint == server_thumbprint:
+                definition = None  # the server's own entry, as the list shows it (with Generated and Subject)
             if definition is None:
                 entry = self.server_entry(metadata_only=metadata_only)
                 if entry is not None and entry["Thumbprint"] == thumbprint.strip().upper():
