@@ -284,27 +284,30 @@ async def run(settings: Settings, ignored: list[str], *, echo: object = print, l
             ready(url, server.warnings)
             await _until_signalled()
             return
-        if ignored:
-            out(f"Warning: ignoring settings that mean nothing to Roost: {', '.join(ignored)}")
-        if not settings.secured:
-            banner = "!" * 78
-            out(banner)
-            out("WARNING: Roost is running UNSECURED over plain HTTP. Every request is treated as ClusterAdmin.")
-            out("Use this only for local development on a loopback address.")
-            out(banner)
-        for warning in server.warnings:
-            out(f"Warning: {warning}")
-        out(f"Server available on: {url}")
-        out(f"Studio: {url}/studio/")
-        if server.initial_client is not None:
-            pem = server.initial_client.pem_path.resolve()
-            ca_path = server.services.ca_path
-            ca = ca_path.resolve() if ca_path else None
-            out(f"Admin client certificate: {server.initial_client.zip_path.resolve()} (PEM: {pem})")
-            out(f"Try it: curl --cert {pem} --cacert {ca} {url}/certificates/whoami")
+        for line in startup_lines(settings, url, ignored, server.warnings, server.initial_client):
+            out(line)
         await _until_signalled()
     finally:
         await server.stop()
+
+
+def startup_lines(settings: Settings, url: str, ignored: list[str], warnings: list[str],
+                  initial_client: datadir.InitialClient | None, *, extra: list[str] | None = None) -> list[str]:
+    """What `roost serve` prints once it listens (one process or the parent of several workers alike)."""
+    lines = [f"Warning: ignoring settings that mean nothing to Roost: {', '.join(ignored)}"] if ignored else []
+    if not settings.secured:
+        banner = "!" * 78
+        lines += [banner,
+                  "WARNING: Roost is running UNSECURED over plain HTTP. Every request is treated as ClusterAdmin.",
+                  "Use this only for local development on a loopback address.", banner]
+    lines += [f"Warning: {warning}" for warning in warnings]
+    lines += [*(extra or []), f"Server available on: {url}", f"Studio: {url}/studio/"]
+    if initial_client is not None:
+        pem = initial_client.pem_path.resolve()
+        ca = (settings.certificates_dir / datadir.CA_CERTIFICATE_FILE).resolve()
+        lines += [f"Admin client certificate: {initial_client.zip_path.resolve()} (PEM: {pem})",
+                  f"Try it: curl --cert {pem} --cacert {ca} {url}/certificates/whoami"]
+    return lines
 
 
 async def _until_signalled() -> None:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 from roost.errors import ConfigurationError
 from roost.pki import datadir
-from roost.pki.datadir import CA_CERTIFICATE_FILE
 from roost.security.allowlist import AllowList, listening_socket
 from roost.settings import Settings
 
@@ -150,29 +149,15 @@ class Supervisor:
         return report
 
     def _banner(self, report: dict[str, object], ignored: list[str]) -> None:
+        from roost.server import startup_lines
+
         settings = self._settings
-        url = str(report["Url"])
-        out = self._echo
-        if ignored:
-            out(f"Warning: ignoring settings that mean nothing to Roost: {', '.join(ignored)}")
-        if not settings.secured:
-            banner = "!" * 78
-            out(banner)
-            out("WARNING: Roost is running UNSECURED over plain HTTP. Every request is treated as ClusterAdmin.")
-            out("Use this only for local development on a loopback address.")
-            out(banner)
         warnings = report.get("Warnings")
-        for warning in warnings if isinstance(warnings, list) else []:
-            out(f"Warning: {warning}")
-        out(f"{self._count} workers share the listening socket")
-        out(f"Server available on: {url}")
-        out(f"Studio: {url}/studio/")
         initial = datadir.existing_initial_client(settings.certificates_dir) if settings.secured else None
-        if initial is not None:
-            pem = initial.pem_path.resolve()
-            ca = (settings.certificates_dir / CA_CERTIFICATE_FILE).resolve()
-            out(f"Admin client certificate: {initial.zip_path.resolve()} (PEM: {pem})")
-            out(f"Try it: curl --cert {pem} --cacert {ca} {url}/certificates/whoami")
+        for line in startup_lines(settings, str(report["Url"]), ignored,
+                                  [str(w) for w in warnings] if isinstance(warnings, list) else [], initial,
+                                  extra=[f"{self._count} workers share the listening socket"]):
+            self._echo(line)
 
     def _supervise(self) -> None:
         while not self._stopping:
