@@ -327,9 +327,18 @@ def _safe_case(case: Any) -> Any:
 
 def _attacker(attacker: Attacker, route: str, pool: list[str], rng: random.Random, strategy: Any,
               examples: int) -> Any:
+    @st.composite
+    def cases(draw: Any) -> Any:
+        # schemathesis itself sometimes cannot serialize a case it generated (a lone surrogate in a header or a
+        # query: UnicodeEncodeError before any request exists). That case says nothing about the server: skip it.
+        try:
+            return draw(strategy)
+        except UnicodeEncodeError:
+            reject()
+
     @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(case=strategy)
+    @given(case=cases())
     def attack(case: Any) -> None:
         attacker.send_with_mutants(_safe_case(case), route, pool, rng)
 
