@@ -53,10 +53,30 @@ def test_ravendb_aliases(tmp_path: Path) -> None:
     ({}, ["--Security.WellKnownCertificates.Admin=not/a/file"], "neither a thumbprint nor an existing file"),
     ({}, ["--Security.WellKnownCertificates.Admin=AB12"], "a thumbprint is 40 hexadecimal digits"),
     ({}, ["--RunInMemory=maybe"], "must be true or false"),
+    ({}, ["--Security.TrustedProxy.Socket=/nope/dir/proxy.sock"], "does not exist"),
+    ({}, ["--Security.TrustedProxy.Socket=/tmp/p.sock", "--Security.TrustedProxy.SocketMode=666"], "gives others nothing"),
+    ({}, ["--Security.TrustedProxy.SocketMode=400"], "lets Roost read and write"),
+    ({}, ["--Security.TrustedProxy.SocketMode=rw"], "octal file mode"),
+    ({}, ["--Security.TrustedProxy.Header=X Bad"], "must be a header name"),
+    ({}, ["--Security.TrustedProxy.Thumbprints=AB12"], "is not a thumbprint"),
+    ({}, ["--ServerUrl=http://127.0.0.1:8080", "--Security.TrustedProxy.Socket=/tmp/p.sock"], "needs a secured server"),
 ])
 def test_refusals(flags: dict[str, object], args: list[str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load_settings(flags, args, environ={})
+
+
+def test_trusted_proxy_settings_in_ravendb_style_and_in_toml(tmp_path: Path) -> None:
+    settings, _ = load_settings({}, ["--Security.TrustedProxy.Socket=/tmp/p.sock", "--Security.TrustedProxy.SocketMode=660",
+                                     "--Security.TrustedProxy.Header=X-Forwarded-Client-Cert",
+                                     f"--Security.TrustedProxy.Thumbprints={'ab' * 20}"], environ={})
+    assert settings.trusted_proxy_socket == Path("/tmp/p.sock") and settings.trusted_proxy_socket_mode == 0o660
+    assert settings.trusted_proxy_header == "X-Forwarded-Client-Cert"
+    assert settings.trusted_proxy_thumbprints == ("AB" * 20,)
+    (tmp_path / "roost.toml").write_text('[Security.TrustedProxy]\nSocket = "/tmp/p.sock"\nSocketMode = 660\n')
+    from_toml, _ = load_settings({"data_dir": tmp_path}, [], environ={})
+    assert from_toml.trusted_proxy_socket_mode == 0o660  # 660 written as a TOML number means the octal mode
+    assert load_settings({}, [], environ={})[0].trusted_proxy_socket is None
 
 
 def test_unknown_toml_key_is_refused_but_unknown_flag_is_only_ignored(tmp_path: Path) -> None:

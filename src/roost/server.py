@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +23,7 @@ from roost.cluster.changes import Following, ServerCertificateFollower, follow_l
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
-from roost.security import server_certificate, trust
+from roost.security import proxy, server_certificate, trust
 from roost.security.allowlist import AcceptGate, AllowedAddresses, AllowList, adopt_listening_socket, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
 from roost.security.audit import HEAD_SETTING as AUDIT_HEAD_KEY
@@ -131,9 +132,10 @@ class Server:
         return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir,
                    following=following)
 
-    async def start(self, listen_fd: int | None = None, *, schedules: bool = True) -> str:
-        """Listen (on ``listen_fd``, a worker's inherited socket, when given) and start the background tasks; of
-        several workers only one runs the scheduled ones (backups, the renewal), so that they run once."""
+    async def start(self, listen_fd: int | None = None, *, proxy_fd: int | None = None, schedules: bool = True) -> str:
+        """Listen (on ``listen_fd``, a worker's inherited socket, when given; and on the trusted proxy's Unix socket,
+        ``proxy_fd`` when inherited) and start the background tasks; of several workers only one runs the scheduled
+        ones (backups, the renewal), so that they run once."""
         from roost.http.app import build_app
         from roost.http.timeouts import TimedAppRunner
 
@@ -159,6 +161,10 @@ class Server:
             await site.start()
         except OSError as exc:
             raise ConfigurationError(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.") from exc
+        if settings.trusted_proxy_socket is not None:  # plain HTTP from a proxy that terminated TLS (security/proxy.py)
+            unix = (socket.socket(fileno=proxy_fd) if proxy_fd is not None
+                    else proxy.bind_socket(settings.trusted_proxy_socket, settings.trusted_proxy_socket_mode))
+            await web.SockSite(self._runner, unix, backlog=1024).start()
         server = site._server
         assert server is not None
         services.address.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
@@ -272,14 +278,15 @@ def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop) -> Cal
 
 
 async def run(settings: Settings, ignored: list[str], *, echo: object = print, listen_fd: int | None = None,
-              ready: Callable[[str, list[str]], None] | None = None, schedules: bool = True) -> None:
+              proxy_fd: int | None = None, ready: Callable[[str, list[str]], None] | None = None,
+              schedules: bool = True) -> None:
     """``roost serve``: start, print where to connect, serve until SIGINT/SIGTERM. A worker of ``--workers``
     (``roost.cluster.workers``) listens on ``listen_fd`` and reports to ``ready`` instead of printing."""
     out = echo if callable(echo) else print
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = await Server.create(settings)
     try:
-        url = await server.start(listen_fd, schedules=schedules)
+        url = await server.start(listen_fd, proxy_fd=proxy_fd, schedules=schedules)
         if ready is not None:
             ready(url, server.warnings)
             await _until_signalled()
@@ -302,6 +309,10 @@ def startup_lines(settings: Settings, url: str, ignored: list[str], warnings: li
                   "Use this only for local development on a loopback address.", banner]
     lines += [f"Warning: {warning}" for warning in warnings]
     lines += [*(extra or []), f"Server available on: {url}", f"Studio: {url}/studio/"]
+    if settings.trusted_proxy_socket is not None:
+        mode = settings.trusted_proxy_socket_mode
+        lines.append(f"Trusted proxy socket: {settings.trusted_proxy_socket} (mode {mode:o}; client certificate in "
+                     f"{settings.trusted_proxy_header})")
     if initial_client is not None:
         pem = initial_client.pem_path.resolve()
         ca = (settings.certificates_dir / datadir.CA_CERTIFICATE_FILE).resolve()

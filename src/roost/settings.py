@@ -65,6 +65,12 @@ class Settings:
     # Server.EventLoop: asyncio (the standard library's) or uvloop (libuv; faster TLS transport, see
     # docs/performance.md). Both keep every TLS and allowlist guarantee (roost.security.allowlist, AcceptGate).
     event_loop: str = "asyncio"
+    # TLS at a proxy (roost.security.proxy, docs/deployment.md): a Unix socket for a local proxy that terminates TLS,
+    # its file mode, the header it forwards the client certificate in, and the certificates of remote proxies.
+    trusted_proxy_socket: Path | None = None
+    trusted_proxy_socket_mode: int = 0o600
+    trusted_proxy_header: str = "X-SSL-Client-Cert"
+    trusted_proxy_thumbprints: tuple[str, ...] = ()
 
     @property
     def secured(self) -> bool:
@@ -108,6 +114,10 @@ _ALIASES: dict[str, str] = {
     "httpmaxbodysize": "max_body_bytes",
     "logslevel": "log_level",
     "servereventloop": "event_loop",
+    "securitytrustedproxysocket": "trusted_proxy_socket",
+    "securitytrustedproxysocketmode": "trusted_proxy_socket_mode",
+    "securitytrustedproxyheader": "trusted_proxy_header",
+    "securitytrustedproxythumbprints": "trusted_proxy_thumbprints",
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 for _name in _FIELDS:
@@ -391,7 +401,12 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
         if str(v[0]).lower() not in EVENT_LOOPS:
             raise ConfigurationError(f"Server.EventLoop ({v[1]}) must be asyncio or uvloop, not '{v[0]}'.")
         kwargs["event_loop"] = str(v[0]).lower()
+    _trusted_proxy(get, kwargs)
     settings = Settings(**kwargs)
+    if settings.trusted_proxy_socket is not None or settings.trusted_proxy_thumbprints:
+        if not settings.secured:
+            raise ConfigurationError("Security.TrustedProxy needs a secured server (an https:// ServerUrl): an "
+                                     "unsecured one has no certificates to forward.")
     if settings.scheme not in ("http", "https"):
         raise ConfigurationError(f"scheme must be http or https, not '{settings.scheme}'.")
     if not settings.secured and not _is_loopback(settings.host):
@@ -404,3 +419,36 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise ConfigurationError(f"Data directory '{settings.data_dir}' exists and is not a directory.")
     return settings
+
+
+def _trusted_proxy(get: Any, kwargs: dict[str, Any]) -> None:
+    if (v := get("trusted_proxy_socket")) is not None and str(v[0]):
+        path = Path(str(v[0])).expanduser()
+        if not path.parent.is_dir():
+            raise ConfigurationError(f"Security.TrustedProxy.Socket ({v[1]}): the directory '{path.parent}' does not "
+                                     "exist.")
+        kwargs["trusted_proxy_socket"] = path.absolute()
+    if (v := get("trusted_proxy_socket_mode")) is not None:
+        text = str(v[0]).strip().removeprefix("0o")  # the digits as written, 660 in TOML too
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            mode = -1
+        if not 0o600 <= mode <= 0o777 or mode & 0o600 != 0o600 or mode & 0o007:
+            raise ConfigurationError(
+                f"Security.TrustedProxy.SocketMode ({v[1]}) must be an octal file mode such as 600 or 660 that lets "
+                f"Roost read and write and gives others nothing, not '{v[0]}': whoever may connect to the socket may "
+                "speak as any certificate.")
+        kwargs["trusted_proxy_socket_mode"] = mode
+    if (v := get("trusted_proxy_header")) is not None:
+        name = str(v[0]).strip()
+        if not name or not all(ch.isalnum() or ch == "-" for ch in name):
+            raise ConfigurationError(f"Security.TrustedProxy.Header ({v[1]}) must be a header name, not '{v[0]}'.")
+        kwargs["trusted_proxy_header"] = name
+    if (v := get("trusted_proxy_thumbprints")) is not None:
+        thumbprints = _list(v[0])
+        for thumbprint in thumbprints:
+            if len(thumbprint) != 40 or any(c not in "0123456789abcdefABCDEF" for c in thumbprint):
+                raise ConfigurationError(f"Security.TrustedProxy.Thumbprints ({v[1]}): '{thumbprint}' is not a "
+                                         "thumbprint (40 hexadecimal digits).")
+        kwargs["trusted_proxy_thumbprints"] = tuple(t.upper() for t in thumbprints)

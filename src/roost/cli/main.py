@@ -58,8 +58,8 @@ def serve(ctx: click.Context, data_dir: Path | None, host: str | None, port: int
         listen_fd = worker_processes.worker_socket_fd()
         if listen_fd is not None:  # a worker started by `roost serve --workers N`
             with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-                runner.run(run(settings, ignored, listen_fd=listen_fd, ready=worker_processes.report_ready,
-                               schedules=worker_processes.runs_schedules()))
+                runner.run(run(settings, ignored, listen_fd=listen_fd, proxy_fd=worker_processes.worker_proxy_fd(),
+                               ready=worker_processes.report_ready, schedules=worker_processes.runs_schedules()))
         elif count > 1:
             args = [*(["--data-dir", str(data_dir)] if data_dir is not None else []),
                     *(["--host", host] if host is not None else []),

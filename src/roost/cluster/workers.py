@@ -26,11 +26,13 @@ from dataclasses import dataclass
 
 from roost.errors import ConfigurationError
 from roost.pki import datadir
+from roost.security import proxy
 from roost.security.allowlist import AllowList, listening_socket
 from roost.settings import Settings
 
 # How the parent hands a worker its socket and its readiness pipe (file descriptors inherited across exec).
 SOCKET_FD_ENV = "ROOSTWORKER_SOCKET_FD"  # not ROOST_: those are settings
+PROXY_FD_ENV = "ROOSTWORKER_PROXY_FD"  # Security.TrustedProxy.Socket, bound once by the parent
 READY_FD_ENV = "ROOSTWORKER_READY_FD"
 INDEX_ENV = "ROOSTWORKER_INDEX"  # 0 for the worker that runs the scheduled tasks (kept by its replacement)
 MAX_WORKERS = 256
@@ -55,6 +57,12 @@ def parse_workers(value: str | None) -> int:
 def worker_socket_fd() -> int | None:
     """The inherited listening socket when this process is a worker, else None."""
     value = os.environ.get(SOCKET_FD_ENV)
+    return int(value) if value and value.isdigit() else None
+
+
+def worker_proxy_fd() -> int | None:
+    """The inherited trusted-proxy Unix socket when this process is a worker and one is configured, else None."""
+    value = os.environ.get(PROXY_FD_ENV)
     return int(value) if value and value.isdigit() else None
 
 
@@ -90,6 +98,7 @@ class Supervisor:
         self._workers: list[_Worker] = []
         self._stopping = False
         self._sock_fd = -1
+        self._proxy_fd: int | None = None
 
     def run(self, ignored: list[str]) -> None:
         settings = self._settings
@@ -104,6 +113,11 @@ class Supervisor:
             raise ConfigurationError(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.") from exc
         sock.set_inheritable(True)
         self._sock_fd = sock.fileno()
+        proxy_sock = None
+        if settings.trusted_proxy_socket is not None:
+            proxy_sock = proxy.bind_socket(settings.trusted_proxy_socket, settings.trusted_proxy_socket_mode)
+            proxy_sock.set_inheritable(True)
+            self._proxy_fd = proxy_sock.fileno()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._request_stop)
         try:
@@ -117,6 +131,8 @@ class Supervisor:
         finally:
             self._stop_all()
             sock.close()
+            if proxy_sock is not None:
+                proxy_sock.close()
 
     def _request_stop(self, _signum: int, _frame: object) -> None:
         self._stopping = True
@@ -124,7 +140,11 @@ class Supervisor:
     def _spawn(self, index: int) -> _Worker:
         read_fd, write_fd = os.pipe()
         env = {**os.environ, SOCKET_FD_ENV: str(self._sock_fd), READY_FD_ENV: str(write_fd), INDEX_ENV: str(index)}
-        process = subprocess.Popen(self._command, env=env, pass_fds=(self._sock_fd, write_fd),
+        fds = [self._sock_fd, write_fd]
+        if self._proxy_fd is not None:
+            env[PROXY_FD_ENV] = str(self._proxy_fd)
+            fds.append(self._proxy_fd)
+        process = subprocess.Popen(self._command, env=env, pass_fds=fds,
                                    preexec_fn=_die_with_parent)
         os.close(write_fd)
         worker = _Worker(process, read_fd, time.monotonic(), index)

@@ -7,7 +7,7 @@ from aiohttp import web, web_response
 from roost.http import openapi
 from roost.http.browsers import BROWSERS, BrowserPolicy
 from roost.http.counters import METRICS, RequestMetrics
-from roost.http.middleware import SERVICES, security_middleware
+from roost.http.middleware import PROXY, SERVICES, security_middleware
 from roost.http.routes import (
     attachments,
     authority,
@@ -28,6 +28,7 @@ from roost.http.routes import (
     twofactor,
 )
 from roost.http.routing import RouteTable, install
+from roost.security.proxy import TrustedProxy
 from roost.services import Services
 
 # aiohttp writes "Server: Python/3.11 aiohttp/3.14.5" on every response, its own 400s for malformed requests too:
@@ -46,6 +47,9 @@ def build_app(services: Services) -> web.Application:
     app = web.Application(middlewares=[security_middleware], client_max_size=services.settings.max_body_bytes)
     app[SERVICES] = services
     app[BROWSERS] = BrowserPolicy(services.settings)
+    settings = services.settings
+    app[PROXY] = TrustedProxy(header=settings.trusted_proxy_header, socket_path=settings.trusted_proxy_socket,
+                              thumbprints=settings.trusted_proxy_thumbprints)
     app[METRICS] = RequestMetrics()
     install(app, list(ROUTE_TABLES))
     return app

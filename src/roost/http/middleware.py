@@ -4,9 +4,10 @@
    names (DNS rebinding);
 2. CSRF: refuse cross-site browser requests that could change state (before authorization, before any body);
 3. answer CORS preflights for configured origins; unknown paths get RavenDB's 404;
-4. the IP allowlist, for connections opened before an address left it;
-5. identify (peer certificate -> Identity; implicit trust by pinning hash), after catching up with the cluster's
-   certificate changes when behind (fail closed);
+4. a trusted proxy's forwarded client (roost.security.proxy), then the IP allowlist, for connections opened before
+   an address left it (and for every client behind a proxy);
+5. identify (peer certificate, or the one a trusted proxy forwarded -> Identity; implicit trust by pinning hash),
+   after catching up with the cluster's certificate changes when behind (fail closed);
 6. the 2FA gate, then authorize against the route's declared level (refusals audited, rate-limited);
 7. note the certificate's last use, and set this caller's body limit and deadline before the handler reads;
 8. run the handler, rendering every RoostError (and any bug) into RavenDB's error shape;
@@ -19,7 +20,9 @@ order). Handlers never look at certificates; they read ``request[IDENTITY]``.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import time
 import unicodedata
 from urllib.parse import unquote_to_bytes
 
@@ -40,6 +43,7 @@ from roost.http.routing import LEVELS, Handler
 from roost.names import database_name
 from roost.security import authz
 from roost.security.identity import UNSECURED, AuthStatus, Identity, thumbprint_of_der
+from roost.security.proxy import FORWARDED_FOR, TrustedProxy, forwarded_address
 from roost.security.twofactor import COOKIE_NAME
 from roost.services import Services
 from roost.types import Thumbprint
@@ -47,7 +51,9 @@ from roost.types import Thumbprint
 log = logging.getLogger("roost.http")
 
 SERVICES = web.AppKey("services", Services)
+PROXY = web.AppKey("proxy", TrustedProxy)
 IDENTITY = "roost.identity"
+CLIENT_ADDRESS = "roost.client_address"  # set for a request a trusted proxy forwarded: the client's, not the proxy's
 
 
 def _ssl_object(request: web.Request) -> ssl.SSLObject | None:
@@ -111,6 +117,8 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             # RavenDB echoes the query string too; Roost does not, since a query may carry something secret.
             raise RouteNotFoundError(f"There is no handler for path: {request.method} {request.path}")
         level = app[LEVELS][match_info.handler]
+        proxy = app[PROXY]
+        forwarded = proxy.enabled and _from_trusted_proxy(request, proxy)
         if not services.allowlist.everyone:
             _ensure_address_allowed(request, services)
         if services.tls is None:
@@ -119,9 +127,15 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
             if services.registry.stale:  # behind the cluster's certificate changes: catch up first (fail closed)
                 await services.registry.refresh()
             now = clock.now()
-            der, thumbprint = peer_thumbprint(request)
+            if forwarded:
+                der, thumbprint = proxy.forwarded_certificate(request.headers.get(proxy.header))
+            else:
+                der, thumbprint = peer_thumbprint(request)
+                if proxy.header in request.headers:  # a client's own copy of the header means nothing
+                    proxy.note_ignored(peer_address(request), time.monotonic())
             identity = services.identifier.identify(der, now, thumbprint)
-            if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None:
+            if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None and not forwarded:
+                # (Not for a forwarded certificate: no handshake with Roost proved its chain; register it instead.)
                 # Rare path (a renewed certificate with a registered key): may register it (reference section 9).
                 identity = await services.certificates.implicit_trust(der, identity)
             definition = identity.definition
@@ -168,7 +182,23 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
+def _from_trusted_proxy(request: web.Request, proxy: TrustedProxy) -> bool:
+    """The request came from the trusted proxy (its Unix socket, or its listed certificate): the client is the one
+    it forwards; the client's address is then the right-most X-Forwarded-For entry."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    unix_socket = sock is not None and sock.family == socket.AF_UNIX
+    if not proxy.trusts(unix_socket=unix_socket, peer_thumbprint=None if unix_socket else peer_thumbprint(request)[1]):
+        return False
+    request[CLIENT_ADDRESS] = forwarded_address(request.headers.get(FORWARDED_FOR))
+    return True
+
+
 def peer_address(request: web.Request) -> str | None:
+    """The client's address: the TCP peer's, or the one a trusted proxy forwarded (None when it forwarded none)."""
+    if CLIENT_ADDRESS in request:
+        forwarded: str | None = request[CLIENT_ADDRESS]
+        return forwarded
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport is not None else None
     return peer[0] if isinstance(peer, tuple) else None
