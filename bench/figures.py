@@ -12,6 +12,7 @@ from types import TracebackType
 
 from .common import LoadResult, Row, free_port, pin_self_to_client_core, run_load
 from .nginx import Nginx
+from .proxied import figure_12
 from .throwaway_pki import CertSet, make_cert_set
 
 
@@ -247,4 +248,5 @@ FIGURES: dict[int, Callable[[Context], list[Row]]] = {
     6: _roost_figure(6),
     7: _roost_figure(7),
     11: _roost_figure(11),
+    12: figure_12,
 }

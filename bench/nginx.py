@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,11 @@ http {{
     scgi_temp_path {dir}/scgi;
     keepalive_requests 100000000;
     keepalive_timeout 120s;
+    {site}
+}}
+"""
+
+FIXED_SITE = """\
     server {{
         listen 127.0.0.1:{port} ssl;
         server_name localhost;
@@ -58,21 +64,37 @@ http {{
             return 200 '{body}';
         }}
     }}
-}}
 """
+
+
+def deployment_site(port: int, proxy_socket: Path, cert: Path, key: Path) -> str:
+    """The nginx site block of docs/deployment.md, as written there, with the port and paths replaced."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text()
+    match = re.search(r"<!-- nginx-site -->\n```nginx\n(.*?)```", text, re.S)
+    if match is None:
+        raise RuntimeError("docs/deployment.md lost its nginx site block")
+    site = match.group(1)
+    for old, new in (("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"), ("/run/roost/proxy.sock", str(proxy_socket)),
+                     ("/etc/roost/tls/server.crt", str(cert)), ("/etc/roost/tls/server.key", str(key))):
+        if old not in site:
+            raise RuntimeError(f"docs/deployment.md's nginx block no longer holds {old!r}")
+        site = site.replace(old, new)
+    return site
 
 
 class Nginx:
     """``with Nginx(cert, key) as n: n.url`` -- a pinned nginx answering a fixed JSON body."""
 
-    def __init__(self, cert: Path, key: Path, *, core: int = SERVER_CORE, resumption: bool = False) -> None:
+    def __init__(self, cert: Path, key: Path, *, core: int = SERVER_CORE, resumption: bool = False,
+                 proxy_socket: Path | None = None, port: int = 0) -> None:
         # Full handshakes only unless asked (figure 5's resumed row): then TLS 1.3 tickets, as Roost issues them.
         self.sessions = ("ssl_session_tickets on; ssl_session_cache shared:bench:10m;" if resumption
                          else "ssl_session_cache off; ssl_session_tickets off;")
         self.cert = Path(cert).resolve()
         self.key = Path(key).resolve()
         self.core = core
-        self.port = 0
+        self.proxy_socket = proxy_socket  # in front of Roost's proxy socket, with docs/deployment.md's site block
+        self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -94,11 +116,14 @@ class Nginx:
         cert, key = tmp / "server.crt", tmp / "server.key"
         shutil.copyfile(self.cert, cert)
         shutil.copyfile(self.key, key)
-        self.port = free_port()
+        self.port = self.port or free_port()
         user = "user root root;" if os.geteuid() == 0 else ""
         conf = tmp / "nginx.conf"
-        conf.write_text(CONFIG.format(dir=tmp, port=self.port, cert=cert, key=key, body=FIXED_BODY, user=user,
-                                       sessions=self.sessions))
+        if self.proxy_socket is not None:
+            site = deployment_site(self.port, self.proxy_socket, cert, key)
+        else:
+            site = FIXED_SITE.format(port=self.port, cert=cert, key=key, body=FIXED_BODY, sessions=self.sessions)
+        conf.write_text(CONFIG.format(dir=tmp, user=user, site=site))
         cmd = [binary, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")]
         self.proc = subprocess.Popen(pinned(cmd, self.core), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

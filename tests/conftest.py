@@ -21,6 +21,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
+if str(ROOT) not in sys.path:  # tests that drive bench/'s helpers (nginx in front of Roost) import them as `bench`
+    sys.path.insert(0, str(ROOT))
 # Node.js (Playwright's driver, the RavenDB Node client) reads extra CAs from this; a machine that sets it to a file
 # the tests cannot read, or to a corporate proxy's CA, made the browser tests fail. The tests bring their own CAs.
 os.environ.pop("NODE_EXTRA_CA_CERTS", None)

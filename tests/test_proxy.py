@@ -10,15 +10,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from urllib.parse import quote
 import pyotp
 import pytest
 import requests
+from bench.nginx import Nginx
 
 from certtools import issue, roost_ca
 from conftest import ROOT, RunningServer, start_server
@@ -43,76 +41,15 @@ def free_port() -> int:
         return port
 
 
-def site_block() -> str:
-    """The nginx site that docs/deployment.md shows, exactly as written there."""
-    text = (ROOT / "docs" / "deployment.md").read_text()
-    match = re.search(r"<!-- nginx-site -->\n```nginx\n(.*?)```", text, re.S)
-    assert match, "docs/deployment.md lost its nginx site block"
-    return match.group(1)
-
-
-def _replace(text: str, old: str, new: str) -> str:
-    assert old in text, f"docs/deployment.md's nginx block no longer holds {old!r}"
-    return text.replace(old, new)
-
-
-@dataclass
-class Nginx:
-    port: int
-    process: subprocess.Popen[bytes]
-    directory: Path
-
-    @property
-    def url(self) -> str:
-        return f"https://localhost:{self.port}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_nginx(directory: Path, proxy_socket: Path, certs_dir: Path, port: int) -> Nginx:
-    assert NGINX is not None
-    cert, key = directory / "server.crt", directory / "server.key"
-    shutil.copyfile(certs_dir / "server.crt", cert)
-    shutil.copyfile(certs_dir / "server.key", key)
-    site = site_block()
-    site = _replace(site, "listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
-    site = _replace(site, "/run/roost/proxy.sock", str(proxy_socket))
-    site = _replace(site, "/etc/roost/tls/server.crt", str(cert))
-    site = _replace(site, "/etc/roost/tls/server.key", str(key))
-    user = "user root root;" if os.geteuid() == 0 else ""
-    temp = " ".join(f"{kind}_temp_path {directory}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                           "scgi"))
-    conf = directory / "nginx.conf"
-    conf.write_text(f"worker_processes 1;\ndaemon off;\npid {directory}/nginx.pid;\n"
-                    f"error_log {directory}/error.log warn;\n{user}\nevents {{ worker_connections 256; }}\n"
-                    f"http {{\naccess_log off;\n{temp}\n{site}\n}}\n")
-    process = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"nginx did not start: {(directory / 'error.log').read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return Nginx(port, process, directory)
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("nginx did not listen")
-
-
 @dataclass
 class Proxied:
     roost: RunningServer
     nginx: Nginx
     socket_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.nginx.port}"
 
     @property
     def direct(self) -> str:
@@ -134,9 +71,12 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
                          port=free_port())
     assert str(socket_path) in roost.wait_for_output("Trusted proxy socket")
     roost.port = _listening_port(roost)
-    nginx = start_nginx(short, socket_path, roost.certs_dir, nginx_port)
-    assert roost.url == nginx.url  # PublicServerUrl: what Roost prints is the proxy's address
-    yield Proxied(roost, nginx, socket_path)
+    # docs/deployment.md's site block, as written there (bench/nginx.py replaces only the port and the paths).
+    nginx = Nginx(roost.certs_dir / "server.crt", roost.certs_dir / "server.key", proxy_socket=socket_path,
+                  port=nginx_port).start()
+    proxied = Proxied(roost, nginx, socket_path)
+    assert roost.url == proxied.url  # PublicServerUrl: what Roost prints is the proxy's address
+    yield proxied
     nginx.stop()
     roost.stop()
     shutil.rmtree(short, ignore_errors=True)
@@ -177,7 +117,7 @@ def escaped(pem_path: Path) -> str:
 
 
 def test_a_certificate_forwarded_by_nginx_is_the_client_with_its_own_clearance(proxied: Proxied) -> None:
-    roost, url = proxied.roost, proxied.nginx.url
+    roost, url = proxied.roost, proxied.url
     admin = proxied.via(roost.admin_pem).get(f"{url}/certificates/whoami")
     assert admin.status_code == 200, admin.text
     assert admin.json()["SecurityClearance"] == "ClusterAdmin"
@@ -188,7 +128,7 @@ def test_a_certificate_forwarded_by_nginx_is_the_client_with_its_own_clearance(p
 
 
 def test_through_nginx_a_reader_may_read_and_may_not_write(proxied: Proxied) -> None:
-    roost, url = proxied.roost, proxied.nginx.url
+    roost, url = proxied.roost, proxied.url
     admin = proxied.via(roost.admin_pem)
     created = admin.put(f"{url}/admin/databases", json={"DatabaseName": "proxied-shop"})
     assert created.status_code in (200, 201), created.text
@@ -202,7 +142,7 @@ def test_through_nginx_a_reader_may_read_and_may_not_write(proxied: Proxied) -> 
 
 
 def test_through_nginx_no_certificate_and_a_forged_header_are_refused(proxied: Proxied) -> None:
-    roost, url = proxied.roost, proxied.nginx.url
+    roost, url = proxied.roost, proxied.url
     anonymous = proxied.via(None)
     refused = anonymous.get(f"{url}/admin/certificates")
     assert refused.status_code in (401, 403)
@@ -216,7 +156,7 @@ def test_through_nginx_no_certificate_and_a_forged_header_are_refused(proxied: P
 
 
 def test_a_certificate_deleted_is_refused_through_nginx_on_the_next_request(proxied: Proxied) -> None:
-    roost, url = proxied.roost, proxied.nginx.url
+    roost, url = proxied.roost, proxied.url
     doomed = roost.generate("proxied-doomed", permissions={"proxied-db": "Read"})
     session = proxied.via(doomed.pem_path)  # one keep-alive connection to nginx, one upstream connection
     assert session.get(f"{url}/certificates/whoami").json()["Thumbprint"] == doomed.thumbprint
@@ -261,7 +201,7 @@ def test_the_client_address_is_the_one_the_proxy_forwards(proxied: Proxied) -> N
     header = {"X-SSL-Client-Cert": escaped(roost.admin_pem), "X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
     status, body = unix_request(proxied.socket_path, "GET", "/admin/security/allowed-ips", header)
     assert status == 200 and body["YourAddress"] == "203.0.113.7"  # the right-most: the one the proxy wrote
-    via_nginx = proxied.via(roost.admin_pem).get(f"{proxied.nginx.url}/admin/security/allowed-ips",
+    via_nginx = proxied.via(roost.admin_pem).get(f"{proxied.url}/admin/security/allowed-ips",
                                                  headers={"X-Forwarded-For": "203.0.113.99"})
     assert via_nginx.json()["YourAddress"] == "127.0.0.1"  # nginx wrote $remote_addr over the client's own
 
@@ -294,7 +234,7 @@ def test_a_malformed_forwarded_certificate_is_a_400_and_an_absent_one_is_anonymo
 
 
 def test_two_factor_applies_to_a_forwarded_certificate(proxied: Proxied) -> None:
-    roost, url = proxied.roost, proxied.nginx.url
+    roost, url = proxied.roost, proxied.url
     secret = roost.admin().get(f"{roost.url}/admin/certificates/2fa/generate").json()["Secret"]
     cert = roost.generate("proxied-2fa", TwoFactorAuthenticationKey=secret)
     session = proxied.via(cert.pem_path)
