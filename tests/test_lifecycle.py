@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -214,3 +216,153 @@ def test_roost_certs_renew_writes_the_successor(server: RunningServer, tmp_path:
                                         "--ca", str(server.ca_pem), "--out", str(tmp_path / "server")])
     assert refused.exit_code != 0 and "roost server-cert renew" in refused.output
     assert not (tmp_path / "server").exists()  # nothing written when the server refuses
+
+
+# One successor per certificate, and retirement once unused ---------------------------------------------------
+
+
+def _registered(server: RunningServer, thumbprint: str) -> bool:
+    found = server.admin().get(f"{server.url}/admin/certificates", params={"thumbprint": thumbprint})
+    assert found.status_code in (200, 404), found.text
+    return found.status_code == 200 and bool(found.json()["Results"])
+
+
+def _whoami(server: RunningServer, pem: Path) -> int:
+    try:
+        return server.session(pem).get(f"{server.url}/certificates/whoami").status_code
+    except requests.exceptions.SSLError:
+        return 0  # no longer trusted in the handshake at all
+
+
+def test_a_certificate_has_one_successor_in_use_and_an_unused_one_is_replaced(server: RunningServer,
+                                                                              tmp_path: Path) -> None:
+    old = server.generate("one-successor", "ValidUser", {"one-db": "Read"})
+    session = server.session(old.pem_path)
+    first_key = ec.generate_private_key(ec.SECP256R1())
+    first = _renew(session, server, first_key)
+    assert first.status_code == 201, first.text
+    before = _count(server)
+    # Renewing again before the first successor was ever used: the unused one is replaced, not added to.
+    second_key = ec.generate_private_key(ec.SECP256R1())
+    second = _renew(session, server, second_key)
+    assert second.status_code == 201, second.text
+    assert _count(server) == before
+    assert not _registered(server, first.headers["X-Roost-Thumbprint"])
+    second_pem = _save(tmp_path, "second", second.content, second_key)
+    assert server.session(second_pem).get(f"{server.url}/certificates/whoami").status_code == 200  # now in use
+    third = _renew(session, server, ec.generate_private_key(ec.SECP256R1()))
+    assert third.status_code == 409, third.text
+    assert second.headers["X-Roost-Thumbprint"] in third.json()["Message"]
+    assert _count(server) == before
+    # The successor itself may renew (a chain, one link at a time).
+    assert _renew(server.session(second_pem), server, ec.generate_private_key(ec.SECP256R1())).status_code == 201
+
+
+def test_a_renewed_certificate_is_retired_once_unused_for_the_configured_days(tmp_path: Path) -> None:
+    from conftest import start_server
+
+    data_dir = tmp_path / "data"
+    server = start_server(data_dir)
+    try:
+        old = server.generate("retiring", "ValidUser", {"retire-db": "Read"}, directory=tmp_path)
+        key = ec.generate_private_key(ec.SECP256R1())
+        answer = _renew(server.session(old.pem_path), server, key)
+        assert answer.status_code == 201, answer.text
+        new_pem = _save(tmp_path, "retiring-new", answer.content, key)
+        assert _whoami(server, new_pem) == 200
+    finally:
+        server.stop()
+    day = 24 * 3600
+    # (Listing the old certificate does not use it; presenting it would, and would restart its quiet days.)
+    for offset, args, old_kept in ((3 * day, [], True),  # within the default 7 days: both stay
+                                   (8 * day, ["--Security.Certificate.Renewal.RetireUnusedDays=0"], True),  # off
+                                   (8 * day, [], False)):  # unused for 8 days: the old one is retired
+        server = start_server(data_dir, f"--test_clock_offset_seconds={offset}", *args)
+        try:
+            listed = _registered(server, old.thumbprint)
+            deadline = time.monotonic() + 10  # the schedule runs just after start
+            while listed and not old_kept and time.monotonic() < deadline:
+                time.sleep(0.1)
+                listed = _registered(server, old.thumbprint)
+            assert bool(listed) == old_kept, (offset, args)
+            assert _whoami(server, new_pem) == 200
+            if not old_kept:
+                assert _whoami(server, old.pem_path) != 200
+        finally:
+            server.stop()
+    audit = (data_dir / "audit.log").read_text()
+    assert '"certificate.retired"' in audit and old.thumbprint in audit
+
+
+def _upload(server: RunningServer, name: str, days: int, age_days: int, directory: Path) -> Path:
+    """A certificate of Roost's CA, ``age_days`` old with ``days`` left, registered by upload; its PEM + key."""
+    issued = issue(roost_ca(server.certs_dir), name, days=days,
+                   not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=age_days))
+    upload = server.admin().put(f"{server.url}/admin/certificates", json={
+        "Name": name, "SecurityClearance": "ValidUser", "Permissions": {"daemon-db": "Read"},
+        "Certificate": base64.b64encode(issued.certificate.public_bytes(serialization.Encoding.DER)).decode()})
+    assert upload.status_code == 201, upload.text
+    path = directory / f"{name}.pem"
+    path.write_bytes(issued.certificate.public_bytes(serialization.Encoding.PEM) + _key_pem(issued.key))
+    path.chmod(0o600)
+    return path
+
+
+def _daemon(server: RunningServer, pem: Path, out: Path, marker: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "roost", "certs", "renew", "--daemon", "--url", server.url, "--cert", str(pem),
+         "--ca", str(server.ca_pem), "--out", str(out), "--reload", f"echo reloaded >> {marker}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _lines_until(process: subprocess.Popen[str], fragment: str, timeout: float = 60.0) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+        if fragment in line:
+            return lines
+    raise AssertionError(f"no line with {fragment!r}: {lines}")
+
+
+def test_renew_daemon_renews_past_two_thirds_of_the_lifetime_and_runs_the_reload_command(
+        server: RunningServer, tmp_path: Path) -> None:
+    pem = _upload(server, "daemon-due", days=5, age_days=25, directory=tmp_path)  # 25 of 30 days used
+    marker = tmp_path / "reloaded"
+    process = _daemon(server, pem, tmp_path / "out", marker)
+    try:
+        lines = _lines_until(process, "Next renewal")  # renewed at once, then waits for the successor's turn
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert any("Wrote" in line for line in lines), lines
+    assert marker.read_text() == "reloaded\n"  # the reload command ran once, after the renewal
+    successor = tmp_path / "out" / "daemon-due.pem"
+    me = server.session(successor).get(f"{server.url}/certificates/whoami").json()
+    assert me["Name"] == "daemon-due" and me["Permissions"] == {"daemon-db": "Read"}
+    assert me["Thumbprint"] != load_thumbprint(pem)
+    assert oct(successor.stat().st_mode & 0o777) == "0o600"
+
+
+def test_renew_daemon_leaves_a_certificate_alone_before_two_thirds_of_its_lifetime(
+        server: RunningServer, tmp_path: Path) -> None:
+    pem = _upload(server, "daemon-early", days=25, age_days=5, directory=tmp_path)  # 5 of 30 days used
+    marker = tmp_path / "reloaded"
+    before = _count(server)
+    process = _daemon(server, pem, tmp_path / "out", marker)
+    try:
+        lines = _lines_until(process, "Next renewal")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert not any("Wrote" in line for line in lines), lines
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    assert _count(server) == before
+
+
+def load_thumbprint(pem: Path) -> str:
+    return x509.load_pem_x509_certificate(pem.read_bytes()).fingerprint(hashes.SHA1()).hex().upper()

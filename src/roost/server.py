@@ -185,14 +185,21 @@ class Server:
         return services.address.url
 
     async def _renew_generated_certificate(self) -> None:
-        """Hourly: renew Roost's generated server certificate once it is within 30 days of expiring (as RavenDB's
-        refresh cycle does for Let's Encrypt), with the same no-restart swap as ``refresh``."""
+        """At start and hourly: renew Roost's generated server certificate once it is within 30 days of expiring (as
+        RavenDB's refresh cycle does for Let's Encrypt), with the same no-restart swap as ``refresh``; and retire
+        renewed client certificates left unused (Settings.renewed_certificate_retire_days)."""
+        services = self.services
         while True:
-            await asyncio.sleep(RENEWAL_CHECK_SECONDS)
             try:
-                await self.services.server_certificates.renew_if_due(RENEWAL_SCHEDULE)
+                await services.server_certificates.renew_if_due(RENEWAL_SCHEDULE)
             except Exception:
                 log.exception("Could not renew the generated server certificate; will try again in an hour")
+            try:
+                await services.certificates.retire_renewed(RENEWAL_SCHEDULE,
+                                                           services.settings.renewed_certificate_retire_days)
+            except Exception:
+                log.exception("Could not retire renewed certificates; will try again in an hour")
+            await asyncio.sleep(RENEWAL_CHECK_SECONDS)
 
     async def stop(self) -> None:
         for task in (self._renewal, self._schedule_follower):

@@ -61,6 +61,9 @@ class Settings:
     # certificates expiring within the second (issue 18).
     server_certificate_renew_days: int = 30
     certificate_expiry_notice_days: int = 30
+    # A client certificate renewed through POST /certificates/renew is retired (deleted) once it has not been used
+    # for this many days since its successor was issued; 0 keeps it until it expires.
+    renewed_certificate_retire_days: int = 7
     log_level: str = "INFO"
     # Server.EventLoop: asyncio (the standard library's) or uvloop (libuv; faster TLS transport, see
     # docs/performance.md). Both keep every TLS and allowlist guarantee (roost.security.allowlist, AcceptGate).
@@ -103,6 +106,7 @@ _ALIASES: dict[str, str] = {
     "securitycapath": "ca_dir",
     "securitycertificaterenewbeforedays": "server_certificate_renew_days",
     "securitycertificateexpirynoticedays": "certificate_expiry_notice_days",
+    "securitycertificaterenewalretireunuseddays": "renewed_certificate_retire_days",
     "securityallowedips": "allowed_ips",
     "securitycorsallowedorigins": "cors_allowed_origins",
     "securitytwofactordefaultsessiondurationinmin": "two_factor_default_minutes",
@@ -395,6 +399,8 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
     for name in ("server_certificate_renew_days", "certificate_expiry_notice_days"):
         if (v := get(name)) is not None:
             kwargs[name] = _int(v[0], f"{name} ({v[1]})", 1, 365)
+    if (v := get("renewed_certificate_retire_days")) is not None:
+        kwargs["renewed_certificate_retire_days"] = _int(v[0], f"renewed_certificate_retire_days ({v[1]})", 0, 3650)
     if (v := get("log_level")) is not None:
         kwargs["log_level"] = str(v[0]).upper()
     if (v := get("event_loop")) is not None:

@@ -7,10 +7,13 @@ Every command is one or two calls of the HTTP API (docs/certificates.md shows th
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import io
 import json
 import os
+import subprocess
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -515,14 +518,66 @@ def request(endpoint: Endpoint, name: str, clearance: str, permission: tuple[str
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Directory for the successor's <NAME>.crt/.key/.pem (default: the directory of --cert).")
 @click.option("--force", is_flag=True, help="Replace files of the same name (for a cron job renewing in place).")
+@click.option("--daemon", is_flag=True,
+              help="Keep running: renew each certificate at two thirds of its lifetime (files replaced in place), "
+                   "then run --reload.")
+@click.option("--reload", "reload_command", default=None, metavar="COMMAND",
+              help="A shell command run after each renewal (e.g. 'systemctl reload myapp').")
 @server_options
-def renew_client(endpoint: Endpoint, out: Path | None, force: bool) -> None:
+def renew_client(endpoint: Endpoint, out: Path | None, force: bool, daemon: bool, reload_command: str | None) -> None:
     """Renew the certificate given with --cert: a new key made here, a successor with the same name, clearance,
-    permissions and 2FA; the old certificate stays valid until it expires."""
+    permissions and 2FA; the old certificate stays valid until it expires (or, unused, is retired by the server)."""
     if endpoint.cert is None:
         raise CliError("Pass --cert: the certificate (PEM with its key) to renew.")
+    if not daemon:
+        _renew_once(endpoint, out or endpoint.cert.parent, force)
+        _reload(reload_command)
+        return
+    _renew_daemon(endpoint, out or endpoint.cert.parent, reload_command)
+
+
+def _renew_once(endpoint: Endpoint, out: Path, force: bool) -> Path:
+    """One renewal: the successor's files in ``out``; returns the path of its .pem."""
+    assert endpoint.cert is not None
     own = load_certificates(endpoint.cert.read_bytes())[0]
     key_pem, csr_pem = new_request(own.common_name)
     response = endpoint.request("POST", "/certificates/renew", body={"CertificateRequest": csr_pem}, expect=(201,))
     successor = load_certificates(response.body)[0]
-    click.echo(_write_key_files(out or endpoint.cert.parent, successor.common_name, response.body, key_pem, force))
+    click.echo(_write_key_files(out, successor.common_name, response.body, key_pem, force))
+    return out / f"{_file_stem(successor.common_name)}.pem"
+
+
+def _reload(command: str | None) -> None:
+    if command is None:
+        return
+    result = subprocess.run(command, shell=True, check=False)  # the operator's own command line
+    if result.returncode != 0:
+        click.echo(f"Warning: the reload command exited with {result.returncode}: {command}", err=True)
+
+
+RETRY_SECONDS = (60.0, 3600.0)  # after a failed renewal: from a minute, doubling, to an hour
+
+
+def _renew_daemon(endpoint: Endpoint, out: Path, reload_command: str | None) -> None:
+    """Renew at two thirds of each certificate's lifetime, forever (a systemd service or a container's sidecar):
+    the files are replaced atomically in place, then the reload command tells the application."""
+    retry = RETRY_SECONDS[0]
+    while True:
+        assert endpoint.cert is not None
+        own = load_certificates(endpoint.cert.read_bytes())[0]
+        due = own.not_before + (own.not_after - own.not_before) * 2 / 3
+        wait = (due - clock.now()).total_seconds()
+        if wait > 0:
+            click.echo(f"Next renewal of '{own.common_name}' ({own.thumbprint}) at {due:%Y-%m-%d %H:%M} UTC.")
+            time.sleep(min(wait, 3600.0))
+            continue
+        try:
+            pem = _renew_once(endpoint, out, True)
+        except CliError as error:
+            click.echo(f"Renewal failed, retrying in {retry:.0f} s: {error.message}", err=True)
+            time.sleep(retry)
+            retry = min(retry * 2, RETRY_SECONDS[1])
+            continue
+        retry = RETRY_SECONDS[0]
+        endpoint = dataclasses.replace(endpoint, cert=pem)
+        _reload(reload_command)

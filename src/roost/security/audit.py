@@ -48,6 +48,7 @@ class Event(StrEnum):
     CERTIFICATE_EDITED = "certificate.edited"
     CERTIFICATE_DELETED = "certificate.deleted"
     CERTIFICATE_PURGED = "certificate.purged"
+    CERTIFICATE_RETIRED = "certificate.retired"  # renewed, then unused for Settings.renewed_certificate_retire_days
     CERTIFICATE_IMPLICITLY_TRUSTED = "certificate.implicitly-trusted"
     TWOFACTOR_SUCCEEDED = "twofactor.succeeded"
     TWOFACTOR_FAILED = "twofactor.failed"

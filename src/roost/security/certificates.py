@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from roost import clock
-from roost.errors import BadRequestError, ForbiddenOperationError, NotFoundError
+from roost.errors import BadRequestError, ConflictError, ForbiddenOperationError, NotFoundError
 from roost.pki import csr, datadir, packages
 from roost.pki.authority import BACKDATE, CertificateAuthority
 from roost.pki.inspect import CertificateInfo, describe
@@ -166,11 +166,58 @@ class CertificateService:
             current = self.registry.get(own.thumbprint)
             if current is None or current.disabled:  # deleted or disabled while this request was on its way
                 raise ForbiddenOperationError(f"Cannot renew the certificate '{own.name}': it is no longer active.")
-            successor = CertificateDefinition.of(info, current.name, current.clearance, dict(current.permissions),
-                                                 two_factor_key=current.two_factor_key, source="generated")
+            # One successor per certificate: a stolen certificate cannot mint a fan of long-lived successors. A
+            # successor never used (its files lost before the client wrote them, say) is replaced by the new one.
+            earlier = [d for d in self.registry.all() if d.renewal_of == own.thumbprint]
+            used = [d for d in earlier if self.registry.last_used(d.thumbprint) is not None]
+            if used:
+                raise ConflictError(
+                    f"The certificate '{own.name}' was already renewed: its successor {used[0].thumbprint} is in "
+                    "use. Renew the successor instead (roost certs renew --cert <the successor's .pem>).")
+            successor = replace(
+                CertificateDefinition.of(info, current.name, current.clearance, dict(current.permissions),
+                                         two_factor_key=current.two_factor_key, source="generated"),
+                renewal_of=own.thumbprint, renewed_at=now)
+            if earlier:
+                replaced: list[str] = [d.thumbprint for d in earlier]
+                await self._deleted.remember(replaced)
+                await self.registry.delete(replaced)
+                await self._on_deleted(replaced)
             await self.registry.put([successor])
-        self._audit(Event.CERTIFICATE_GENERATED, caller, [successor], RenewalOf=own.thumbprint)
+        self._audit(Event.CERTIFICATE_GENERATED, caller, [successor], RenewalOf=own.thumbprint,
+                    ReplacedUnusedSuccessors=[d.thumbprint for d in earlier])
         return successor
+
+    async def retire_renewed(self, caller: Identity, unused_days: int) -> list[CertificateDefinition]:
+        """Delete each renewed certificate that has not been used for ``unused_days`` since its successor was
+        issued (its successor active and registered): both work during the overlap, then the old one goes. 0 keeps
+        renewed certificates until they expire."""
+        if unused_days <= 0:
+            return []
+        now = clock.now()
+        limit = dt.timedelta(days=unused_days)
+        async with self._lock:
+            successors = {d.renewal_of: d for d in self.registry.all() if d.renewal_of and d.renewed_at
+                          and not d.disabled}
+            retired = []
+            for thumbprint, successor in successors.items():
+                old = self.registry.get(thumbprint)
+                if old is None or old.collection_primary or old.collection_secondaries:
+                    continue
+                assert successor.renewed_at is not None
+                last_used = self.registry.last_used(thumbprint)
+                quiet_since = max(successor.renewed_at, last_used) if last_used else successor.renewed_at
+                if now - quiet_since >= limit:
+                    retired.append(old)
+            if retired:
+                thumbprints: list[str] = [d.thumbprint for d in retired]
+                await self._deleted.remember(thumbprints)
+                await self.registry.delete(thumbprints)
+                await self._on_deleted(thumbprints)
+        for old in retired:
+            self._audit(Event.CERTIFICATE_RETIRED, caller, [old], Successor=successors[old.thumbprint].thumbprint,
+                        UnusedDays=unused_days)
+        return retired
 
     async def create_initial_client(self, certs_dir: Path, clearance: Clearance,
                                     url: str) -> datadir.InitialClient | None:

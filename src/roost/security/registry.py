@@ -51,6 +51,10 @@ class CertificateDefinition:
     disabled: bool = False
     two_factor_key: str | None = None
     source: str = "uploaded"  # generated | uploaded | implicit | server
+    # A successor made by POST /certificates/renew: the certificate it renewed, and when (the predecessor is
+    # retired once unused for Settings.renewed_certificate_retire_days; a predecessor has one successor in use).
+    renewal_of: str = ""
+    renewed_at: dt.datetime | None = None
     # Derived once: database names folded for RavenDB's case-insensitive permission lookup.
     _access: dict[str, Access] = field(default_factory=dict, repr=False, compare=False)
 
@@ -104,6 +108,8 @@ class CertificateDefinition:
             "Subject": self.subject,
             "TwoFactorAuthenticationKey": self.two_factor_key,
             "Source": self.source,
+            **({"RenewalOf": self.renewal_of, "RenewedAt": clock.wire_date(self.renewed_at)}
+               if self.renewal_of and self.renewed_at else {}),
         }
 
     @classmethod
@@ -123,6 +129,8 @@ class CertificateDefinition:
             disabled=bool(data.get("Disabled")),
             two_factor_key=data.get("TwoFactorAuthenticationKey") or None,
             source=data.get("Source") or "uploaded",
+            renewal_of=data.get("RenewalOf") or "",
+            renewed_at=clock.parse_wire_date(data["RenewedAt"]) if data.get("RenewedAt") else None,
         )
 
     def to_wire(self, *, metadata_only: bool = False, last_used: dt.datetime | None = None) -> JsonObject:
