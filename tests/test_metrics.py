@@ -3,6 +3,9 @@ parser; a User is refused."""
 
 from __future__ import annotations
 
+import time
+
+import pyotp
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import RunningServer
@@ -48,3 +51,32 @@ def test_a_user_is_refused_the_metrics(server: RunningServer) -> None:
     response = server.session(user.pem_path).get(f"{server.url}/metrics")
     assert response.status_code == 403
     assert "roost_" not in response.text
+
+
+def test_two_factor_refusals_are_counted_by_outcome(server: RunningServer) -> None:
+    def counts() -> dict[str, float]:
+        return {labels["outcome"]: value for labels, value in _scrape(server)["roost_two_factor_refusals"]
+                if "outcome" in labels}
+
+    secret = server.admin().get(f"{server.url}/admin/certificates/2fa/generate").json()["Secret"]
+    cert = server.generate("metrics-2fa", TwoFactorAuthenticationKey=secret)
+    client = server.session(cert.pem_path)
+    totp = pyotp.TOTP(secret)
+    wrong = next(c for c in ("000000", "111111", "222222")
+                 if c not in {totp.at(time.time() + o) for o in (-30, 0, 30, 60)})
+
+    def login(token: str) -> int:
+        return client.post(f"{server.url}/authentication/2fa", params={"hasLimits": "false"},
+                           json={"Token": token}).status_code
+
+    before = counts()
+    right = totp.now()
+    assert login(right) == 202
+    assert login(right) == 406  # replay
+    assert login(wrong) == 406
+    after = counts()
+    assert after["replay"] - before.get("replay", 0) == 1 and after["wrong"] - before.get("wrong", 0) == 1
+    for _ in range(4):
+        assert login(wrong) == 406
+    assert login(wrong) == 429
+    assert counts()["locked"] - before.get("locked", 0) == 1

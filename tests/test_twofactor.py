@@ -150,6 +150,7 @@ def test_a_code_is_accepted_once(server: RunningServer) -> None:
     replay = login(server, server.session(cert.pem_path), token)
     assert replay.status_code == 406
     assert "already used" in replay.json()["Error"]
+    assert "TriesLeft" not in replay.json()  # a replay is not a guess: it counts nothing
     assert whoami(server, client).status_code == 428
     # The next code (the app's next 30-second step) is accepted.
     assert login(server, client, code(secret, offset=30)).status_code == 202
@@ -180,8 +181,10 @@ def test_the_sixth_wrong_code_is_locked_out_even_when_right(server: RunningServe
     for attempt in range(5):
         response = login(server, client, wrong)
         assert response.status_code == 406, (attempt, response.text)
+        assert response.json()["TriesLeft"] == 4 - attempt  # what the Studio shows: "N tries left"
     locked = login(server, client, right)
     assert locked.status_code == 429
+    assert "TriesLeft" not in locked.json()
     seconds = int(locked.headers["Retry-After"])
     assert 240 < seconds <= 300
     assert f"locked for {seconds} more seconds" in locked.json()["Error"]

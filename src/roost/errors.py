@@ -129,6 +129,22 @@ class NotAcceptableError(RoostError):
     error_type = "InvalidAuth"
 
 
+class TwoFactorCodeError(NotAcceptableError):
+    """A 2FA code refused: ``outcome`` is "wrong" (counted towards the lockout; ``tries_left`` before it) or
+    "replay" (the right code, used already: not counted). Both are in the answer (TriesLeft) and in /metrics."""
+
+    def __init__(self, message: str, *, outcome: str, tries_left: int | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.tries_left = tries_left
+
+
+class TwoFactorLockedError(TooManyRequestsError):
+    """Too many wrong 2FA codes in a row: refused until ``Retry-After`` seconds have passed."""
+
+    outcome = "locked"
+
+
 class ForbiddenOperationError(RoostError):
     """A handler-level refusal (RavenDB throws InvalidOperationException for these clearance rules)."""
 

@@ -12,7 +12,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from roost.errors import AuthorizationError, RoostError
+from roost.errors import AuthorizationError, RoostError, TwoFactorCodeError, TwoFactorLockedError
 from roost.http.routing import LEVELS
 
 
@@ -22,6 +22,7 @@ class RequestMetrics:
     def __init__(self) -> None:
         self.requests: dict[tuple[object, int], int] = {}
         self.refusals: Counter[str] = Counter()
+        self.two_factor: Counter[str] = Counter()  # refused 2FA codes: wrong, replay, locked
 
     def observe(self, request: web.Request, status: int, error: RoostError | None) -> None:
         # Keyed by handler (a function hashes in C; the Level enum's hash and .value are Python-level and cost
@@ -29,8 +30,11 @@ class RequestMetrics:
         key = (request.match_info.handler, status)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
-        if error is not None and isinstance(error, AuthorizationError):
-            self.refusals[error.reason] += 1
+        if error is not None:
+            if isinstance(error, AuthorizationError):
+                self.refusals[error.reason] += 1
+            elif isinstance(error, TwoFactorCodeError | TwoFactorLockedError):
+                self.two_factor[error.outcome] += 1
 
     def by_level(self, app: web.Application) -> dict[tuple[str, int], int]:
         levels = app[LEVELS]

@@ -12,7 +12,7 @@ import re
 
 from aiohttp import web
 
-from roost.errors import AuthorizationError, RoostError
+from roost.errors import AuthorizationError, RoostError, TwoFactorCodeError
 from roost.http import headers as headers_policy
 
 # Characters a header value cannot carry (CR/LF would split it: response splitting) and that are shown as '?'.
@@ -59,10 +59,13 @@ def _render(request: web.Request, error: RoostError) -> web.Response:
     message = safe_text(error.message)
     if isinstance(error, AuthorizationError) and wants_html(request):
         return _html_page(error.http_status, message, error.reason, headers)
+    body: dict[str, str | int]
     if isinstance(error, AuthorizationError):
         body = {"Type": error.error_type, "Message": message, "Reason": error.reason}
     else:
         body = {"Url": safe_text(request.path), "Type": error.error_type, "Message": message, "Error": message}
+        if isinstance(error, TwoFactorCodeError) and error.tries_left is not None:
+            body["TriesLeft"] = error.tries_left  # wrong codes left before the lockout (the Studio shows it)
     for name, value in headers_policy.NO_STORE.items():
         headers.setdefault(name, value)
     return web.Response(

@@ -43,7 +43,7 @@ import pyotp
 import segno
 
 from roost import clock
-from roost.errors import BadRequestError, NotAcceptableError, TooManyRequestsError
+from roost.errors import BadRequestError, TwoFactorCodeError, TwoFactorLockedError
 from roost.security import authz
 from roost.security.identity import AuthStatus, Identity
 from roost.security.registry import CertificateDefinition, Registry
@@ -420,7 +420,7 @@ class TwoFactor:
             assert result.locked_until is not None
             seconds = max(1, int((result.locked_until - now).total_seconds() + 0.999))
             log.warning("2FA: refused %s: locked out for %d more seconds", label, seconds)
-            raise TooManyRequestsError(
+            raise TwoFactorLockedError(
                 f"Two factor authentication for {label} is locked for {seconds} more seconds after "
                 f"{MAX_FAILURES} wrong codes in a row. Wait, then enter a new code.",
                 headers={"Retry-After": str(seconds)},
@@ -432,13 +432,14 @@ class TwoFactor:
             else:
                 log.warning("2FA: wrong code for %s (%d of %d before a lockout)", label, result.failures,
                             MAX_FAILURES)
-            raise NotAcceptableError(f"Wrong token provided for {label}")
+            tries_left = 0 if result.locked_until is not None else max(0, MAX_FAILURES - result.failures)
+            raise TwoFactorCodeError(f"Wrong token provided for {label}", outcome="wrong", tries_left=tries_left)
         if result.kind == "replay":
             # Not counted as a failure: a replayed code is the right code, so it gives a guesser nothing.
             log.warning("2FA: refused %s: replay of an already used code", label)
-            raise NotAcceptableError(
+            raise TwoFactorCodeError(
                 f"The code provided for {label} was already used; each code is accepted once. Wait for "
-                "the next code from your authenticator app."
+                "the next code from your authenticator app.", outcome="replay"
             )
         log.info(
             "2FA: session opened for %s for %d minutes, %s",

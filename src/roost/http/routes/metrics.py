@@ -53,6 +53,12 @@ class _Collector(Collector):
         for reason, count in sorted(self._metrics.refusals.items()):
             refusals.add_metric([reason], count)
         yield refusals
+        two_factor = CounterMetricFamily("roost_two_factor_refusals", "2FA codes refused, by outcome: wrong (counted "
+                                         "towards a lockout), replay (a code used already), locked (during a "
+                                         "lockout).", labels=["outcome"])
+        for outcome in ("wrong", "replay", "locked"):
+            two_factor.add_metric([outcome], self._metrics.two_factor.get(outcome, 0))
+        yield two_factor
         requests = CounterMetricFamily("roost_http_requests", "Requests answered, by route level and status.",
                                        labels=["level", "status"])
         for (level, status), count in sorted(self._metrics.by_level(self._app).items()):
