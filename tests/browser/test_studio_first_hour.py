@@ -241,9 +241,10 @@ def test_the_two_factor_screen_speaks_to_people_and_a_lockout_counts_down(checke
     code.fill(wrong)
     verify.click()
     expect(alert).to_contain_text("That code was not accepted")
+    expect(alert).to_contain_text("4 tries left before sign-in is locked")  # the server's TriesLeft
     expect(verify).to_be_enabled()  # the twin: a wrong code alone does not lock
     for _ in range(6):
-        if "locked" in alert.inner_text():
+        if "Too many wrong codes" in alert.inner_text():
             break
         code.fill(wrong)
         verify.click()

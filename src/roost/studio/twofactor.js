@@ -149,9 +149,11 @@ function explain(err) {
     if (/already used/.test(err.message)) {
       return "That code was already used; each code is accepted once. Wait for the next code from your authenticator app.";
     }
-    // Roost does not say how many tries are left today; when a refusal carries TriesLeft, say it.
+    // A wrong code's refusal carries TriesLeft: the wrong codes left before the lockout.
     const left = err.body?.TriesLeft;
-    const tries = Number.isInteger(left) ? ` ${left} ${left === 1 ? "try" : "tries"} left before sign-in is locked for a while.` : "";
+    const tries = !Number.isInteger(left) ? ""
+      : left === 0 ? " That was the last try: sign-in for this certificate is now locked for a while."
+      : ` ${left} ${left === 1 ? "try" : "tries"} left before sign-in is locked for a while.`;
     return `That code was not accepted. Codes change every 30 seconds and each is accepted once: wait for the next one and check that your phone's clock is right.${tries}`;
   }
   if (err.status === 429) {
