@@ -4,6 +4,7 @@ two Roost servers trusting each other through exported server certificates."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -28,8 +29,12 @@ def test_well_known_admin_by_file_and_by_thumbprint(tmp_path: Path) -> None:
     by_file_path.write_bytes(by_file.pem)
     # A thumbprint alone, of a certificate whose issuer the server does not trust: TLS cannot accept it.
     unreachable = issue(outside, "wk-unreachable")
-    server = start_server(tmp_path / "data",
-                          f"--Security.WellKnownCertificates.Admin={by_file_path},{unreachable.thumbprint.lower()}")
+    # A file whose certificate has expired: configured, but it can never pass TLS.
+    expired = issue(outside, "wk-expired", days=-1, not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=10))
+    expired_path = tmp_path / "wk-expired.crt"
+    expired_path.write_bytes(expired.pem)
+    server = start_server(tmp_path / "data", "--Security.WellKnownCertificates.Admin="
+                          f"{by_file_path},{unreachable.thumbprint.lower()},{expired_path}")
     try:
         warnings = [line for line in server.output if line.startswith("Warning: Security.WellKnownCertificates")]
         assert len(warnings) == 1 and unreachable.thumbprint in warnings[0]
@@ -44,7 +49,14 @@ def test_well_known_admin_by_file_and_by_thumbprint(tmp_path: Path) -> None:
             _whoami(server, unreachable.write_pem(tmp_path / "wk-unreachable.pem"))
 
         listed = server.admin().get(f"{server.url}/admin/certificates").json()
-        assert listed["WellKnownAdminCerts"] == sorted([by_file.thumbprint, unreachable.thumbprint])
+        assert listed["WellKnownAdminCerts"] == sorted([by_file.thumbprint, unreachable.thumbprint,
+                                                        expired.thumbprint])
+        details = {d["Thumbprint"]: d for d in listed["WellKnownAdminCertDetails"]}
+        assert "CN=wk-file" in details[by_file.thumbprint]["Subject"] and details[by_file.thumbprint]["NotAfter"]
+        assert "Unusable" not in details[by_file.thumbprint] and "Unverified" not in details[by_file.thumbprint]
+        assert "Subject" not in details[unreachable.thumbprint]
+        assert "thumbprint only" in details[unreachable.thumbprint]["Unverified"]
+        assert details[expired.thumbprint]["Unusable"].startswith("it expired on ")
         deleted = server.admin().delete(f"{server.url}/admin/certificates", params={"thumbprint": by_file.thumbprint})
         assert deleted.status_code == 403
         assert deleted.json()["Message"] == (

@@ -30,7 +30,7 @@ from roost.security.implicit import DeletedThumbprints, ImplicitTrust
 from roost.security.registry import CertificateDefinition, Registry, parse_clearance
 from roost.security.requests import EditRequest, GenerateRequest, RenewRequest, SignRequest, UploadRequest
 from roost.security.server_certificate import ServerCertificates
-from roost.security.trust import TrustAnchors
+from roost.security.trust import TrustAnchors, well_known_details
 from roost.types import Clearance
 
 
@@ -426,6 +426,9 @@ class CertificateService:
         result: dict[str, Any] = {
             "LoadedServerCert": server_thumbprint,
             "WellKnownAdminCerts": sorted(self._identifier.well_known_admins),
+            # Roost's own: what it knows of each (subject, validity, why one cannot pass TLS) for the Studio.
+            "WellKnownAdminCertDetails": well_known_details(
+                self._identifier, self._trust.tls.anchors if self._trust else (), clock.now()),
         }
         if thumbprint:
             definition = registry.get(thumbprint.strip())

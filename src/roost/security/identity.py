@@ -97,6 +97,10 @@ class Identifier:
     def well_known_admins(self) -> set[str]:
         return set(self._well_known)
 
+    def seen_well_known(self, thumbprint: str) -> CertificateInfo | None:
+        """The certificate of a well-known admin that has connected since the start, if it has."""
+        return self._parsed.get(thumbprint)
+
     def identify(self, der: bytes | None, now: dt.datetime, thumbprint: Thumbprint | None = None) -> Identity:
         """``thumbprint`` may be passed when the caller already knows it (cached per TLS connection)."""
         if not der:

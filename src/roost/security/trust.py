@@ -10,13 +10,16 @@ registration: both are told to the ``Identifier`` here.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+from roost import clock
 from roost.errors import ConfigurationError, RoostError
 from roost.pki.authority import CertificateAuthority
 from roost.pki.datadir import ServerCertificate
-from roost.pki.inspect import CertificateInfo, load_certificates, thumbprint_of
+from roost.pki.inspect import CertificateInfo, describe_der, load_certificates, thumbprint_of
 from roost.security.identity import Identifier
 from roost.security.registry import CertificateDefinition, Registry
 from roost.settings import Settings
@@ -105,6 +108,36 @@ class TrustAnchors:
                 "thumbprint, or add its issuer's certificate file to Security.TrustedIssuers."
             )
         return warnings
+
+
+def _well_known_entry(thumbprint: str, info: CertificateInfo | None, now: dt.datetime) -> dict[str, Any]:
+    if info is None:
+        return {"Thumbprint": thumbprint,
+                "Unverified": "Known by its thumbprint only (it has not connected since the server started): it "
+                              "connects only if it was issued by Roost's CA or by an issuer in "
+                              "Security.TrustedIssuers. Configure the certificate file instead to be sure."}
+    entry: dict[str, Any] = {"Thumbprint": thumbprint, "Subject": info.subject,
+                             "NotBefore": clock.wire_date(info.not_before), "NotAfter": clock.wire_date(info.not_after)}
+    if info.not_after < now:
+        entry["Unusable"] = f"it expired on {info.not_after:%Y-%m-%d}."
+    elif info.not_before > now:
+        entry["Unusable"] = f"it is not valid before {info.not_before:%Y-%m-%d}."
+    elif not info.client_auth:
+        entry["Unusable"] = "its Extended Key Usage does not allow client authentication."
+    return entry
+
+
+def well_known_details(identifier: Identifier, anchors: Iterable[bytes], now: dt.datetime) -> list[dict[str, Any]]:
+    """What Roost knows of each well-known admin (WellKnownAdminCertDetails beside RavenDB's list of thumbprints):
+    subject and validity when it has the certificate (a configured file, or a connection since the start), and why
+    an entry can never pass TLS or cannot be verified."""
+    well_known = sorted(identifier.well_known_admins)
+    if not well_known:
+        return []
+    unseen = {t for t in well_known if identifier.seen_well_known(t) is None}
+    files: dict[str, bytes] = {thumbprint_of(der): der for der in anchors} if unseen else {}
+    return [_well_known_entry(t, identifier.seen_well_known(t) or (describe_der(files[t]) if t in files else None),
+                              now) for t in well_known]
 
 
 async def prepare(settings: Settings, storage: Storage, registry: Registry, identifier: Identifier,

@@ -64,7 +64,7 @@ export async function fetchPage(q, signal) {
 }
 
 function meta(body) {
-  return { loadedServerCert: body.LoadedServerCert ?? null, wellKnown: body.WellKnownAdminCerts ?? [] };
+  return { loadedServerCert: body.LoadedServerCert ?? null, wellKnown: body.WellKnownAdminCertDetails ?? body.WellKnownAdminCerts ?? [] };
 }
 
 /** The server's own entry is shown in its own panel, not in the client list. */

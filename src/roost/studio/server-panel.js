@@ -112,8 +112,9 @@ function rememberNotRenewable(thumbprint, message) {
 }
 
 /**
- * The well-known admin certificates: the API lists thumbprints (RavenDB's WellKnownAdminCerts); when an entry is an
- * object it may also carry Subject, NotAfter and a reason it can never pass TLS (Unusable), and those are shown.
+ * The well-known admin certificates: Roost's WellKnownAdminCertDetails (RavenDB's WellKnownAdminCerts lists only
+ * thumbprints): Subject and NotAfter when the server has the certificate, why one can never pass TLS (Unusable), or
+ * that it is known by thumbprint only and cannot be checked (Unverified).
  */
 export function wellKnownPanel(entries) {
   const items = entries.map((e) => (typeof e === "string" ? { Thumbprint: e } : e ?? {}));
@@ -141,6 +142,7 @@ export function wellKnownPanel(entries) {
               e.Subject ? h("span", { class: "subject" }, ` ${e.Subject}`) : null,
               e.NotAfter ? h("span", { class: "muted" }, ` expires ${formatDate(e.NotAfter)} `, expiryBadge(e.NotAfter)) : null,
               e.Unusable ? h("p", { class: "notice warning" }, `This entry can never pass TLS: ${e.Unusable}`) : null,
+              e.Unverified ? h("p", { class: "hint" }, e.Unverified) : null,
             ),
           ),
         ),
