@@ -60,6 +60,12 @@ def test_ravendb_aliases(tmp_path: Path) -> None:
     ({}, ["--Security.TrustedProxy.Header=X Bad"], "must be a header name"),
     ({}, ["--Security.TrustedProxy.Thumbprints=AB12"], "is not a thumbprint"),
     ({}, ["--ServerUrl=http://127.0.0.1:8080", "--Security.TrustedProxy.Socket=/tmp/p.sock"], "needs a secured server"),
+    ({}, ["--Notifications.Webhook.Url=http://hooks.example.com/x", f"--Notifications.Webhook.Secret={'s' * 16}"],
+     "must be an https:// URL"),
+    ({}, ["--Notifications.Webhook.Url=https://hooks.example.com/x", "--Notifications.Webhook.Secret=short"],
+     "at least 16 characters"),
+    ({}, ["--Notifications.Webhook.Url=https://hooks.example.com/x"], "at least 16 characters"),
+    ({}, [f"--Notifications.Webhook.Secret={'s' * 16}"], "Url is not"),
 ])
 def test_refusals(flags: dict[str, object], args: list[str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):

@@ -41,6 +41,7 @@ from roost.storage import open_storage
 from roost.storage.base import Storage
 from roost.tls import use_small_read_buffers
 from roost.types import Clearance
+from roost.webhooks import Webhooks, schedule_expiry_notices
 
 log = logging.getLogger("roost")
 
@@ -52,7 +53,8 @@ class Server:
     """Builds the services from the settings, listens, and stops them again. The HTTP app sees ``services`` only."""
 
     def __init__(self, services: Services, *, warnings: list[str], initial_client: datadir.InitialClient | None,
-                 pool: KeyPool, temp_dir: Path | None, following: Following | None = None) -> None:
+                 pool: KeyPool, temp_dir: Path | None, following: Following | None = None,
+                 webhooks: Webhooks | None = None) -> None:
         self.services = services
         self._following = following
         self._schedule_follower: asyncio.Task[None] | None = None
@@ -62,6 +64,8 @@ class Server:
         self._temp_dir = temp_dir
         self._runner: web.AppRunner | None = None
         self._renewal: asyncio.Task[None] | None = None
+        self._webhooks = webhooks
+        self._expiry_notices: asyncio.Task[None] | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Server:
@@ -122,6 +126,10 @@ class Server:
         following = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
                                          follower)
         backups = BackupService(storage, documents, audit, settings.data_dir)
+        webhooks = None
+        if settings.webhook_url and settings.webhook_secret:
+            webhooks = Webhooks(settings.webhook_url, settings.webhook_secret)
+            audit.on_entry.append(webhooks.on_audit_entry)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()
         services = Services(
@@ -130,7 +138,7 @@ class Server:
             server_certificates=server_certificates, two_factor=two_factor, allowed_addresses=allowed_addresses,
             backups=backups, backup_schedules=schedules, trust_anchors=anchors, address=address)
         return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir,
-                   following=following)
+                   following=following, webhooks=webhooks)
 
     async def start(self, listen_fd: int | None = None, *, proxy_fd: int | None = None, schedules: bool = True) -> str:
         """Listen (on ``listen_fd``, a worker's inherited socket, when given; and on the trusted proxy's Unix socket,
@@ -176,6 +184,12 @@ class Server:
             self.initial_client = await services.certificates.create_initial_client(
                 settings.certificates_dir, settings.initial_client_clearance, services.address.url)
         services.registry.start_flusher()
+        if self._webhooks is not None:
+            self._webhooks.start()
+            if schedules:  # one process of several workers announces expiries
+                notice_days = settings.certificate_expiry_notice_days
+                self._expiry_notices = schedule_expiry_notices(
+                    self._webhooks, lambda: services.certificates.notifications(RENEWAL_SCHEDULE, notice_days))
         if schedules:
             self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
             services.backup_schedules.start()
@@ -202,9 +216,11 @@ class Server:
             await asyncio.sleep(RENEWAL_CHECK_SECONDS)
 
     async def stop(self) -> None:
-        for task in (self._renewal, self._schedule_follower):
+        for task in (self._renewal, self._schedule_follower, self._expiry_notices):
             if task is not None:
                 task.cancel()
+        if self._webhooks is not None:
+            await self._webhooks.stop()
         await self.services.backup_schedules.stop()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -64,6 +64,9 @@ class Settings:
     # A client certificate renewed through POST /certificates/renew is retired (deleted) once it has not been used
     # for this many days since its successor was issued; 0 keeps it until it expires.
     renewed_certificate_retire_days: int = 7
+    # Webhooks (roost.webhooks): certificate events and expiry notices POSTed here, signed with the secret.
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     # Server.EventLoop: asyncio (the standard library's) or uvloop (libuv; faster TLS transport, see
     # docs/performance.md). Both keep every TLS and allowlist guarantee (roost.security.allowlist, AcceptGate).
@@ -118,6 +121,8 @@ _ALIASES: dict[str, str] = {
     "httpmaxbodysize": "max_body_bytes",
     "logslevel": "log_level",
     "servereventloop": "event_loop",
+    "notificationswebhookurl": "webhook_url",
+    "notificationswebhooksecret": "webhook_secret",
     "securitytrustedproxysocket": "trusted_proxy_socket",
     "securitytrustedproxysocketmode": "trusted_proxy_socket_mode",
     "securitytrustedproxyheader": "trusted_proxy_header",
@@ -408,6 +413,7 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
             raise ConfigurationError(f"Server.EventLoop ({v[1]}) must be asyncio or uvloop, not '{v[0]}'.")
         kwargs["event_loop"] = str(v[0]).lower()
     _trusted_proxy(get, kwargs)
+    _webhook(get, kwargs)
     settings = Settings(**kwargs)
     if settings.trusted_proxy_socket is not None or settings.trusted_proxy_thumbprints:
         if not settings.secured:
@@ -458,3 +464,24 @@ def _trusted_proxy(get: Any, kwargs: dict[str, Any]) -> None:
                 raise ConfigurationError(f"Security.TrustedProxy.Thumbprints ({v[1]}): '{thumbprint}' is not a "
                                          "thumbprint (40 hexadecimal digits).")
         kwargs["trusted_proxy_thumbprints"] = tuple(t.upper() for t in thumbprints)
+
+
+def _webhook(get: Any, kwargs: dict[str, Any]) -> None:
+    url_value, secret_value = get("webhook_url"), get("webhook_secret")
+    if url_value is None or not str(url_value[0]).strip():
+        if secret_value is not None and str(secret_value[0]):
+            raise ConfigurationError(f"Notifications.Webhook.Secret ({secret_value[1]}) is set but "
+                                     "Notifications.Webhook.Url is not.")
+        return
+    url = str(url_value[0]).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or (
+            parts.scheme == "http" and not _is_loopback(parts.hostname)):
+        raise ConfigurationError(f"Notifications.Webhook.Url ({url_value[1]}) must be an https:// URL (http:// only on "
+                                 "a loopback address): the deliveries name certificates.")
+    secret = str(secret_value[0]) if secret_value is not None else ""
+    if len(secret) < 16:
+        raise ConfigurationError("Notifications.Webhook.Secret must be set, at least 16 characters: receivers check "
+                                 "each delivery's HMAC signature with it.")
+    kwargs["webhook_url"] = url
+    kwargs["webhook_secret"] = secret

@@ -101,6 +101,7 @@ class AuditLog:
         # auth.refused rate limit: key -> (window start, suppressed count)
         self._refusals: dict[str, tuple[float, int]] = {}
         self.on_append: list[Any] = []  # callables (seq, hash): the server keeps the head in storage
+        self.on_entry: list[Any] = []  # callables (entry), after it is on disk: the webhooks (roost.webhooks)
 
     @property
     def head(self) -> tuple[int, str]:
@@ -136,6 +137,8 @@ class AuditLog:
             head = (self._seq, self._prev)
         for hook in self.on_append:
             hook(*head)
+        for listener in self.on_entry:
+            listener(entry)
         return entry
 
     def record_refusal(self, key: str, actor: Identity, reason: str, address: str | None) -> None:
