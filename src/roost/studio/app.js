@@ -21,6 +21,7 @@ const ROUTES = {
 const main = document.getElementById("main");
 const identity = document.getElementById("identity");
 const warning = document.getElementById("expiry-warning");
+const alerts = document.getElementById("alerts");
 const nav = document.getElementById("nav");
 let teardown = () => {};
 let clearing = false;
@@ -42,6 +43,32 @@ async function boot() {
   renderIdentity(session.me);
   renderNav();
   route();
+  renderAlerts();
+}
+
+/**
+ * Operators see what will expire (GET /admin/notifications: the server certificate and registered certificates
+ * expiring within the server's notice period); the caller's own certificate has its own banner above.
+ */
+async function renderAlerts() {
+  alerts.hidden = true;
+  if (!session.isOperator()) return;
+  let result;
+  try {
+    result = await request("GET", "/admin/notifications");
+  } catch {
+    return; // the page itself reports refusals; an alert list that cannot load is left out
+  }
+  const items = (result?.Notifications ?? []).filter((n) => !n.Own);
+  if (items.length === 0) return;
+  const shown = items.slice(0, 5);
+  replace(
+    alerts,
+    h("h2", {}, `${items.length} ${items.length === 1 ? "certificate expires" : "certificates expire"} within ${result.WithinDays} days or ${items.length === 1 ? "has" : "have"} expired`),
+    h("ul", {}, shown.map((n) => h("li", { class: n.Type.endsWith("Expired") ? "expired" : "expiring" }, n.Message))),
+    items.length > shown.length ? h("p", { class: "muted" }, `and ${items.length - shown.length} more: sort the list by expiration.`) : null,
+  );
+  alerts.hidden = false;
 }
 
 /** The menu offers only what the identity may use: Certificates needs Operator clearance. */

@@ -1,6 +1,7 @@
 // "Generate client certificate": figure 3 of the seed. Roost makes the key pair, registers the
 // certificate and answers with <Name>.zip (.pfx, .crt, .key), which the browser downloads. Roost keeps
-// no private key, so the package is the only copy.
+// no private key, so the package is the only copy. With "I have a certificate request" the key never exists
+// on the server: the .csr goes to POST /admin/certificates/csr and the signed <Name>.crt comes back.
 
 import { request, saveBlob } from "./api.js";
 import { field, h, replace, select } from "./dom.js";
@@ -38,12 +39,35 @@ export async function openGenerateDialog({ onDone }) {
   const twoFactorPanel = h("div", { class: "two-factor-panel", hidden: true });
   const keyType = select(KEY_TYPES, "EC-P256", { name: "key-type" });
   const enrolment = twoFactorEnrolment(twoFactor, twoFactorPanel, settings.nameInput, handle.error);
+  const hasRequest = h("input", { type: "checkbox", name: "has-request", id: "generate-has-csr" });
+  const requestFile = h("input", { type: "file", name: "csr", accept: ".csr,.pem,.req" });
+  const requestPanel = h(
+    "div",
+    { class: "csr-panel", hidden: true },
+    field("Certificate request (.csr)", requestFile,
+      "Made where the key lives, e.g. roost certs request, or: openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=name"),
+  );
+  const passphraseField = field("Passphrase (optional)", passphrase, "Protects the .pfx and .key in the package. Roost does not keep it.");
+  const advanced = h("details", { class: "advanced" }, h("summary", {}, "Advanced"), field("Key type", keyType));
+  hasRequest.addEventListener("change", () => {
+    requestPanel.hidden = !hasRequest.checked;
+    passphraseField.hidden = hasRequest.checked; // no key here: nothing to protect
+    advanced.hidden = hasRequest.checked; // the request's key decides the key type
+    generate.textContent = hasRequest.checked ? "Sign request" : "Generate";
+  });
 
   const form = h(
     "form",
     { id: "generate-form", class: "form", novalidate: true },
     settings.elements.slice(0, 2),
-    field("Passphrase (optional)", passphrase, "Protects the .pfx and .key in the package. Roost does not keep it."),
+    h(
+      "div",
+      { class: "field checkbox" },
+      hasRequest,
+      h("label", { for: "generate-has-csr" }, "I have a certificate request (the private key stays with me)"),
+    ),
+    requestPanel,
+    passphraseField,
     field(
       "Expiration period (months)",
       months,
@@ -57,7 +81,7 @@ export async function openGenerateDialog({ onDone }) {
       h("label", { for: (twoFactor.id = "generate-2fa") }, "Require two-factor authentication"),
     ),
     twoFactorPanel,
-    h("details", { class: "advanced" }, h("summary", {}, "Advanced"), field("Key type", keyType)),
+    advanced,
   );
   replace(handle.body, form);
   clearErrorOnInput(form, handle.error);
@@ -70,14 +94,33 @@ export async function openGenerateDialog({ onDone }) {
       handle.error.show(problem);
       return;
     }
+    if (hasRequest.checked && !requestFile.files[0]) {
+      handle.error.show("Choose the certificate request (.csr) file, or untick “I have a certificate request”.");
+      return;
+    }
     const body = {
       ...settings.value(),
       ExpirationMonths: Number(months.value),
-      KeyType: keyType.value,
     };
-    if (passphrase.value) body.Password = passphrase.value;
     const secret = enrolment.secret();
     if (secret) body.TwoFactorAuthenticationKey = secret;
+    if (hasRequest.checked) {
+      body.CertificateRequest = await requestFile.files[0].text();
+      const signed = await runAction(
+        generate,
+        handle.error,
+        () => request("POST", "/admin/certificates/csr", { body, expect: "blob" }),
+        "Signing…",
+      );
+      if (!signed) return;
+      const filename = `${body.Name}.crt`;
+      saveBlob(signed.blob, filename);
+      onDone?.();
+      showDone(handle, filename, body.Name, secret, { signed: true });
+      return;
+    }
+    body.KeyType = keyType.value;
+    if (passphrase.value) body.Password = passphrase.value;
     const result = await runAction(
       generate,
       handle.error,
@@ -180,7 +223,7 @@ export function showSecret(panel, secret, name) {
   );
 }
 
-function showDone(handle, filename, name, secret) {
+function showDone(handle, filename, name, secret, { signed = false } = {}) {
   const close = h("button", { type: "button", class: "primary" }, "Close");
   close.addEventListener("click", handle.close);
   const panel = h("div", { class: "two-factor-panel" });
@@ -190,16 +233,70 @@ function showDone(handle, filename, name, secret) {
     h(
       "div",
       { class: "done" },
-      h("p", { class: "notice success", role: "status" }, `Certificate “${name}” was generated and ${filename} downloaded.`),
+      h("p", { class: "notice success", role: "status" },
+        signed ? `The request for “${name}” was signed and ${filename} downloaded.` : `Certificate “${name}” was generated and ${filename} downloaded.`),
       h(
         "p",
         {},
-        "The package holds the certificate with its private key (.pfx) and the same as PEM (.crt and .key). " +
-          "Roost keeps no private key: store the package safely, it is the only copy.",
+        signed
+          ? "The private key never left your machine: put the downloaded certificate beside the key you made the request with."
+          : "The package holds the certificate with its private key (.pfx) and the same as PEM (.crt and .key). " +
+            "Roost keeps no private key: store the package safely, it is the only copy.",
       ),
       secret ? panel : null,
+      connectionSnippets(name, { signed }),
     ),
   );
   replace(handle.footer, close);
   close.focus();
+}
+
+/**
+ * Ready-to-paste code that connects to this server with the new certificate: Python, Node.js, .NET and curl, with
+ * this server's URL and its CA (GET /certificates/ca, "Download the server's CA").
+ */
+export function connectionSnippets(name, { signed = false } = {}) {
+  const url = window.location.origin;
+  const crt = `${name}.crt`;
+  const key = signed ? "client.key" : `${name}.key`;
+  const pem = `${name}.pem`;
+  const snippets = [
+    ["curl", `curl --cert ${crt} --key ${key} --cacert roost-ca.crt ${url}/certificates/whoami`],
+    ["Python (ravendb)", [
+      `# cat ${crt} ${key} > ${pem}`,
+      "from ravendb import DocumentStore",
+      `store = DocumentStore(urls=["${url}"], database="YourDatabase")`,
+      `store.certificate_pem_path = "${pem}"`,
+      `store.trust_store_path = "roost-ca.crt"`,
+      "store.initialize()",
+    ].join("\n")],
+    ["Node.js (ravendb)", [
+      'const fs = require("fs");',
+      'const { DocumentStore } = require("ravendb");',
+      `const store = new DocumentStore("${url}", "YourDatabase", {`,
+      `  type: "pem", certificate: fs.readFileSync("${crt}", "utf8") + fs.readFileSync("${key}", "utf8"),`,
+      '  ca: fs.readFileSync("roost-ca.crt"),',
+      "});",
+      "store.initialize();",
+    ].join("\n")],
+    [".NET (RavenDB.Client)", [
+      "var store = new DocumentStore {",
+      `    Urls = new[] { "${url}" }, Database = "YourDatabase",`,
+      signed ? `    Certificate = X509Certificate2.CreateFromPemFile("${crt}", "${key}")` : `    Certificate = new X509Certificate2("${name}.pfx", "<passphrase>")`,
+      "}.Initialize();",
+      "// Trust roost-ca.crt in the machine's store, or check it in RequestExecutor.RemoteCertificateValidationCallback.",
+    ].join("\n")],
+  ];
+  return h(
+    "section",
+    { class: "snippets", "aria-label": "Connect with this certificate" },
+    h("h3", {}, "Connect with this certificate"),
+    h("p", { class: "hint" }, "The server's CA: ",
+      h("a", { href: "/certificates/ca", download: "roost-ca.crt" }, "download roost-ca.crt"),
+      ". Replace YourDatabase with a database the certificate may use."),
+    snippets.map(([label, code]) =>
+      h("div", { class: "snippet" },
+        h("div", { class: "snippet-head" }, h("span", { class: "label" }, label), copyButton(code, `Copy the ${label} snippet`, "Copy")),
+        h("pre", {}, h("code", {}, code)))),
+  );
 }
