@@ -128,8 +128,10 @@ def test_dialogs_close_with_escape_and_keep_focus_inside(checked: Studio) -> Non
 def test_every_control_has_a_visible_label(checked: Studio) -> None:
     _create_database(checked, "orders")
     page = checked.open()
+    # Every control that is shown (a panel hidden by a choice hides its controls too) has a visible label.
     unlabelled = "(root) => [...root.querySelectorAll('input, select, textarea')]" \
-        ".filter((el) => el.type !== 'hidden' && ![...el.labels].some((l) => l.offsetParent !== null))" \
+        ".filter((el) => el.type !== 'hidden' && el.offsetParent !== null" \
+        " && ![...el.labels].some((l) => l.offsetParent !== null))" \
         ".map((el) => el.outerHTML)"
     assert page.locator("main").evaluate(unlabelled) == []
     for opener in ("Generate client certificate", "Upload client certificate"):
@@ -139,6 +141,10 @@ def test_every_control_has_a_visible_label(checked: Studio) -> None:
         if opener.startswith("Generate"):
             dialog.locator("details.advanced summary").click()
         assert dialog.evaluate(unlabelled) == [], opener
+        if opener.startswith("Generate"):  # the other choice shows other controls
+            dialog.get_by_label("I have a certificate request").check()
+            expect(dialog.get_by_label("Certificate request (.csr)")).to_be_visible()
+            assert dialog.evaluate(unlabelled) == [], "Generate from a certificate request"
         page.keyboard.press("Escape")
 
 

@@ -61,6 +61,8 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
                                      "body": _obj(DatabaseNames=_STRINGS, HardDelete={"type": "boolean"})},
     ("GET", "/databases"): {"query": {"start": _INT_TEXT, "pageSize": _INT_TEXT, "namesOnly": _BOOL_TEXT}},
     ("GET", "/admin/databases"): {"query": {"name": _STRING}, "required": ["name"]},
+    ("GET", "/admin/databases/access"): {"query": {"name": _STRING}, "required": ["name"]},
+    ("GET", "/admin/certificates/history"): {"query": {"thumbprint": _STRING}, "required": ["thumbprint"]},
     ("GET", "/databases/{db}/docs"): {"query": {"id": _STRING, "include": _STRING, "start": _INT_TEXT,
                                                 "pageSize": _INT_TEXT}, "repeat": {"id", "include"}},
     ("GET", "/databases/{db}/counters"): {"query": {"docId": _STRING, "counter": _STRING, "full": _BOOL_TEXT},

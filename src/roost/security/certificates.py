@@ -395,6 +395,35 @@ class CertificateService:
         found.sort(key=lambda n: (n["NotAfter"], n["Thumbprint"]))
         return {"WithinDays": within_days, "Notifications": found}
 
+    # Who reaches a database --------------------------------------------------------------------------------
+
+    def database_access(self, database: str) -> list[dict[str, Any]]:
+        """Every certificate that reaches ``database`` and how (issue 17's reverse view): Operators, Cluster Admins
+        and nodes by clearance (Admin on every database), Users by a permission naming it, well-known admins by
+        configuration. Disabled and expired ones are listed and marked; they reach nothing until that changes."""
+        now = clock.now()
+        found: list[dict[str, Any]] = []
+        for d in self.registry.all():
+            if self.registry.primary_of(d) is not d:
+                continue  # a collection's members act as its primary
+            if d.clearance is Clearance.VALID_USER:
+                access = d.access_to(database)
+                if access is None:
+                    continue
+                level, via = access.value, "Permission"
+            else:
+                level, via = "Admin", "Clearance"
+            found.append({"Name": d.name, "Thumbprint": d.thumbprint, "SecurityClearance": d.clearance.value,
+                          "Access": level, "Via": via, "Disabled": d.disabled, "Expired": d.not_after < now,
+                          "NotAfter": clock.wire_date(d.not_after)})
+        for thumbprint in sorted(self._identifier.well_known_admins):
+            found.append({"Name": "Well Known Admin Certificate", "Thumbprint": thumbprint,
+                          "SecurityClearance": Clearance.CLUSTER_ADMIN.value, "Access": "Admin",
+                          "Via": "Configuration", "Disabled": False, "Expired": False, "NotAfter": None})
+        rank = {"Admin": 0, "ReadWrite": 1, "Read": 2}
+        found.sort(key=lambda e: (rank.get(e["Access"], 3), e["Via"] != "Permission", e["Name"].casefold()))
+        return found
+
     # Implicit trust (security/implicit.py) -------------------------------------------------------------------
 
     async def implicit_trust(self, der: bytes, identity: Identity) -> Identity:

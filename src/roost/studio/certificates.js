@@ -10,6 +10,7 @@ import { fetchPage, invalidate, pageSpan } from "./certificate-query.js";
 import { openGenerateDialog } from "./generate-dialog.js";
 import { openUploadDialog } from "./upload-dialog.js";
 import { openDeleteDialog, openEditDialog } from "./edit-dialog.js";
+import { openDetailsDialog } from "./details-dialog.js";
 import { permissionsList } from "./permissions.js";
 import { serverPanel, wellKnownPanel } from "./server-panel.js";
 import { deleteRefusal, editRefusal as editRefusalOf, OPERATOR_ONLY, session } from "./session.js";
@@ -237,6 +238,9 @@ export function renderCertificates(main) {
       disabled: Boolean(removeRefusal), title: removeRefusal, "aria-describedby": removeRefusal ? reasonId : null,
     }, "Delete");
     edit.addEventListener("click", () => openEditDialog(cert, { onDone: changed }));
+    const details = h("button", { type: "button", class: "link small details", "aria-label": `Details of ${cert.Name}` },
+      "Details");
+    details.addEventListener("click", () => openDetailsDialog(cert));
     del.addEventListener("click", () => openDeleteDialog(cert, { onDone: changed }));
     const why = reasons.length ? h("p", { class: "reason", id: reasonId }, reasons.join(" ")) : null;
     return h(
@@ -257,6 +261,7 @@ export function renderCertificates(main) {
               h("ul", { class: "thumbprints" }, members.map((t) => h("li", {}, h("code", {}, t)))),
             )
           : null,
+        details,
       ),
       h("td", { class: "thumb col-thumb" }, thumbprintCell(cert.Thumbprint, { short: true })),
       h("td", {}, clearanceBadge(cert.SecurityClearance)),

@@ -6,6 +6,7 @@ import { errorBox, field, h, replace } from "./dom.js";
 import { confirmDialog, runAction } from "./dialog.js";
 import { OPERATOR_ONLY, session } from "./session.js";
 import { accessLabel } from "./format.js";
+import { databaseAccess } from "./details-dialog.js";
 
 /** The caller's access to `db` from whoami's Permissions (database names compare without case, as in Roost). */
 function accessOf(db) {
@@ -121,7 +122,20 @@ export function renderDatabases(main) {
         },
       }),
     );
-    return h("li", { class: "db-row" }, h("span", { class: "db-name" }, db), del);
+    // Who has access: every certificate that reaches this database, with its access and why.
+    const who = h("ul", { class: "access-list" });
+    const access = h("details", { class: "db-access" }, h("summary", { "aria-label": `Who has access to ${db}` }, "Who has access"), who);
+    access.addEventListener("toggle", async () => {
+      if (!access.open) return;
+      replace(who, h("li", { class: "muted" }, "Loading…"));
+      try {
+        const items = await databaseAccess(db);
+        replace(who, items.length ? items : h("li", { class: "muted" }, "No certificate reaches it."));
+      } catch (err) {
+        replace(who, h("li", { class: "error" }, `Could not be loaded: ${err.message}`));
+      }
+    });
+    return h("li", { class: "db-row" }, h("span", { class: "db-name" }, db), access, del);
   }
 
   load();

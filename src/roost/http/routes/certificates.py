@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 from aiohttp import web
 
+from roost.errors import BadRequestError
 from roost.http.body import json_response, query_bool, query_int, read_json
 from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
+from roost.security import history
 from roost.types import Level
 
 routes = RouteTable()
@@ -49,6 +52,18 @@ async def list_certificates(request: web.Request) -> web.StreamResponse:
         sort=q.get("sort") or "name",
     )
     return json_response(result, headers=NO_STORE)
+
+
+@routes.get("/admin/certificates/history", level=Level.OPERATOR)
+async def certificate_history(request: web.Request) -> web.StreamResponse:
+    """The certificate's history from this node's audit log: creation, each change as a diff, renewal, deletion."""
+    thumbprint = request.query.get("thumbprint", "").strip()
+    if len(thumbprint) != 40 or any(c not in "0123456789abcdefABCDEF" for c in thumbprint):
+        raise BadRequestError("The query parameter 'thumbprint' must be a certificate thumbprint (40 hexadecimal "
+                              "digits).")
+    audit = request.app[SERVICES].audit
+    entries = await asyncio.to_thread(lambda: history.certificate_history(audit.entries(), thumbprint))
+    return json_response({"Thumbprint": thumbprint.upper(), "History": entries}, headers=NO_STORE)
 
 
 @routes.post("/admin/certificates", level=Level.OPERATOR)

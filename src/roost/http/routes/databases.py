@@ -10,6 +10,7 @@ from aiohttp import web
 from roost.documents.store import SERVER_TAG
 from roost.errors import BadRequestError, NotFoundError
 from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_json
+from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
 from roost.names import database_name
@@ -104,3 +105,16 @@ async def get_database_record(request: web.Request) -> web.StreamResponse:
         raise NotFoundError(f"Database '{name}' does not exist.")
     count = await request.app[SERVICES].documents.count(name)
     return json_response(_record(row.name, row.database_id, count))
+
+
+@routes.get("/admin/databases/access", level=Level.OPERATOR)
+async def database_access(request: web.Request) -> web.StreamResponse:
+    """Every certificate that reaches the database ``name``, with its access and why (clearance, permission or
+    configuration): the Studio's "Who has access"."""
+    services = request.app[SERVICES]
+    name = database_name(request.query.get("name"))
+    row = await services.documents.get_database(name)
+    if row is None:
+        raise NotFoundError(f"Database '{name}' does not exist.")
+    return json_response({"Database": row.name, "Certificates": services.certificates.database_access(row.name)},
+                         headers=NO_STORE)
