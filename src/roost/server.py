@@ -85,7 +85,8 @@ class Server:
         await documents.load()
         audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
         audit.on_append.append(_audit_head_keeper(storage, asyncio.get_running_loop()))
-        two_factor = TwoFactor(storage, registry, clock.now, default_minutes=settings.two_factor_default_minutes,
+        two_factor = TwoFactor(storage, registry, clock.now, audit=audit,
+                               default_minutes=settings.two_factor_default_minutes,
                                max_minutes=settings.two_factor_max_minutes)
         await two_factor.load()
         pool = KeyPool()
