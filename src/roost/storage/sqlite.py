@@ -725,16 +725,3 @@ class SqliteRestorer:
         self._db.execute("DELETE FROM attachment_chunks WHERE db >= ? AND db < ?", bounds)
         cursor = self._db.execute("DELETE FROM documents WHERE db >= ? AND db < ?", bounds)
         return int(cursor.rowcount)
-
-
-def read_setting_offline(path: Path, key: str) -> Any:
-    """One stored setting of a data directory's ``roost.db``, read-only, without a running server (the CLI's
-    ``roost audit verify`` reads the audit head this way). None when the file or the key is missing."""
-    if not path.exists():
-        return None
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-    except sqlite3.Error:
-        return None
-    return json.loads(row[0]) if row else None
