@@ -5,6 +5,7 @@ either backend. Tampering with one node's log fails that node's verify only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -82,18 +83,25 @@ def test_an_entry_naming_no_node_after_one_that_does_is_refused(tmp_path: Path) 
 # Three real nodes on PostgreSQL -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def three_tagged_nodes(tmp_path: Path, postgres_url: str) -> Iterator[tuple[list[RunningServer], str]]:
+@contextlib.contextmanager
+def tagged_nodes(tmp_path: Path, postgres_url: str, tags: str) -> Iterator[list[RunningServer]]:
+    """One ``roost serve`` per tag on one PostgreSQL database and one CA directory, each with its own data dir."""
     ca_dir = tmp_path / "cluster-ca"
     started: list[RunningServer] = []
     try:
-        for tag in "ABC":
+        for tag in tags:
             started.append(start_server(tmp_path / tag.lower(), f"--storage_url={postgres_url}",
                                         f"--Security.Ca.Path={ca_dir}", f"--NodeTag={tag}"))
-        yield started, postgres_url
+        yield started
     finally:
         for node in started:
             node.stop()
+
+
+@pytest.fixture
+def three_tagged_nodes(tmp_path: Path, postgres_url: str) -> Iterator[tuple[list[RunningServer], str]]:
+    with tagged_nodes(tmp_path, postgres_url, "ABC") as started:
+        yield started, postgres_url
 
 
 def _stored_heads(postgres_url: str) -> dict[str, list[object]]:

@@ -385,7 +385,7 @@ class Restorer(Protocol):
 
 @runtime_checkable
 class Snapshotting(Protocol):
-    """A storage that backups can read whole and restores can write (today: the embedded SQLite store)."""
+    """A storage that backups can read whole and restores can write (SQLite and PostgreSQL, one file format)."""
 
     def snapshot(self) -> Snapshot: ...
     def restorer(self) -> Restorer: ...

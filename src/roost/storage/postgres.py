@@ -23,10 +23,12 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import asyncpg
 
+if TYPE_CHECKING:
+    from roost.storage.postgres_backups import PostgresRestorer, PostgresSnapshot
 from roost.errors import ConfigurationError, ServiceUnavailableError
 from roost.storage.base import (
     HILO_COLLECTION,
@@ -40,6 +42,7 @@ from roost.storage.base import (
     InvalidCounterOperation,
     JsonObject,
     PutCommand,
+    Snapshotting,
     Storage,
     StoredDocument,
     TwoFactorChange,
@@ -94,12 +97,13 @@ CREATE TABLE IF NOT EXISTS documents (
     key TEXT NOT NULL,
     id TEXT NOT NULL,
     collection TEXT,
-    collection_key TEXT,  -- storage.base.collection_key(collection): see _migrate_collection_key
     body TEXT NOT NULL,
     metadata TEXT NOT NULL,
     change_vector TEXT NOT NULL,
     etag BIGINT NOT NULL,
     last_modified TEXT NOT NULL,
+    -- storage.base.collection_key(collection), last as a migrated table has it: see _migrate_collection_key
+    collection_key TEXT,
     PRIMARY KEY (db, key)
 );
 CREATE INDEX IF NOT EXISTS documents_by_etag ON documents (db, etag);
@@ -217,6 +221,18 @@ class PostgresStorage:
             await connection.execute(_SCHEMA)
             await _migrate_collection_key(connection)
         return cls(pool, url)
+
+    # Backups (roost.backups): blocking, each on a connection of its own (storage.postgres_backups) --------------
+
+    def snapshot(self) -> PostgresSnapshot:
+        from roost.storage.postgres_backups import PostgresSnapshot
+
+        return PostgresSnapshot(self._url)
+
+    def restorer(self) -> PostgresRestorer:
+        from roost.storage.postgres_backups import PostgresRestorer
+
+        return PostgresRestorer(self._url, CHANNEL, _DATABASE)
 
     async def close(self) -> None:
         for task in self._watchers:
@@ -762,4 +778,9 @@ def _redacted(url: str) -> str:
 
 def _conforms(storage: PostgresStorage) -> Storage:
     """Never called: makes mypy check that PostgresStorage implements the Storage protocol (it is imported by name)."""
+    return storage
+
+
+def _snapshots(storage: PostgresStorage) -> Snapshotting:
+    """Never called: makes mypy check that PostgresStorage implements the Snapshotting protocol."""
     return storage

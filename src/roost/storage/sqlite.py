@@ -69,12 +69,13 @@ CREATE TABLE IF NOT EXISTS documents (
     key TEXT NOT NULL,
     id TEXT NOT NULL,
     collection TEXT,
-    collection_key TEXT,  -- storage.base.collection_key(collection): see _migrate_collection_key
     body TEXT NOT NULL,
     metadata TEXT NOT NULL,
     change_vector TEXT NOT NULL,
     etag INTEGER NOT NULL,
     last_modified TEXT NOT NULL,
+    -- storage.base.collection_key(collection), last as a migrated table has it: see _migrate_collection_key
+    collection_key TEXT,
     PRIMARY KEY (db, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS documents_by_etag ON documents (db, etag);
