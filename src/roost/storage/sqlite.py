@@ -653,16 +653,11 @@ class SqliteRestorer:
         count = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (fold(name),)).fetchone()[0]
         return row is not None, int(count)
 
-    def insert_documents(self, stage: str, rows: list[DocumentRow]) -> None:
-        """Add rows under the staging key ``stage`` (RESTORE_STAGE_PREFIX + a token). A duplicate id raises
-        DuplicateDocumentError."""
-        assert stage.startswith(RESTORE_STAGE_PREFIX)
+    def _insert(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        """One batch of staged rows in its own transaction; a duplicate key raises DuplicateDocumentError."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany(
-                "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, "
-                "etag, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(stage, fold(r[0]), r[0], r[1], collection_key(r[1]), *r[2:]) for r in rows])
+            self._db.executemany(statement, rows)
         except sqlite3.IntegrityError as exc:
             self._db.execute("ROLLBACK")
             raise DuplicateDocumentError(str(exc)) from exc
@@ -671,19 +666,19 @@ class SqliteRestorer:
             raise
         self._db.execute("COMMIT")
 
+    def insert_documents(self, stage: str, rows: list[DocumentRow]) -> None:
+        """Add rows under the staging key ``stage`` (RESTORE_STAGE_PREFIX + a token). A duplicate id raises
+        DuplicateDocumentError."""
+        assert stage.startswith(RESTORE_STAGE_PREFIX)
+        self._insert(
+            "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, etag, "
+            "last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(stage, fold(r[0]), r[0], r[1], collection_key(r[1]), *r[2:]) for r in rows])
+
     def insert_attachment_chunks(self, stage: str, rows: list[AttachmentChunk]) -> None:
         assert stage.startswith(RESTORE_STAGE_PREFIX)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT INTO attachment_chunks (db, token, seq, data) VALUES (?, ?, ?, ?)",
-                                 [(stage, *r) for r in rows])
-        except sqlite3.IntegrityError as exc:
-            self._db.execute("ROLLBACK")
-            raise DuplicateDocumentError(str(exc)) from exc
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        self._insert("INSERT INTO attachment_chunks (db, token, seq, data) VALUES (?, ?, ?, ?)",
+                     [(stage, *r) for r in rows])
 
     def finish(self, name: str, stage: str, database_id: str, created: str, last_etag: int, record: JsonObject,
                hilo: list[tuple[str, int]]) -> int:
