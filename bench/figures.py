@@ -210,7 +210,7 @@ def _roost_figure(n: int) -> Callable[[Context], list[Row]]:
     run.__doc__ = {
         1: "Certificate issuance time by key type, against RSA-4096",
         2: "Event-loop stall: GET p99 while 8 RSA-4096 generations run, against idle",
-        4: "Cost of security per request: full identity + authorization path against the benchmark's own bare app",
+        4: "Cost of security per request: the security path against the same app without it (bench/bare_server.py)",
         6: "Registry scale: 100,000 registered certificates",
         7: "Documents: bulk_docs inserts per second and single-document load latency",
         11: "Idle TLS connections: memory per connection with 500 and 5,000 open, and the p99 of active clients",
