@@ -555,7 +555,8 @@ class PostgresStorage:
             if last_etag is None:
                 return None
             rows = await connection.fetch(
-                "SELECT min(collection) AS collection, count(*) AS n FROM documents WHERE db = $1 "
+                # min() in code point order (COLLATE "C"), as SQLite's BINARY: the same name shown on both backends
+                'SELECT min(collection COLLATE "C") AS collection, count(*) AS n FROM documents WHERE db = $1 '
                 "GROUP BY collection_key", db_key)
         return int(last_etag), {r["collection"]: int(r["n"]) for r in rows}
 
