@@ -48,12 +48,15 @@ def pg_rows(url: str, name: str) -> str:
 
 
 def pg_everything(url: str) -> str:
-    """A digest of every Roost table's rows (settings but the audit heads, which the refusals' audit moves)."""
+    """A digest of every Roost table's rows, but what the requests themselves move: the audit heads (the refusals
+    are audited) and the certificates' last-used times (flushed every few seconds)."""
     digest = hashlib.sha256()
     for table, order in (("databases", "key"), ("documents", "db, key"), ("hilo", "db, tag"),
-                         ("attachment_chunks", "db, token, seq"), ("certificates", "thumbprint")):
+                         ("attachment_chunks", "db, token, seq")):
         for row in _pg(url, f"SELECT * FROM {table} ORDER BY {order}"):
             digest.update(repr(row).encode())
+    for row in _pg(url, "SELECT thumbprint, (definition - 'LastUsedDate')::text FROM certificates ORDER BY 1"):
+        digest.update(repr(row).encode())
     for row in _pg(url, "SELECT key, value::text FROM settings WHERE key NOT LIKE 'audit.head%' ORDER BY key"):
         digest.update(repr(row).encode())
     return digest.hexdigest()
@@ -244,3 +247,73 @@ def test_a_schedule_runs_on_a_postgres_node(cluster: tuple[RunningServer, Runnin
     assert files
     checked = roost("backup", "verify", str(files[-1]), "-i", str(key))
     assert checked.returncode == 0 and "Shop: 5 documents" in checked.stdout, checked.stdout + checked.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_restore_killed_half_way_on_postgres_leaves_nothing_and_a_retry_works(
+    tmp_path: Path, postgres_url: str,
+) -> None:
+    import signal
+    import threading
+
+    import asyncpg
+
+    with tagged_nodes(tmp_path, postgres_url, "A") as (node,):
+        assert node.admin().put(f"{node.url}/admin/databases", params={"name": "Big"}).status_code == 201
+        count = 40_000  # 20 batches of the restore: long enough to be caught half-way
+
+        async def fill_directly() -> None:
+            connection = await asyncpg.connect(postgres_url)
+            try:
+                database_id = await connection.fetchval("SELECT database_id FROM databases WHERE key = 'big'")
+                await connection.copy_records_to_table("documents", columns=[
+                    "db", "key", "id", "collection", "collection_key", "body", "metadata", "change_vector", "etag",
+                    "last_modified"], records=[
+                    ("big", f"items/{i}", f"items/{i}", "Items", "items", json.dumps({"Index": i, "Pad": "x" * 200}),
+                     json.dumps({"@collection": "Items"}), f"A:{i + 1}-{database_id}", i + 1,
+                     "2026-01-01T00:00:00.0000000Z") for i in range(count)])
+                await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = 'big'", count)
+            finally:
+                await connection.close()
+
+        asyncio.run(fill_directly())
+        key, public = keypair(tmp_path)
+        blob_path = tmp_path / "big.roostbackup"
+        assert roost("backup", "create", "--data-dir", str(node.data_dir), "--db", "Big", "--out", str(blob_path),
+                     "-r", public).returncode == 0
+        before = pg_everything(postgres_url)
+
+        def upload() -> None:
+            roost("backup", "restore", str(blob_path), "--data-dir", str(node.data_dir), "--db", "Copy",
+                  "-i", str(key))  # the server dies under it: that is the point
+
+        thread = threading.Thread(target=upload, daemon=True)
+        thread.start()
+        killed = False
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and thread.is_alive():
+            # The restore's transaction has begun once its first rows are being written.
+            if _pg(postgres_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                 "'roost backup restore' AND xact_start IS NOT NULL") != [(0,)]:
+                time.sleep(0.3)
+                node.process.send_signal(signal.SIGKILL)  # kill -9 in the middle of writing documents
+                node.process.wait()
+                killed = True
+                break
+            time.sleep(0.005)
+        thread.join(timeout=60)
+        assert killed
+        # PostgreSQL rolled the whole restore back: not a row of it, and no database.
+        deadline = time.monotonic() + 10
+        while _pg(postgres_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "'roost backup restore'") != [(0,)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pg_everything(postgres_url) == before
+        assert _pg(postgres_url, "SELECT count(*) FROM databases WHERE key = 'copy'") == [(0,)]
+
+    with tagged_nodes(tmp_path, postgres_url, "A") as (again,):
+        assert not database_exists(again, "Copy")
+        retry = roost("backup", "restore", str(blob_path), "--data-dir", str(again.data_dir), "--db", "Copy",
+                      "-i", str(key))
+        assert retry.returncode == 0 and f"Restored {count} documents" in retry.stdout, retry.stdout + retry.stderr
+    assert pg_rows(postgres_url, "Big") == pg_rows(postgres_url, "Copy")
