@@ -189,3 +189,65 @@ def test_a_malformed_node_tag_is_refused_at_start(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "roost", "serve", "--data-dir", str(tmp_path / "x"), "--port", "0",
                            "--NodeTag=b c"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode != 0 and "NodeTag 'b c'" in (done.stdout + done.stderr)
+
+
+# The worker processes of one node share its log -------------------------------------------------------------------
+
+
+def _write_from_a_process(path: str, count: int, start: object) -> None:
+    start.wait()  # type: ignore[attr-defined]
+    log = audit.AuditLog(Path(path), "A")
+    for n in range(count):
+        log.record(audit.Event.DATABASE_CREATED, Database=f"p{n}")
+
+
+def test_worker_processes_appending_together_keep_one_chain(tmp_path: Path) -> None:
+    """roost serve --workers N: N processes, one audit.log, one chain (each append continues the last line)."""
+    import multiprocessing
+
+    path = tmp_path / "audit.log"
+    audit.AuditLog(path, "A").record(audit.Event.DATABASE_CREATED, Database="first")
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    writers = [context.Process(target=_write_from_a_process, args=(str(path), 40, start)) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    start.set()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    result = audit.verify(path, None, "A")
+    assert result.ok and result.entries == 121, result.message
+    assert [json.loads(line)["Seq"] for line in path.read_text().splitlines()] == list(range(1, 122))
+
+
+def test_lines_cut_off_while_the_server_runs_stay_a_gap(tmp_path: Path) -> None:
+    """The twin: a running log never carries on from a file that shrank (that would hide the cut)."""
+    path = tmp_path / "audit.log"
+    log = audit.AuditLog(path, "A")
+    for n in range(3):
+        log.record(audit.Event.DATABASE_CREATED, Database=f"db{n}")
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))  # entry 3 cut off
+    log.record(audit.Event.DATABASE_CREATED, Database="after")
+    result = audit.verify(path, log.head, "A")
+    assert not result.ok and "entry 3 is missing" in result.message, result.message
+
+
+@pytest.mark.slow
+def test_roost_serve_with_two_workers_keeps_one_verifiable_chain(tmp_path: Path) -> None:
+    from test_workers import _request, _spread, _worker_pids
+
+    server = start_server(tmp_path / "data", "--workers", "2")
+    try:
+        pids = _worker_pids(server)
+        held = _spread(server, server.admin_pem, pids)
+        for n, (connection, _) in enumerate(held * 3):  # both workers, interleaved
+            status, body = _request(connection, "PUT", f"/admin/databases?name=w{n}")
+            assert status == 201, body
+        written = len(held) * 3
+        for connection, _ in held:
+            connection.close()
+    finally:
+        server.stop()
+    done = roost("audit", "verify", "--data-dir", str(server.data_dir))
+    assert done.returncode == 0 and f"intact: {written} entries" in done.stdout, done.stdout + done.stderr

@@ -27,6 +27,7 @@ Events recorded by Roost: ``auth.refused`` (rate-limited per thumbprint or addre
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -121,6 +122,7 @@ class AuditLog:
         self.node = node  # every entry names it; the head is kept under head_key(node)
         self._lock = threading.Lock()  # backups run in worker threads and record from there
         self._seq, self._prev = _tail_state(path)
+        self._size = path.stat().st_size if path.exists() else 0  # the file's size after our last append
         # auth.refused rate limit: key -> (window start, suppressed count)
         self._refusals: dict[str, tuple[float, int]] = {}
         self.on_append: list[Any] = []  # callables (seq, hash): the server keeps the head in storage
@@ -132,34 +134,50 @@ class AuditLog:
     def record(self, event: Event, *, actor: Identity | None = None, **fields: Any) -> dict[str, Any]:
         _check_no_secret(fields)
         with self._lock:
-            entry: dict[str, Any] = {
-                "Seq": self._seq + 1,
-                "Time": clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "Event": event,
-                "Node": self.node,
-            }
-            if actor is not None:
-                entry["Actor"] = actor.display_name or actor.status.value
-                if actor.thumbprint:
-                    entry["ActorThumbprint"] = actor.thumbprint
-            entry.update(fields)
-            entry["Prev"] = self._prev
-            text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
-            try:
-                line = text.encode()
-            except UnicodeEncodeError:  # a lone surrogate echoed from a request: escaped, never a lost entry
-                line = json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str).encode()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line + b"\n")
-                os.fsync(fd)
+                # The worker processes of one node (roost serve --workers) share this file and this chain: one
+                # append at a time, each continuing the chain from whatever the last one wrote.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                entry = self._append(fd, event, actor, fields)
             finally:
-                os.close(fd)
-            self._seq += 1
-            self._prev = line_hash(line)
+                os.close(fd)  # releases the lock
             head = (self._seq, self._prev)
         for hook in self.on_append:
             hook(*head)
+        return entry
+
+    def _append(self, fd: int, event: Event, actor: Identity | None, fields: dict[str, Any]) -> dict[str, Any]:
+        size = os.fstat(fd).st_size
+        if size > self._size:
+            # Another process of this node appended since our last entry: continue from its last line. Never from
+            # a file that shrank or whose last Seq is not beyond ours: lines cut off while we run stay a gap that
+            # verify reports, instead of a shorter chain carried on.
+            seq, prev = _tail_state(self.path)
+            if seq > self._seq:
+                self._seq, self._prev = seq, prev
+        entry: dict[str, Any] = {
+            "Seq": self._seq + 1,
+            "Time": clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "Event": event,
+            "Node": self.node,
+        }
+        if actor is not None:
+            entry["Actor"] = actor.display_name or actor.status.value
+            if actor.thumbprint:
+                entry["ActorThumbprint"] = actor.thumbprint
+        entry.update(fields)
+        entry["Prev"] = self._prev
+        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        try:
+            line = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate echoed from a request: escaped, never a lost entry
+            line = json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str).encode()
+        os.write(fd, line + b"\n")
+        os.fsync(fd)
+        self._size = os.fstat(fd).st_size
+        self._seq += 1
+        self._prev = line_hash(line)
         return entry
 
     def record_refusal(self, key: str, actor: Identity, reason: str, address: str | None) -> None:
