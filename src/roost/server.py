@@ -262,7 +262,8 @@ class KeyPool:
 def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop, key: str) -> Callable[[int, str], None]:
     """The newest audit Seq and hash also live in storage (under this node's key), so that cutting the end off the
     log is noticed. Writes are serialized and each writes the newest head known when it runs, so a slower write
-    of an older head can never land last (appends come from the event loop and from backup threads)."""
+    of an older head can never land last (appends come from the event loop and from backup threads), and none
+    lowers a head that another worker process of this node has moved further."""
     newest = [(0, "")]
     guard = threading.Lock()
     writes = asyncio.Lock()
@@ -271,6 +272,9 @@ def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop, key: s
         async with writes:
             with guard:
                 seq, digest = newest[0]
+            stored = await storage.get_setting(key)
+            if isinstance(stored, list) and stored and isinstance(stored[0], int) and stored[0] >= seq:
+                return  # another worker process of this node (one chain, one head) already noted a later entry
             await storage.put_setting(key, [seq, digest])
 
     def keep(seq: int, digest: str) -> None:
