@@ -317,3 +317,31 @@ def test_a_restore_killed_half_way_on_postgres_leaves_nothing_and_a_retry_works(
                       "-i", str(key))
         assert retry.returncode == 0 and f"Restored {count} documents" in retry.stdout, retry.stdout + retry.stderr
     assert pg_rows(postgres_url, "Big") == pg_rows(postgres_url, "Copy")
+
+
+def test_two_nodes_restoring_into_one_new_name_at_once_give_one_database(
+    cluster: tuple[RunningServer, RunningServer, str], tmp_path: Path,
+) -> None:
+    """One restore wins, the other is refused (409: the target holds documents by then); never a 500, never twice."""
+    import threading
+
+    a, b, postgres_url = cluster
+    good, key = _good_backup(a, tmp_path, 200)
+    blob, identity = good.read_bytes(), key.read_text().strip()
+    answers: list[int] = []
+    start = threading.Barrier(2)
+
+    def restore(node: RunningServer) -> None:
+        session = node.admin()
+        start.wait()
+        answer = session.post(f"{node.url}/admin/backups/restore", params={"database": "Twin"}, data=blob,
+                              headers={"Roost-Backup-Identity": identity}, timeout=120)
+        answers.append(answer.status_code)
+
+    threads = [threading.Thread(target=restore, args=(node,)) for node in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert sorted(answers) == [201, 409], answers
+    assert pg_rows(postgres_url, "Twin") == pg_rows(postgres_url, "Shop")

@@ -37,6 +37,7 @@ from roost.storage.base import (
 
 _T = TypeVar("_T")
 _BATCH = 500  # rows per cursor fetch
+_RESTORE_LOCK = 0x52535452  # the first key of the advisory lock a restore's finish takes (the second: the target)
 
 
 class _Connection:
@@ -187,6 +188,9 @@ class PostgresRestorer:
         self._begin()
         db_key = fold(name)
         db, run = self._connection.db, self._connection.run
+        # Two restores into one new name on two nodes: one at a time (the second then finds the documents and is
+        # refused with the count, as a restore into a database that holds documents is).
+        run(db.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _RESTORE_LOCK, db_key))
         # Lock the target's row (where a database's writers on every node queue, see storage.postgres) before
         # counting, so no node can add a document between the count and the commit.
         run(db.execute("SELECT 1 FROM databases WHERE key = $1 FOR UPDATE", db_key))
