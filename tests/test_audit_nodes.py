@@ -185,6 +185,11 @@ def test_verify_without_node_uses_this_nodes_tag_from_its_settings(tmp_path: Pat
     assert cut.returncode == 1 and "Entries 1 to 1 are missing" in cut.stdout, cut.stdout
 
 
+def test_a_malformed_node_tag_is_refused_by_verify(tmp_path: Path) -> None:
+    done = roost("audit", "verify", "--data-dir", str(tmp_path), "--node", "b c")
+    assert done.returncode != 0 and "NodeTag 'b c'" in done.stderr, done.stdout + done.stderr
+
+
 def test_a_malformed_node_tag_is_refused_at_start(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "roost", "serve", "--data-dir", str(tmp_path / "x"), "--port", "0",
                            "--NodeTag=b c"], capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -77,8 +77,9 @@ def audit_verify(ctx: click.Context, data_dir: Path | None, node: str | None) ->
     from roost.security import audit as audit_log
     from roost.settings import load_settings
 
-    settings, _ = load_settings({"data_dir": data_dir}, list(ctx.args))
-    tag = (node or settings.node_tag).strip().upper()
+    # --node stands for the node's NodeTag setting (checked as `roost serve` checks it).
+    settings, _ = load_settings({"data_dir": data_dir, "node_tag": node}, list(ctx.args))
+    tag = settings.node_tag
     result = audit_log.verify(settings.data_dir / audit_log.FILE_NAME, asyncio.run(_stored_head(settings, tag)),
                               tag)
     click.echo(result.message)
