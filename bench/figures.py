@@ -16,10 +16,6 @@ from .proxied import figure_12
 from .throwaway_pki import CertSet, make_cert_set
 
 
-def roost_available() -> bool:
-    return importlib.util.find_spec("roost.cli") is not None and importlib.util.find_spec("roost.settings") is not None
-
-
 class Context:
     """What the figures share in one run: sizes, a scratch directory, certificates."""
 
@@ -69,12 +65,8 @@ def _load_details(r: LoadResult) -> dict[str, object]:
     }
 
 
-def _ratio_row(fig: str, name: str, roost: LoadResult | None, base: LoadResult, target: float,
+def _ratio_row(fig: str, name: str, roost: LoadResult, base: LoadResult, target: float,
                unit: str = "req/s", note: str = "") -> Row:
-    if roost is None:
-        return Row(fig, name, None, unit, baseline=base.rps, target=f">= {target}",
-                   note=note or "Roost is not available yet; only the nginx baseline was measured.",
-                   details={"nginx": _load_details(base)})
     ratio = roost.rps / base.rps if base.rps else None
     ok = ratio is not None and roost.ok and base.ok
     cpu = ""
@@ -113,28 +105,20 @@ def _per_cpu(r: LoadResult) -> float:
     return r.rps / max(r.server_cpu, 1e-9)
 
 
-def _uvloop_note(on_uvloop: LoadResult, floor: LoadResult, roost: LoadResult | None) -> str:
-    note = f"per server CPU-second {_per_cpu(on_uvloop) / max(_per_cpu(floor), 1e-9):.3f}"
-    if roost is not None:
-        note += f"; Roost on uvloop / Roost on asyncio, per CPU {_per_cpu(on_uvloop) / max(_per_cpu(roost), 1e-9):.3f}"
-    return note
+def _uvloop_note(on_uvloop: LoadResult, floor: LoadResult, roost: LoadResult) -> str:
+    return (f"per server CPU-second {_per_cpu(on_uvloop) / max(_per_cpu(floor), 1e-9):.3f}; Roost on uvloop / "
+            f"Roost on asyncio, per CPU {_per_cpu(on_uvloop) / max(_per_cpu(roost), 1e-9):.3f}")
 
 
 def uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
-def _nginx_vs_roost(ctx: Context, mode: str) -> tuple[LoadResult, LoadResult | None]:
+def _nginx_vs_roost(ctx: Context, mode: str) -> tuple[LoadResult, LoadResult]:
     """nginx and Roost with the same server certificate, the same client certificate and the same pinning."""
     from . import roost_bench
 
-    setup = roost_bench.prepared_server(ctx) if roost_available() else None
-    if setup is None:
-        c = ctx.certs
-        with Nginx(c.server_cert, c.server_key) as n:
-            base = ctx.load(n.url, cert=c.client_cert, key=c.client_key, ca=c.ca_cert, mode=mode, pids=n.pids)
-        return base, None
-    with setup as s:
+    with roost_bench.prepared_server(ctx) as s:
         with Nginx(s.server_cert, s.server_key, resumption=mode == "resume") as n:
             base = ctx.load(n.url, cert=s.client_cert, key=s.client_key, ca=s.ca, mode=mode, pids=n.pids)
         roost = ctx.load(s.doc_url, cert=s.client_cert, key=s.client_key, ca=s.ca, mode=mode, pids=s.server.pids)
@@ -160,34 +144,33 @@ def _with_floor(ctx: Context, fig: str, mode: str, target: float, name: str, uni
 
     base, roost = _nginx_vs_roost(ctx, mode)
     rows = [_ratio_row(fig, name, roost, base, target, unit=unit)]
-    if roost_available():
-        s = roost_bench.prepared_server(ctx)  # already prepared: only its files are used
-        loops = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
-        floors = {loop: _aiohttp_floor(ctx, s.server_cert, s.server_key, s.client_cert, s.client_key, s.ca, mode,
-                                       loop) for loop in loops}
-        for loop, floor in floors.items():
-            rows.append(_floor_row(f"{fig}b", loop, floor, base, unit))
-        if "uvloop" in floors:
-            with roost_bench.setup(ctx, "roost-main", args=("--Server.EventLoop=uvloop",)) as su:
-                on_uvloop = ctx.load(su.doc_url, cert=su.client_cert, key=su.client_key, ca=su.ca, mode=mode,
-                                     pids=su.server.pids)
-            rows.append(Row(f"{fig}b", "  Roost on uvloop (Server.EventLoop=uvloop), vs nginx", on_uvloop.rps, unit,
-                            baseline=base.rps, ratio=on_uvloop.rps / base.rps if base.rps else None,
-                            details={"roost_uvloop": _load_details(on_uvloop)}))
-            rows.append(Row(f"{fig}b", "  Roost on uvloop vs the uvloop floor", on_uvloop.rps, unit,
-                            baseline=floors["uvloop"].rps,
-                            ratio=on_uvloop.rps / floors["uvloop"].rps if floors["uvloop"].rps else None,
-                            note=_uvloop_note(on_uvloop, floors["uvloop"], roost)))
-        own = floors[ROOST_LOOP]
-        if roost is not None and own.rps:
-            ratio = roost.rps / own.rps
-            rows.append(Row(f"{fig}b", f"  Roost vs the floor of its own stack ({ROOST_LOOP})", roost.rps, unit,
-                            baseline=own.rps, ratio=ratio,
-                            target=f">= {floor_target}" if floor_target is not None else "",
-                            passed=(ratio >= floor_target and roost.ok and own.ok)
-                            if floor_target is not None else None,
-                            note="how much of the gap to nginx is Roost's own work; per server CPU-second "
-                                 f"{_per_cpu(roost) / max(_per_cpu(own), 1e-9):.3f}"))
+    s = roost_bench.prepared_server(ctx)  # already prepared: only its files are used
+    loops = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
+    floors = {loop: _aiohttp_floor(ctx, s.server_cert, s.server_key, s.client_cert, s.client_key, s.ca, mode,
+                                   loop) for loop in loops}
+    for loop, floor in floors.items():
+        rows.append(_floor_row(f"{fig}b", loop, floor, base, unit))
+    if "uvloop" in floors:
+        with roost_bench.setup(ctx, "roost-main", args=("--Server.EventLoop=uvloop",)) as su:
+            on_uvloop = ctx.load(su.doc_url, cert=su.client_cert, key=su.client_key, ca=su.ca, mode=mode,
+                                 pids=su.server.pids)
+        rows.append(Row(f"{fig}b", "  Roost on uvloop (Server.EventLoop=uvloop), vs nginx", on_uvloop.rps, unit,
+                        baseline=base.rps, ratio=on_uvloop.rps / base.rps if base.rps else None,
+                        details={"roost_uvloop": _load_details(on_uvloop)}))
+        rows.append(Row(f"{fig}b", "  Roost on uvloop vs the uvloop floor", on_uvloop.rps, unit,
+                        baseline=floors["uvloop"].rps,
+                        ratio=on_uvloop.rps / floors["uvloop"].rps if floors["uvloop"].rps else None,
+                        note=_uvloop_note(on_uvloop, floors["uvloop"], roost)))
+    own = floors[ROOST_LOOP]
+    if own.rps:
+        ratio = roost.rps / own.rps
+        rows.append(Row(f"{fig}b", f"  Roost vs the floor of its own stack ({ROOST_LOOP})", roost.rps, unit,
+                        baseline=own.rps, ratio=ratio,
+                        target=f">= {floor_target}" if floor_target is not None else "",
+                        passed=(ratio >= floor_target and roost.ok and own.ok)
+                        if floor_target is not None else None,
+                        note="how much of the gap to nginx is Roost's own work; per server CPU-second "
+                             f"{_per_cpu(roost) / max(_per_cpu(own), 1e-9):.3f}"))
     return rows
 
 
@@ -202,8 +185,7 @@ def figure_5(ctx: Context) -> list[Row]:
     rows = _with_floor(ctx, "5", "newconn", 0.45, "full handshakes/s, vs nginx", "conn/s")
     base, roost = _nginx_vs_roost(ctx, "resume")
     row = _ratio_row("5", "resumed handshakes/s (TLS 1.3 tickets), vs nginx", roost, base, 0.45, unit="conn/s")
-    resumed = f"resumed: nginx {base.resumed} of {base.requests}" + (
-        f", Roost {roost.resumed} of {roost.requests}" if roost is not None else "")
+    resumed = f"resumed: nginx {base.resumed} of {base.requests}, Roost {roost.resumed} of {roost.requests}"
     row.note = "; ".join(x for x in (resumed, "revocation on a resumed session: tests/test_authentication.py::"
                                      "test_deleted_certificate_is_refused_on_a_resumed_tls_session", row.note) if x)
     row.target, row.passed = "", None
@@ -222,8 +204,6 @@ def _p95(xs: list[float]) -> float:
 
 def _roost_figure(n: int) -> Callable[[Context], list[Row]]:
     def run(ctx: Context) -> list[Row]:
-        if not roost_available():
-            return [Row(str(n), "needs Roost", None, "", note="Roost's foundation has not landed yet.")]
         from . import roost_bench
 
         return getattr(roost_bench, f"figure_{n}")(ctx)  # type: ignore[no-any-return]
@@ -231,7 +211,7 @@ def _roost_figure(n: int) -> Callable[[Context], list[Row]]:
     run.__doc__ = {
         1: "Certificate issuance time by key type, against RSA-4096",
         2: "Event-loop stall: GET p99 while 8 RSA-4096 generations run, against idle",
-        4: "Cost of security per request: full identity + authorization path against the benchmark's own bare app",
+        4: "Cost of security per request: the security path against the same app without it (bench/bare_server.py)",
         6: "Registry scale: 100,000 registered certificates",
         7: "Documents: bulk_docs inserts per second and single-document load latency",
         11: "Idle TLS connections: memory per connection with 500 and 5,000 open, and the p99 of active clients",

@@ -82,7 +82,8 @@ def summarize(collapsed: Path, top: int) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.profile")
     p.add_argument("--mode", choices=("keepalive", "newconn"), default="keepalive")
-    p.add_argument("--bare", action="store_true", help="load the bench-only bare route instead")
+    p.add_argument("--bare", action="store_true",
+                   help="load the same app without its security path (figure 4's baseline) instead")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="Server.EventLoop")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--top", type=int, default=25)

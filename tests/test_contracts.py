@@ -167,4 +167,34 @@ def test_every_audit_event_is_recorded_by_some_service() -> None:
     members = {member.name for member in Event}
     assert members - set(used) == set(), "events never recorded"
     by_routes_only = {m for m in members if used.get(m) and all(n.startswith("roost.http") for n in used[m])}
-    assert by_routes_only <= {"TWOFACTOR_SUCCEEDED", "TWOFACTOR_FAILED", "TWOFACTOR_LOCKED"}, by_routes_only
+    assert by_routes_only == set(), by_routes_only
+    named_by_http = sorted(name for name, events in used.items() if any(n.startswith("roost.http") for n in events))
+    assert named_by_http == [], f"the HTTP layer names audit events (services record them): {named_by_http}"
+
+
+_AUDIT_WRITES = frozenset({"record", "record_refusal"})
+
+
+def audit_writes(tree: ast.Module) -> list[int]:
+    """Lines that call ``<something>.audit.record(...)``/``.record_refusal(...)`` or ``audit.record(...)``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _AUDIT_WRITES:
+            owner = node.func.value
+            if (isinstance(owner, ast.Attribute) and owner.attr == "audit") or \
+                    (isinstance(owner, ast.Name) and "audit" in owner.id):
+                found.append(node.lineno)
+    return found
+
+
+def test_routes_never_write_the_audit_log() -> None:
+    """Audit events are recorded by the services (a non-HTTP caller is audited too); a route only calls them."""
+    offenders = {name: lines for name, tree in modules() if name.startswith("roost.http.routes")
+                 if (lines := audit_writes(tree))}
+    assert offenders == {}
+
+
+def test_the_route_audit_check_can_fail() -> None:
+    route = ast.parse("async def login(request):\n    request.app[SERVICES].audit.record(Event.X)\n"
+                      "    audit = request.app[SERVICES].audit\n    audit.record_refusal('k', None, 'r', None)\n")
+    assert audit_writes(route) == [2, 4]

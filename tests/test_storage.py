@@ -342,6 +342,181 @@ def test_scan_by_collection_and_count(backend: Backend) -> None:
     backend.run(body)
 
 
+# One folding rule for collection names, on both backends: Python's casefold (storage.base.collection_key), the one
+# RQL's ``from`` uses. SQLite's NOCASE folds ASCII only and PostgreSQL's lower() follows the locale: neither may
+# decide which documents a collection holds.
+_UNICODE_COLLECTIONS = [("s/1", "Straße"), ("s/2", "STRASSE"), ("s/3", "strasse"), ("a/1", "Ärzte"),
+                        ("a/2", "ärzte"), ("a/3", "ÄRZTE"), ("t/1", "İzmir"), ("t/2", "izmir"), ("t/3", "IZMIR"),
+                        ("t/4", "ızmir"), ("n/1", None)]
+
+
+async def _unicode_answers(storage: Storage) -> dict[str, object]:
+    scans = {name: [d.id for d in await storage.scan_documents("Db", name)]
+             for name in ("strasse", "STRAßE", "ärzte", "ÄRZTE", "izmir", "İzmir", "İZMIR", "IZMIR", "ızmır")}
+    counts = await storage.collection_counts("Db")
+    assert counts is not None
+    return {"scans": scans, "counts": counts[1]}
+
+
+_UNICODE_EXPECTED = {
+    "scans": {"strasse": ["s/1", "s/2", "s/3"], "STRAßE": ["s/1", "s/2", "s/3"], "ärzte": ["a/1", "a/2", "a/3"],
+              "ÄRZTE": ["a/1", "a/2", "a/3"],
+              # casefold keeps Turkish dotted İ as i + U+0307 and dotless ı as itself: three collections, the same
+              # three on both backends.
+              "izmir": ["t/2", "t/3"], "IZMIR": ["t/2", "t/3"], "İzmir": ["t/1"], "İZMIR": ["t/1"], "ızmır": []},
+    # Each collection under one of its spellings, the same on both backends (the least in code point order).
+    "counts": {"STRASSE": 3, "ÄRZTE": 3, "İzmir": 1, "IZMIR": 2, "ızmir": 1, None: 1},
+}
+
+
+def test_non_ascii_collection_names_answer_identically_on_every_backend(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put(i, collection=c) for i, c in _UNICODE_COLLECTIONS], NOW)
+        assert await _unicode_answers(storage) == _UNICODE_EXPECTED
+
+    backend.run(body)
+
+
+def test_a_different_collection_spelling_is_a_different_collection(backend: Backend) -> None:
+    """The refusing twin: folding is casefold, not a looser match (accents and dotless ı stay distinct)."""
+
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.apply_batch("Db", [put("s/1", collection="Straße"), put("s/2", collection="Strase"),
+                                         put("a/1", collection="Ärzte"), put("a/2", collection="Arzte")], NOW)
+        assert [d.id for d in await storage.scan_documents("Db", "STRASSE")] == ["s/1"]
+        assert [d.id for d in await storage.scan_documents("Db", "ärzte")] == ["a/1"]
+        assert [d.id for d in await storage.scan_documents("Db", "arzte")] == ["a/2"]
+
+    backend.run(body)
+
+
+# The documents table as Roost created it before collection_key (stop 19), with its BINARY/lower() index.
+_OLD_DOCUMENTS = """
+CREATE TABLE databases (key TEXT PRIMARY KEY, name TEXT NOT NULL, database_id TEXT NOT NULL, created TEXT NOT NULL,
+    last_etag {int} NOT NULL DEFAULT 0, record {json} NOT NULL DEFAULT '{{}}');
+CREATE TABLE documents (db TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, collection TEXT,
+    body TEXT NOT NULL, metadata TEXT NOT NULL, change_vector TEXT NOT NULL, etag {int} NOT NULL,
+    last_modified TEXT NOT NULL, PRIMARY KEY (db, key));
+CREATE INDEX documents_by_collection ON documents (db, {collection}, etag);
+"""
+
+
+def _old_rows() -> list[tuple[object, ...]]:
+    return [("db", i.casefold(), i, c, '{"Name":"x"}', "{}", f"A:{n}-dbid", n, NOW)
+            for n, (i, c) in enumerate(_UNICODE_COLLECTIONS, start=1)]
+
+
+def _make_old_store(backend: Backend) -> None:
+    if backend.url is None:
+        import sqlite3
+
+        with sqlite3.connect(backend.data_dir / "roost.db") as db:
+            db.executescript(_OLD_DOCUMENTS.format(int="INTEGER", json="TEXT", collection="collection"))
+            db.execute("INSERT INTO databases VALUES ('db', 'Db', 'dbid', ?, ?, '{}')", (NOW, len(_old_rows())))
+            db.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _old_rows())
+        return
+    import asyncpg
+
+    async def create() -> None:
+        connection = await asyncpg.connect(backend.url)
+        try:
+            await connection.execute(_OLD_DOCUMENTS.format(int="BIGINT", json="JSONB", collection="lower(collection)"))
+            await connection.execute("INSERT INTO databases VALUES ('db', 'Db', 'dbid', $1, $2, '{}')", NOW,
+                                     len(_old_rows()))
+            await connection.executemany("INSERT INTO documents VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                         _old_rows())
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+
+
+def test_a_store_made_by_the_old_schema_is_migrated_and_answers_the_same(backend: Backend) -> None:
+    _make_old_store(backend)
+
+    async def body(storage: Storage) -> None:
+        assert await _unicode_answers(storage) == _UNICODE_EXPECTED
+        # Written after the migration: found by the same key as the migrated rows.
+        await storage.apply_batch("Db", [put("s/4", collection="STRAßE")], NOW)
+        assert [d.id for d in await storage.scan_documents("Db", "Strasse")] == ["s/1", "s/2", "s/3", "s/4"]
+
+    backend.run(body)
+    backend.run(_reopened)  # opening again: no second migration, nothing lost
+
+
+async def _reopened(storage: Storage) -> None:
+    assert [d.id for d in await storage.scan_documents("Db", "Strasse")] == ["s/1", "s/2", "s/3", "s/4"]
+
+
+def test_collection_queries_use_the_collection_key_index_on_sqlite(tmp_path: Path) -> None:
+    """``EXPLAIN QUERY PLAN`` of the statements scan_documents and collection_counts run: the index, no scan of
+    the table and no temporary B-tree for ORDER BY / GROUP BY."""
+    import sqlite3
+
+    from roost.storage import sqlite as sqlite_storage
+
+    asyncio.run(_open_and_close(tmp_path))
+    with sqlite3.connect(tmp_path / "roost.db") as db:
+        for statement in ("SELECT * FROM documents WHERE db = ? AND collection_key = ? ORDER BY etag",
+                          "SELECT min(collection), count(*) FROM documents WHERE db = ? GROUP BY collection_key"):
+            assert statement.split(" WHERE ")[1] in _statements_of(sqlite_storage)
+            plan = " | ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + statement,
+                                                           ("db", "users")[:statement.count("?")]))
+            assert "documents_by_collection_key" in plan, plan
+            assert "TEMP B-TREE" not in plan and not re.search(r"\bSCAN documents\b(?! USING)", plan), plan
+
+
+def test_the_old_binary_index_could_not_serve_a_nocase_query(tmp_path: Path) -> None:
+    """The twin that shows the plan check can fail: the query stop 19 ran, on the index it had."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.executescript(_OLD_DOCUMENTS.format(int="INTEGER", json="TEXT", collection="collection"))
+        plan = " | ".join(row[3] for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM documents WHERE db = ? AND collection = ? COLLATE NOCASE "
+            "ORDER BY etag", ("db", "users")))
+    assert "TEMP B-TREE" in plan, plan
+
+
+@pytest.mark.postgres
+def test_postgres_can_use_the_collection_key_index(postgres_url: str, tmp_path: Path) -> None:
+    import asyncpg
+
+    from roost.storage import postgres as postgres_storage
+
+    async def main() -> None:
+        await _open_and_close(tmp_path, postgres_url)
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            await connection.execute("SET enable_seqscan = off")  # an empty table: ask whether it *can*
+            statement = ("SELECT id FROM documents WHERE db = $1 AND collection_key = $2 ORDER BY etag")
+            assert "WHERE db = $1 AND collection_key = $2 ORDER BY etag" in _statements_of(postgres_storage)
+            plan = "\n".join(r[0] for r in await connection.fetch("EXPLAIN " + statement, "db", "users"))
+            assert "documents_by_collection_key" in plan and "Sort" not in plan, plan
+            counts = "SELECT min(collection), count(*) FROM documents WHERE db = $1 GROUP BY collection_key"
+            plan = "\n".join(r[0] for r in await connection.fetch("EXPLAIN " + counts, "db"))
+            assert "documents_by_collection_key" in plan, plan
+        finally:
+            await connection.close()
+
+    asyncio.run(main())
+
+
+async def _open_and_close(data_dir: Path, url: str | None = None) -> None:
+    storage = await open_storage(url, data_dir)
+    await storage.close()
+
+
+def _statements_of(module: object) -> str:
+    """The module's source with its string literals' adjacent pieces joined, to find a statement in it."""
+    import inspect
+
+    source = inspect.getsource(module)  # type: ignore[arg-type]
+    return re.sub(r'"\s*\n\s*"', "", source)
+
+
 def test_page_documents_lists_the_most_recently_changed_first(backend: Backend) -> None:
     async def body(storage: Storage) -> None:
         await storage.create_database("Db", "dbid", NOW)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -26,8 +27,7 @@ from roost.pki import datadir
 from roost.security import proxy, server_certificate, trust
 from roost.security.allowlist import AcceptGate, AllowedAddresses, AllowList, adopt_listening_socket, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
-from roost.security.audit import HEAD_SETTING as AUDIT_HEAD_KEY
-from roost.security.audit import AuditLog
+from roost.security.audit import AuditLog, head_key
 from roost.security.certificates import CertificateService
 from roost.security.identity import AuthStatus, Identifier, Identity
 from roost.security.implicit import DeletedThumbprints, ImplicitTrust
@@ -88,9 +88,10 @@ class Server:
         documents = DocumentStore(storage)
         await storage.watch_databases(documents.forget)  # before loading, as for the registry
         await documents.load()
-        audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME)
-        audit.on_append.append(_audit_head_keeper(storage, asyncio.get_running_loop()))
-        two_factor = TwoFactor(storage, registry, clock.now, default_minutes=settings.two_factor_default_minutes,
+        audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME, settings.node_tag)
+        audit.on_append.append(_audit_head_keeper(storage, asyncio.get_running_loop(), head_key(settings.node_tag)))
+        two_factor = TwoFactor(storage, registry, clock.now, audit=audit,
+                               default_minutes=settings.two_factor_default_minutes,
                                max_minutes=settings.two_factor_max_minutes)
         await two_factor.load()
         pool = KeyPool()
@@ -128,7 +129,7 @@ class Server:
         backups = BackupService(storage, documents, audit, settings.data_dir)
         webhooks = None
         if settings.webhook_url and settings.webhook_secret:
-            webhooks = Webhooks(settings.webhook_url, settings.webhook_secret)
+            webhooks = Webhooks(settings.webhook_url, settings.webhook_secret, settings.node_tag)
             audit.on_entry.append(webhooks.on_audit_entry)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()
@@ -287,15 +288,30 @@ class KeyPool:
             self._pool.shutdown(cancel_futures=True)
 
 
-def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop) -> Callable[[int, str], None]:
-    """The newest audit Seq and hash also live in storage, so that cutting the end off the log is noticed."""
+def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop, key: str) -> Callable[[int, str], None]:
+    """The newest audit Seq and hash also live in storage (under this node's key), so that cutting the end off the
+    log is noticed. Writes are serialized and each writes the newest head known when it runs, so a slower write
+    of an older head can never land last (appends come from the event loop and from backup threads), and none
+    lowers a head that another worker process of this node has moved further."""
+    newest = [(0, "")]
+    guard = threading.Lock()
+    writes = asyncio.Lock()
+
+    async def write() -> None:
+        async with writes:
+            with guard:
+                seq, digest = newest[0]
+            stored = await storage.get_setting(key)
+            if isinstance(stored, list) and stored and isinstance(stored[0], int) and stored[0] >= seq:
+                return  # another worker process of this node (one chain, one head) already noted a later entry
+            await storage.put_setting(key, [seq, digest])
 
     def keep(seq: int, digest: str) -> None:
-        def store() -> None:
-            asyncio.ensure_future(storage.put_setting(AUDIT_HEAD_KEY, [seq, digest]))
-
+        with guard:
+            if seq > newest[0][0]:
+                newest[0] = (seq, digest)
         if not loop.is_closed():
-            loop.call_soon_threadsafe(store)
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(write()))
 
     return keep
 

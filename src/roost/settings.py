@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ class Settings:
     ca_dir: Path | None = None
     run_in_memory: bool = False
     storage_url: str | None = None
+    # This node's tag in a cluster (RavenDB's node tags: A, B, C...): names its audit chain and its audit events.
+    node_tag: str = "A"
     max_body_bytes: int = 32 * 1024 * 1024
     initial_client_clearance: Clearance = Clearance.CLUSTER_ADMIN
     allowed_ips: tuple[str, ...] = ()
@@ -378,6 +381,12 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
                 f"Security.Ca.Path '{path}' ({v[1]}) must hold both ca.crt and ca.key, or neither (to create them)."
             )
         kwargs["ca_dir"] = path.resolve()
+    if (v := get("node_tag")) is not None:
+        tag = str(v[0]).strip().upper()
+        if not re.fullmatch(r"[A-Z][A-Z0-9]{0,3}", tag):
+            raise ConfigurationError(f"NodeTag '{v[0]}' ({v[1]}) must be 1 to 4 letters or digits, starting with a "
+                                     "letter (A, B, C, ...).")
+        kwargs["node_tag"] = tag
     if (v := get("storage_url")) is not None:
         kwargs["storage_url"] = str(v[0]) or None
     if (v := get("max_body_bytes")) is not None:

@@ -280,12 +280,17 @@ def _chunk(value: Any) -> AttachmentChunk:
 
 def attachment_chunks(path: Path, database: str) -> Iterator[AttachmentChunk]:
     """The attachment content of one database section (checked by ``check`` first)."""
+    return (_chunk(value) for value in _section(path, database, "A"))
+
+
+def _section(path: Path, database: str, kind: str) -> Iterator[Any]:
+    """The values of the ``kind`` lines ("D" documents, "A" attachment chunks) of one database section."""
     inside = False
     for entry in lines(path):
         if "Database" in entry:
             inside = entry["Database"]["Name"] == database
-        elif inside and "A" in entry:
-            yield _chunk(entry["A"])
+        elif inside and kind in entry:
+            yield entry[kind]
         elif inside and "EndDatabase" in entry:
             return
 
@@ -351,11 +356,4 @@ def check(path: Path) -> Summary:
 
 def documents(path: Path, database: str) -> Iterator[DocumentRow]:
     """The stored rows of one database section (checked by ``check`` first), bodies and metadata as JSON text."""
-    inside = False
-    for entry in lines(path):
-        if "Database" in entry:
-            inside = entry["Database"]["Name"] == database
-        elif inside and "D" in entry:
-            yield _row(entry["D"])
-        elif inside and "EndDatabase" in entry:
-            return
+    return (_row(value) for value in _section(path, database, "D"))

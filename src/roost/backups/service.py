@@ -129,7 +129,7 @@ class BackupService:
 
     def _storage(self) -> Snapshotting:
         if self._snapshots is None:
-            raise BadRequestError("Backups are supported on the embedded SQLite storage only.")
+            raise BadRequestError("This storage does not support backups.")
         return self._snapshots
 
     async def database_names(self, names: list[str] | None) -> list[str]:

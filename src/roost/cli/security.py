@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from roost.cli.client import EXIT_USAGE, CliError, Endpoint, server_options
+
+if TYPE_CHECKING:
+    from roost.settings import Settings
 
 
 @click.group()
@@ -53,29 +57,50 @@ def audit() -> None:
     """The hash-chained audit log (<data-dir>/audit.log)."""
 
 
-@audit.command("verify")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("roost-data"),
-              show_default=True, help="The server's data directory.")
-def audit_verify(data_dir: Path) -> None:
-    """Check every entry's hash chain; report the first altered or missing entry (exit 1)."""
-    from roost.security import audit as audit_log
+@audit.command("verify", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The node's data directory (its audit.log). Default: roost-data.")
+@click.option("--node", default=None, help="The node whose chain to verify (default: this node's NodeTag).")
+@click.pass_context
+def audit_verify(ctx: click.Context, data_dir: Path | None, node: str | None) -> None:
+    """Check every entry's hash chain; report the first altered or missing entry (exit 1).
 
-    result = audit_log.verify(data_dir / audit_log.FILE_NAME, _stored_head(data_dir))
+    \b
+      roost audit verify --data-dir /srv/roost-b
+      roost audit verify --node B --data-dir /srv/roost-b --storage_url=postgresql://roost@db/roost
+
+    The newest Seq and hash the node noted in its storage (SQLite or PostgreSQL: the same settings as
+    `roost serve`, from roost.toml, ROOST_* or --Key=Value) also catch entries cut off the end.
+    """
+    import asyncio
+
+    from roost.security import audit as audit_log
+    from roost.settings import load_settings
+
+    # --node stands for the node's NodeTag setting (checked as `roost serve` checks it).
+    settings, _ = load_settings({"data_dir": data_dir, "node_tag": node}, list(ctx.args))
+    tag = settings.node_tag
+    result = audit_log.verify(settings.data_dir / audit_log.FILE_NAME, asyncio.run(_stored_head(settings, tag)),
+                              tag)
     click.echo(result.message)
     if not result.ok:
         raise SystemExit(1)
 
 
-def _stored_head(data_dir: Path) -> tuple[int, str] | None:
-    """The newest Seq/hash the server noted in its storage (catches lines cut off the end of the file)."""
-    from roost.security.audit import HEAD_SETTING
-    from roost.storage.sqlite import DATABASE_FILE, read_setting_offline
+async def _stored_head(settings: Settings, node: str) -> tuple[int, str] | None:
+    """The node's head, read through the Storage protocol from the store its server uses (an embedded store that
+    does not exist yet is not created: nothing was ever noted)."""
+    from roost.security.audit import stored_head
+    from roost.storage import open_storage
+    from roost.storage.sqlite import DATABASE_FILE
 
-    stored = read_setting_offline(data_dir / DATABASE_FILE, HEAD_SETTING)
-    if stored is None:
+    if settings.storage_url is None and not (settings.data_dir / DATABASE_FILE).exists():
         return None
-    seq, digest = stored
-    return int(seq), str(digest)
+    storage = await open_storage(settings.storage_url, settings.data_dir)
+    try:
+        return await stored_head(storage, node, single_node=settings.storage_url is None)
+    finally:
+        await storage.close()
 
 
 @audit.command("tail")

@@ -38,6 +38,7 @@ from typing import Final, TypeAlias
 
 from roost.documents.paths import flatten, walk
 from roost.errors import BadRequestError
+from roost.storage.base import collection_key
 
 __all__ = [
     "Ordering",
@@ -486,12 +487,12 @@ class Query:
                 f"{'it' if len(missing) == 1 else 'them'}."
             )
         where = self.where.compile(params, False) if self.where is not None else None
-        collection = self.collection.casefold() if self.collection is not None else None
+        collection = collection_key(self.collection)
 
         def predicate(doc: Document) -> bool:
             if collection is not None:
                 actual = _metadata(doc).get("@collection")
-                if not isinstance(actual, str) or actual.casefold() != collection:
+                if not isinstance(actual, str) or collection_key(actual) != collection:
                     return False
             return where is None or where(doc)
 

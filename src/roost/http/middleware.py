@@ -15,6 +15,11 @@
 
 Order of 5-6 is ARCHITECTURE.md's "One request, end to end" (identify -> 2FA gate -> authorize -> handler, RavenDB's
 order). Handlers never look at certificates; they read ``request[IDENTITY]``.
+
+Steps 5-7's security part (identify, 2FA gate, authorize, last used) is one function, ``security_path``; the
+middleware is ``request_middleware(security_path)``. The benchmark (bench/bare_server.py, figure 4) builds the
+same middleware around a path that does none of it, to measure what exactly the security path costs; the product
+has no setting or branch for that.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import socket
 import ssl
 import time
 import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
@@ -95,96 +102,120 @@ def identity_of(request: web.Request) -> Identity:
     return identity
 
 
-@web.middleware
-async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    app = request.app
-    services = app[SERVICES]
-    browsers = app[BROWSERS]
-    failure: RoostError | None = None  # for the counters (/metrics)
-    try:
-        # Invalid Unicode anywhere in the head is refused here, once for every route, before anything reads it.
-        _ensure_clean_head(request)
-        if services.tls is None:
-            browsers.check_host(request)  # unsecured mode: DNS rebinding
-        # CSRF first: before authorization, before any body is read (docs/security-model.md, Browsers).
-        browsers.check_csrf(request, services.url, services.port)
-        match_info = request.match_info
-        if request.method == "OPTIONS" and (preflight := browsers.preflight(request)) is not None:
-            preflight.headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
-            browsers.add_headers(request, preflight.headers)
-            return preflight
-        if match_info.http_exception is not None:
-            # RavenDB echoes the query string too; Roost does not, since a query may carry something secret.
-            raise RouteNotFoundError(f"There is no handler for path: {request.method} {request.path}")
-        level = app[LEVELS][match_info.handler]
-        proxy = app[PROXY]
-        forwarded = proxy.enabled and _from_trusted_proxy(request, proxy)
-        if not services.allowlist.everyone:
-            _ensure_address_allowed(request, services)
-        if services.tls is None:
-            identity = UNSECURED
-        else:
-            if services.registry.stale:  # behind the cluster's certificate changes: catch up first (fail closed)
-                await services.registry.refresh()
-            now = clock.now()
-            if forwarded:
-                der, thumbprint = proxy.forwarded_certificate(request.headers.get(proxy.header))
+# Steps 5-7's security part: given the request (its route matched), the Identity the handler runs as, or a
+# RoostError raised.
+SecurityPath = Callable[[web.Request, Services], Awaitable[Identity]]
+
+
+async def security_path(request: web.Request, services: Services) -> Identity:
+    """Identify (after catching up with the cluster's certificate changes), the 2FA gate, authorize against the
+    route's declared level (refusals audited), and note the certificate's last use."""
+    match_info = request.match_info
+    level = request.app[LEVELS][match_info.handler]
+    if services.tls is None:
+        return UNSECURED
+    if services.registry.stale:  # behind the cluster's certificate changes: catch up first (fail closed)
+        await services.registry.refresh()
+    now = clock.now()
+    forwarded = CLIENT_ADDRESS in request  # the request came from the trusted proxy (see _from_trusted_proxy)
+    proxy = request.app[PROXY]
+    if forwarded:
+        der, thumbprint = proxy.forwarded_certificate(request.headers.get(proxy.header))
+    else:
+        der, thumbprint = peer_thumbprint(request)
+        if proxy.header in request.headers:  # a client's own copy of the header means nothing
+            proxy.note_ignored(peer_address(request), time.monotonic())
+    identity = services.identifier.identify(der, now, thumbprint)
+    if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None and not forwarded:
+        # (Not for a forwarded certificate: no handshake with Roost proved its chain; register it instead.)
+        # Rare path (a renewed certificate with a registered key): may register it (reference section 9).
+        identity = await services.certificates.implicit_trust(der, identity)
+    definition = identity.definition
+    # The 2FA gate (identify -> 2FA gate -> authorize). A certificate without a key pays
+    # one attribute check.
+    if definition is not None and definition.two_factor_key and identity.status.authenticated:
+        identity = await services.two_factor.gate(identity, request.cookies.get(COOKIE_NAME), now)
+    error = authz.refusal(level, identity, match_info.get("db"))
+    if error is not None:
+        if errors.wants_html(request):  # browsers get the private-window hint too
+            error = authz.refusal(level, identity, match_info.get("db"), browser=True) or error
+        _audit_refusal(request, services, identity, error)
+        raise error
+    if identity.status.authenticated and identity.definition is not None:
+        services.registry.touch(identity.definition.thumbprint, now)
+    return identity
+
+
+def request_middleware(secure: SecurityPath) -> Any:
+    """The middleware of the nine steps above, with ``secure`` as the security path."""
+
+    @web.middleware
+    async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        app = request.app
+        services = app[SERVICES]
+        browsers = app[BROWSERS]
+        failure: RoostError | None = None  # for the counters (/metrics)
+        try:
+            # Invalid Unicode anywhere in the head is refused here, once for every route, before anything reads it.
+            _ensure_clean_head(request)
+            if services.tls is None:
+                browsers.check_host(request)  # unsecured mode: DNS rebinding
+            # CSRF first: before authorization, before any body is read (docs/security-model.md, Browsers).
+            browsers.check_csrf(request, services.url, services.port)
+            match_info = request.match_info
+            if request.method == "OPTIONS" and (preflight := browsers.preflight(request)) is not None:
+                preflight.headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
+                browsers.add_headers(request, preflight.headers)
+                return preflight
+            if match_info.http_exception is not None:
+                # RavenDB echoes the query string too; Roost does not, since a query may carry something secret.
+                raise RouteNotFoundError(f"There is no handler for path: {request.method} {request.path}")
+            proxy = app[PROXY]
+            if proxy.enabled:
+                _from_trusted_proxy(request, proxy)
+            if not services.allowlist.everyone:
+                _ensure_address_allowed(request, services)
+            identity = await secure(request, services)
+            if "db" in match_info:  # every {db} route: a name that could never exist is a 400 before any handler
+                database_name(match_info["db"])
+            request[IDENTITY] = identity
+            settings = services.settings
+            _limit_body(request, identity, settings.max_body_bytes, settings.http_body_timeout_seconds)
+            response = await handler(request)
+        except RoostError as error:
+            failure = error
+            response = errors.render(request, error)
+            if error.http_status in (408, 413):
+                # The rest of the body is not wanted: after the answer aiohttp reads and drops it for at most the
+                # lingering time (timeouts.LINGER_SECONDS: the client may still be sending and would otherwise miss the
+                # answer), then the connection closes.
+                response.force_close()
+        except web.HTTPException as exc:
+            if exc.status == 413:
+                response = errors.render(request, _too_large(request))
             else:
-                der, thumbprint = peer_thumbprint(request)
-                if proxy.header in request.headers:  # a client's own copy of the header means nothing
-                    proxy.note_ignored(peer_address(request), time.monotonic())
-            identity = services.identifier.identify(der, now, thumbprint)
-            if identity.status is AuthStatus.UNFAMILIAR_ISSUER and der is not None and not forwarded:
-                # (Not for a forwarded certificate: no handshake with Roost proved its chain; register it instead.)
-                # Rare path (a renewed certificate with a registered key): may register it (reference section 9).
-                identity = await services.certificates.implicit_trust(der, identity)
-            definition = identity.definition
-            # The 2FA gate (identify -> 2FA gate -> authorize). A certificate without a key pays
-            # one attribute check.
-            if definition is not None and definition.two_factor_key and identity.status.authenticated:
-                identity = await services.two_factor.gate(identity, request.cookies.get(COOKIE_NAME), now)
-            error = authz.refusal(level, identity, match_info.get("db"))
-            if error is not None:
-                if errors.wants_html(request):  # browsers get the private-window hint too
-                    error = authz.refusal(level, identity, match_info.get("db"), browser=True) or error
-                _audit_refusal(request, services, identity, error)
-                raise error
-            if identity.status.authenticated and identity.definition is not None:
-                services.registry.touch(identity.definition.thumbprint, now)
-        if "db" in match_info:  # every {db} route: a name that could never exist is a 400 before any handler
-            database_name(match_info["db"])
-        request[IDENTITY] = identity
-        _limit_body(request, identity, services.settings.max_body_bytes, services.settings.http_body_timeout_seconds)
-        response = await handler(request)
-    except RoostError as error:
-        failure = error
-        response = errors.render(request, error)
-        if error.http_status in (408, 413):
-            # The rest of the body is not wanted: after the answer aiohttp reads and drops it for at most the
-            # lingering time (timeouts.LINGER_SECONDS: the client may still be sending and would otherwise miss the
-            # answer), then the connection closes.
-            response.force_close()
-    except web.HTTPException as exc:
-        if exc.status == 413:
-            response = errors.render(request, _too_large(request))
-        else:
-            browsers.add_headers(request, exc.headers)  # redirects and aiohttp's own answers get them too
-            raise
-    except Exception:
-        log.exception("Unhandled error on %s %s", request.method, request.path)
-        response = errors.render(request, RoostError(
-            "The server failed to handle this request; the error has been logged. Please report it."))
-    headers = response.headers
-    headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
-    if not response.prepared:  # a handler that streamed its answer has set its own headers (browsers.add_headers)
-        browsers.add_headers(request, headers)
-    app[METRICS].observe(request, response.status, failure)
-    return response
+                browsers.add_headers(request, exc.headers)  # redirects and aiohttp's own answers get them too
+                raise
+        except Exception:
+            log.exception("Unhandled error on %s %s", request.method, request.path)
+            response = errors.render(request, RoostError(
+                "The server failed to handle this request; the error has been logged. Please report it."))
+        headers = response.headers
+        headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
+        if not response.prepared:  # a handler that streamed its answer has set its own headers (browsers.add_headers)
+            browsers.add_headers(request, headers)
+        app[METRICS].observe(request, response.status, failure)
+        return response
+
+    return security_middleware
+
+
+security_middleware = request_middleware(security_path)
 
 
 def _from_trusted_proxy(request: web.Request, proxy: TrustedProxy) -> bool:
     """The request came from the trusted proxy (its Unix socket, or its listed certificate): the client is the one
-    it forwards; the client's address is then the right-most X-Forwarded-For entry."""
+    it forwards, and the client's address the right-most X-Forwarded-For entry (``request[CLIENT_ADDRESS]``)."""
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     unix_socket = sock is not None and sock.family == socket.AF_UNIX

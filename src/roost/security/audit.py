@@ -1,10 +1,14 @@
 """The audit log: append-only, hash-chained JSON lines in ``<data-dir>/audit.log``.
 
-Each line is one JSON object with ``Seq`` (1, 2, 3, ...), ``Time`` (UTC), ``Event``, the fields of the event and
-``Prev``: the SHA-256 (hex) of the previous line's exact bytes (64 zeros for the first). Editing, removing or
-reordering a line breaks the chain at that point, and ``verify`` names the first entry that does not fit.
-Removing the *last* lines leaves a valid shorter chain; the server therefore also keeps the newest ``Seq`` and
-hash in its storage (``audit.head``), which ``roost audit verify --data-dir`` compares with the file.
+Each line is one JSON object with ``Seq`` (1, 2, 3, ...), ``Time`` (UTC), ``Event``, ``Node`` (the tag of the node
+that wrote it), the fields of the event and ``Prev``: the SHA-256 (hex) of the previous line's exact bytes (64 zeros
+for the first). Editing, removing or reordering a line breaks the chain at that point, and ``verify`` names the
+first entry that does not fit. Removing the *last* lines leaves a valid shorter chain; the server therefore also
+keeps the newest ``Seq`` and hash in its storage, which ``roost audit verify`` compares with the file.
+
+Every node of a cluster keeps its own chain in its own data directory, and its own head in the shared storage
+(``audit.head.<tag>``, read through the Storage protocol on every backend): nodes never write each other's head,
+and each chain verifies on its own (``roost audit verify --node B``).
 
 API for other parts of the server (certificate management, 2FA, server-certificate renewal, backups)::
 
@@ -23,6 +27,7 @@ Events recorded by Roost: ``auth.refused`` (rate-limited per thumbprint or addre
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +43,7 @@ from roost import clock
 
 if TYPE_CHECKING:
     from roost.security.identity import Identity
+    from roost.storage.base import Storage
 
 class Event(StrEnum):
     """Every event Roost records: the one list (a test checks each is recorded somewhere)."""
@@ -67,10 +73,28 @@ class Event(StrEnum):
 
 
 GENESIS = "0" * 64
-HEAD_SETTING = "audit.head"  # the storage setting that holds the newest [Seq, hash]
+HEAD_SETTING = "audit.head"  # before per-node chains: one key for the single node of an embedded store
+DEFAULT_NODE = "A"
 FILE_NAME = "audit.log"
 _SECRET_WORDS = ("password", "passphrase", "privatekey", "secret", "totp", "twofactorkey", "identity", "pfx")
 REFUSAL_WINDOW_SECONDS = 60.0
+
+
+def head_key(node: str) -> str:
+    """The storage setting that holds node ``node``'s newest [Seq, hash]."""
+    return f"{HEAD_SETTING}.{node}"
+
+
+async def stored_head(storage: Storage, node: str, *, single_node: bool = False) -> tuple[int, str] | None:
+    """The newest Seq/hash node ``node`` noted in storage (None: never noted). ``single_node``: an embedded store
+    written by one node only, where the key of an older Roost (``audit.head``, one for all) is that node's."""
+    stored = await storage.get_setting(head_key(node))
+    if stored is None and single_node:
+        stored = await storage.get_setting(HEAD_SETTING)
+    if stored is None:
+        return None
+    seq, digest = stored
+    return int(seq), str(digest)
 
 
 def line_hash(line: bytes) -> str:
@@ -94,10 +118,12 @@ class VerifyResult:
 
 
 class AuditLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, node: str = DEFAULT_NODE) -> None:
         self.path = path
+        self.node = node  # every entry names it; the head is kept under head_key(node)
         self._lock = threading.Lock()  # backups run in worker threads and record from there
         self._seq, self._prev = _tail_state(path)
+        self._size = path.stat().st_size if path.exists() else 0  # the file's size after our last append
         # auth.refused rate limit: key -> (window start, suppressed count)
         self._refusals: dict[str, tuple[float, int]] = {}
         self.on_append: list[Any] = []  # callables (seq, hash): the server keeps the head in storage
@@ -110,35 +136,52 @@ class AuditLog:
     def record(self, event: Event, *, actor: Identity | None = None, **fields: Any) -> dict[str, Any]:
         _check_no_secret(fields)
         with self._lock:
-            entry: dict[str, Any] = {
-                "Seq": self._seq + 1,
-                "Time": clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "Event": event,
-            }
-            if actor is not None:
-                entry["Actor"] = actor.display_name or actor.status.value
-                if actor.thumbprint:
-                    entry["ActorThumbprint"] = actor.thumbprint
-            entry.update(fields)
-            entry["Prev"] = self._prev
-            text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
-            try:
-                line = text.encode()
-            except UnicodeEncodeError:  # a lone surrogate echoed from a request: escaped, never a lost entry
-                line = json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str).encode()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line + b"\n")
-                os.fsync(fd)
+                # The worker processes of one node (roost serve --workers) share this file and this chain: one
+                # append at a time, each continuing the chain from whatever the last one wrote.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                entry = self._append(fd, event, actor, fields)
             finally:
-                os.close(fd)
-            self._seq += 1
-            self._prev = line_hash(line)
+                os.close(fd)  # releases the lock
             head = (self._seq, self._prev)
         for hook in self.on_append:
             hook(*head)
         for listener in self.on_entry:
             listener(entry)
+        return entry
+
+    def _append(self, fd: int, event: Event, actor: Identity | None, fields: dict[str, Any]) -> dict[str, Any]:
+        size = os.fstat(fd).st_size
+        if size > self._size:
+            # Another process of this node appended since our last entry: continue from its last line. Never from
+            # a file that shrank or whose last Seq is not beyond ours: lines cut off while we run stay a gap that
+            # verify reports, instead of a shorter chain carried on.
+            seq, prev = _tail_state(self.path)
+            if seq > self._seq:
+                self._seq, self._prev = seq, prev
+        entry: dict[str, Any] = {
+            "Seq": self._seq + 1,
+            "Time": clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "Event": event,
+            "Node": self.node,
+        }
+        if actor is not None:
+            entry["Actor"] = actor.display_name or actor.status.value
+            if actor.thumbprint:
+                entry["ActorThumbprint"] = actor.thumbprint
+        entry.update(fields)
+        entry["Prev"] = self._prev
+        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        try:
+            line = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate echoed from a request: escaped, never a lost entry
+            line = json.dumps(entry, ensure_ascii=True, separators=(",", ":"), default=str).encode()
+        os.write(fd, line + b"\n")
+        os.fsync(fd)
+        self._size = os.fstat(fd).st_size
+        self._seq += 1
+        self._prev = line_hash(line)
         return entry
 
     def record_refusal(self, key: str, actor: Identity, reason: str, address: str | None) -> None:
@@ -215,9 +258,12 @@ def _tail_state(path: Path) -> tuple[int, str]:
     return seq, line_hash(last)
 
 
-def verify(path: Path, head: tuple[int, str] | None = None) -> VerifyResult:
-    """Walk the chain. ``head`` (Seq, hash) from storage, when known, also catches removed last entries."""
+def verify(path: Path, head: tuple[int, str] | None = None, node: str | None = None) -> VerifyResult:
+    """Walk the chain. ``head`` (Seq, hash) from storage, when known, also catches removed last entries. With
+    ``node``, every entry must name that node (entries of an older Roost, before the first that names a node, name
+    none): the log of another node, or an entry moved in from one, does not pass as this node's."""
     prev, expected_seq, count = GENESIS, 1, 0
+    named = False  # an entry naming its node has been seen: from there on every entry must
     if not path.exists():
         if head and head[0] > 0:
             return VerifyResult(False, 0, f"The audit log {path} is missing; storage says it had {head[0]} entries.",
@@ -245,6 +291,13 @@ def verify(path: Path, head: tuple[int, str] | None = None) -> VerifyResult:
                 return VerifyResult(
                     False, count, f"Chain broken: entry {bad} was altered (entry {seq} does not carry its hash).",
                     bad, prev)
+            if node is not None:
+                written_by = entry.get("Node") if isinstance(entry, dict) else None
+                named = named or written_by is not None
+                if (written_by is not None or named) and written_by != node:
+                    return VerifyResult(False, count, f"Entry {seq} was written by node {written_by!r}, not {node!r}: "
+                                        f"this is not node {node}'s chain (altered or the wrong --data-dir).",
+                                        seq, prev)
             prev = line_hash(line)
             expected_seq += 1
             count += 1
@@ -256,4 +309,5 @@ def verify(path: Path, head: tuple[int, str] | None = None) -> VerifyResult:
         if head_seq == count and head_seq > 0 and head_hash != prev:
             return VerifyResult(False, count, f"Entry {count} was altered (its hash differs from storage's).",
                                 count, prev)
-    return VerifyResult(True, count, f"The audit log is intact: {count} entries.", None, prev)
+    whose = f"node {node}'s" if node is not None else "the"
+    return VerifyResult(True, count, f"The audit log is intact: {count} entries ({whose} chain).", None, prev)

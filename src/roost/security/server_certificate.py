@@ -162,11 +162,7 @@ class ServerCertificates:
                                           request.pfx, request.password,
                                           configured_thumbprint=self._configured_thumbprint, now=clock.now())
             old = await self.install(new)
-        log.info("Server certificate replaced by %s: %s -> %s", caller.display_name, old.info.thumbprint,
-                   new.info.thumbprint)
-        self._audit.record(Event.SERVER_CERTIFICATE_REPLACED, actor=caller, Old=old.info.thumbprint,
-                           New=new.info.thumbprint, Subject=new.info.subject)
-        return old.info.thumbprint, new.info.thumbprint
+        return self._swapped(caller, Event.SERVER_CERTIFICATE_REPLACED, old, new)
 
     async def refresh(self, caller: Identity) -> tuple[str, str]:
         """refresh: a new certificate for Roost's generated server certificate, from the internal CA, now."""
@@ -186,10 +182,16 @@ class ServerCertificates:
             datadir.forget_replacement(certs_dir)
             self._configured_thumbprint = new.info.thumbprint
             old = await self.install(new)
-        log.info("Server certificate renewed by %s: %s -> %s", caller.display_name, old.info.thumbprint,
-                   new.info.thumbprint)
-        self._audit.record(Event.SERVER_CERTIFICATE_RENEWED, actor=caller, Old=old.info.thumbprint,
-                           New=new.info.thumbprint, Subject=new.info.subject)
+        return self._swapped(caller, Event.SERVER_CERTIFICATE_RENEWED, old, new)
+
+    def _swapped(self, caller: Identity, event: Event, old: datadir.ServerCertificate,
+                 new: datadir.ServerCertificate) -> tuple[str, str]:
+        """Log and audit an installed replacement or renewal; (old thumbprint, new thumbprint)."""
+        what = "replaced" if event is Event.SERVER_CERTIFICATE_REPLACED else "renewed"
+        log.info("Server certificate %s by %s: %s -> %s", what, caller.display_name, old.info.thumbprint,
+                 new.info.thumbprint)
+        self._audit.record(event, actor=caller, Old=old.info.thumbprint, New=new.info.thumbprint,
+                           Subject=new.info.subject)
         return old.info.thumbprint, new.info.thumbprint
 
     async def renew_if_due(self, caller: Identity) -> bool:

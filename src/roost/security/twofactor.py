@@ -19,7 +19,9 @@ Where Roost does better than RavenDB:
   a code accepted anywhere is a replay everywhere; the gate reads the session per request, so a logout holds at
   once everywhere. Storage holds SHA-256 digests of the cookie and of
   the key a session was opened with, never the cookie value or the key itself.
-- Every success, failure, replay and lockout is logged with the thumbprint; never the code, key or cookie.
+- Every success, failure, replay and lockout is logged with the thumbprint; never the code, key or cookie. The
+  service records the audit events itself (``twofactor.succeeded``, ``.failed``, ``.locked``, and a refused
+  caller as ``auth.refused``), so every caller of ``admit`` and ``login`` is audited, not only the HTTP route.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+import inspect
 import io
 import ipaddress
 import logging
@@ -43,8 +46,9 @@ import pyotp
 import segno
 
 from roost import clock
-from roost.errors import BadRequestError, TwoFactorCodeError, TwoFactorLockedError
+from roost.errors import BadRequestError, RoostError, TwoFactorCodeError, TwoFactorLockedError
 from roost.security import authz
+from roost.security.audit import AuditLog, Event
 from roost.security.identity import AuthStatus, Identity
 from roost.security.registry import CertificateDefinition, Registry
 from roost.storage.base import JsonObject, Storage
@@ -270,12 +274,14 @@ class TwoFactor:
         registry: Registry,
         now: Callable[[], dt.datetime],
         *,
+        audit: AuditLog,
         default_minutes: int,
         max_minutes: int,
     ) -> None:
         self._storage = storage
         self._registry = registry
         self._now = now
+        self._audit = audit
         self.default_minutes = default_minutes
         self.max_minutes = max_minutes
         # What the last login attempt per key saw of its lockout (for the audit of that attempt only).
@@ -363,10 +369,42 @@ class TwoFactor:
             )
         return definition
 
+    def admit(self, identity: Identity, address: str | None) -> CertificateDefinition:
+        """``enrolled``, with a refusal audited like any other authentication refusal (rate-limited per
+        certificate or address). The route calls it before reading the body: a caller that cannot use 2FA at all
+        costs one lookup, never a parse."""
+        try:
+            return self.enrolled(identity)
+        except RoostError as exc:
+            self._audit.record_refusal(identity.thumbprint or f"address:{address}", identity, exc.message, address)
+            raise
+
     async def login(
+        self, identity: Identity, body: Any, *, has_limits: bool, minutes: int | None, address: str | None = None
+    ) -> LoginResult:
+        """POST /authentication/2fa: check the code, open the certificate's session (replacing any other), and
+        audit the outcome. ``body`` may be an awaitable (the request body still to be read): a body that cannot
+        be read is audited as a failure too."""
+        try:
+            result = await self._login(identity, await body if inspect.isawaitable(body) else body,
+                                       has_limits=has_limits, minutes=minutes)
+        except RoostError as exc:
+            # Who failed, why (the message never holds the code), and a lockout when this failure caused one.
+            locked = self.locked_until(identity.thumbprint) if identity.thumbprint else None
+            if locked is not None and locked <= clock.now():
+                locked = None
+            # Only the wrong code (406) that starts a lockout is the lockout; any other refusal while locked (429,
+            # or a 400 for a malformed request) is a failure.
+            event = Event.TWOFACTOR_LOCKED if locked is not None and exc.http_status == 406 else Event.TWOFACTOR_FAILED
+            self._audit.record(event, actor=identity, Reason=exc.message,
+                               LockedUntil=clock.wire_date(locked) if locked else None, Address=address)
+            raise
+        self._audit.record(Event.TWOFACTOR_SUCCEEDED, actor=identity, OnlyThisBrowser=has_limits, Address=address)
+        return result
+
+    async def _login(
         self, identity: Identity, body: Any, *, has_limits: bool, minutes: int | None
     ) -> LoginResult:
-        """POST /authentication/2fa: check the code, open the certificate's session (replacing any other)."""
         period = self.duration(minutes)
         definition = self.enrolled(identity)
         token = parse_token(body)
@@ -479,7 +517,7 @@ class TwoFactor:
 
     def locked_until(self, thumbprint: str) -> dt.datetime | None:
         """When the lockout of the certificate's key ends, as this process's last login attempt with the key saw
-        it (None: not locked): the login route audits the failure that caused a lockout right after it."""
+        it (None: not locked): ``login`` audits the failure that caused a lockout right after it."""
         definition = self._registry.get(thumbprint)
         if definition is None or not definition.two_factor_key:
             return None

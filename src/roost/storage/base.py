@@ -27,6 +27,14 @@ def fold(value: str) -> str:
     return value.casefold()
 
 
+def collection_key(collection: str | None) -> str | None:
+    """The one folding rule for collection names (RavenDB compares them case-insensitively): the key that both
+    backends store in ``documents.collection_key`` and index, and that RQL's ``from`` compares. Python's full
+    Unicode casefold, so "Straße" and "STRASSE" are one collection on every backend (SQLite's NOCASE folds ASCII
+    only, PostgreSQL's ``lower()`` depends on the database's locale)."""
+    return None if collection is None else collection.casefold()
+
+
 def document_from_row(row: Mapping[str, Any]) -> StoredDocument:
     """A ``documents`` row (same columns in every backend; JSON kept as text) as a StoredDocument."""
     return StoredDocument(
@@ -377,7 +385,7 @@ class Restorer(Protocol):
 
 @runtime_checkable
 class Snapshotting(Protocol):
-    """A storage that backups can read whole and restores can write (today: the embedded SQLite store)."""
+    """A storage that backups can read whole and restores can write (SQLite and PostgreSQL, one file format)."""
 
     def snapshot(self) -> Snapshot: ...
     def restorer(self) -> Restorer: ...

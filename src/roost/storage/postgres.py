@@ -23,10 +23,12 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import asyncpg
 
+if TYPE_CHECKING:
+    from roost.storage.postgres_backups import PostgresRestorer, PostgresSnapshot
 from roost.errors import ConfigurationError, ServiceUnavailableError
 from roost.storage.base import (
     HILO_COLLECTION,
@@ -40,11 +42,13 @@ from roost.storage.base import (
     InvalidCounterOperation,
     JsonObject,
     PutCommand,
+    Snapshotting,
     Storage,
     StoredDocument,
     TwoFactorChange,
     apply_counters,
     attachment_tokens,
+    collection_key,
     document_from_row,
     fold,
     hilo_document_id,
@@ -98,9 +102,10 @@ CREATE TABLE IF NOT EXISTS documents (
     change_vector TEXT NOT NULL,
     etag BIGINT NOT NULL,
     last_modified TEXT NOT NULL,
+    -- storage.base.collection_key(collection), last as a migrated table has it: see _migrate_collection_key
+    collection_key TEXT,
     PRIMARY KEY (db, key)
 );
-CREATE INDEX IF NOT EXISTS documents_by_collection ON documents (db, lower(collection), etag);
 CREATE INDEX IF NOT EXISTS documents_by_etag ON documents (db, etag);
 CREATE TABLE IF NOT EXISTS hilo (
     db TEXT NOT NULL,
@@ -128,6 +133,22 @@ CREATE TABLE IF NOT EXISTS settings (
 _DOCUMENT_COLUMNS = "id, collection, body, metadata, change_vector, etag, last_modified"
 
 
+
+
+async def _migrate_collection_key(connection: asyncpg.Connection) -> None:
+    """A database made before ``collection_key`` existed gets the column, filled by the same Python function
+    every write uses (PostgreSQL's ``lower()`` is not Unicode casefolding), and the index that collection
+    queries use; the old ``lower(collection)`` index goes. Runs under the schema lock, inside its transaction."""
+    await connection.execute("ALTER TABLE documents ADD COLUMN IF NOT EXISTS collection_key TEXT")
+    names = await connection.fetch(
+        "SELECT DISTINCT collection FROM documents WHERE collection IS NOT NULL AND collection_key IS NULL")
+    if names:
+        await connection.executemany(
+            "UPDATE documents SET collection_key = $1 WHERE collection = $2 AND collection_key IS NULL",
+            [(collection_key(r[0]), r[0]) for r in names])
+    await connection.execute("DROP INDEX IF EXISTS documents_by_collection")
+    await connection.execute(
+        "CREATE INDEX IF NOT EXISTS documents_by_collection_key ON documents (db, collection_key, etag)")
 
 
 def _notify_payloads(thumbprints: list[str]) -> list[str]:
@@ -198,7 +219,20 @@ class PostgresStorage:
             # catalog); the advisory lock makes schema creation one node at a time.
             await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             await connection.execute(_SCHEMA)
+            await _migrate_collection_key(connection)
         return cls(pool, url)
+
+    # Backups (roost.backups): blocking, each on a connection of its own (storage.postgres_backups) --------------
+
+    def snapshot(self) -> PostgresSnapshot:
+        from roost.storage.postgres_backups import PostgresSnapshot
+
+        return PostgresSnapshot(self._url)
+
+    def restorer(self) -> PostgresRestorer:
+        from roost.storage.postgres_backups import PostgresRestorer
+
+        return PostgresRestorer(self._url, CHANNEL, _DATABASE)
 
     async def close(self) -> None:
         for task in self._watchers:
@@ -467,13 +501,14 @@ class PostgresStorage:
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
                     await connection.execute(
-                        "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, "
-                        "last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (db, key) DO UPDATE "
-                        "SET id = excluded.id, collection = excluded.collection, body = excluded.body, "
+                        "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, "
+                        "change_vector, etag, last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                        "ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, collection = excluded.collection, "
+                        "collection_key = excluded.collection_key, body = excluded.body, "
                         "metadata = excluded.metadata, change_vector = excluded.change_vector, "
                         "etag = excluded.etag, last_modified = excluded.last_modified",
-                        db_key, key, command.id, command.collection, json.dumps(command.body),
-                        json.dumps(command.metadata), change_vector, etag, now,
+                        db_key, key, command.id, command.collection, collection_key(command.collection),
+                        json.dumps(command.body), json.dumps(command.metadata), change_vector, etag, now,
                     )
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
                                             change_vector, etag, now)
@@ -497,9 +532,8 @@ class PostgresStorage:
             )
         else:
             rows = await self._pool.fetch(
-                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND lower(collection) = lower($2) "
-                "ORDER BY etag",
-                fold(database), collection,
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND collection_key = $2 ORDER BY etag",
+                fold(database), collection_key(collection),
             )
         return [document_from_row(r) for r in rows]
 
@@ -521,8 +555,9 @@ class PostgresStorage:
             if last_etag is None:
                 return None
             rows = await connection.fetch(
-                "SELECT min(collection) AS collection, count(*) AS n FROM documents WHERE db = $1 "
-                "GROUP BY lower(collection)", db_key)
+                # min() in code point order (COLLATE "C"), as SQLite's BINARY: the same name shown on both backends
+                'SELECT min(collection COLLATE "C") AS collection, count(*) AS n FROM documents WHERE db = $1 '
+                "GROUP BY collection_key", db_key)
         return int(last_etag), {r["collection"]: int(r["n"]) for r in rows}
 
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
@@ -562,11 +597,13 @@ class PostgresStorage:
         """Write one document inside the caller's transaction, which holds ``_lock_database``."""
         database_id, etag = locked[0], locked[1] + 1
         await connection.execute(
-            "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, "
-            "collection = excluded.collection, body = excluded.body, metadata = excluded.metadata, "
-            "change_vector = excluded.change_vector, etag = excluded.etag, last_modified = excluded.last_modified",
-            db_key, fold(doc_id), doc_id, collection, json.dumps(body), json.dumps(metadata),
+            "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, etag, "
+            "last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (db, key) DO UPDATE SET "
+            "id = excluded.id, collection = excluded.collection, collection_key = excluded.collection_key, "
+            "body = excluded.body, metadata = excluded.metadata, change_vector = excluded.change_vector, "
+            "etag = excluded.etag, last_modified = excluded.last_modified",
+            db_key, fold(doc_id), doc_id, collection, collection_key(collection), json.dumps(body),
+            json.dumps(metadata),
             f"A:{etag}-{database_id}", etag, now,
         )
         await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = $2", etag, db_key)
@@ -742,4 +779,9 @@ def _redacted(url: str) -> str:
 
 def _conforms(storage: PostgresStorage) -> Storage:
     """Never called: makes mypy check that PostgresStorage implements the Storage protocol (it is imported by name)."""
+    return storage
+
+
+def _snapshots(storage: PostgresStorage) -> Snapshotting:
+    """Never called: makes mypy check that PostgresStorage implements the Snapshotting protocol."""
     return storage

@@ -15,21 +15,17 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from roost.errors import ServiceUnavailableError
 from roost.storage.base import (
     HILO_COLLECTION,
-    RESTORE_STAGE_PREFIX,
-    AttachmentChunk,
     BatchCommand,
     BatchResult,
     CertificateWatcher,
     ChangeVectorMismatch,
     CountersCommand,
     DatabaseRow,
-    DocumentRow,
-    DuplicateDocumentError,
     InvalidAttachment,
     InvalidCounterOperation,
     JsonObject,
@@ -38,6 +34,7 @@ from roost.storage.base import (
     TwoFactorChange,
     apply_counters,
     attachment_tokens,
+    collection_key,
     document_from_row,
     fold,
     hilo_document_id,
@@ -47,6 +44,9 @@ from roost.storage.base import (
     with_server_metadata_of,
     without_attachment,
 )
+
+if TYPE_CHECKING:
+    from roost.storage.sqlite_backups import SqliteRestorer, SqliteSnapshot
 
 DATABASE_FILE = "roost.db"  # in the data directory, beside its -wal and -shm files
 
@@ -73,9 +73,10 @@ CREATE TABLE IF NOT EXISTS documents (
     change_vector TEXT NOT NULL,
     etag INTEGER NOT NULL,
     last_modified TEXT NOT NULL,
+    -- storage.base.collection_key(collection), last as a migrated table has it: see _migrate_collection_key
+    collection_key TEXT,
     PRIMARY KEY (db, key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS documents_by_collection ON documents (db, collection, etag);
 CREATE INDEX IF NOT EXISTS documents_by_etag ON documents (db, etag);
 CREATE TABLE IF NOT EXISTS hilo (
     db TEXT NOT NULL,
@@ -115,7 +116,31 @@ def _bump(db: sqlite3.Connection, topic: str) -> None:
                "ON CONFLICT (topic) DO UPDATE SET counter = counter + 1", (topic,))
 
 
+# Collection queries (scan_documents, collection_counts: RQL ``from``, /stats, /collections/stats) compare the
+# folded key; the index answers them in etag order without a scan or a temporary sort. It replaces the BINARY
+# ``documents_by_collection`` index that a ``COLLATE NOCASE`` comparison could never use.
+_COLLECTION_INDEX = "CREATE INDEX IF NOT EXISTS documents_by_collection_key ON documents (db, collection_key, etag)"
 
+
+def _migrate_collection_key(connection: sqlite3.Connection) -> None:
+    """A ``roost.db`` made before ``collection_key`` existed gets the column, filled from ``collection`` with
+    the same function every write uses, and its index, in one transaction (workers opening the file together
+    wait for each other: the second finds the column there)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(documents)")}
+        if "collection_key" not in columns:
+            connection.execute("ALTER TABLE documents ADD COLUMN collection_key TEXT")
+            names = [r[0] for r in connection.execute(
+                "SELECT DISTINCT collection FROM documents WHERE collection IS NOT NULL")]
+            connection.executemany("UPDATE documents SET collection_key = ? WHERE collection = ?",
+                                   [(collection_key(name), name) for name in names])
+        connection.execute("DROP INDEX IF EXISTS documents_by_collection")
+        connection.execute(_COLLECTION_INDEX)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 class SqliteStorage:
@@ -168,16 +193,21 @@ class SqliteStorage:
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.executescript(_SCHEMA)
+        _migrate_collection_key(connection)
         return cls(connection, path)
 
     async def close(self) -> None:
         self._db.close()
 
     def snapshot(self) -> SqliteSnapshot:
+        from roost.storage.sqlite_backups import SqliteSnapshot
+
         assert self.path is not None
         return SqliteSnapshot(self.path)
 
     def restorer(self) -> SqliteRestorer:
+        from roost.storage.sqlite_backups import SqliteRestorer
+
         assert self.path is not None
         return SqliteRestorer(self.path)
 
@@ -339,12 +369,14 @@ class SqliteStorage:
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
                     db.execute(
-                        "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, "
-                        "last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET "
-                        "id = excluded.id, collection = excluded.collection, body = excluded.body, "
+                        "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, "
+                        "change_vector, etag, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, collection = excluded.collection, "
+                        "collection_key = excluded.collection_key, body = excluded.body, "
                         "metadata = excluded.metadata, change_vector = excluded.change_vector, "
                         "etag = excluded.etag, last_modified = excluded.last_modified",
-                        (db_key, key, command.id, command.collection, json.dumps(command.body),
+                        (db_key, key, command.id, command.collection, collection_key(command.collection),
+                         json.dumps(command.body),
                          json.dumps(command.metadata), change_vector, etag, now),
                     )
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
@@ -366,8 +398,8 @@ class SqliteStorage:
             rows = self._db.execute("SELECT * FROM documents WHERE db = ? ORDER BY etag", (fold(database),))
         else:
             rows = self._db.execute(
-                "SELECT * FROM documents WHERE db = ? AND collection = ? COLLATE NOCASE ORDER BY etag",
-                (fold(database), collection),
+                "SELECT * FROM documents WHERE db = ? AND collection_key = ? ORDER BY etag",
+                (fold(database), collection_key(collection)),
             )
         return [document_from_row(r) for r in rows]
 
@@ -387,7 +419,7 @@ class SqliteStorage:
             if row is None:
                 return None
             counts = self._db.execute(
-                "SELECT collection, count(*) FROM documents WHERE db = ? GROUP BY collection COLLATE NOCASE",
+                "SELECT min(collection), count(*) FROM documents WHERE db = ? GROUP BY collection_key",
                 (db_key,)).fetchall()
         return int(row[0]), {c[0]: int(c[1]) for c in counts}
 
@@ -421,11 +453,13 @@ class SqliteStorage:
             raise LookupError(db_key)
         etag = int(row[1]) + 1
         db.execute(
-            "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, "
-            "collection = excluded.collection, body = excluded.body, metadata = excluded.metadata, "
-            "change_vector = excluded.change_vector, etag = excluded.etag, last_modified = excluded.last_modified",
-            (db_key, fold(doc_id), doc_id, collection, json.dumps(body), json.dumps(metadata),
+            "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, etag, "
+            "last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET "
+            "id = excluded.id, collection = excluded.collection, collection_key = excluded.collection_key, "
+            "body = excluded.body, metadata = excluded.metadata, change_vector = excluded.change_vector, "
+            "etag = excluded.etag, last_modified = excluded.last_modified",
+            (db_key, fold(doc_id), doc_id, collection, collection_key(collection), json.dumps(body),
+             json.dumps(metadata),
              f"A:{etag}-{row[0]}", etag, now),
         )
         db.execute("UPDATE databases SET last_etag = ? WHERE key = ?", (etag, db_key))
@@ -558,166 +592,3 @@ class SqliteStorage:
         with self._write() as db:
             db.execute("DELETE FROM settings WHERE key = ?", (key,))
             self._bump(db, SETTING + key)
-
-
-# Backups ------------------------------------------------------------------------------------------------------
-# Backups and restores run in a worker thread on their own connection, so the event loop's connection is never
-# shared between threads and a long read never blocks requests. Under WAL a reader sees one consistent snapshot
-# for the whole read transaction while writers carry on.
-
-
-class SqliteSnapshot:
-    """A consistent read-only view of the whole store, for one backup. Rows come out as stored (JSON text)."""
-
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
-        self._db.execute("BEGIN")
-        self._db.execute("SELECT count(*) FROM databases").fetchone()  # the snapshot starts at the first read
-
-    def close(self) -> None:
-        self._db.execute("COMMIT")
-        self._db.close()
-
-    def databases(self) -> list[JsonObject]:
-        rows = self._db.execute("SELECT name, database_id, created, last_etag, record FROM databases ORDER BY key")
-        return [{"Name": r[0], "DatabaseId": r[1], "Created": r[2], "LastEtag": r[3], "Record": json.loads(r[4])}
-                for r in rows]
-
-    def documents(self, database: str) -> Iterator[DocumentRow]:
-        # Primary-key order: no sort, the cursor steps through the B-tree, memory stays flat.
-        yield from self._db.execute(
-            "SELECT id, collection, body, metadata, change_vector, etag, last_modified FROM documents "
-            "WHERE db = ? ORDER BY key", (fold(database),))
-
-    def hilo(self, database: str) -> list[tuple[str, int]]:
-        return [(r[0], r[1]) for r in self._db.execute("SELECT tag, max FROM hilo WHERE db = ?", (fold(database),))]
-
-    def attachment_chunks(self, database: str) -> Iterator[AttachmentChunk]:
-        # Primary-key order, one row at a time: memory stays flat however large the attachments.
-        for token, seq, data in self._db.execute(
-                "SELECT token, seq, data FROM attachment_chunks WHERE db = ? ORDER BY token, seq", (fold(database),)):
-            yield str(token), int(seq), bytes(data)
-
-    def certificates(self) -> list[JsonObject]:
-        return [json.loads(r[0]) for r in self._db.execute("SELECT definition FROM certificates ORDER BY thumbprint")]
-
-
-# A restore writes its documents under a key no database name can fold to ('/' is refused in names), and moves
-# them to the target in the same transaction that creates the database row: a restore killed half-way leaves only
-# rows under this prefix, invisible to every database, and they are deleted at the next start.
-
-
-class SqliteRestorer:
-    """Writes one restored database in batches under a staging key; ``finish`` makes it appear in one commit."""
-
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def target_state(self, name: str) -> tuple[bool, int]:
-        """(exists, document count) of the target database."""
-        row = self._db.execute("SELECT 1 FROM databases WHERE key = ?", (fold(name),)).fetchone()
-        count = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (fold(name),)).fetchone()[0]
-        return row is not None, int(count)
-
-    def insert_documents(self, stage: str, rows: list[DocumentRow]) -> None:
-        """Add rows under the staging key ``stage`` (RESTORE_STAGE_PREFIX + a token). A duplicate id raises
-        DuplicateDocumentError."""
-        assert stage.startswith(RESTORE_STAGE_PREFIX)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(
-                "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(stage, fold(r[0]), *r) for r in rows])
-        except sqlite3.IntegrityError as exc:
-            self._db.execute("ROLLBACK")
-            raise DuplicateDocumentError(str(exc)) from exc
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def insert_attachment_chunks(self, stage: str, rows: list[AttachmentChunk]) -> None:
-        assert stage.startswith(RESTORE_STAGE_PREFIX)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT INTO attachment_chunks (db, token, seq, data) VALUES (?, ?, ?, ?)",
-                                 [(stage, *r) for r in rows])
-        except sqlite3.IntegrityError as exc:
-            self._db.execute("ROLLBACK")
-            raise DuplicateDocumentError(str(exc)) from exc
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def finish(self, name: str, stage: str, database_id: str, created: str, last_etag: int, record: JsonObject,
-               hilo: list[tuple[str, int]]) -> int:
-        """In one transaction: the staged rows become ``name``'s, with its database row and hilo. Returns how many
-        documents the target held already (the caller refuses and discards when that is not 0)."""
-        db_key = fold(name)
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            held = self._db.execute("SELECT count(*) FROM documents WHERE db = ?", (db_key,)).fetchone()[0]
-            if held:
-                self._db.execute("ROLLBACK")
-                return int(held)
-            self._db.execute("UPDATE documents SET db = ? WHERE db = ?", (db_key, stage))
-            self._db.execute("DELETE FROM attachment_chunks WHERE db = ?", (db_key,))
-            self._db.execute("UPDATE attachment_chunks SET db = ? WHERE db = ?", (db_key, stage))
-            self._db.execute(
-                "INSERT INTO databases (key, name, database_id, created, last_etag, record) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET database_id = excluded.database_id, last_etag = excluded.last_etag, "
-                "record = excluded.record",
-                (db_key, name, database_id, created, last_etag, json.dumps(record)))
-            self._db.execute("DELETE FROM hilo WHERE db = ?", (db_key,))
-            self._db.executemany("INSERT INTO hilo (db, tag, max) VALUES (?, ?, ?)",
-                                 [(db_key, fold(tag), high) for tag, high in hilo])
-            _bump(self._db, DATABASES)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return 0
-
-    def discard(self, stage: str) -> None:
-        """Drop the staged rows of a restore that failed (the target was never touched)."""
-        assert stage.startswith(RESTORE_STAGE_PREFIX)
-        self._db.execute("DELETE FROM documents WHERE db = ?", (stage,))
-        self._db.execute("DELETE FROM attachment_chunks WHERE db = ?", (stage,))
-
-    def discard_abandoned(self) -> int:
-        """At start-up: rows staged by restores that a crash interrupted. Returns how many were deleted."""
-        bounds = (RESTORE_STAGE_PREFIX, RESTORE_STAGE_PREFIX[:-1] + chr(ord("/") + 1))
-        self._db.execute("DELETE FROM attachment_chunks WHERE db >= ? AND db < ?", bounds)
-        cursor = self._db.execute("DELETE FROM documents WHERE db >= ? AND db < ?", bounds)
-        return int(cursor.rowcount)
-
-
-def read_setting_offline(path: Path, key: str) -> Any:
-    """One stored setting of a data directory's ``roost.db``, read-only, without a running server (the CLI's
-    ``roost audit verify`` reads the audit head this way). None when the file or the key is missing."""
-    if not path.exists():
-        return None
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-    except sqlite3.Error:
-        return None
-    return json.loads(row[0]) if row else None
-
-
-def _insert_documents(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
-    """Write the pending PUTs of a batch in one statement and empty the list."""
-    if rows:
-        db.executemany(
-            "INSERT INTO documents (db, key, id, collection, body, metadata, change_vector, etag, last_modified) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, "
-            "collection = excluded.collection, body = excluded.body, metadata = excluded.metadata, "
-            "change_vector = excluded.change_vector, etag = excluded.etag, last_modified = excluded.last_modified",
-            rows,
-        )
-        rows.clear()

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roost import clock
-from roost.errors import BadRequestError, RoostError
+from roost.errors import BadRequestError
 from roost.http.body import SMALL_BODY, json_response, query_bool, query_int, read_json, read_object
 from roost.http.headers import NO_STORE, SVG
 from roost.http.middleware import SERVICES, identity_of, peer_address
 from roost.http.routing import RouteTable
 from roost.security import twofactor
-from roost.security.audit import Event
 from roost.types import Level
 
 routes = RouteTable()
@@ -82,32 +80,12 @@ async def login(request: web.Request) -> web.StreamResponse:
         else None
     )
     identity = identity_of(request)
-    audit = request.app[SERVICES].audit
     address = peer_address(request)
-    try:
-        # Before the body is read: a caller that cannot use 2FA at all (no certificate, unknown, no key) costs one
-        # lookup, never a parse; and it is audited like any other refusal, rate-limited per certificate or address.
-        service.enrolled(identity)
-    except RoostError as exc:
-        audit.record_refusal(identity.thumbprint or f"address:{address}", identity, exc.message, address)
-        raise
-    try:
-        result = await service.login(
-            identity, await read_json(request, required=False, limit=SMALL_BODY), has_limits=has_limits,
-            minutes=minutes
-        )
-    except RoostError as exc:
-        # Audit: who failed, why (the message never holds the code), and a lockout when this failure caused one.
-        locked = service.locked_until(identity.thumbprint) if identity.thumbprint else None
-        if locked is not None and locked <= clock.now():
-            locked = None
-        # Only the wrong code (406) that starts a lockout is the lockout; any other refusal while locked (429, or a
-        # 400 for a malformed request) is a failure.
-        event = Event.TWOFACTOR_LOCKED if locked is not None and exc.http_status == 406 else Event.TWOFACTOR_FAILED
-        audit.record(event, actor=identity, Reason=exc.message,
-                     LockedUntil=clock.wire_date(locked) if locked else None, Address=address)
-        raise
-    audit.record(Event.TWOFACTOR_SUCCEEDED, actor=identity, OnlyThisBrowser=has_limits, Address=address)
+    # The service audits every outcome (the refusal of a caller that cannot use 2FA, each failure, lockout and
+    # success); the body is read only once the caller passed ``admit``.
+    service.admit(identity, address)
+    result = await service.login(identity, read_json(request, required=False, limit=SMALL_BODY),
+                                 has_limits=has_limits, minutes=minutes, address=address)
     response = web.Response(status=202, headers=NO_STORE)
     if result.cookie is not None:
         response.headers["Set-Cookie"] = _cookie(result.cookie, result.max_age)
