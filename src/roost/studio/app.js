@@ -9,6 +9,7 @@ import { thumbprintCell } from "./copy.js";
 import { clearanceBadge, daysUntil, EXPIRING_DAYS, expiryState, formatDate } from "./format.js";
 import { renderCertificates } from "./certificates.js";
 import { renderDatabases } from "./databases.js";
+import { renderAllowlist, renderBackups } from "./hosted.js";
 import { renderTwoFactor } from "./twofactor.js";
 import { session } from "./session.js";
 import { describeRefusal } from "./refusals.js";
@@ -16,6 +17,8 @@ import { describeRefusal } from "./refusals.js";
 const ROUTES = {
   certificates: { title: "Certificates", render: renderCertificates },
   databases: { title: "Databases", render: renderDatabases },
+  allowlist: { title: "IP allowlist", render: renderAllowlist },
+  backups: { title: "Backups", render: renderBackups },
 };
 
 const main = document.getElementById("main");
@@ -71,10 +74,12 @@ async function renderAlerts() {
   alerts.hidden = false;
 }
 
-/** The menu offers only what the identity may use: Certificates needs Operator clearance. */
+/** The menu offers only what the identity may use: Certificates, the allowlist and backups need Operator clearance. */
 function renderNav() {
-  const certificates = nav.querySelector('a[data-route="certificates"]');
-  if (certificates) certificates.closest("li").hidden = !session.isOperator();
+  for (const route of ["certificates", "allowlist", "backups"]) {
+    const link = nav.querySelector(`a[data-route="${route}"]`);
+    if (link) link.closest("li").hidden = !session.isOperator();
+  }
   document.querySelector(".brand")?.setAttribute("href", `#/${landing()}`);
 }
 
