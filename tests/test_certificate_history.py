@@ -89,3 +89,31 @@ def test_database_access_is_for_operators_and_names_an_existing_database(server:
     assert missing.status_code == 404
     bad = server.admin().get(f"{server.url}/admin/databases/access", params={"name": "a/b"})
     assert bad.status_code == 400
+
+
+def test_the_unused_filter_lists_certificates_not_used_for_90_days(server: RunningServer, tmp_path) -> None:
+    import base64
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import serialization
+
+    from certtools import issue, roost_ca
+
+    old_days = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)
+    dormant = issue(roost_ca(server.certs_dir), "dormant", days=200, not_before=old_days)
+    active = issue(roost_ca(server.certs_dir), "dormant-but-used", days=200, not_before=old_days)
+    for issued, name in ((dormant, "dormant"), (active, "dormant-but-used")):
+        upload = server.admin().put(f"{server.url}/admin/certificates", json={
+            "Name": name, "SecurityClearance": "ValidUser", "Permissions": {},
+            "Certificate": base64.b64encode(issued.certificate.public_bytes(serialization.Encoding.DER)).decode()})
+        assert upload.status_code == 201, upload.text
+    assert server.session(active.write_pem(tmp_path / "active.pem")).get(
+        f"{server.url}/certificates/whoami").status_code == 200  # used now
+    fresh = server.generate("fresh-never-used")  # valid from 7 days back: not 90 days unused
+    listed = server.admin().get(f"{server.url}/admin/certificates", params={"state": "unused", "metadataOnly": "true"})
+    assert listed.status_code == 200, listed.text
+    names = {c["Name"] for c in listed.json()["Results"]}
+    assert "dormant" in names
+    assert "dormant-but-used" not in names and fresh.name not in names
+    bad = server.admin().get(f"{server.url}/admin/certificates", params={"state": "asleep"})
+    assert bad.status_code == 400 and "unused" in bad.json()["Message"]

@@ -34,6 +34,9 @@ from roost.security.trust import TrustAnchors, well_known_details
 from roost.types import Clearance
 
 
+UNUSED_PERIOD = dt.timedelta(days=90)  # the list's state=unused (the Studio's "Not used for 90 days")
+
+
 class CertificateService:
     def __init__(self, registry: Registry, identifier: Identifier, trust: TrustAnchors | None,
                  authority: CertificateAuthority | None, audit: AuditLog, pool: Callable[[], Executor], *,
@@ -474,8 +477,9 @@ class CertificateService:
         now = clock.now()
         soon = now + dt.timedelta(days=30)
         wanted_clearance = parse_clearance(clearance) if clearance else None
-        if state not in (None, "", "valid", "expiring", "expired"):
-            raise BadRequestError("state must be one of: valid, expiring, expired.")
+        if state not in (None, "", "valid", "expiring", "expired", "unused"):
+            raise BadRequestError("state must be one of: valid, expiring, expired, unused.")
+        unused_before = now - UNUSED_PERIOD
         needle = text.casefold() if text else None
         if sort not in ("name", "expiry", None, ""):
             raise BadRequestError("sort must be 'name' or 'expiry'.")
@@ -494,6 +498,9 @@ class CertificateService:
                 return False
             if state == "valid" and not d.not_after >= now:
                 return False
+            if state == "unused":  # last used over 90 days ago, or never and valid for longer than that
+                if (registry.last_used(d.thumbprint) or d.not_before) >= unused_before:
+                    return False
             return True
 
         # The common cases are slices of an index kept sorted on write; only free-text, clearance and state

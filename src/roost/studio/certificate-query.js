@@ -79,6 +79,14 @@ function split(body) {
   return { items, serverEntry };
 }
 
+const UNUSED_MS = 90 * 24 * 60 * 60 * 1000;
+
+/** The server's rule for state=unused: last used more than 90 days ago, or never and valid for longer than that. */
+export function unusedFor90Days(cert, now = Date.now()) {
+  const since = parseDate(cert.LastUsedDate) ?? parseDate(cert.NotBefore);
+  return since !== null && now - since.getTime() > UNUSED_MS;
+}
+
 export function matches(cert, q) {
   if (q.text) {
     const needle = q.text.toLowerCase();
@@ -86,6 +94,7 @@ export function matches(cert, q) {
     if (!hay.includes(needle)) return false;
   }
   if (q.clearance && cert.SecurityClearance !== q.clearance) return false;
+  if (q.state === "unused") return unusedFor90Days(cert);
   if (q.state && expiryState(cert.NotAfter) !== q.state) return false;
   return true;
 }

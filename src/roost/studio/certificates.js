@@ -11,6 +11,7 @@ import { openGenerateDialog } from "./generate-dialog.js";
 import { openUploadDialog } from "./upload-dialog.js";
 import { openDeleteDialog, openEditDialog } from "./edit-dialog.js";
 import { openDetailsDialog } from "./details-dialog.js";
+import { bulkBar } from "./bulk.js";
 import { permissionsList } from "./permissions.js";
 import { serverPanel, wellKnownPanel } from "./server-panel.js";
 import { deleteRefusal, editRefusal as editRefusalOf, OPERATOR_ONLY, session } from "./session.js";
@@ -56,7 +57,8 @@ export function renderCertificates(main) {
     { name: "clearance" },
   );
   const expiry = select(
-    [["", "All"], ["valid", "Valid"], ["expiring", "Expiring within 30 days"], ["expired", "Expired"]],
+    [["", "All"], ["valid", "Valid"], ["expiring", "Expiring within 30 days"], ["expired", "Expired"],
+      ["unused", "Not used for 90 days"]],
     "",
     { name: "state" },
   );
@@ -131,6 +133,22 @@ export function renderCertificates(main) {
     });
   });
 
+  // Bulk actions on the selected rows (issue 17): selection is of the rows shown, cleared when the list is redrawn.
+  const selection = new Map();
+  const bulk = bulkBar({
+    selected: () => [...selection.values()],
+    clear: () => {
+      selection.clear();
+      for (const box of tbody.querySelectorAll("input.select")) box.checked = false;
+      bulk.update(0);
+    },
+    errors: listErrors,
+    onDone: ({ message, refused }) => {
+      changed(message);
+      if (refused.length) listErrors.show(`Refused: ${refused.join(" ")}`);
+    },
+  });
+
   const table = h(
     "table",
     { class: "cert-table" },
@@ -171,6 +189,7 @@ export function renderCertificates(main) {
         field("Per page", pageSize),
       ),
       listErrors,
+      bulk.element,
       h("div", { class: "table-wrap" }, table),
       h("nav", { class: "pager", "aria-label": "Pages" }, summary, h("div", { class: "actions" }, prev, next)),
     ),
@@ -219,6 +238,8 @@ export function renderCertificates(main) {
   }
 
   function renderRows(items) {
+    selection.clear();
+    bulk.update(0);
     replace(tbody, items.length === 0 ? h("tr", {}, h("td", { colspan: 9, class: "empty" }, "No certificates match these filters.")) : items.map(row));
   }
 
@@ -241,6 +262,12 @@ export function renderCertificates(main) {
     const details = h("button", { type: "button", class: "link small details", "aria-label": `Details of ${cert.Name}` },
       "Details");
     details.addEventListener("click", () => openDetailsDialog(cert));
+    const pick = h("input", { type: "checkbox", class: "select" });
+    pick.addEventListener("change", () => {
+      if (pick.checked) selection.set(cert.Thumbprint, cert);
+      else selection.delete(cert.Thumbprint);
+      bulk.update(selection.size);
+    });
     del.addEventListener("click", () => openDeleteDialog(cert, { onDone: changed }));
     const why = reasons.length ? h("p", { class: "reason", id: reasonId }, reasons.join(" ")) : null;
     return h(
@@ -249,6 +276,7 @@ export function renderCertificates(main) {
       h(
         "td",
         { class: "name" },
+        h("label", { class: "select-label" }, pick, h("span", { class: "visually-hidden" }, `Select ${cert.Name}`)),
         h("span", { class: "cert-name" }, cert.Name),
         current ? h("span", { class: "badge current", title: "You are connected with this certificate" }, "current") : null,
         cert.Disabled ? h("span", { class: "badge muted" }, "disabled") : null,
