@@ -366,3 +366,63 @@ def test_renew_daemon_leaves_a_certificate_alone_before_two_thirds_of_its_lifeti
 
 def load_thumbprint(pem: Path) -> str:
     return x509.load_pem_x509_certificate(pem.read_bytes()).fingerprint(hashes.SHA1()).hex().upper()
+
+
+# Rotate in one click (POST /admin/certificates/rotate) -----------------------------------------------------------
+
+
+def _rotate(session: requests.Session, server: RunningServer, thumbprint: str) -> requests.Response:
+    return session.post(f"{server.url}/admin/certificates/rotate", json={"Thumbprint": thumbprint})
+
+
+def test_rotation_issues_a_successor_with_the_same_settings_and_both_work(server: RunningServer,
+                                                                          tmp_path: Path) -> None:
+    from conftest import unpack_package
+
+    secret = server.admin().get(f"{server.url}/admin/certificates/2fa/generate").json()["Secret"]
+    old = server.generate("rotated", "ValidUser", {"rotate-db": "ReadWrite"}, ExpirationMonths=6,
+                          TwoFactorAuthenticationKey=secret)
+    before = _count(server)
+    answer = _rotate(server.admin(), server, old.thumbprint)
+    assert answer.status_code == 200, answer.text
+    assert "rotated.zip" in answer.headers["Content-Disposition"]
+    new = unpack_package(answer.content, "rotated", tmp_path)
+    assert new.thumbprint == answer.headers["X-Roost-Thumbprint"] != old.thumbprint
+    assert _count(server) == before + 1
+    entry = server.admin().get(f"{server.url}/admin/certificates", params={"thumbprint": new.thumbprint}).json()
+    listed = entry["Results"][0]
+    assert (listed["Name"], listed["SecurityClearance"], listed["Permissions"], listed["HasTwoFactor"]) == (
+        "rotated", "ValidUser", {"rotate-db": "ReadWrite"}, True)
+    lifetime = x509.load_pem_x509_certificate(zip_member(answer.content, "rotated.crt"))
+    assert 175 <= (lifetime.not_valid_after_utc - dt.datetime.now(dt.UTC)).days <= 190  # the same six months
+    # Both work (each asks for its 2FA session, as the old one did).
+    assert server.session(new.pem_path).get(f"{server.url}/certificates/whoami").status_code == 428
+    assert server.session(old.pem_path).get(f"{server.url}/certificates/whoami").status_code == 428
+    history = server.admin().get(f"{server.url}/admin/certificates/history",
+                                 params={"thumbprint": new.thumbprint}).json()["History"]
+    assert [(h["Event"], h.get("RenewalOf")) for h in history] == [("certificate.generated", old.thumbprint)]
+
+
+def zip_member(package: bytes, name: str) -> bytes:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        return archive.read(name)
+
+
+def test_rotation_is_refused_beyond_the_callers_clearance_and_changes_nothing(server: RunningServer) -> None:
+    operator = server.generate("rotating-operator", "Operator")
+    admin_cert = server.generate("rotated-admin", "ClusterAdmin")
+    user = server.generate("rotating-user", "ValidUser", {"db": "Admin"})
+    before = _count(server)
+    as_operator = _rotate(server.session(operator.pem_path), server, admin_cert.thumbprint)
+    assert as_operator.status_code == 403, as_operator.text
+    assert _rotate(server.session(user.pem_path), server, user.thumbprint).status_code == 403  # Operator route
+    assert _rotate(server.admin(), server, "0" * 40).status_code == 404
+    own_server = server.admin().get(f"{server.url}/admin/certificates").json()["LoadedServerCert"]
+    assert _rotate(server.admin(), server, own_server).status_code == 403
+    assert server.admin().post(f"{server.url}/admin/certificates/rotate", json={"Nope": 1}).status_code == 400
+    assert _count(server) == before
+    # An Operator may rotate what it may edit.
+    assert _rotate(server.session(operator.pem_path), server, user.thumbprint).status_code == 200

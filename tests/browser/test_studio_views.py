@@ -55,3 +55,25 @@ def test_the_databases_page_says_who_has_access(checked: Studio) -> None:
     expect(listed).to_contain_text("admin.client · Admin (by clearance: Cluster Admin)")
     expect(listed).not_to_contain_text("not-a-shop-reader")
     checked.shot(page, "studio-database-access")
+
+
+def test_rotate_in_one_click_downloads_a_successor_and_both_work(checked: Studio, tmp_path) -> None:
+    from studio_browser import downloaded_certificate
+
+    cert = checked.generate("to-rotate", permissions={"rotated-db": "Read"})
+    page = checked.open(viewport=LAPTOP)
+    page.get_by_label("Name or thumbprint").fill("to-rotate")
+    row(page, "to-rotate").get_by_role("button", name="Details of to-rotate").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("retired once it has not been used for 7 days")
+    with page.expect_download() as download_info:
+        dialog.get_by_role("button", name="Rotate: issue a successor").click()
+    expect(dialog.get_by_role("status")).to_contain_text("A successor of “to-rotate” was issued")
+    checked.shot(page, "studio-rotate")
+    successor = downloaded_certificate(download_info.value, "to-rotate", tmp_path)
+    assert successor.thumbprint != cert.thumbprint
+    for pem in (successor.pem_path, cert.pem_path):
+        me = checked.server.session(pem).get(f"{checked.url}/certificates/whoami").json()
+        assert me["Name"] == "to-rotate" and me["Permissions"] == {"rotated-db": "Read"}
+    dialog.get_by_role("button", name="Close", exact=True).click()
+    expect(page.locator("table.cert-table tbody tr", has_text="to-rotate")).to_have_count(2)

@@ -62,6 +62,7 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/databases"): {"query": {"start": _INT_TEXT, "pageSize": _INT_TEXT, "namesOnly": _BOOL_TEXT}},
     ("GET", "/admin/databases"): {"query": {"name": _STRING}, "required": ["name"]},
     ("GET", "/admin/databases/access"): {"query": {"name": _STRING}, "required": ["name"]},
+    ("POST", "/admin/certificates/rotate"): {"body": _obj(Thumbprint=_STRING, Password=_STRING, KeyType=_STRING)},
     ("GET", "/admin/certificates/history"): {"query": {"thumbprint": _STRING}, "required": ["thumbprint"]},
     ("GET", "/databases/{db}/docs"): {"query": {"id": _STRING, "include": _STRING, "start": _INT_TEXT,
                                                 "pageSize": _INT_TEXT}, "repeat": {"id", "include"}},

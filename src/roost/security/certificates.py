@@ -28,11 +28,17 @@ from roost.security.audit import AuditLog, Event
 from roost.security.identity import SERVER_CERTIFICATE_NAME, Identifier, Identity
 from roost.security.implicit import DeletedThumbprints, ImplicitTrust
 from roost.security.registry import CertificateDefinition, Registry, parse_clearance
-from roost.security.requests import EditRequest, GenerateRequest, RenewRequest, SignRequest, UploadRequest
+from roost.security.requests import (
+    EditRequest,
+    GenerateRequest,
+    RenewRequest,
+    RotateRequest,
+    SignRequest,
+    UploadRequest,
+)
 from roost.security.server_certificate import ServerCertificates
 from roost.security.trust import TrustAnchors, well_known_details
 from roost.types import Clearance
-
 
 UNUSED_PERIOD = dt.timedelta(days=90)  # the list's state=unused (the Studio's "Not used for 90 days")
 
@@ -165,12 +171,21 @@ class CertificateService:
         # so a renewal never lengthens what an administrator granted.
         lifetime = max(own.not_after - own.not_before - BACKDATE, dt.timedelta(days=1))
         info = describe(authority.issue_client_for(own.name, public_key, not_after=now + lifetime))
+        successor, earlier = await self._put_successor(own, info, now)
+        self._audit(Event.CERTIFICATE_GENERATED, caller, [successor], RenewalOf=own.thumbprint,
+                    ReplacedUnusedSuccessors=earlier)
+        return successor
+
+    async def _put_successor(self, own: CertificateDefinition, info: CertificateInfo,
+                             now: dt.datetime) -> tuple[CertificateDefinition, list[str]]:
+        """Register ``info`` as the successor of ``own`` (renewal and rotation): its name, clearance, permissions and
+        2FA key. One successor per certificate: a stolen certificate cannot mint a fan of long-lived successors, so
+        one already in use is a 409; a successor never used (its files lost before the client wrote them, say) is
+        replaced. Returns the successor and the thumbprints of the unused ones it replaced."""
         async with self._lock:
             current = self.registry.get(own.thumbprint)
             if current is None or current.disabled:  # deleted or disabled while this request was on its way
                 raise ForbiddenOperationError(f"Cannot renew the certificate '{own.name}': it is no longer active.")
-            # One successor per certificate: a stolen certificate cannot mint a fan of long-lived successors. A
-            # successor never used (its files lost before the client wrote them, say) is replaced by the new one.
             earlier = [d for d in self.registry.all() if d.renewal_of == own.thumbprint]
             used = [d for d in earlier if self.registry.last_used(d.thumbprint) is not None]
             if used:
@@ -181,15 +196,42 @@ class CertificateService:
                 CertificateDefinition.of(info, current.name, current.clearance, dict(current.permissions),
                                          two_factor_key=current.two_factor_key, source="generated"),
                 renewal_of=own.thumbprint, renewed_at=now)
-            if earlier:
-                replaced: list[str] = [d.thumbprint for d in earlier]
+            replaced: list[str] = [d.thumbprint for d in earlier]
+            if replaced:
                 await self._deleted.remember(replaced)
                 await self.registry.delete(replaced)
                 await self._on_deleted(replaced)
             await self.registry.put([successor])
-        self._audit(Event.CERTIFICATE_GENERATED, caller, [successor], RenewalOf=own.thumbprint,
-                    ReplacedUnusedSuccessors=[d.thumbprint for d in earlier])
-        return successor
+        return successor, replaced
+
+    async def rotate(self, caller: Identity, body: Any) -> tuple[str, bytes, CertificateDefinition]:
+        """POST /admin/certificates/rotate: a successor of a registered certificate with the same name, clearance,
+        permissions, 2FA key and lifetime, as a new package (key made here, as generate does). Both work; the old one
+        is retired once unused (Settings.renewed_certificate_retire_days), like a renewal's predecessor."""
+        request = RotateRequest.parse(body)
+        self._ensure_not_synthetic(caller, rules.Verb.EDIT, request.thumbprint)
+        old = self.registry.get(request.thumbprint)
+        if old is None:
+            raise NotFoundError(f"There is no certificate with thumbprint '{request.thumbprint}' on this server.")
+        old = self.registry.primary_of(old)
+        rules.ensure(caller, rules.Verb.EDIT, self._target(old.thumbprint, old.clearance, old.source), name=old.name,
+                     thumbprint=old.thumbprint, clearance=old.clearance)
+        rules.ensure(caller, rules.Verb.CREATE, rules.target_of_clearance(old.clearance), name=old.name,
+                     clearance=old.clearance)
+        authority = self._loaded_authority(old.name)
+        now = clock.now().replace(microsecond=0)
+        backdate = BACKDATE if old.source == "generated" else dt.timedelta(0)
+        lifetime = max(old.not_after - old.not_before - backdate, dt.timedelta(days=1))
+        package_request = PackageRequest(old.name, request.key_type, request.password, now + lifetime, self._url(),
+                                         authority.certificate_pem(), authority.private_key_pem())
+        if needs_worker(package_request):
+            issued = await asyncio.get_running_loop().run_in_executor(self._pool(), issue_package, package_request)
+        else:
+            issued = issue_package(package_request, authority)
+        successor, earlier = await self._put_successor(old, issued.info, now)
+        self._audit(Event.CERTIFICATE_GENERATED, caller, [successor], RenewalOf=old.thumbprint, Rotation=True,
+                    ReplacedUnusedSuccessors=earlier)
+        return f"{old.name}.zip", issued.zip_bytes, successor
 
     async def retire_renewed(self, caller: Identity, unused_days: int) -> list[CertificateDefinition]:
         """Delete each renewed certificate that has not been used for ``unused_days`` since its successor was

@@ -151,6 +151,27 @@ class GenerateRequest:
 
 
 @dataclass(frozen=True)
+class RotateRequest:
+    """POST /admin/certificates/rotate: which certificate, and the new package's passphrase and key type; the rest
+    is the rotated certificate's own."""
+
+    thumbprint: str
+    password: str | None
+    key_type: KeyType
+
+    @classmethod
+    def parse(cls, body: Any) -> RotateRequest:
+        body = check_fields(body, {"Thumbprint", "Password", "KeyType"}, "rotation request")
+        thumbprint = body.get("Thumbprint")
+        if not isinstance(thumbprint, str) or not thumbprint.strip():
+            raise BadRequestError("Thumbprint is required: the certificate to rotate.")
+        key_type = body.get("KeyType") or "EC-P256"
+        if key_type not in KEY_TYPES:
+            raise BadRequestError(f"Unknown KeyType '{key_type}'. Use one of: {', '.join(KEY_TYPES)}.")
+        return cls(thumbprint.strip().upper(), optional_string(body, "Password") or None, key_type)
+
+
+@dataclass(frozen=True)
 class UploadRequest:
     """PUT /admin/certificates. The certificate itself is read by ``certificates()``, after the rules allowed
     the clearance (a refusal never depends on the certificate's content)."""

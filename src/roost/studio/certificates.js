@@ -261,7 +261,7 @@ export function renderCertificates(main) {
     edit.addEventListener("click", () => openEditDialog(cert, { onDone: changed }));
     const details = h("button", { type: "button", class: "link small details", "aria-label": `Details of ${cert.Name}` },
       "Details");
-    details.addEventListener("click", () => openDetailsDialog(cert));
+    details.addEventListener("click", () => openDetailsDialog(cert, { onChanged: () => changed("") }));
     const pick = h("input", { type: "checkbox", class: "select" });
     pick.addEventListener("change", () => {
       if (pick.checked) selection.set(cert.Thumbprint, cert);

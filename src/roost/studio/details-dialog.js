@@ -2,9 +2,9 @@
 // (GET /admin/certificates/history): who created it, each change of name, clearance, permissions or state as a
 // diff, its renewal and deletion.
 
-import { request } from "./api.js";
+import { request, saveBlob } from "./api.js";
 import { h, replace } from "./dom.js";
-import { openDialog } from "./dialog.js";
+import { openDialog, runAction } from "./dialog.js";
 import { accessLabel, clearanceLabel, expiryState, formatDate } from "./format.js";
 
 const EVENTS = {
@@ -85,8 +85,12 @@ function historyItem(item) {
   );
 }
 
-export function openDetailsDialog(cert) {
+export function openDetailsDialog(cert, { onChanged } = {}) {
   const close = h("button", { type: "button", class: "primary" }, "Close");
+  const rotate = h("button", { type: "button", class: "secondary" }, "Rotate: issue a successor");
+  const rotation = h("p", { class: "hint" },
+    "Rotate issues a successor with the same name, clearance, permissions, two-factor key and lifetime, as a new package. " +
+    `Both work; the old one (last used ${cert.LastUsedDate ? formatDate(cert.LastUsedDate, { time: true }) : "never"}) is retired once it has not been used for 7 days.`);
   const history = h("ol", { class: "history", "aria-label": "History" }, h("li", { class: "muted" }, "Loading the history…"));
   const handle = openDialog({
     title: `Certificate “${cert.Name}”`,
@@ -100,9 +104,20 @@ export function openDetailsDialog(cert) {
       h("section", { "aria-label": "History from the audit log" }, h("h3", {}, "History"),
         h("p", { class: "hint" }, "From this server's hash-chained audit log (roost audit verify checks it)."), history),
     ),
-    actions: [close],
+    actions: [rotate, close],
   });
   close.addEventListener("click", handle.close);
+  handle.body.append(rotation);
+  rotate.addEventListener("click", async () => {
+    const result = await runAction(rotate, handle.error, () =>
+      request("POST", "/admin/certificates/rotate", { body: { Thumbprint: cert.Thumbprint }, expect: "blob" }), "Rotating…");
+    if (!result) return;
+    saveBlob(result.blob, result.filename || `${cert.Name}.zip`);
+    rotate.disabled = true;
+    replace(rotation, h("span", { class: "notice success", role: "status" },
+      `A successor of “${cert.Name}” was issued and ${result.filename || `${cert.Name}.zip`} downloaded. Move its clients to it; the old certificate keeps working until it has been unused for 7 days.`));
+    onChanged?.();
+  });
   request("GET", "/admin/certificates/history", { query: { thumbprint: cert.Thumbprint } })
     .then((body) => {
       const items = body?.History ?? [];

@@ -73,6 +73,15 @@ async def generate(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type="application/octet-stream", headers=_attachment(filename))
 
 
+@routes.post("/admin/certificates/rotate", level=Level.OPERATOR)
+async def rotate(request: web.Request) -> web.StreamResponse:
+    """A successor with the same settings as a new package; the old certificate is retired once unused."""
+    services = request.app[SERVICES]
+    filename, data, successor = await services.certificates.rotate(identity_of(request), await read_json(request))
+    return web.Response(body=data, content_type="application/octet-stream",
+                        headers={**_attachment(filename), "X-Roost-Thumbprint": successor.thumbprint})
+
+
 @routes.put("/admin/certificates", level=Level.OPERATOR)
 async def upload(request: web.Request) -> web.StreamResponse:
     await request.app[SERVICES].certificates.upload(identity_of(request), await read_json(request))
