@@ -117,3 +117,16 @@ def test_the_unused_filter_lists_certificates_not_used_for_90_days(server: Runni
     assert "dormant-but-used" not in names and fresh.name not in names
     bad = server.admin().get(f"{server.url}/admin/certificates", params={"state": "asleep"})
     assert bad.status_code == 400 and "unused" in bad.json()["Message"]
+
+
+def test_a_two_factor_key_added_by_edit_is_in_the_history_and_asked_for(server: RunningServer) -> None:
+    cert = server.generate("key-added-later")
+    secret = server.admin().get(f"{server.url}/admin/certificates/2fa/generate").json()["Secret"]
+    edited = server.admin().post(f"{server.url}/admin/certificates/edit", json={
+        "Thumbprint": cert.thumbprint, "Name": "key-added-later", "SecurityClearance": "ValidUser",
+        "Permissions": {}, "TwoFactorAuthenticationKey": secret})
+    assert edited.status_code == 201, edited.text
+    assert server.session(cert.pem_path).get(f"{server.url}/certificates/whoami").status_code == 428
+    history = _history(server, cert.thumbprint)
+    assert history[-1]["Changes"] == [{"What": "TwoFactorKey", "From": None, "To": "new key"}]
+    assert secret not in str(history)

@@ -575,3 +575,64 @@ def test_issuer_is_the_host_without_its_first_label(host: str, issuer: str) -> N
     from roost.security.twofactor import issuer_for_host
 
     assert issuer_for_host(host) == issuer
+
+
+# Administrators: sessions and lockouts (issue 17) -----------------------------------------------------------------
+
+
+def _overview(server: RunningServer) -> dict[str, dict]:
+    response = server.admin().get(f"{server.url}/admin/certificates/2fa/sessions")
+    assert response.status_code == 200, response.text
+    return {c["Name"]: c for c in response.json()["Certificates"]}
+
+
+def test_an_administrator_sees_sessions_ends_one_and_lifts_a_lockout(server: RunningServer) -> None:
+    holder, holder_secret = enrol(server, "2fa-admin-session")
+    holder_client = server.session(holder.pem_path)
+    assert login(server, holder_client, code(holder_secret)).status_code == 202
+    locked, locked_secret = enrol(server, "2fa-admin-locked")
+    locked_client = server.session(locked.pem_path)
+    wrong = next(c for c in ("000000", "111111", "222222")
+                 if c not in {code(locked_secret, o) for o in (-30, 0, 30, 60)})
+    for _ in range(5):
+        assert login(server, locked_client, wrong).status_code == 406
+    assert login(server, locked_client, code(locked_secret)).status_code == 429
+    seen = _overview(server)
+    assert seen["2fa-admin-session"]["Session"]["OnlyThisBrowser"] is False
+    assert seen["2fa-admin-session"]["LockedUntil"] is None
+    assert seen["2fa-admin-locked"]["Session"] is None and seen["2fa-admin-locked"]["LockedUntil"]
+    # The holder of a session made one wrong guess since: counted, not locked.
+    assert login(server, holder_client, "000000" if code(holder_secret) != "000000" else "111111").status_code == 406
+    assert _overview(server)["2fa-admin-session"]["WrongCodesInARow"] == 1
+    assert "TwoFactorAuthenticationKey" not in str(seen) and holder_secret not in str(seen)
+
+    ended = server.admin().delete(f"{server.url}/admin/certificates/2fa/sessions",
+                                  params={"thumbprint": holder.thumbprint})
+    assert ended.status_code == 200 and ended.json()["Ended"] is True
+    assert whoami(server, holder_client).status_code == 428  # its next request asks for a code again
+    lifted = server.admin().delete(f"{server.url}/admin/certificates/2fa/lockout",
+                                   params={"thumbprint": locked.thumbprint})
+    assert lifted.status_code == 200 and lifted.json()["Lifted"] is True
+    assert login(server, locked_client, code(locked_secret, offset=30)).status_code == 202
+    audit = (server.data_dir / "audit.log").read_text()
+    assert '"twofactor.session-ended"' in audit and '"twofactor.lockout-lifted"' in audit
+
+
+def test_two_factor_control_follows_the_edit_rules(server: RunningServer) -> None:
+    admin_cert, _ = enrol(server, "2fa-control-admin", "ClusterAdmin")
+    user_cert, _ = enrol(server, "2fa-control-user")
+    operator = server.generate("2fa-control-operator", "Operator")
+    as_operator = server.session(operator.pem_path)
+    for path in ("sessions", "lockout"):
+        refused = as_operator.delete(f"{server.url}/admin/certificates/2fa/{path}",
+                                     params={"thumbprint": admin_cert.thumbprint})
+        assert refused.status_code == 403, refused.text
+        allowed = as_operator.delete(f"{server.url}/admin/certificates/2fa/{path}",
+                                     params={"thumbprint": user_cert.thumbprint})
+        assert allowed.status_code == 200, allowed.text
+    plain = server.generate("2fa-control-plain")
+    assert server.session(plain.pem_path).get(f"{server.url}/admin/certificates/2fa/sessions").status_code == 403
+    assert server.admin().delete(f"{server.url}/admin/certificates/2fa/lockout",
+                                 params={"thumbprint": plain.thumbprint}).status_code == 400
+    assert server.admin().delete(f"{server.url}/admin/certificates/2fa/sessions",
+                                 params={"thumbprint": "0" * 40}).status_code == 404

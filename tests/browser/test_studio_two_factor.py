@@ -112,3 +112,47 @@ def test_edit_removes_the_two_factor_key(checked: Studio, tmp_path) -> None:
     # Without a key, the certificate opens the Studio with no code.
     theirs = checked.open(certificate.pem_path)
     expect(theirs.locator("#identity .me-name")).to_have_text("mfa-removed")
+
+
+def test_an_administrator_ends_a_session_lifts_a_lockout_and_adds_a_key(checked: Studio, tmp_path) -> None:
+    from studio_browser import LAPTOP, row
+
+    certificate, secret = _generate_with_two_factor(checked, "mfa-controlled", tmp_path)
+    holder = checked.server.session(certificate.pem_path)
+    login = f"{checked.url}/authentication/2fa"
+    assert holder.post(login, params={"hasLimits": "false"}, json={"Token": pyotp.TOTP(secret).now()}).status_code == 202
+    assert holder.get(f"{checked.url}/certificates/whoami").status_code == 200
+    page = checked.open(viewport=LAPTOP)
+    page.get_by_label("Name or thumbprint").fill("mfa-controlled")
+    row(page, "mfa-controlled").get_by_role("button", name="Details of mfa-controlled").click()
+    control = page.get_by_role("dialog").get_by_role("region", name="Two-factor authentication")
+    expect(control).to_contain_text("every client of the certificate")
+    control.get_by_role("button", name="End session").click()
+    expect(control).to_contain_text("No session open")
+    assert holder.get(f"{checked.url}/certificates/whoami").status_code == 428
+    wrong = "123456" if pyotp.TOTP(secret).now() != "123456" else "654321"
+    for _ in range(6):
+        holder.post(login, params={"hasLimits": "false"}, json={"Token": wrong})
+    page.get_by_role("dialog").get_by_role("button", name="Close", exact=True).click()
+    row(page, "mfa-controlled").get_by_role("button", name="Details of mfa-controlled").click()
+    expect(control).to_contain_text("Locked after too many wrong codes")
+    checked.shot(page, "studio-two-factor-control")
+    control.get_by_role("button", name="Lift lockout").click()
+    expect(control).not_to_contain_text("Locked after")
+    page.get_by_role("dialog").get_by_role("button", name="Close", exact=True).click()
+
+    # A certificate without a key gets one through Edit (shown once, as in Generate).
+    plain = checked.generate("mfa-added-later")
+    page.get_by_label("Name or thumbprint").fill("mfa-added-later")
+    row(page, "mfa-added-later").get_by_role("button", name="Edit mfa-added-later").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Require two-factor authentication (a new key)").check()
+    key = dialog.locator("code.secret")
+    expect(key).to_have_text(re.compile(r"^[A-Z2-7]{32}$"))
+    added = key.inner_text()
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    client = checked.server.session(plain.pem_path)
+    assert client.get(f"{checked.url}/certificates/whoami").status_code == 428  # now it asks for a code
+    assert client.post(login, params={"hasLimits": "false"},
+                       json={"Token": pyotp.TOTP(added).now()}).status_code == 202

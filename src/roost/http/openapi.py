@@ -63,6 +63,8 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/admin/databases"): {"query": {"name": _STRING}, "required": ["name"]},
     ("GET", "/admin/databases/access"): {"query": {"name": _STRING}, "required": ["name"]},
     ("POST", "/admin/certificates/rotate"): {"body": _obj(Thumbprint=_STRING, Password=_STRING, KeyType=_STRING)},
+    ("DELETE", "/admin/certificates/2fa/sessions"): {"query": {"thumbprint": _STRING}, "required": ["thumbprint"]},
+    ("DELETE", "/admin/certificates/2fa/lockout"): {"query": {"thumbprint": _STRING}, "required": ["thumbprint"]},
     ("GET", "/admin/certificates/history"): {"query": {"thumbprint": _STRING}, "required": ["thumbprint"]},
     ("GET", "/databases/{db}/docs"): {"query": {"id": _STRING, "include": _STRING, "start": _INT_TEXT,
                                                 "pageSize": _INT_TEXT}, "repeat": {"id", "include"}},

@@ -59,6 +59,8 @@ class Event(StrEnum):
     TWOFACTOR_SUCCEEDED = "twofactor.succeeded"
     TWOFACTOR_FAILED = "twofactor.failed"
     TWOFACTOR_LOCKED = "twofactor.locked"
+    TWOFACTOR_SESSION_ENDED = "twofactor.session-ended"  # by an administrator (a logout is the holder's own)
+    TWOFACTOR_LOCKOUT_LIFTED = "twofactor.lockout-lifted"
     DATABASE_CREATED = "database.created"
     DATABASE_DELETED = "database.deleted"
     BACKUP_CREATED = "backup.created"

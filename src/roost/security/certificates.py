@@ -361,7 +361,8 @@ class CertificateService:
                                disabled=request.disabled, two_factor_key=two_factor_key) for m in members]
             await self.registry.put(updated)
         self._audit(Event.CERTIFICATE_EDITED, caller, updated, Disabled=request.disabled,
-                    TwoFactorRemoved=delete_two_factor)
+                    TwoFactorRemoved=delete_two_factor,
+                    TwoFactorAdded=bool(request.two_factor_key) and not delete_two_factor)
         return updated[0]
 
     # Delete and purge -----------------------------------------------------------------------------------------
@@ -439,6 +440,20 @@ class CertificateService:
                 add("Certificate", d.name, d.thumbprint, d.not_after, d.clearance.value)
         found.sort(key=lambda n: (n["NotAfter"], n["Thumbprint"]))
         return {"WithinDays": within_days, "Notifications": found}
+
+    def editable(self, caller: Identity, thumbprint: Any) -> CertificateDefinition:
+        """The registered certificate ``thumbprint`` names, if ``caller`` may edit it (what an administrator may do
+        to a certificate's 2FA session and lockout follows its edit rule); else the rule's refusal or a 404."""
+        if not isinstance(thumbprint, str) or not thumbprint.strip():
+            raise BadRequestError("The query parameter 'thumbprint' is required.")
+        self._ensure_not_synthetic(caller, rules.Verb.EDIT, thumbprint)
+        definition = self.registry.get(thumbprint.strip())
+        if definition is None:
+            raise NotFoundError(f"There is no certificate with thumbprint '{thumbprint}' on this server.")
+        rules.ensure(caller, rules.Verb.EDIT, self._target(definition.thumbprint, definition.clearance,
+                                                           definition.source),
+                     name=definition.name, thumbprint=definition.thumbprint, clearance=definition.clearance)
+        return definition
 
     # Who reaches a database --------------------------------------------------------------------------------
 

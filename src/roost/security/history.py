@@ -37,6 +37,8 @@ def certificate_history(entries: Iterable[dict[str, Any]], thumbprint: str) -> l
                 disabled = entry["Disabled"]
             if entry.get("TwoFactorRemoved"):
                 changes.append({"What": "TwoFactor", "From": True, "To": False})
+            elif entry.get("TwoFactorAdded"):
+                changes.append({"What": "TwoFactorKey", "From": None, "To": "new key"})
         for key in ("RenewalOf", "Successor"):
             if entry.get(key):
                 item[key] = entry[key]

@@ -495,7 +495,69 @@ class TwoFactor:
         definition = identity.definition
         if definition is None:
             return  # nothing to end
-        thumbprint = definition.thumbprint
+        if await self._end_session(definition.thumbprint):
+            log.info("2FA: session ended (logout) for %s", _label(definition))
+
+    # Administrators (GET/DELETE /admin/certificates/2fa/...) ---------------------------------------------------
+
+    async def overview(self) -> list[dict[str, Any]]:
+        """Every certificate with a 2FA key: its open session (expiry; this browser only or all clients) and its
+        key's lockout and wrong codes in a row, as stored (so on every node alike)."""
+        now = self._now()
+        states = await self._storage.load_two_factor()
+        found: list[dict[str, Any]] = []
+        for d in sorted((d for d in self._registry.all() if d.two_factor_key), key=lambda d: d.name.casefold()):
+            assert d.two_factor_key is not None
+            own = State.from_storage(states[d.thumbprint]) if d.thumbprint in states else State()
+            guard = State.from_storage(states[guard_id(d.two_factor_key)]) if guard_id(
+                d.two_factor_key) in states else State()
+            session = own.session
+            open_session = session is not None and session.expires > now and session.key_digest in (
+                "", _key_digest(d.two_factor_key))
+            locked = guard.locked_until is not None and guard.locked_until > now
+            found.append({
+                "Thumbprint": d.thumbprint, "Name": d.name, "SecurityClearance": d.clearance.value,
+                "Session": {"Expires": clock.wire_date(session.expires), "OnlyThisBrowser": session.has_limits,
+                            "Minutes": session.minutes} if open_session and session is not None else None,
+                "LockedUntil": clock.wire_date(guard.locked_until) if locked and guard.locked_until else None,
+                "WrongCodesInARow": guard.failures,
+            })
+        return found
+
+    async def end_session(self, definition: CertificateDefinition, actor: Identity) -> bool:
+        """An administrator ends the certificate's session for every client (its next request asks for a code)."""
+        ended = await self._end_session(definition.thumbprint)
+        if ended:
+            self._audit.record(Event.TWOFACTOR_SESSION_ENDED, actor=actor, Thumbprint=definition.thumbprint,
+                               Name=definition.name)
+        return ended
+
+    async def lift_lockout(self, definition: CertificateDefinition, actor: Identity) -> bool:
+        """An administrator lifts the lockout of the certificate's key (and forgets its wrong codes in a row); the
+        replay mark stays, so a used code is still refused."""
+        if not definition.two_factor_key:
+            raise BadRequestError(f"The certificate '{definition.name}' has no two-factor authentication key.")
+        key = guard_id(definition.two_factor_key)
+        lifted: list[bool] = []
+
+        def change(stored: dict[str, JsonObject]) -> dict[str, JsonObject | None]:
+            raw = stored.get(key)
+            if raw is None:
+                return {}
+            state = State.from_storage(raw)
+            if state.failures == 0 and state.locked_until is None:
+                return {}
+            lifted.append(True)
+            return {key: replace(state, failures=0, locked_until=None).to_storage()}
+
+        await self._storage.update_two_factor([key], change)
+        self._observed_locks.pop(key, None)
+        if lifted:
+            self._audit.record(Event.TWOFACTOR_LOCKOUT_LIFTED, actor=actor, Thumbprint=definition.thumbprint,
+                               Name=definition.name)
+        return bool(lifted)
+
+    async def _end_session(self, thumbprint: str) -> bool:
         ended: list[bool] = []
 
         def change(stored: dict[str, JsonObject]) -> dict[str, JsonObject | None]:
@@ -506,8 +568,7 @@ class TwoFactor:
             return {thumbprint: replace(State.from_storage(raw), session=None).to_storage()}
 
         await self._storage.update_two_factor([thumbprint], change)
-        if ended:
-            log.info("2FA: session ended (logout) for %s", _label(definition))
+        return bool(ended)
 
     async def forget(self, thumbprints: list[str]) -> None:
         """Hook for deleted certificates: their sessions go with them (a key's replay mark and lockout stay while

@@ -59,6 +59,8 @@ function describeChange(change) {
       return change.To ? "Disabled" : "Enabled";
     case "TwoFactor":
       return "Two-factor authentication removed";
+    case "TwoFactorKey":
+      return "Two-factor authentication key set (a new key)";
     default:
       return `${change.What}: ${change.From} → ${change.To}`;
   }
@@ -107,6 +109,7 @@ export function openDetailsDialog(cert, { onChanged } = {}) {
     actions: [rotate, close],
   });
   close.addEventListener("click", handle.close);
+  if (cert.HasTwoFactor) handle.body.append(twoFactorControl(cert, handle.error));
   handle.body.append(rotation);
   rotate.addEventListener("click", async () => {
     const result = await runAction(rotate, handle.error, () =>
@@ -128,6 +131,45 @@ export function openDetailsDialog(cert, { onChanged } = {}) {
       handle.error.show(`The history could not be loaded: ${err.message}`);
     });
   return handle;
+}
+
+/** An administrator's 2FA control: the certificate's open session (end it) and its key's lockout (lift it). */
+function twoFactorControl(cert, error) {
+  const state = h("div", { class: "twofa-state" }, h("p", { class: "muted" }, "Loading…"));
+  const section = h("section", { "aria-label": "Two-factor authentication" }, h("h3", {}, "Two-factor authentication"), state);
+  async function load() {
+    let entry = null;
+    try {
+      const body = await request("GET", "/admin/certificates/2fa/sessions");
+      entry = (body?.Certificates ?? []).find((c) => c.Thumbprint === cert.Thumbprint) ?? null;
+    } catch (err) {
+      replace(state);
+      error.show(`The two-factor state could not be loaded: ${err.message}`);
+      return;
+    }
+    const lines = [];
+    if (entry?.Session) {
+      const end = h("button", { type: "button", class: "secondary small" }, "End session");
+      end.addEventListener("click", async () => {
+        if (await runAction(end, error, () => request("DELETE", "/admin/certificates/2fa/sessions", { query: { thumbprint: cert.Thumbprint } }), "Ending…")) load();
+      });
+      lines.push(h("p", {}, `Session open until ${formatDate(entry.Session.Expires, { time: true })}, for ${entry.Session.OnlyThisBrowser ? "one browser" : "every client of the certificate"}. `, end));
+    } else {
+      lines.push(h("p", {}, "No session open: its next request asks for a code."));
+    }
+    if (entry?.LockedUntil) {
+      const lift = h("button", { type: "button", class: "secondary small" }, "Lift lockout");
+      lift.addEventListener("click", async () => {
+        if (await runAction(lift, error, () => request("DELETE", "/admin/certificates/2fa/lockout", { query: { thumbprint: cert.Thumbprint } }), "Lifting…")) load();
+      });
+      lines.push(h("p", { class: "notice warning" }, `Locked after too many wrong codes until ${formatDate(entry.LockedUntil, { time: true })}. `, lift));
+    } else if (entry?.WrongCodesInARow) {
+      lines.push(h("p", { class: "hint" }, `${entry.WrongCodesInARow} wrong code${entry.WrongCodesInARow === 1 ? "" : "s"} in a row (five lock it).`));
+    }
+    replace(state, lines);
+  }
+  load();
+  return section;
 }
 
 /** The Databases page's "Who has access": every certificate that reaches the database, with its access and why. */

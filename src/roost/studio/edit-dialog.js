@@ -7,6 +7,7 @@ import { clearanceLabel } from "./format.js";
 import { clearanceRank, session } from "./session.js";
 import { confirmDialog, openDialog, runAction } from "./dialog.js";
 import { certificateSettings, clearErrorOnInput, loadDatabaseNames } from "./certificate-form.js";
+import { twoFactorEnrolment } from "./generate-dialog.js";
 
 export async function openEditDialog(cert, { onDone }) {
   const cancel = h("button", { type: "button", class: "secondary" }, "Cancel");
@@ -41,6 +42,16 @@ export async function openEditDialog(cert, { onDone }) {
   settings.clearanceSelect.addEventListener("change", syncWarning);
   const disabled = h("input", { type: "checkbox", id: "edit-disabled", checked: Boolean(cert.Disabled) });
   const removeTwoFactor = h("input", { type: "checkbox", id: "edit-remove-2fa" });
+  // Add a key (or replace the one it has): a new key, shown once, as in Generate; open sessions of the old key end.
+  const newKey = h("input", { type: "checkbox", id: "edit-new-2fa" });
+  const newKeyPanel = h("div", { class: "two-factor-panel", hidden: true });
+  const enrolment = twoFactorEnrolment(newKey, newKeyPanel, settings.nameInput, handle.error);
+  newKey.addEventListener("change", () => {
+    if (newKey.checked) removeTwoFactor.checked = false;
+  });
+  removeTwoFactor.addEventListener("change", () => {
+    if (removeTwoFactor.checked && newKey.checked) newKey.click();
+  });
   const form = h(
     "form",
     { id: "edit-form", class: "form", novalidate: true },
@@ -61,6 +72,15 @@ export async function openEditDialog(cert, { onDone }) {
           h("label", { for: "edit-remove-2fa" }, "Remove the two-factor authentication key"),
         )
       : null,
+    h(
+      "div",
+      { class: "field checkbox" },
+      newKey,
+      h("label", { for: "edit-new-2fa" }, cert.HasTwoFactor
+        ? "Replace the two-factor authentication key (a new key; open sessions end)"
+        : "Require two-factor authentication (a new key)"),
+    ),
+    newKeyPanel,
   );
   handle.body.replaceChildren(form);
   clearErrorOnInput(form, handle.error);
@@ -74,6 +94,8 @@ export async function openEditDialog(cert, { onDone }) {
       return;
     }
     const body = { Thumbprint: cert.Thumbprint, ...settings.value(), Disabled: disabled.checked };
+    const secret = enrolment.secret();
+    if (secret) body.TwoFactorAuthenticationKey = secret;
     const query = removeTwoFactor.checked ? { deleteTwoFactorConfiguration: true } : undefined;
     const saveIt = () => request("POST", "/admin/certificates/edit", { query, body });
     const saved = () => {

@@ -70,6 +70,32 @@ async def qr(request: web.Request) -> web.StreamResponse:
     return web.Response(body=svg, content_type="image/svg+xml", headers=SVG)
 
 
+@routes.get("/admin/certificates/2fa/sessions", level=Level.OPERATOR)
+async def sessions(request: web.Request) -> web.StreamResponse:
+    """Every certificate with a 2FA key: its open session and its key's lockout (issue 17's 2FA control)."""
+    return json_response({"Certificates": await request.app[SERVICES].two_factor.overview()}, headers=NO_STORE)
+
+
+@routes.delete("/admin/certificates/2fa/sessions", level=Level.OPERATOR)
+async def end_session(request: web.Request) -> web.StreamResponse:
+    """End a certificate's 2FA session for every client: its next request asks for a code again."""
+    services = request.app[SERVICES]
+    caller = identity_of(request)
+    definition = services.certificates.editable(caller, request.query.get("thumbprint"))
+    ended = await services.two_factor.end_session(definition, caller)
+    return json_response({"Thumbprint": definition.thumbprint, "Ended": ended}, headers=NO_STORE)
+
+
+@routes.delete("/admin/certificates/2fa/lockout", level=Level.OPERATOR)
+async def lift_lockout(request: web.Request) -> web.StreamResponse:
+    """Lift the lockout of a certificate's 2FA key after too many wrong codes."""
+    services = request.app[SERVICES]
+    caller = identity_of(request)
+    definition = services.certificates.editable(caller, request.query.get("thumbprint"))
+    lifted = await services.two_factor.lift_lockout(definition, caller)
+    return json_response({"Thumbprint": definition.thumbprint, "Lifted": lifted}, headers=NO_STORE)
+
+
 @routes.post("/authentication/2fa", level=Level.UNAUTHENTICATED)
 async def login(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICES].two_factor
