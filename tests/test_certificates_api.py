@@ -231,6 +231,10 @@ def test_a_three_certificate_pfx_collection_authenticates_each_member_until_the_
     listed = _list(server, name="trio")["Results"]
     assert [e["Thumbprint"] for e in listed] == [primary.thumbprint]  # secondaries hidden by default
     assert listed[0]["CollectionSecondaryKeys"] == [s.thumbprint for s in secondaries]
+    # Roost's addition: who the members are, not only their thumbprints (a standalone certificate has none).
+    assert [(m["Thumbprint"], m["Subject"]) for m in listed[0]["CollectionMembers"]] == [
+        (s.thumbprint, "CN=" + f"member-{i + 1}") for i, s in enumerate(secondaries)]
+    assert "CollectionMembers" not in _list(server, name="admin.client")["Results"][0]
     with_secondaries = _list(server, name="trio", secondary="true")["Results"]
     assert {e["Thumbprint"] for e in with_secondaries} == {m.thumbprint for m in members}
     # The chain's CA is an anchor, not a registration.

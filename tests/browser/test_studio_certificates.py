@@ -184,6 +184,9 @@ def test_upload_dialog_registers_a_collection(checked: Studio, tmp_path) -> None
     uploaded = row(page, "partners")
     expect(uploaded.locator(".badge.clearance")).to_have_text("Operator")
     expect(uploaded).to_contain_text("Collection: 2 certificates")
+    uploaded.locator("details.members summary").click()
+    expect(uploaded.locator("details.members")).to_contain_text(second_thumbprint)
+    expect(uploaded.locator("details.members .subject")).to_have_count(1)  # the member's subject beside it
     registered = _get(checked, name="partners", secondary="true", metadataOnly="true")["Results"]
     assert {c["Thumbprint"] for c in registered} == {first_thumbprint, second_thumbprint}
 

@@ -24,6 +24,14 @@ def listed_entry(registry: Registry, definition: CertificateDefinition, *, metad
     wire = definition.to_wire(metadata_only=metadata_only, last_used=registry.last_used(definition.thumbprint))
     # Roost's addition: the certificates an edit, a disabling or a delete of this one also applies to.
     wire["SameKeyCertificates"] = same_key_thumbprints(registry, definition)
+    if definition.collection_secondaries:
+        # Roost's addition: who the other members of a .pfx collection are (RavenDB lists thumbprints only).
+        members = []
+        for thumbprint in definition.collection_secondaries:
+            member = registry.get(thumbprint)
+            members.append({"Thumbprint": thumbprint, "Subject": member.subject if member else None,
+                            "NotAfter": clock.wire_date(member.not_after) if member else None})
+        wire["CollectionMembers"] = members
     return wire
 
 

@@ -286,7 +286,9 @@ export function renderCertificates(main) {
               "details",
               { class: "members" },
               h("summary", {}, `Collection: ${members.length + 1} certificates`),
-              h("ul", { class: "thumbprints" }, members.map((t) => h("li", {}, h("code", {}, t)))),
+              h("ul", { class: "thumbprints" }, (cert.CollectionMembers ?? members.map((t) => ({ Thumbprint: t }))).map((m) =>
+                h("li", {}, m.Subject ? h("span", { class: "subject" }, `${m.Subject} `) : null, h("code", {}, m.Thumbprint),
+                  m.NotAfter ? h("span", { class: "muted" }, ` expires ${formatDate(m.NotAfter)}`) : null))),
             )
           : null,
         details,
