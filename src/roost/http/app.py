@@ -12,6 +12,7 @@ from roost.http.routes import (
     attachments,
     authority,
     backups,
+    bulk_insert,
     certificates,
     counters,
     databases,
@@ -39,6 +40,7 @@ ROUTE_TABLES: list[RouteTable] = [
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
     authority.routes, openapi.routes, lifecycle.routes, metrics.routes,
     statistics.routes, multi_get.routes, counters.routes, attachments.routes,
+    bulk_insert.routes,
 ]
 
 

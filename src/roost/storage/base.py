@@ -92,6 +92,7 @@ class BatchResult:
     document: StoredDocument | None  # the stored document for a PUT or Counters; None for a DELETE
     deleted: bool = False
     counters: tuple[tuple[str, int | None], ...] = ()  # Counters: each named counter's value after (None: absent)
+    collection: str | None = None  # DELETE: the collection of the deleted document (for the Changes API)
 
 
 ATTACHMENTS = "@attachments"

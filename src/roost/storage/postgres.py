@@ -486,7 +486,8 @@ class PostgresStorage:
                         await connection.execute(
                             "DELETE FROM attachment_chunks WHERE db = $1 AND token = ANY($2::text[])", db_key,
                             attachment_tokens(json.loads(current["metadata"])))
-                    results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
+                    results.append(BatchResult(command.id, "DELETE", None, deleted=deleted,
+                                               collection=current["collection"] if current else None))
             await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = $2", etag, db_key)
         return results
 
