@@ -14,6 +14,7 @@ from roost.http.routes import (
     backups,
     bulk_insert,
     certificates,
+    changes,
     counters,
     databases,
     documents,
@@ -40,7 +41,7 @@ ROUTE_TABLES: list[RouteTable] = [
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
     authority.routes, openapi.routes, lifecycle.routes, metrics.routes,
     statistics.routes, multi_get.routes, counters.routes, attachments.routes,
-    bulk_insert.routes,
+    bulk_insert.routes, changes.routes,
 ]
 
 

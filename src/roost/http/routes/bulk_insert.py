@@ -15,7 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from roost.documents.bulk_insert import CommandStream, batch_command
-from roost.errors import BulkInsertAbortedError, ConflictError, NotFoundError, RequestTimeoutError, RoostError
+from roost.errors import (
+    BadRequestError,
+    BulkInsertAbortedError,
+    ConflictError,
+    NotFoundError,
+    RequestTimeoutError,
+    RoostError,
+)
 from roost.http.body import BODY_LIMIT, BODY_TIMEOUT, MIN_BODY_RATE, json_response, query_int
 from roost.http.middleware import SERVICES
 from roost.http.routing import RouteTable
@@ -30,8 +37,12 @@ CHUNK = 256 * 1024
 _MAX_ID = (1 << 53) - 1
 
 
-def _operation_id(request: web.Request) -> int:
-    return query_int(request, "id", -1, 0, _MAX_ID)
+def _requested_operation(request: web.Request, *, required: bool = True) -> int:
+    """The operation id of ``?id=``; -1 when it is absent and not required."""
+    operation_id = query_int(request, "id", -1, 0, _MAX_ID)
+    if operation_id < 0 and required:
+        raise BadRequestError("The query parameter 'id' is required: the operation id from next-operation-id.")
+    return operation_id
 
 
 @routes.get("/databases/{db}/operations/next-operation-id", level=Level.DATABASE_READ)
@@ -43,7 +54,7 @@ async def next_operation_id(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/databases/{db}/operations/kill", level=Level.DATABASE_WRITE)
 async def kill_operation(request: web.Request) -> web.StreamResponse:
-    db, operation_id = request.match_info["db"], _operation_id(request)
+    db, operation_id = request.match_info["db"], _requested_operation(request)
     await request.app[SERVICES].documents.ensure_exists(db)
     if not request.app[SERVICES].operations.kill(db, operation_id):
         raise NotFoundError(f"Operation {operation_id} is not running on this server for database '{db}'.")
@@ -52,7 +63,7 @@ async def kill_operation(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/databases/{db}/operations/state", level=Level.DATABASE_READ)
 async def operation_state(request: web.Request) -> web.StreamResponse:
-    db, operation_id = request.match_info["db"], _operation_id(request)
+    db, operation_id = request.match_info["db"], _requested_operation(request)
     await request.app[SERVICES].documents.ensure_exists(db)
     operation = request.app[SERVICES].operations.find(db, operation_id)
     if operation is None:
@@ -94,7 +105,7 @@ async def bulk_insert(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     db = request.match_info["db"]
     await services.documents.ensure_exists(db)
-    operation_id = _operation_id(request)
+    operation_id = _requested_operation(request, required=False)
     if operation_id < 0:
         operation_id = services.operations.next_id()
     operation = services.operations.start(operation_id, db, "BulkInsert")
