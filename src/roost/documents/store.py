@@ -262,6 +262,11 @@ class DocumentStore:
         last_etag, by_collection = counts
         return row, last_etag, {(name or EMPTY_COLLECTION): n for name, n in by_collection.items()}
 
+    async def attachment_and_counter_counts(self, database: str) -> tuple[int, int, int]:
+        """Attachments, distinct attachment contents and counters of the database's documents."""
+        await self.ensure_exists(database)
+        return await self._storage.attachment_and_counter_counts(database)
+
     async def count(self, database: str) -> int:
         return await self._storage.count_documents(database)
 

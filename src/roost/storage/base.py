@@ -287,6 +287,10 @@ class Storage(Protocol):
         """The database's last etag and its document count per collection (None: no collection); None when the
         database does not exist. For ``/stats`` and ``/collections/stats``."""
         ...
+    async def attachment_and_counter_counts(self, database: str) -> tuple[int, int, int]:
+        """How many attachments the database's documents hold, how many distinct contents (by hash), and how many
+        counters (RavenDB's CountOfAttachments, CountOfUniqueAttachments, CountOfCounterEntries)."""
+        ...
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]: ...
     async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:
         """Give back ``last+1..end`` if ``end`` is still the tag's max (nobody took a range since). RavenDB's

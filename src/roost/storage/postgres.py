@@ -526,6 +526,22 @@ class PostgresStorage:
                 "GROUP BY lower(collection)", db_key)
         return int(last_etag), {r["collection"]: int(r["n"]) for r in rows}
 
+    async def attachment_and_counter_counts(self, database: str) -> tuple[int, int, int]:
+        db_key = fold(database)
+        async with self._pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+            row = await connection.fetchrow(
+                "SELECT coalesce(sum(CASE WHEN jsonb_typeof(m->'@attachments') = 'array' "
+                "THEN jsonb_array_length(m->'@attachments') ELSE 0 END), 0) AS attachments, "
+                "coalesce(sum(CASE WHEN jsonb_typeof(m->'@counter-values') = 'object' "
+                "THEN (SELECT count(*) FROM jsonb_object_keys(m->'@counter-values')) ELSE 0 END), 0) AS counters "
+                "FROM (SELECT metadata::jsonb AS m FROM documents WHERE db = $1 AND "
+                "(metadata LIKE '%\"@attachments\"%' OR metadata LIKE '%\"@counter-values\"%')) AS t", db_key)
+            unique = await connection.fetchval(
+                "SELECT count(DISTINCT a->>'Hash') FROM documents AS d, jsonb_array_elements(CASE WHEN "
+                "jsonb_typeof(d.metadata::jsonb->'@attachments') = 'array' THEN d.metadata::jsonb->'@attachments' "
+                "ELSE '[]'::jsonb END) AS a WHERE d.db = $1 AND d.metadata LIKE '%\"@attachments\"%'", db_key)
+        return int(row["attachments"]), int(unique), int(row["counters"])
+
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         # One statement: the row lock taken by ON CONFLICT DO UPDATE makes concurrent callers (on any node) queue,
         # and each gets the maximum its own update produced.

@@ -427,6 +427,20 @@ class SqliteStorage:
                 (db_key,)).fetchall()
         return int(row[0]), {c[0]: int(c[1]) for c in counts}
 
+    async def attachment_and_counter_counts(self, database: str) -> tuple[int, int, int]:
+        db_key = fold(database)
+        with self._write():  # one snapshot
+            attachments, counters = self._db.execute(
+                "SELECT coalesce(sum(json_array_length(metadata, '$.\"@attachments\"')), 0), "
+                "coalesce(sum((SELECT count(*) FROM json_each(metadata, '$.\"@counter-values\"'))), 0) "
+                "FROM documents WHERE db = ? AND (metadata LIKE '%\"@attachments\"%' "
+                "OR metadata LIKE '%\"@counter-values\"%')", (db_key,)).fetchone()
+            unique = self._db.execute(
+                "SELECT count(DISTINCT json_extract(a.value, '$.Hash')) FROM documents, "
+                "json_each(documents.metadata, '$.\"@attachments\"') AS a "
+                "WHERE documents.db = ? AND documents.metadata LIKE '%\"@attachments\"%'", (db_key,)).fetchone()[0]
+        return int(attachments), int(unique), int(counters)
+
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         with self._write() as db:
             row = db.execute(

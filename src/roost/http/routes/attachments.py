@@ -50,7 +50,7 @@ async def _entry(request: web.Request, db: str, doc_id: str, name: str) -> tuple
     raise NotFoundError(f"Document {doc_id} has no attachment named '{name[:100]}'.")
 
 
-class _Upload:
+class Upload:
     """Hashes and stores the body chunk by chunk under a fresh token, within the caller's body limit."""
 
     def __init__(self, request: web.Request, db: str) -> None:
@@ -85,7 +85,7 @@ class _Upload:
         self.seq += 1
 
 
-async def _receive(request: web.Request, upload: _Upload) -> str | None:
+async def _receive(request: web.Request, upload: Upload) -> str | None:
     """Stream the body into ``upload``; the content type a multipart body names (the Python client sends bytes as
     a form with one file), else None."""
     if request.content_type.startswith("multipart/"):
@@ -113,7 +113,7 @@ async def put_attachment(request: web.Request) -> web.StreamResponse:
     documents = request.app[SERVICES].documents
     if (await documents.get(db, [doc_id]))[0] is None:  # before reading a byte of a possibly large body
         raise DocumentDoesNotExistError(f"Document {doc_id} does not exist: store it before its attachments.")
-    upload = _Upload(request, db)
+    upload = Upload(request, db)
     try:
         part_type = await _receive(request, upload)
         await upload.finish()
