@@ -187,3 +187,40 @@ def test_a_reader_may_take_an_operation_id_but_not_kill(secured: Target, tmp_pat
     assert session.post(f"{base}/operations/kill?id=1").status_code == 403
     stranger = secured.server.generate("op-stranger", "ValidUser", {}, directory=tmp_path)
     assert secured.server.session(stranger.pem_path).get(f"{base}/operations/next-operation-id").status_code == 403
+
+
+def test_the_new_routes_answer_with_ravendbs_error_types(secured: Target, tmp_path: Path) -> None:
+    """What the clients dispatch on: each status with its ``Type`` (the class the client raises)."""
+    admin = secured.server.admin()
+    database = new_database(secured)
+    base = f"{secured.url}/databases"
+    missing = "Raven.Client.Exceptions.Database.DatabaseDoesNotExistException"
+    for method, route in [("POST", "bulk_insert?id=1"), ("GET", "operations/next-operation-id"),
+                          ("POST", "operations/kill?id=1"), ("GET", "operations/state?id=1"), ("GET", "changes")]:
+        response = admin.request(method, f"{base}/no-such-db/{route}", data=b"[]")
+        assert (response.status_code, response.headers.get("Database-Missing")) == (503, "no-such-db"), route
+        assert response.json()["Type"] == missing, route
+    cases = [
+        ("POST", "bulk_insert?id=2", b"[{]", 400,
+         "Raven.Client.Exceptions.Documents.BulkInsert.BulkInsertProtocolViolationException"),
+        ("POST", "operations/kill?id=12345", None, 404, "Raven.Client.Exceptions.NotFoundException"),
+        ("POST", "operations/kill", None, 400, "System.ArgumentException"),
+        ("GET", "operations/state?id=x", None, 400, "System.ArgumentException"),
+        ("GET", "changes", None, 400, "System.ArgumentException"),
+    ]
+    for method, route, body, status, error_type in cases:
+        response = admin.request(method, f"{base}/{database}/{route}", data=body)
+        assert (response.status_code, response.json()["Type"]) == (status, error_type), route
+    # A batch attachment of a document that does not exist: DocumentDoesNotExistException, as RavenDB.
+    batch = {"Commands": [{"Id": "users/none", "Name": "a", "Type": "AttachmentPUT", "ContentType": ""}]}
+    response = admin.post(f"{base}/{database}/bulk_docs", files={"main": (None, json.dumps(batch)),
+                                                                 "a": ("a", b"x", "text/plain")})
+    assert (response.status_code, response.json()["Type"]) == (
+        404, "Raven.Client.Exceptions.Documents.DocumentDoesNotExistException")
+    # No access: RavenDB's InvalidAuth (403), on every new route.
+    stranger = secured.server.generate("errors-stranger", "ValidUser", {}, directory=tmp_path)
+    session = secured.server.session(stranger.pem_path)
+    for method, route in [("POST", "bulk_insert?id=3"), ("GET", "operations/next-operation-id"),
+                          ("POST", "operations/kill?id=1"), ("GET", "operations/state?id=1"), ("GET", "changes")]:
+        response = session.request(method, f"{base}/{database}/{route}", data=b"[]")
+        assert (response.status_code, response.json()["Type"]) == (403, "InvalidAuth"), route
