@@ -13,7 +13,7 @@ import requests
 from ravendb.exceptions.documents.bulkinsert import BulkInsertAbortedException
 from ravendb.exceptions.exceptions import AuthorizationException
 
-from conftest import RunningServer
+from conftest import RunningServer, start_server
 from test_ravendb_client import Target, User, client, new_database
 
 
@@ -224,3 +224,26 @@ def test_the_new_routes_answer_with_ravendbs_error_types(secured: Target, tmp_pa
                           ("POST", "operations/kill?id=1"), ("GET", "operations/state?id=1"), ("GET", "changes")]:
         response = session.request(method, f"{base}/{database}/{route}", data=b"[]")
         assert (response.status_code, response.json()["Type"]) == (403, "InvalidAuth"), route
+
+
+@pytest.mark.postgres
+def test_bulk_insert_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    running = start_server(tmp_path / "data", f"--storage_url={postgres_url}")
+    try:
+        target = Target(running, running.admin_pem, running.ca_pem)
+        database = new_database(target)
+        with client(target, database) as store:
+            with store.bulk_insert() as bulk:
+                for n in range(3000):
+                    bulk.store_as(User(f"user {n}", age=n), f"users/{n}")
+                bulk.counters_for("users/3").increment("likes", 2)
+            with store.open_session() as session:
+                assert session.load("users/2999", User).age == 2999
+                assert session.counters_for("users/3").get("likes") == 2
+        assert _count(target, database) == 3000
+        body = b"".join(_stream(iter([*(_put(n) for n in range(1500)), b'{"Id":"x","Type":"PATCH"}'])))
+        response = running.admin().post(f"{running.url}/databases/{database}/bulk_insert?id=3", data=body)
+        assert response.status_code == 400 and "The first 1500 command(s)" in response.json()["Message"]
+        assert _count(target, database) == 4500
+    finally:
+        running.stop()

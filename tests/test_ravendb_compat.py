@@ -519,3 +519,28 @@ def test_counters_and_attachments_are_in_backups(fresh_server: RunningServer, tm
     # Refusal: a backup whose attachment chunk is not base64 is refused whole (the format checker's rule).
     with pytest.raises(BackupFormatError):
         _chunk(["token", 0, "not base64!"])
+
+
+def test_a_malformed_multipart_body_is_a_400_and_changes_nothing(secured: Target) -> None:
+    database = new_database(secured)
+    admin = secured.server.admin()
+    assert admin.put(f"{secured.url}/databases/{database}/docs?id=users/1", json={"name": "one"}).status_code == 201
+    bodies = [
+        ("multipart/form-data", b"garbage"),  # no boundary
+        ("multipart/form-data; boundary=XX", b"garbage"),  # no part starts
+        ("multipart/form-data; boundary=XX", b'--XX\r\n\r\n{"Commands":[]}\r\n--XX\r\nbroken'),  # a bad part head
+    ]
+    # (An attachment upload reads its first part only: what follows it is never parsed.)
+    for route, malformed in (("bulk_docs", bodies), ("attachments?id=users/1&name=a.txt", bodies[:2])):
+        for content_type, body in malformed:
+            method = "POST" if route == "bulk_docs" else "PUT"
+            response = admin.request(method, f"{secured.url}/databases/{database}/{route}", data=body,
+                                     headers={"Content-Type": content_type})
+            assert response.status_code == 400, (route, body, response.text)
+            assert "multipart body is malformed" in response.json()["Message"]
+    # The twin: a well-formed multipart batch of the same shape is taken.
+    response = admin.post(f"{secured.url}/databases/{database}/bulk_docs", data=b'--XX\r\n\r\n{"Commands":[]}\r\n'
+                          b"--XX--\r\n", headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    assert response.status_code == 201, response.text
+    document = admin.get(f"{secured.url}/databases/{database}/docs?id=users/1").json()["Results"][0]
+    assert "@attachments" not in document["@metadata"]

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from roost import clock
 from roost.errors import BadRequestError, DocumentDoesNotExistError, NotFoundError, PayloadTooLargeError
@@ -48,6 +51,17 @@ async def _entry(request: web.Request, db: str, doc_id: str, name: str) -> tuple
         if str(entry.get("Name", "")).casefold() == name.casefold():
             return entry, document.change_vector
     raise NotFoundError(f"Document {doc_id} has no attachment named '{name[:100]}'.")
+
+
+@contextlib.contextmanager
+def malformed_multipart() -> Iterator[None]:
+    """aiohttp's multipart reader raises ValueError (and asserts) on a body that is not what its Content-Type says
+    (no boundary, a part cut short): that is the client's error, a 400, never a 500."""
+    try:
+        yield
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+        raise BadRequestError(f"The multipart body is malformed ({str(exc)[:80] or type(exc).__name__}); send "
+                              "multipart/form-data with a boundary, each part complete.") from None
 
 
 class Upload:
@@ -89,13 +103,14 @@ async def _receive(request: web.Request, upload: Upload) -> str | None:
     """Stream the body into ``upload``; the content type a multipart body names (the Python client sends bytes as
     a form with one file), else None."""
     if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        part = await reader.next()
-        if not isinstance(part, BodyPartReader):
-            raise BadRequestError("A multipart attachment upload must hold one file part.")
-        while chunk := await _timed(part.read_chunk(CHUNK), upload.timeout):
-            await upload.add(chunk)
-        return part.headers.get("Content-Type")
+        with malformed_multipart():
+            reader = await request.multipart()
+            part = await reader.next()
+            if not isinstance(part, BodyPartReader):
+                raise BadRequestError("A multipart attachment upload must hold one file part.")
+            while chunk := await _timed(part.read_chunk(CHUNK), upload.timeout):
+                await upload.add(chunk)
+            return part.headers.get("Content-Type")
     while chunk := await _timed(request.content.read(CHUNK), upload.timeout):
         await upload.add(chunk)
     return None

@@ -15,7 +15,7 @@ from roost.documents.store import counters_command, render
 from roost.errors import BadRequestError, DocumentDoesNotExistError
 from roost.http.body import BODY_LIMIT, json_response, query_int, read_json, read_object, too_large
 from roost.http.middleware import SERVICES
-from roost.http.routes.attachments import CHUNK, MAX_NAME, Upload
+from roost.http.routes.attachments import CHUNK, MAX_NAME, Upload, malformed_multipart
 from roost.http.routes.counters import counters_detail
 from roost.http.routing import RouteTable
 from roost.names import document_id, is_document_id
@@ -172,7 +172,8 @@ async def bulk_docs(request: web.Request) -> web.StreamResponse:
     uploads: list[Upload] = []
     if request.content_type.startswith("multipart/"):
         await documents.ensure_exists(db)
-        body, uploads = await _multipart_batch(request, db)
+        with malformed_multipart():
+            body, uploads = await _multipart_batch(request, db)
     else:
         body = await read_object(request)
     try:
