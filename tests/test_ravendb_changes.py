@@ -302,3 +302,31 @@ def test_many_changes_arrive_in_commit_order(secured: Target) -> None:
     reader.join(WAIT)
     socket.close()
     assert received == [f"users/{n}" for n in range(300)]
+
+
+def test_an_address_taken_off_the_allowlist_loses_its_stream(fresh_server: RunningServer, tmp_path: Path) -> None:
+    import socket as sockets
+
+    server = fresh_server
+    database = new_database(Target(server, server.admin_pem, server.ca_pem))
+    context = ssl.create_default_context(cafile=str(server.ca_pem))
+    context.load_cert_chain(str(server.admin_pem))
+
+    def open_from(source: str) -> websocket.WebSocket:
+        raw = sockets.create_connection(("127.0.0.1", server.port), timeout=WAIT, source_address=(source, 0))
+        stream = websocket.WebSocket()
+        stream.connect(f"wss://localhost:{server.port}/databases/{database}/changes", suppress_origin=True,
+                       socket=context.wrap_socket(raw, server_hostname="localhost"))
+        return stream
+
+    outside, inside = open_from("127.0.0.2"), open_from("127.0.0.1")
+    _watch_all(outside)
+    _watch_all(inside)
+    response = server.admin().put(f"{server.url}/admin/security/allowed-ips", json={"AllowedIPs": ["127.0.0.1"]})
+    assert response.status_code == 200, response.text
+    _put(server, database, "things/after")
+    messages = list(_messages(outside))
+    assert [m["Type"] for m in messages] == ["Error"] and "Security.AllowedIPs" in messages[0]["Exception"]
+    # Its twin: the address still allowed keeps its stream and gets the change.
+    assert next(_messages(inside))["Value"]["Id"] == "things/after"
+    inside.close()

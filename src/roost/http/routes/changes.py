@@ -27,9 +27,9 @@ from aiohttp import WSMsgType, web
 
 from roost import clock
 from roost.documents.changes import DocumentChange, Subscription
-from roost.errors import BadRequestError, DatabaseDoesNotExistError, RoostError
+from roost.errors import AuthorizationError, BadRequestError, DatabaseDoesNotExistError, RoostError
 from roost.http.body import json_response
-from roost.http.middleware import SERVICES, peer_thumbprint
+from roost.http.middleware import SERVICES, peer_address, peer_thumbprint
 from roost.http.routing import RouteTable
 from roost.security import authz
 from roost.security.twofactor import COOKIE_NAME
@@ -96,6 +96,9 @@ async def _refusal(request: web.Request, services: Services, db: str) -> RoostEr
     """Why this stream's certificate may no longer read ``db`` (as the middleware would judge a new request)."""
     if not await services.documents.exists(db):
         return DatabaseDoesNotExistError(db)
+    if not services.allowlist.allows(peer_address(request)):
+        return AuthorizationError(f"The address {peer_address(request)} is no longer allowed to connect to this "
+                                  "server (Security.AllowedIPs).", reason="AddressNotAllowed")
     if services.tls is None:
         return None
     if services.registry.stale:  # another worker or node changed certificates: catch up first (fail closed)
@@ -167,6 +170,7 @@ async def _send_changes(request: web.Request, services: Services, db: str, socke
     loop = asyncio.get_running_loop()
     next_check = loop.time() + RECHECK_SECONDS
     queue = subscription.queue
+    address = peer_address(request)
     while not reader.done() and not socket.closed:
         change: DocumentChange | None = None
         getter = asyncio.ensure_future(queue.get())
@@ -183,8 +187,10 @@ async def _send_changes(request: web.Request, services: Services, db: str, socke
             await _close(socket, "This changes stream fell more than 10,000 changes behind and was closed; "
                                  "reconnect and read the documents again.")
             return
-        # Before anything is sent: the certificate still reads this database (revocation bites here).
-        if registry.generation != generation or registry.stale or loop.time() >= next_check or change is None:
+        # Before anything is sent: the certificate still reads this database (revocation bites here), and the
+        # address is still allowed (one attribute test while everyone is).
+        if (registry.generation != generation or registry.stale or loop.time() >= next_check or change is None
+                or not services.allowlist.allows(address)):
             generation = registry.generation
             next_check = loop.time() + RECHECK_SECONDS
             try:
