@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from roost import json_codec
 from roost.errors import ServiceUnavailableError
 from roost.storage.base import (
     HILO_COLLECTION,
@@ -115,17 +114,6 @@ def _bump(db: sqlite3.Connection, topic: str) -> None:
     db.execute("INSERT INTO changes (topic, counter) VALUES (?, 1) "
                "ON CONFLICT (topic) DO UPDATE SET counter = counter + 1", (topic,))
 
-
-
-
-
-def _json_text(value: JsonObject) -> str:
-    """A body or metadata as stored: compact JSON through orjson (``json`` for what orjson cannot write exactly;
-    a lone surrogate kept from a row stored before bodies were checked is written as its escape)."""
-    try:
-        return json_codec.dumps(value)
-    except UnicodeEncodeError:
-        return json.dumps(value)
 
 
 class SqliteStorage:
@@ -348,7 +336,7 @@ class SqliteStorage:
                 if isinstance(command, PutCommand):
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
-                    body, metadata_text = _json_text(command.body), _json_text(command.metadata)
+                    body, metadata_text = json.dumps(command.body), json.dumps(command.metadata)
                     writes.append((db_key, key, command.id, command.collection, body, metadata_text, change_vector,
                                    etag, now))
                     current_rows[key] = (change_vector, body, metadata_text, command.collection, command.id, etag,
