@@ -330,3 +330,26 @@ def test_an_address_taken_off_the_allowlist_loses_its_stream(fresh_server: Runni
     # Its twin: the address still allowed keeps its stream and gets the change.
     assert next(_messages(inside))["Value"]["Id"] == "things/after"
     inside.close()
+
+
+def test_the_clients_stream_reports_the_revocation_and_delivers_nothing_after_it(secured: Target,
+                                                                                 tmp_path: Path) -> None:
+    database = new_database(secured)
+    reader = secured.server.generate("changes-client-revoked", "ValidUser", {database: "Read"}, directory=tmp_path)
+    seen: list[str] = []
+    errors: list[Exception] = []
+    with client(secured, database, pem=reader.pem_path) as store:
+        changes = store.changes(on_error=errors.append)
+        changes.ensure_connected_now()
+        observable = changes.for_all_documents()
+        close = observable.subscribe_with_observer(ActionObserver(on_next=lambda c: seen.append(c.key)))
+        observable.ensure_subscribe_now()
+        _put(secured.server, database, "things/before")
+        _wait_for(lambda: seen == ["things/before"], "the change before the revocation")
+        _revoke(secured.server, "deleted", reader.thumbprint, database)
+        _put(secured.server, database, "things/after")
+        _wait_for(lambda: bool(errors), "the client's on_error")
+        time.sleep(0.5)  # a change wrongly sent after the revocation would have arrived by now
+        assert seen == ["things/before"]
+        close()
+        changes.close()
