@@ -214,6 +214,7 @@ def _roost_figure(n: int) -> Callable[[Context], list[Row]]:
         4: "Cost of security per request: the security path against the same app without it (bench/bare_server.py)",
         6: "Registry scale: 100,000 registered certificates",
         7: "Documents: bulk_docs inserts per second and single-document load latency",
+        10: "Bulk insert: small documents per second on one core, against bulk_docs; memory for a large insert",
         11: "Idle TLS connections: memory per connection with 500 and 5,000 open, and the p99 of active clients",
     }[n]
     return run
@@ -227,6 +228,7 @@ FIGURES: dict[int, Callable[[Context], list[Row]]] = {
     5: figure_5,
     6: _roost_figure(6),
     7: _roost_figure(7),
+    10: _roost_figure(10),
     11: _roost_figure(11),
     12: figure_12,
 }

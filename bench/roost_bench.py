@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import statistics
 import threading
 import time
@@ -14,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .client import Client
-from .common import SERVER_CORE, LoadResult, Row, run_load
+from .common import SERVER_CORE, LoadResult, Row, cpu_seconds, run_load
 from .roost_server import RoostServer
 from .throwaway_pki import make_cert_set
 
@@ -451,6 +452,80 @@ def figure_7(ctx: Context) -> list[Row]:
         Row("7", "single-document load, p50", single.p50_ms, "ms",
             note=f"p99 {single.p99_ms:.2f} ms; one keep-alive connection, {single.rps:.0f} req/s",
             details={"load": _load(single)}),
+    ]
+
+
+# Figure 10 ---------------------------------------------------------------------------------------------------
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _bulk_insert_stream(first: int, count: int) -> Any:
+    """The client's stream: one JSON array of PUT commands, sent in 1 MB pieces as BulkInsertOperation does."""
+    piece = bytearray(b"[")
+    for n in range(first, first + count):
+        if n != first:
+            piece += b","
+        piece += (b'{"Id":"items/%d","Type":"PUT","Document":{"Name":"Item %d","Price":%d,"Tags":["a","b"],'
+                  b'"@metadata":{"@collection":"Items"}}}' % (n, n, n % 1000))
+        if len(piece) >= 1024 * 1024:
+            yield bytes(piece)
+            piece = bytearray()
+    piece += b"]"
+    yield bytes(piece)
+
+
+def _bulk_insert(s: Setup, first: int, count: int) -> tuple[float, float]:
+    """Wall seconds and server CPU seconds of one bulk insert of ``count`` small documents."""
+    admin = s.admin()
+    conn = admin._connection()
+    cpu0, t0 = cpu_seconds(s.server.pids), time.perf_counter()
+    conn.request("POST", f"/databases/{DB}/bulk_insert?id={first + 1}", body=_bulk_insert_stream(first, count),
+                 encode_chunked=True)
+    response = conn.getresponse()
+    payload = response.read()
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(s.server.pids) - cpu0
+    admin.close()
+    if response.status != 201:
+        raise RuntimeError(f"bulk_insert -> {response.status}: {payload[:300]!r}")
+    return elapsed, cpu
+
+
+def figure_10(ctx: Context) -> list[Row]:
+    small, large = (2_000, 5_000) if ctx.smoke else (100_000, 1_000_000)
+    with setup(ctx, "roost-bulk-insert") as s:
+        # Baseline of the same run: the same documents through bulk_docs, batches of 100, one connection.
+        admin = s.admin()
+        batches = [json.dumps({"Commands": [
+            {"Type": "PUT", "Id": f"base/{b * 100 + i}", "ChangeVector": None,
+             "Document": {"Name": f"Item {b * 100 + i}", "Price": i, "Tags": ["a", "b"],
+                          "@metadata": {"@collection": "Items"}}} for i in range(100)]}).encode()
+            for b in range(small // 100)]
+        t0 = time.perf_counter()
+        for body in batches:
+            admin.ok("POST", f"/databases/{DB}/bulk_docs", body)
+        base_rate = small / (time.perf_counter() - t0)
+        admin.close()
+        elapsed, cpu = _bulk_insert(s, 0, small)
+        rate, per_cpu = small / elapsed, small / max(cpu, 1e-9)
+        rss0 = s.server.rss()
+        big_elapsed, _ = _bulk_insert(s, small, large)
+        rss1, peak = s.server.rss(), _peak_rss(s.server.proc.pid)  # type: ignore[union-attr]
+    return [
+        Row("10", f"bulk_insert, {small:,} small documents", rate, "docs/s", target=">= 30,000",
+            passed=rate >= 30_000,
+            note=f"server pinned to one core; {per_cpu:,.0f} docs per server CPU-second; "
+                 f"{rate / base_rate:.1f}x bulk_docs"),
+        Row("10", "baseline: bulk_docs, batches of 100 (same run)", base_rate, "docs/s",
+            note="one connection, sequential"),
+        Row("10", f"bulk_insert, {large:,} documents: server RSS growth", (rss1 - rss0) / 1024 / 1024, "MB",
+            note=f"{large / big_elapsed:,.0f} docs/s; RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MB, "
+                 f"peak {peak / 2**20:.0f} MB"),
     ]
 
 

@@ -58,3 +58,11 @@ def _check_missing_and_present(where: Path) -> None:
     present = make("system-deps", "TEST_PROGRAMS=sh", user="nobody", where=where)  # the twin: nothing missing, nothing to do
     assert present.returncode == 0, present.stdout + present.stderr
     assert [line for line in present.stdout.splitlines() if not MAKE_CHATTER.match(line)] == []
+
+
+def test_make_test_installs_the_pinned_node_client_and_make_serve_does_not() -> None:
+    tests = make("-n", "-B", "test")
+    assert "cd tests/node && npm ci" in tests.stdout  # exactly the versions of tests/node/package-lock.json
+    assert "npm" not in make("-n", "-B", "serve").stdout
+    lock = (ROOT / "tests" / "node" / "package-lock.json").read_text()
+    assert '"node_modules/ravendb"' in lock

@@ -394,6 +394,61 @@ def test_attachments_put_get_head_delete_with_the_client(secured: Target, tmp_pa
         assert admin.get(f"{base}?id=users/1&name=again").status_code == 404  # removed with the document
 
 
+def test_session_attachments_go_in_the_batch_and_count_in_stats(secured: Target, tmp_path: Path) -> None:
+    database = new_database(secured)
+    with client(secured, database) as store:
+        with store.open_session() as session:
+            user = User("pictured")
+            session.store(user, "users/1")
+            session.advanced.attachments.store(user, "photo.png", b"\x89PNG-1", "image/png")
+            session.advanced.attachments.store(user, "notes.txt", b"notes", "text/plain")
+            session.store(User("other"), "users/2")
+            session.advanced.attachments.store("users/2", "other.png", b"\x89PNG-2", "image/png")
+            session.save_changes()
+        # The same content again (the client refuses equal contents in one batch): counted once as unique.
+        store.operations.send(PutAttachmentOperation("users/2", "copy.png", b"\x89PNG-1", "image/png"))
+        with store.open_session() as session:
+            loaded = session.load("users/1", User)
+            names = sorted(a.name for a in session.advanced.attachments.get_names(loaded))
+            assert names == ["notes.txt", "photo.png"]
+        result = store.operations.send(GetAttachmentOperation("users/1", "photo.png", AttachmentType.document, None))
+        assert result.data == b"\x89PNG-1" and result.details.content_type == "image/png"
+        result.close()
+        with store.open_session() as session:
+            session.counters_for("users/2").increment("likes", 2)
+            session.counters_for("users/2").increment("views", 1)
+            session.save_changes()
+        stats = store.maintenance.send(GetStatisticsOperation())
+        assert (stats.count_of_attachments, stats.count_of_unique_attachments, stats.count_of_counter_entries) == (
+            4, 3, 2)
+        with store.open_session() as session:  # deleted in a session batch too
+            session.advanced.attachments.delete("users/1", "notes.txt")
+            session.save_changes()
+        stats = store.maintenance.send(GetStatisticsOperation())
+        assert stats.count_of_attachments == 3
+    # Refusals: a reader's batch, an attachment of a document that does not exist, a stream missing; nothing stored.
+    reader = secured.server.generate("session-attachment-reader", "ValidUser", {database: "Read"}, directory=tmp_path)
+    with client(secured, database, pem=reader.pem_path) as store, store.open_session() as session:
+        session.advanced.attachments.store("users/1", "sneaky.txt", b"x", "text/plain")
+        with pytest.raises(AuthorizationException):
+            session.save_changes()
+    admin = secured.server.admin()
+    url = f"{secured.url}/databases/{database}/bulk_docs"
+    missing = {"Commands": [{"Id": "users/1", "Type": "PUT", "Document": {"name": "changed"}},
+                            {"Id": "users/none", "Name": "a.txt", "Type": "AttachmentPUT", "ContentType": "text/plain"}]}
+    response = admin.post(url, files={"main": (None, json.dumps(missing)), "a.txt": ("a.txt", b"abc", "text/plain")})
+    assert response.status_code == 404 and "users/none" in response.json()["Message"]
+    two = {"Commands": [{"Id": "users/1", "Name": "b.txt", "Type": "AttachmentPUT", "ContentType": "text/plain"},
+                        {"Id": "users/1", "Name": "c.txt", "Type": "AttachmentPUT", "ContentType": "text/plain"}]}
+    response = admin.post(url, files={"main": (None, json.dumps(two)), "b.txt": ("b.txt", b"abc", "text/plain")})
+    assert response.status_code == 400 and "attachment stream" in response.json()["Message"]
+    document = admin.get(f"{secured.url}/databases/{database}/docs?id=users/1").json()["Results"][0]
+    assert document["name"] == "pictured"
+    assert [a["Name"] for a in document["@metadata"]["@attachments"]] == ["photo.png"]
+    stats = admin.get(f"{secured.url}/databases/{database}/stats").json()
+    assert stats["CountOfAttachments"] == 3
+
+
 def _peak_rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -464,3 +519,28 @@ def test_counters_and_attachments_are_in_backups(fresh_server: RunningServer, tm
     # Refusal: a backup whose attachment chunk is not base64 is refused whole (the format checker's rule).
     with pytest.raises(BackupFormatError):
         _chunk(["token", 0, "not base64!"])
+
+
+def test_a_malformed_multipart_body_is_a_400_and_changes_nothing(secured: Target) -> None:
+    database = new_database(secured)
+    admin = secured.server.admin()
+    assert admin.put(f"{secured.url}/databases/{database}/docs?id=users/1", json={"name": "one"}).status_code == 201
+    bodies = [
+        ("multipart/form-data", b"garbage"),  # no boundary
+        ("multipart/form-data; boundary=XX", b"garbage"),  # no part starts
+        ("multipart/form-data; boundary=XX", b'--XX\r\n\r\n{"Commands":[]}\r\n--XX\r\nbroken'),  # a bad part head
+    ]
+    # (An attachment upload reads its first part only: what follows it is never parsed.)
+    for route, malformed in (("bulk_docs", bodies), ("attachments?id=users/1&name=a.txt", bodies[:2])):
+        for content_type, body in malformed:
+            method = "POST" if route == "bulk_docs" else "PUT"
+            response = admin.request(method, f"{secured.url}/databases/{database}/{route}", data=body,
+                                     headers={"Content-Type": content_type})
+            assert response.status_code == 400, (route, body, response.text)
+            assert "multipart body is malformed" in response.json()["Message"]
+    # The twin: a well-formed multipart batch of the same shape is taken.
+    response = admin.post(f"{secured.url}/databases/{database}/bulk_docs", data=b'--XX\r\n\r\n{"Commands":[]}\r\n'
+                          b"--XX--\r\n", headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    assert response.status_code == 201, response.text
+    document = admin.get(f"{secured.url}/databases/{database}/docs?id=users/1").json()["Results"][0]
+    assert "@attachments" not in document["@metadata"]

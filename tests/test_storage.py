@@ -894,3 +894,25 @@ def test_attachments_are_staged_linked_read_in_chunks_and_removed_with_the_docum
         assert await chunks(storage, "t3") == []
 
     backend.run(body)
+
+
+def test_attachment_and_counter_counts_follow_the_documents(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        await storage.create_database("Db", "dbid", NOW)
+        await storage.create_database("Other", "dbid2", NOW)
+        assert await storage.attachment_and_counter_counts("Db") == (0, 0, 0)
+        await storage.apply_batch("Db", [put("users/1"), put("users/2"), put("users/3")], NOW)
+        await storage.apply_batch("Other", [put("users/1")], NOW)
+        entry = {"Name": "a.txt", "Hash": "H1", "ContentType": "text/plain", "Size": 2, "Token": "t1"}
+        await storage.attach("Db", "users/1", entry, NOW)
+        await storage.attach("Db", "users/1", {**entry, "Name": "b.txt", "Token": "t2"}, NOW)  # same content
+        await storage.attach("Db", "users/2", {**entry, "Hash": "H2", "Token": "t3"}, NOW)
+        await storage.attach("Other", "users/1", {**entry, "Token": "t4"}, NOW)  # another database's
+        counters = (CounterOperation("Increment", "Likes", 1), CounterOperation("Increment", "Views", 3))
+        await storage.apply_batch("Db", [CountersCommand("users/3", counters)], NOW)
+        assert await storage.attachment_and_counter_counts("Db") == (3, 2, 2)
+        await storage.apply_batch("Db", [DeleteCommand("users/1"), DeleteCommand("users/3")], NOW)
+        assert await storage.attachment_and_counter_counts("Db") == (1, 1, 0)
+        assert await storage.attachment_and_counter_counts("Other") == (1, 1, 0)
+
+    backend.run(body)

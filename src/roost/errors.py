@@ -157,3 +157,17 @@ class ConfigurationError(RoostError):
 
     http_status = 500
     error_type = "Raven.Server.Config.ConfigurationException"
+
+
+class BulkInsertProtocolError(RoostError):
+    """The stream is not RavenDB's bulk insert format; what came before the bad command is stored, nothing after."""
+
+    http_status = 400
+    error_type = "Raven.Client.Exceptions.Documents.BulkInsert.BulkInsertProtocolViolationException"
+
+
+class BulkInsertAbortedError(RoostError):
+    """The operation was killed (``POST /operations/kill``) while it ran."""
+
+    http_status = 400
+    error_type = "Raven.Client.Exceptions.Documents.BulkInsert.BulkInsertAbortedException"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
+from roost.documents.operations import Operations
 from roost.documents.store import DocumentStore
 from roost.pki.authority import CertificateAuthority
 from roost.pki.datadir import CA_CERTIFICATE_FILE, ServerCertificate
@@ -79,6 +80,7 @@ class Services:
     backup_schedules: Schedules
     trust_anchors: TrustAnchors | None  # None on an unsecured server
     address: Address = field(default_factory=Address)
+    operations: Operations = field(default_factory=Operations)  # running bulk inserts, per process
 
     @property
     def allowlist(self) -> AllowList:

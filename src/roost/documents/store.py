@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from roost import clock
+from roost.documents.changes import ChangeHub
 from roost.errors import (
     BadRequestError,
     ConcurrencyError,
@@ -95,6 +96,7 @@ class DocumentStore:
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
+        self.changes = ChangeHub()  # committed writes of this process, for /databases/{db}/changes
         self._known: dict[str, str] = {}  # folded name -> name, of databases known to exist
 
     async def load(self) -> None:
@@ -137,6 +139,7 @@ class DocumentStore:
         name = database_name(name)
         deleted = await self._storage.delete_database(name, certificate_updates)
         self._known.pop(name.casefold(), None)
+        self.changes.close_database(name)
         return deleted
 
     async def list_databases(self) -> list[DatabaseRow]:
@@ -191,7 +194,7 @@ class DocumentStore:
         for command in prepared:
             document_id(command.id)
         try:
-            return await self._storage.apply_batch(database, prepared, clock.wire_date(clock.now()))
+            results = await self._storage.apply_batch(database, prepared, clock.wire_date(clock.now()))
         except ChangeVectorMismatch as exc:
             wanted = "a new document" if exc.expected == "" else f"change vector {exc.expected}"
             actual = f"change vector {exc.actual}" if exc.actual else "no such document"
@@ -205,6 +208,8 @@ class DocumentStore:
             raise BadRequestError(f"Counters: {exc}; use a smaller delta.") from exc
         except LookupError as exc:
             raise DatabaseDoesNotExistError(database) from exc
+        self.changes.publish_batch(database, results)
+        return results
 
     async def counter_values(self, database: str, doc_id: str,
                              names: list[str]) -> tuple[StoredDocument, tuple[tuple[str, int | None], ...]] | None:
@@ -256,6 +261,11 @@ class DocumentStore:
             raise DatabaseDoesNotExistError(database)
         last_etag, by_collection = counts
         return row, last_etag, {(name or EMPTY_COLLECTION): n for name, n in by_collection.items()}
+
+    async def attachment_and_counter_counts(self, database: str) -> tuple[int, int, int]:
+        """Attachments, distinct attachment contents and counters of the database's documents."""
+        await self.ensure_exists(database)
+        return await self._storage.attachment_and_counter_counts(database)
 
     async def count(self, database: str) -> int:
         return await self._storage.count_documents(database)

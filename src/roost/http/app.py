@@ -14,7 +14,9 @@ from roost.http.routes import (
     attachments,
     authority,
     backups,
+    bulk_insert,
     certificates,
+    changes,
     counters,
     databases,
     documents,
@@ -42,6 +44,7 @@ ROUTE_TABLES: list[RouteTable] = [
     topology.routes, hilo.routes, queries.routes, twofactor.routes, security.routes, backups.routes,
     authority.routes, openapi.routes, lifecycle.routes, metrics.routes,
     statistics.routes, multi_get.routes, counters.routes, attachments.routes,
+    bulk_insert.routes, changes.routes,
 ]
 
 

@@ -83,6 +83,9 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
                                          "headers": {"If-Match": _STRING}},
     ("POST", "/databases/{db}/bulk_docs"): {"body": _obj(Commands={"type": "array", "items": _obj(
         Type={"type": "string", "enum": ["PUT", "DELETE"]}, Id=_STRING, Document=_OBJECT, ChangeVector=_STRING)})},
+    ("POST", "/databases/{db}/bulk_insert"): {"query": {"id": _INT_TEXT}, "body": "binary"},
+    ("POST", "/databases/{db}/operations/kill"): {"query": {"id": _INT_TEXT}, "required": ["id"]},
+    ("GET", "/databases/{db}/operations/state"): {"query": {"id": _INT_TEXT}, "required": ["id"]},
     ("GET", "/databases/{db}/hilo/next"): {"query": {
         "tag": _STRING, "lastBatchSize": _INT_TEXT, "lastRangeAt": _STRING, "identityPartsSeparator": _STRING,
         "lastMax": _INT_TEXT}},

@@ -100,6 +100,7 @@ class BatchResult:
     document: StoredDocument | None  # the stored document for a PUT or Counters; None for a DELETE
     deleted: bool = False
     counters: tuple[tuple[str, int | None], ...] = ()  # Counters: each named counter's value after (None: absent)
+    collection: str | None = None  # DELETE: the collection of the deleted document (for the Changes API)
 
 
 ATTACHMENTS = "@attachments"
@@ -293,6 +294,10 @@ class Storage(Protocol):
     async def collection_counts(self, database: str) -> tuple[int, dict[str | None, int]] | None:
         """The database's last etag and its document count per collection (None: no collection); None when the
         database does not exist. For ``/stats`` and ``/collections/stats``."""
+        ...
+    async def attachment_and_counter_counts(self, database: str) -> tuple[int, int, int]:
+        """How many attachments the database's documents hold, how many distinct contents (by hash), and how many
+        counters (RavenDB's CountOfAttachments, CountOfUniqueAttachments, CountOfCounterEntries)."""
         ...
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]: ...
     async def return_hilo_range(self, database: str, tag: str, end: int, last: int) -> bool:

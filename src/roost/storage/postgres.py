@@ -194,6 +194,21 @@ def _outage_is_unavailable(cls: _Cls) -> _Cls:
     return cls
 
 
+async def _write_documents(connection: Any, writes: list[tuple[Any, ...]]) -> None:
+    """The batch's document rows so far, in one pipelined statement (asyncpg's executemany)."""
+    if writes:
+        await connection.executemany(
+            "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, etag, "
+            "last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (db, key) DO UPDATE "
+            "SET id = excluded.id, collection = excluded.collection, collection_key = excluded.collection_key, "
+            "body = excluded.body, "
+            "metadata = excluded.metadata, change_vector = excluded.change_vector, "
+            "etag = excluded.etag, last_modified = excluded.last_modified",
+            writes,
+        )
+        writes.clear()
+
+
 @_outage_is_unavailable
 class PostgresStorage:
     def __init__(self, pool: asyncpg.Pool, url: str) -> None:
@@ -472,11 +487,15 @@ class PostgresStorage:
             if row is None:
                 raise LookupError(database)
             database_id, etag = row[0], int(row[1])
+            # Every row the batch names, read at once; then the batch's own writes are applied to this view.
+            keys = list({fold(command.id) for command in commands})
+            rows: dict[str, Any] = {r["key"]: r for r in await connection.fetch(
+                f"SELECT key, {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND key = ANY($2::text[])",
+                db_key, keys)}
+            writes: list[tuple[Any, ...]] = []  # document rows to write, in order, before the next delete
             for command in commands:
                 key = fold(command.id)
-                current = await connection.fetchrow(
-                    f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE db = $1 AND key = $2", db_key, key
-                )
+                current = rows.get(key)
                 current_cv = current["change_vector"] if current else None
                 expected = command.expected_change_vector
                 # RavenDB: an empty expected change vector means "the document must not exist yet".
@@ -494,34 +513,34 @@ class PostgresStorage:
                         results.append(BatchResult(command.id, "Counters", existing, counters=counters))
                         continue
                     command = PutCommand(command.id, existing.collection, existing.body, metadata)
-                elif isinstance(command, PutCommand):
+                elif isinstance(command, PutCommand) and current is not None:
                     command = replace(command, metadata=with_server_metadata_of(
-                        command.metadata, json.loads(current["metadata"]) if current else None))
+                        command.metadata, json.loads(current["metadata"])))
                 if isinstance(command, PutCommand):
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
-                    await connection.execute(
-                        "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, "
-                        "change_vector, etag, last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-                        "ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, collection = excluded.collection, "
-                        "collection_key = excluded.collection_key, body = excluded.body, "
-                        "metadata = excluded.metadata, change_vector = excluded.change_vector, "
-                        "etag = excluded.etag, last_modified = excluded.last_modified",
-                        db_key, key, command.id, command.collection, collection_key(command.collection),
-                        json.dumps(command.body), json.dumps(command.metadata), change_vector, etag, now,
-                    )
+                    body, metadata_text = json.dumps(command.body), json.dumps(command.metadata)
+                    writes.append((db_key, key, command.id, command.collection, collection_key(command.collection),
+                                   body, metadata_text, change_vector, etag, now))
+                    rows[key] = {"key": key, "id": command.id, "collection": command.collection, "body": body,
+                                 "metadata": metadata_text, "change_vector": change_vector, "etag": etag,
+                                 "last_modified": now}
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
                                             change_vector, etag, now)
                     kind: Literal["PUT", "Counters"] = "Counters" if counters else "PUT"
                     results.append(BatchResult(command.id, kind, stored, counters=counters))
                 else:
                     deleted = current is not None
-                    if deleted:
+                    if current is not None:
+                        await _write_documents(connection, writes)
                         await connection.execute("DELETE FROM documents WHERE db = $1 AND key = $2", db_key, key)
                         await connection.execute(
                             "DELETE FROM attachment_chunks WHERE db = $1 AND token = ANY($2::text[])", db_key,
                             attachment_tokens(json.loads(current["metadata"])))
-                    results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
+                        rows.pop(key, None)
+                    results.append(BatchResult(command.id, "DELETE", None, deleted=deleted,
+                                               collection=current["collection"] if current else None))
+            await _write_documents(connection, writes)
             await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = $2", etag, db_key)
         return results
 
@@ -559,6 +578,22 @@ class PostgresStorage:
                 'SELECT min(collection COLLATE "C") AS collection, count(*) AS n FROM documents WHERE db = $1 '
                 "GROUP BY collection_key", db_key)
         return int(last_etag), {r["collection"]: int(r["n"]) for r in rows}
+
+    async def attachment_and_counter_counts(self, database: str) -> tuple[int, int, int]:
+        db_key = fold(database)
+        async with self._pool.acquire() as connection, connection.transaction(isolation="repeatable_read"):
+            row = await connection.fetchrow(
+                "SELECT coalesce(sum(CASE WHEN jsonb_typeof(m->'@attachments') = 'array' "
+                "THEN jsonb_array_length(m->'@attachments') ELSE 0 END), 0) AS attachments, "
+                "coalesce(sum(CASE WHEN jsonb_typeof(m->'@counter-values') = 'object' "
+                "THEN (SELECT count(*) FROM jsonb_object_keys(m->'@counter-values')) ELSE 0 END), 0) AS counters "
+                "FROM (SELECT metadata::jsonb AS m FROM documents WHERE db = $1 AND "
+                "(metadata LIKE '%\"@attachments\"%' OR metadata LIKE '%\"@counter-values\"%')) AS t", db_key)
+            unique = await connection.fetchval(
+                "SELECT count(DISTINCT a->>'Hash') FROM documents AS d, jsonb_array_elements(CASE WHEN "
+                "jsonb_typeof(d.metadata::jsonb->'@attachments') = 'array' THEN d.metadata::jsonb->'@attachments' "
+                "ELSE '[]'::jsonb END) AS a WHERE d.db = $1 AND d.metadata LIKE '%\"@attachments\"%'", db_key)
+        return int(row["attachments"]), int(unique), int(row["counters"])
 
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         # One statement: the row lock taken by ON CONFLICT DO UPDATE makes concurrent callers (on any node) queue,

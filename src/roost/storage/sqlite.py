@@ -337,12 +337,12 @@ class SqliteStorage:
             if row is None:
                 raise LookupError(database)
             database_id, etag = row[0], row[1]
+            # Every row the batch names, read at once; then the batch's own writes are applied to this view.
+            current_rows = self._rows_of(db, db_key, {fold(command.id) for command in commands})
+            writes: list[tuple[Any, ...]] = []  # document rows to write, in order, before the next delete
             for command in commands:
                 key = fold(command.id)
-                current = db.execute(
-                    "SELECT change_vector, body, metadata, collection FROM documents WHERE db = ? AND key = ?",
-                    (db_key, key),
-                ).fetchone()
+                current = current_rows.get(key)
                 expected = command.expected_change_vector
                 # RavenDB: an empty expected change vector means "the document must not exist yet".
                 if expected is not None and (
@@ -356,42 +356,67 @@ class SqliteStorage:
                         raise InvalidCounterOperation(f"document {command.id} does not exist")
                     metadata, counters = apply_counters(json.loads(current[2]), command.operations)
                     if all(op.kind == "Get" for op in command.operations):
-                        stored_row = db.execute("SELECT * FROM documents WHERE db = ? AND key = ?",
-                                                (db_key, key)).fetchone()
-                        results.append(BatchResult(command.id, "Counters", document_from_row(stored_row),
-                                                   counters=counters))
+                        stored = StoredDocument(current[4], current[3],
+                                                json.loads(current[1]), json.loads(current[2]), current[0],
+                                                current[5], current[6])
+                        results.append(BatchResult(command.id, "Counters", stored, counters=counters))
                         continue
                     command = PutCommand(command.id, current[3], json.loads(current[1]), metadata)
-                elif isinstance(command, PutCommand):
-                    command = replace(command, metadata=with_server_metadata_of(
-                        command.metadata, json.loads(current[2]) if current else None))
+                elif isinstance(command, PutCommand) and current is not None:
+                    command = replace(command, metadata=with_server_metadata_of(command.metadata,
+                                                                                json.loads(current[2])))
                 if isinstance(command, PutCommand):
                     etag += 1
                     change_vector = f"A:{etag}-{database_id}"
-                    db.execute(
-                        "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, "
-                        "change_vector, etag, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (db, key) DO UPDATE SET id = excluded.id, collection = excluded.collection, "
-                        "collection_key = excluded.collection_key, body = excluded.body, "
-                        "metadata = excluded.metadata, change_vector = excluded.change_vector, "
-                        "etag = excluded.etag, last_modified = excluded.last_modified",
-                        (db_key, key, command.id, command.collection, collection_key(command.collection),
-                         json.dumps(command.body),
-                         json.dumps(command.metadata), change_vector, etag, now),
-                    )
+                    body, metadata_text = json.dumps(command.body), json.dumps(command.metadata)
+                    writes.append((db_key, key, command.id, command.collection, collection_key(command.collection),
+                                   body, metadata_text, change_vector, etag, now))
+                    current_rows[key] = (change_vector, body, metadata_text, command.collection, command.id, etag,
+                                         now)
                     stored = StoredDocument(command.id, command.collection, command.body, command.metadata,
                                             change_vector, etag, now)
                     kind: Literal["PUT", "Counters"] = "Counters" if counters else "PUT"
                     results.append(BatchResult(command.id, kind, stored, counters=counters))
                 else:
-                    deleted = current is not None
-                    if deleted:
+                    deleted, collection = current is not None, current[3] if current is not None else None
+                    if current is not None:
+                        self._write_rows(db, writes)
                         db.execute("DELETE FROM documents WHERE db = ? AND key = ?", (db_key, key))
                         db.executemany("DELETE FROM attachment_chunks WHERE db = ? AND token = ?",
                                        [(db_key, t) for t in attachment_tokens(json.loads(current[2]))])
-                    results.append(BatchResult(command.id, "DELETE", None, deleted=deleted))
+                        current_rows[key] = None
+                    results.append(BatchResult(command.id, "DELETE", None, deleted=deleted, collection=collection))
+            self._write_rows(db, writes)
             db.execute("UPDATE databases SET last_etag = ? WHERE key = ?", (etag, db_key))
         return results
+
+    @staticmethod
+    def _rows_of(db: sqlite3.Connection, db_key: str, keys: set[str]) -> dict[str, Any]:
+        """(change_vector, body, metadata, collection, id, etag, last_modified) of each key that has a document."""
+        found: dict[str, Any] = {}
+        wanted = list(keys)
+        for start in range(0, len(wanted), 500):  # below SQLite's limit of bound parameters
+            part = wanted[start:start + 500]
+            for row in db.execute(
+                "SELECT key, change_vector, body, metadata, collection, id, etag, last_modified FROM documents "
+                f"WHERE db = ? AND key IN ({','.join('?' * len(part))})", (db_key, *part)
+            ):
+                found[row[0]] = tuple(row[1:])
+        return found
+
+    @staticmethod
+    def _write_rows(db: sqlite3.Connection, writes: list[tuple[Any, ...]]) -> None:
+        if writes:
+            db.executemany(
+                "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, "
+                "etag, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db, key) DO UPDATE SET "
+                "id = excluded.id, collection = excluded.collection, collection_key = excluded.collection_key, "
+                "body = excluded.body, "
+                "metadata = excluded.metadata, change_vector = excluded.change_vector, "
+                "etag = excluded.etag, last_modified = excluded.last_modified",
+                writes,
+            )
+            writes.clear()
 
     async def scan_documents(self, database: str, collection: str | None) -> list[StoredDocument]:
         if collection is None:
@@ -422,6 +447,20 @@ class SqliteStorage:
                 "SELECT min(collection), count(*) FROM documents WHERE db = ? GROUP BY collection_key",
                 (db_key,)).fetchall()
         return int(row[0]), {c[0]: int(c[1]) for c in counts}
+
+    async def attachment_and_counter_counts(self, database: str) -> tuple[int, int, int]:
+        db_key = fold(database)
+        with self._write():  # one snapshot
+            attachments, counters = self._db.execute(
+                "SELECT coalesce(sum(json_array_length(metadata, '$.\"@attachments\"')), 0), "
+                "coalesce(sum((SELECT count(*) FROM json_each(metadata, '$.\"@counter-values\"'))), 0) "
+                "FROM documents WHERE db = ? AND (metadata LIKE '%\"@attachments\"%' "
+                "OR metadata LIKE '%\"@counter-values\"%')", (db_key,)).fetchone()
+            unique = self._db.execute(
+                "SELECT count(DISTINCT json_extract(a.value, '$.Hash')) FROM documents, "
+                "json_each(documents.metadata, '$.\"@attachments\"') AS a "
+                "WHERE documents.db = ? AND documents.metadata LIKE '%\"@attachments\"%'", (db_key,)).fetchone()[0]
+        return int(attachments), int(unique), int(counters)
 
     async def next_hilo_range(self, database: str, tag: str, size: int) -> tuple[int, int]:
         with self._write() as db:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from roost import clock
 from roost.errors import BadRequestError, DocumentDoesNotExistError, NotFoundError, PayloadTooLargeError
@@ -50,7 +53,18 @@ async def _entry(request: web.Request, db: str, doc_id: str, name: str) -> tuple
     raise NotFoundError(f"Document {doc_id} has no attachment named '{name[:100]}'.")
 
 
-class _Upload:
+@contextlib.contextmanager
+def malformed_multipart() -> Iterator[None]:
+    """aiohttp's multipart reader raises ValueError (and asserts) on a body that is not what its Content-Type says
+    (no boundary, a part cut short): that is the client's error, a 400, never a 500."""
+    try:
+        yield
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+        raise BadRequestError(f"The multipart body is malformed ({str(exc)[:80] or type(exc).__name__}); send "
+                              "multipart/form-data with a boundary, each part complete.") from None
+
+
+class Upload:
     """Hashes and stores the body chunk by chunk under a fresh token, within the caller's body limit."""
 
     def __init__(self, request: web.Request, db: str) -> None:
@@ -85,17 +99,18 @@ class _Upload:
         self.seq += 1
 
 
-async def _receive(request: web.Request, upload: _Upload) -> str | None:
+async def _receive(request: web.Request, upload: Upload) -> str | None:
     """Stream the body into ``upload``; the content type a multipart body names (the Python client sends bytes as
     a form with one file), else None."""
     if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        part = await reader.next()
-        if not isinstance(part, BodyPartReader):
-            raise BadRequestError("A multipart attachment upload must hold one file part.")
-        while chunk := await _timed(part.read_chunk(CHUNK), upload.timeout):
-            await upload.add(chunk)
-        return part.headers.get("Content-Type")
+        with malformed_multipart():
+            reader = await request.multipart()
+            part = await reader.next()
+            if not isinstance(part, BodyPartReader):
+                raise BadRequestError("A multipart attachment upload must hold one file part.")
+            while chunk := await _timed(part.read_chunk(CHUNK), upload.timeout):
+                await upload.add(chunk)
+            return part.headers.get("Content-Type")
     while chunk := await _timed(request.content.read(CHUNK), upload.timeout):
         await upload.add(chunk)
     return None
@@ -113,7 +128,7 @@ async def put_attachment(request: web.Request) -> web.StreamResponse:
     documents = request.app[SERVICES].documents
     if (await documents.get(db, [doc_id]))[0] is None:  # before reading a byte of a possibly large body
         raise DocumentDoesNotExistError(f"Document {doc_id} does not exist: store it before its attachments.")
-    upload = _Upload(request, db)
+    upload = Upload(request, db)
     try:
         part_type = await _receive(request, upload)
         await upload.finish()

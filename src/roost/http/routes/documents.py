@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
+from roost import clock, json_codec
 from roost.documents.includes import referenced_by_all
 from roost.documents.store import counters_command, render
-from roost.errors import BadRequestError
-from roost.http.body import json_response, query_int, read_json, read_object
+from roost.errors import BadRequestError, DocumentDoesNotExistError
+from roost.http.body import BODY_LIMIT, json_response, query_int, read_json, read_object, too_large
 from roost.http.middleware import SERVICES
+from roost.http.routes.attachments import CHUNK, MAX_NAME, Upload, malformed_multipart
 from roost.http.routes.counters import counters_detail
 from roost.http.routing import RouteTable
 from roost.names import document_id, is_document_id
-from roost.storage.base import BatchCommand, DeleteCommand, StoredDocument
+from roost.storage.base import BatchCommand, BatchResult, DeleteCommand, InvalidAttachment, PutCommand, StoredDocument
 from roost.types import Level
 
 routes = RouteTable()
@@ -109,15 +113,86 @@ async def delete_doc(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+@dataclass
+class _AttachmentPut:
+    """An AttachmentPUT of a multipart batch: its content arrived as the next stream part."""
+
+    index: int
+    id: str
+    name: str
+    content_type: str
+    upload: Upload | None = None
+
+
+async def _multipart_batch(request: web.Request, db: str) -> tuple[dict[str, Any], list[Upload]]:
+    """RavenDB's batch with attachments (``session.advanced.attachments.store`` then save_changes): a multipart
+    body whose first part is the JSON batch and whose next parts are the attachments' contents, in command order.
+    Each content is stored chunk by chunk under a fresh token (linked to its document only after the batch)."""
+    reader = await request.multipart()
+    main = await reader.next()
+    if not isinstance(main, BodyPartReader):
+        raise BadRequestError("A multipart batch starts with its JSON part ('main').")
+    limit: int = request.get(BODY_LIMIT, request.client_max_size)
+    raw = bytearray()
+    while chunk := await main.read_chunk(CHUNK):
+        raw += chunk
+        if len(raw) > limit:
+            raise too_large(None, limit)
+    try:
+        body = json_codec.loads(bytes(raw))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestError("The 'main' part of a multipart batch must be the JSON batch.") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("The 'main' part of a multipart batch must be a JSON object.")
+    uploads: list[Upload] = []
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequestError("An attachment part of a multipart batch must hold the content itself.")
+            upload = Upload(request, db)
+            uploads.append(upload)
+            while chunk := await part.read_chunk(CHUNK):
+                await upload.add(chunk)
+            await upload.finish()
+    except BaseException:
+        await _discard(request, db, uploads)
+        raise
+    return body, uploads
+
+
+async def _discard(request: web.Request, db: str, uploads: list[Upload]) -> None:
+    for upload in uploads:
+        await request.app[SERVICES].storage.discard_attachment_chunks(db, upload.token)
+
+
 @routes.post("/databases/{db}/bulk_docs", level=Level.DATABASE_WRITE)
 async def bulk_docs(request: web.Request) -> web.StreamResponse:
     db = request.match_info["db"]
     documents = request.app[SERVICES].documents
-    body = await read_object(request)
+    uploads: list[Upload] = []
+    if request.content_type.startswith("multipart/"):
+        await documents.ensure_exists(db)
+        with malformed_multipart():
+            body, uploads = await _multipart_batch(request, db)
+    else:
+        body = await read_object(request)
+    try:
+        return await _apply_batch(request, db, body, uploads)
+    except BaseException:
+        await _discard(request, db, uploads)  # nothing links them (linked ones are not discarded: see below)
+        raise
+
+
+async def _apply_batch(request: web.Request, db: str, body: dict[str, Any],
+                       uploads: list[Upload]) -> web.StreamResponse:
+    documents = request.app[SERVICES].documents
+    storage = request.app[SERVICES].storage
     raw_commands = body.get("Commands")
     if not isinstance(raw_commands, list):
         raise BadRequestError("Commands must be a list of commands.")
     commands: list[BatchCommand] = []
+    attachment_puts: list[_AttachmentPut] = []
+    attachment_deletes: list[tuple[int, str, str]] = []
     for index, raw in enumerate(raw_commands):
         if not isinstance(raw, dict):
             raise BadRequestError(f"Command #{index} must be a JSON object.")
@@ -140,24 +215,84 @@ async def bulk_docs(request: web.Request) -> web.StreamResponse:
                 raise BadRequestError(f"Command #{index}: a Counters command needs Counters, a JSON object.")
             commands.append(counters_command(raw_id if raw_id is not None else counters.get("DocumentId"),
                                              counters.get("Operations"), f"Command #{index}"))
+        elif kind in ("AttachmentPUT", "AttachmentDELETE"):
+            name, content_type = raw.get("Name"), raw.get("ContentType") or ""
+            if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+                raise BadRequestError(f"Command #{index}: Name must be 1 to {MAX_NAME} printable characters.")
+            if not isinstance(content_type, str):
+                raise BadRequestError(f"Command #{index}: ContentType must be a string.")
+            if kind == "AttachmentDELETE":
+                attachment_deletes.append((index, document_id(raw_id), name))
+            else:
+                attachment_puts.append(_AttachmentPut(index, document_id(raw_id), name, content_type))
         else:
             raise BadRequestError(
-                f"Command #{index}: Type '{kind}' is not supported by Roost; use PUT, DELETE or Counters."
+                f"Command #{index}: Type '{kind}' is not supported by Roost; use PUT, DELETE, Counters, AttachmentPUT "
+                "or AttachmentDELETE."
             )
+    if len(attachment_puts) != len(uploads):
+        raise BadRequestError(f"The batch has {len(attachment_puts)} AttachmentPUT command(s) and {len(uploads)} "
+                              "attachment stream(s): each AttachmentPUT needs its content as the next multipart part.")
+    await _ensure_attachment_documents(request, db, commands, [a.id for a in attachment_puts])
+    for attachment, stream in zip(attachment_puts, uploads, strict=True):
+        attachment.upload = stream
     results = await documents.batch(db, commands)
-    out: list[dict[str, Any]] = []
-    for result in results:
-        if result.kind == "Counters" and result.document is not None:
-            out.append({"Type": "Counters", "Id": result.id, "DocumentChangeVector": result.document.change_vector,
-                        "CountersDetail": counters_detail(result.id, tuple(
-                            (name, value) for name, value in result.counters if value is not None))})
-        elif result.document is not None:
-            d = result.document
-            entry: dict[str, Any] = {"Type": "PUT", "@id": d.id, "@change-vector": d.change_vector,
-                                     "@last-modified": d.last_modified}
-            if d.collection:
-                entry["@collection"] = d.collection
-            out.append(entry)
-        else:
-            out.append({"Type": "DELETE", "@id": result.id, "Id": result.id, "Deleted": result.deleted})
-    return json_response({"Results": out, "TransactionIndex": 0}, status=201)
+    out: dict[int, dict[str, Any]] = {}
+    positions = [i for i, raw in enumerate(raw_commands) if raw.get("Type") in ("PUT", "DELETE", "Counters")]
+    for position, result in zip(positions, results, strict=True):
+        out[position] = _batch_result(result)
+    now = clock.wire_date(clock.now())
+    for attachment in attachment_puts:
+        upload = attachment.upload
+        assert upload is not None
+        entry = {"Name": attachment.name, "Hash": base64.b64encode(upload.hash.digest()).decode(),
+                 "ContentType": attachment.content_type, "Size": upload.size, "Token": upload.token}
+        try:
+            stored = await storage.attach(db, attachment.id, entry, now)
+        except InvalidAttachment:
+            raise DocumentDoesNotExistError(f"Document {attachment.id} was deleted during the batch; its attachment "
+                                            f"'{attachment.name[:100]}' was not stored.") from None
+        uploads.remove(upload)  # linked: no longer to discard
+        out[attachment.index] = {"Type": "AttachmentPUT", "Id": stored.id, "Name": attachment.name,
+                                 "DocumentChangeVector": stored.change_vector, "ChangeVector": stored.change_vector,
+                                 "Hash": entry["Hash"], "ContentType": attachment.content_type, "Size": upload.size}
+    for index, doc_id, name in attachment_deletes:
+        await storage.detach(db, doc_id, name, now)
+        [document] = await documents.get(db, [doc_id])
+        out[index] = {"Type": "AttachmentDELETE", "@id": doc_id, "Id": doc_id, "Name": name,
+                      "DocumentChangeVector": document.change_vector if document else None}
+    return json_response({"Results": [out[i] for i in sorted(out)], "TransactionIndex": 0}, status=201)
+
+
+async def _ensure_attachment_documents(request: web.Request, db: str, commands: list[BatchCommand],
+                                       ids: list[str]) -> None:
+    """Every attachment's document exists after the batch (stored before, or by it): checked before anything is
+    written, so that a batch naming a missing document changes nothing."""
+    after: dict[str, bool] = {}
+    for command in commands:
+        if isinstance(command, PutCommand):
+            after[command.id.casefold()] = True
+        elif isinstance(command, DeleteCommand):
+            after[command.id.casefold()] = False
+    unknown = [i for i in dict.fromkeys(ids) if i.casefold() not in after]
+    existing = await request.app[SERVICES].documents.get(db, unknown) if unknown else []
+    after.update({i.casefold(): d is not None for i, d in zip(unknown, existing, strict=True)})
+    for doc_id in ids:
+        if not after[doc_id.casefold()]:
+            raise DocumentDoesNotExistError(f"Document {doc_id} does not exist: store it before its attachments "
+                                            "(in this batch or before).")
+
+
+def _batch_result(result: BatchResult) -> dict[str, Any]:
+    if result.kind == "Counters" and result.document is not None:
+        return {"Type": "Counters", "Id": result.id, "DocumentChangeVector": result.document.change_vector,
+                "CountersDetail": counters_detail(result.id, tuple(
+                    (name, value) for name, value in result.counters if value is not None))}
+    if result.document is not None:
+        d = result.document
+        entry: dict[str, Any] = {"Type": "PUT", "@id": d.id, "@change-vector": d.change_vector,
+                                 "@last-modified": d.last_modified}
+        if d.collection:
+            entry["@collection"] = d.collection
+        return entry
+    return {"Type": "DELETE", "@id": result.id, "Id": result.id, "Deleted": result.deleted}

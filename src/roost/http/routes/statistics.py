@@ -22,7 +22,9 @@ def _size(size_in_bytes: int) -> dict[str, Any]:
 
 @routes.get("/databases/{db}/stats", level=Level.DATABASE_READ)
 async def database_stats(request: web.Request) -> web.StreamResponse:
-    row, last_etag, collections = await request.app[SERVICES].documents.statistics(request.match_info["db"])
+    documents = request.app[SERVICES].documents
+    row, last_etag, collections = await documents.statistics(request.match_info["db"])
+    attachments, unique_attachments, counters = await documents.attachment_and_counter_counts(row.name)
     return json_response({
         "LastDocEtag": last_etag,
         "LastDatabaseEtag": last_etag,
@@ -32,9 +34,9 @@ async def database_stats(request: web.Request) -> web.StreamResponse:
         "CountOfDocumentsConflicts": 0,
         "CountOfTombstones": 0,
         "CountOfConflicts": 0,
-        "CountOfAttachments": 0,
-        "CountOfUniqueAttachments": 0,
-        "CountOfCounterEntries": 0,
+        "CountOfAttachments": attachments,
+        "CountOfUniqueAttachments": unique_attachments,
+        "CountOfCounterEntries": counters,
         "CountOfTimeSeriesSegments": 0,
         "Indexes": [],
         "DatabaseChangeVector": f"A:{last_etag}-{row.database_id}" if last_etag else "",
