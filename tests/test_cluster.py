@@ -387,3 +387,168 @@ def test_repeated_drops_of_the_channel_reconnect_at_once_and_never_serve_a_revok
     assert b.wait_for_output("reconnecting at once")
     assert sum("reconnecting at once" in line for line in b.output) == 4, b.output
     assert not any("retrying in" in line for line in b.output), b.output
+
+
+# Nodes: registration, topology, remove-node (issue 14) --------------------------------------------------------
+
+
+def _server_pem(node: RunningServer) -> Path:
+    """The node's own server certificate and key as one PEM, to present it as a client (as another node would)."""
+    pem = node.data_dir.parent / f"{node.data_dir.name}-server.pem"
+    pem.write_bytes((node.certs_dir / "server.crt").read_bytes() + (node.certs_dir / "server.key").read_bytes())
+    pem.chmod(0o600)
+    return pem
+
+
+def _members(node: RunningServer) -> dict[str, str]:
+    topology = node.admin().get(f"{node.url}/cluster/topology")
+    assert topology.status_code == 200, topology.text
+    return dict(topology.json()["Topology"]["Members"])
+
+
+def test_every_node_lists_every_live_node_with_its_url_and_tag(three_nodes: list[RunningServer]) -> None:
+    a, b, c = three_nodes
+    expected = {"A": a.url, "B": b.url, "C": c.url}
+    for node in three_nodes:
+        assert _members(node) == expected
+        cluster = node.admin().get(f"{node.url}/cluster/topology").json()
+        assert cluster["NodeTag"] == {v: k for k, v in expected.items()}[node.url]
+        database = node.admin().get(f"{node.url}/topology").json()
+        assert {(n["ClusterTag"], n["Url"]) for n in database["Nodes"]} == set(expected.items())
+        assert database["Nodes"][0]["Url"] == node.url  # this node first: the client's preferred node
+    # A node's server certificate is a cluster node on every other node.
+    for node in (a, c):
+        whoami = node.session(_server_pem(b)).get(f"{node.url}/certificates/whoami")
+        assert whoami.status_code == 200, whoami.text
+        assert whoami.json()["SecurityClearance"] == "ClusterNode"
+
+
+def test_a_node_keeps_its_tag_across_restarts_and_a_taken_tag_is_refused(
+    tmp_path: Path, postgres_url: str,
+) -> None:
+    ca_dir = tmp_path / "cluster-ca"
+    a = _node(tmp_path / "a", postgres_url, ca_dir)
+    b = _node(tmp_path / "b", postgres_url, ca_dir)
+    try:
+        assert set(_members(a)) == {"A", "B"}
+        b.stop()
+        assert set(_members(a)) == {"A"}, "a stopped node is no longer live"
+        b = _node(tmp_path / "b", postgres_url, ca_dir)
+        assert _members(a) == {"A": a.url, "B": b.url}, "B again, not the first free letter"
+        with pytest.raises(RuntimeError, match="belongs to another node"):
+            start_server(tmp_path / "d", f"--storage_url={postgres_url}", f"--Security.Ca.Path={ca_dir}",
+                         "--node_tag=B", timeout=60)
+        d = start_server(tmp_path / "d", f"--storage_url={postgres_url}", f"--Security.Ca.Path={ca_dir}",
+                         "--node_tag=Q")
+        try:
+            assert set(_members(a)) == {"A", "B", "Q"}
+        finally:
+            d.stop()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_remove_node_drops_it_from_the_topology_and_revokes_its_server_certificate(
+    three_nodes: list[RunningServer], tmp_path: Path, postgres_url: str,
+) -> None:
+    import subprocess
+    import sys
+
+    a, b, c = three_nodes
+    c_server = _server_pem(c)
+    assert a.session(c_server).get(f"{a.url}/certificates/whoami").status_code == 200
+    # An Operator may not remove a node; nor may anyone remove the node answering.
+    operator = a.generate("ops", "Operator")
+    refused = a.session(operator.pem_path).delete(f"{a.url}/admin/cluster/node", params={"nodeTag": "C"})
+    assert refused.status_code == 403, refused.text
+    assert set(_members(a)) == {"A", "B", "C"}
+    assert a.admin().delete(f"{a.url}/admin/cluster/node", params={"nodeTag": "A"}).status_code == 400
+    assert a.admin().delete(f"{a.url}/admin/cluster/node", params={"nodeTag": "Z"}).status_code == 404
+    assert set(_members(a)) == {"A", "B", "C"}
+
+    # Keep-alive connections presenting C's server certificate to A and B, then the CLI removes C through A.
+    connections = [_keep_alive(node, c_server) for node in (a, b)]
+    assert [_get(conn, "/certificates/whoami")[0] for conn in connections] == [200, 200]
+    removed = subprocess.run(
+        [sys.executable, "-m", "roost", "cluster", "remove-node", "C", "--url", a.url, "--cert", str(a.admin_pem),
+         "--ca", str(a.ca_pem)], capture_output=True, text=True, timeout=60)
+    assert removed.returncode == 0, removed.stderr
+    assert "Removed node C" in removed.stdout and "Revoked its server certificate" in removed.stdout
+    # At once, on every node: C is gone from the topology and its certificate is refused on the next request.
+    for node in (a, b):
+        assert _members(node) == {"A": a.url, "B": b.url}
+    for conn in connections:
+        status, body = _get(conn, "/certificates/whoami")
+        assert status == 403, body
+    assert a.session(c_server).get(f"{a.url}/certificates/whoami").status_code == 403
+    assert b.session(c_server).get(f"{b.url}/certificates/whoami").status_code == 403
+    assert c.wait_for_output("was removed from the cluster")
+    assert set(_members(a)) == {"A", "B"}, "the removed node does not register itself again"
+    # Restarted with the revoked certificate, it refuses to join.
+    c.stop()
+    with pytest.raises(RuntimeError, match="was revoked when the node was removed"):
+        _node(c.data_dir, postgres_url, tmp_path / "cluster-ca")
+
+
+def test_the_export_holds_every_nodes_server_certificate(three_nodes: list[RunningServer]) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    a, b, c = three_nodes
+    exported = a.admin().get(f"{a.url}/admin/certificates/export")
+    assert exported.status_code == 200, exported.text
+    assert "ClusterCertificatesCollection.pfx" in exported.headers["Content-Disposition"]
+    key, cert, extra = pkcs12.load_key_and_certificates(exported.content, None)
+    assert key is None, "no private key in the export"
+    certificates = [*([cert] if cert else []), *extra]
+    on_disk = {node.url: x509.load_pem_x509_certificate((node.certs_dir / "server.crt").read_bytes())
+               for node in three_nodes}
+    assert sorted(x.fingerprint(hashes.SHA1()) for x in certificates) == sorted(
+        x.fingerprint(hashes.SHA1()) for x in on_disk.values())
+    # An Operator may export (RavenDB's level); a ValidUser may not.
+    user = a.generate("plain", "ValidUser")
+    assert a.session(user.pem_path).get(f"{a.url}/admin/certificates/export").status_code == 403
+
+
+class _User:
+    def __init__(self, name: str | None = None, Id: str | None = None) -> None:  # the client fills Id
+        self.name = name
+        self.Id = Id
+
+
+def test_the_ravendb_client_fails_over_to_another_node_when_its_node_is_killed(
+    three_nodes: list[RunningServer],
+) -> None:
+    from ravendb import DocumentStore
+    from ravendb.serverwide.database_record import DatabaseRecord
+    from ravendb.serverwide.operations.common import CreateDatabaseOperation
+
+    a, b, c = three_nodes
+    store = DocumentStore(urls=[a.url], database="failover")
+    store.certificate_pem_path = str(a.admin_pem)
+    store.trust_store_path = str(a.ca_pem)
+    store.initialize()
+    try:
+        store.maintenance.server.send(CreateDatabaseOperation(DatabaseRecord("failover")))
+        with store.open_session() as session:
+            session.store(_User("before"), "users/1")
+            session.save_changes()
+            nodes = store.get_request_executor().topology_nodes
+            assert [(n.cluster_tag, n.url) for n in nodes][0] == ("A", a.url)
+            assert {n.url for n in nodes} == {a.url, b.url, c.url}, "the client learned every node"
+            a.process.kill()  # kill -9, mid-session
+            a.process.wait()
+            # The session's next store and load go to another node, without an error reaching the user.
+            session.store(_User("after"), "users/2")
+            session.save_changes()
+            assert session.load("users/1", _User).name == "before"
+        with store.open_session() as session:
+            assert session.load("users/2", _User).name == "after"
+    finally:
+        store.close()
+    # Stored through the cluster: B and C both serve it.
+    for node in (b, c):
+        read = node.admin().get(f"{node.url}/databases/failover/docs", params={"id": "users/2"})
+        assert read.status_code == 200, read.text

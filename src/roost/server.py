@@ -19,6 +19,7 @@ from roost import clock
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
 from roost.cluster.changes import Following, ServerCertificateFollower, follow_local_changes, follow_schedules
+from roost.cluster.nodes import ClusterNodes
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
@@ -120,6 +121,10 @@ class Server:
                     if settings.secured and settings.certificate_path is None else None)
         following = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
                                          follower)
+        cluster = ClusterNodes(storage, identifier, deleted, audit, settings.data_dir, wanted_tag=settings.node_tag,
+                               tls=lambda: tls_anchors.tls if tls_anchors is not None else None)
+        await cluster.watch()
+        server_certificates.on_installed.append(cluster.change_certificate)
         backups = BackupService(storage, documents, audit, settings.data_dir)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()
@@ -127,7 +132,7 @@ class Server:
             settings=settings, storage=storage, registry=registry, identifier=identifier, documents=documents,
             databases=Databases(documents, registry, audit), audit=audit, certificates=certificates,
             server_certificates=server_certificates, two_factor=two_factor, allowed_addresses=allowed_addresses,
-            backups=backups, backup_schedules=schedules, trust_anchors=anchors, address=address)
+            backups=backups, backup_schedules=schedules, trust_anchors=anchors, cluster=cluster, address=address)
         return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir,
                    following=following)
 
@@ -169,6 +174,9 @@ class Server:
         if self.initial_client is None:  # first start: the initial client certificate, registered and written out
             self.initial_client = await services.certificates.create_initial_client(
                 settings.certificates_dir, settings.initial_client_clearance, services.address.url)
+        # In the cluster's shared storage: tag, URL, server certificate, heartbeat (roost.cluster.nodes).
+        current = services.server_certificates.current
+        await services.cluster.register(services.address.url, current.info if current else None)
         services.registry.start_flusher()
         if schedules:
             self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
@@ -193,6 +201,7 @@ class Server:
             if task is not None:
                 task.cancel()
         await self.services.backup_schedules.stop()
+        await self.services.cluster.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.services.registry.stop()

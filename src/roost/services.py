@@ -12,6 +12,7 @@ from pathlib import Path
 
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
+from roost.cluster.nodes import ClusterNodes
 from roost.documents.store import DocumentStore
 from roost.pki.authority import CertificateAuthority
 from roost.pki.datadir import CA_CERTIFICATE_FILE, ServerCertificate
@@ -78,6 +79,7 @@ class Services:
     backups: BackupService
     backup_schedules: Schedules
     trust_anchors: TrustAnchors | None  # None on an unsecured server
+    cluster: ClusterNodes  # this node's tag and entry, and every node of the cluster (roost.cluster.nodes)
     address: Address = field(default_factory=Address)
 
     @property

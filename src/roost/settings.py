@@ -65,6 +65,9 @@ class Settings:
     # Server.EventLoop: asyncio (the standard library's) or uvloop (libuv; faster TLS transport, see
     # docs/performance.md). Both keep every TLS and allowlist guarantee (roost.security.allowlist, AcceptGate).
     event_loop: str = "asyncio"
+    # This node's tag in a cluster (roost.cluster.nodes): 1-4 capital letters; default the tag it had before,
+    # else the first free letter.
+    node_tag: str | None = None
 
     @property
     def secured(self) -> bool:
@@ -391,6 +394,11 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
         if str(v[0]).lower() not in EVENT_LOOPS:
             raise ConfigurationError(f"Server.EventLoop ({v[1]}) must be asyncio or uvloop, not '{v[0]}'.")
         kwargs["event_loop"] = str(v[0]).lower()
+    if (v := get("node_tag")) is not None and str(v[0]):
+        tag = str(v[0])
+        if not (1 <= len(tag) <= 4 and tag.isascii() and tag.isalpha() and tag.isupper()):
+            raise ConfigurationError(f"node_tag ({v[1]}) must be 1 to 4 capital letters (A, B, ... ZZZZ), not '{tag}'.")
+        kwargs["node_tag"] = tag
     settings = Settings(**kwargs)
     if settings.scheme not in ("http", "https"):
         raise ConfigurationError(f"scheme must be http or https, not '{settings.scheme}'.")

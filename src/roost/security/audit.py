@@ -63,6 +63,7 @@ class Event(StrEnum):
     ALLOWLIST_CHANGED = "allowlist.changed"
     SERVER_CERTIFICATE_REPLACED = "server-certificate.replaced"
     SERVER_CERTIFICATE_RENEWED = "server-certificate.renewed"
+    CLUSTER_NODE_REMOVED = "cluster.node-removed"
 
 
 GENESIS = "0" * 64

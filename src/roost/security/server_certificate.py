@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from roost import clock
 from roost.errors import BadRequestError
 from roost.pki import datadir
 from roost.pki.authority import CertificateAuthority
-from roost.pki.inspect import load_certificates
+from roost.pki.inspect import CertificateInfo, load_certificates
 from roost.security.audit import AuditLog, Event
 from roost.security.identity import SERVER_CERTIFICATE_NAME, Identifier, Identity
 from roost.security.registry import CertificateDefinition, Registry
@@ -113,6 +114,8 @@ class ServerCertificates:
         self.tls = tls
         # The certificate the settings name, or Roost's generated one; a replacement is tied to it.
         self._configured_thumbprint = configured_thumbprint
+        # Told of every certificate installed (the cluster's entry of this node: roost.cluster.nodes).
+        self.on_installed: list[Callable[[CertificateInfo], Awaitable[None]]] = []
 
     @property
     def thumbprint(self) -> str | None:
@@ -142,6 +145,8 @@ class ServerCertificates:
         self._identifier.set_server_certificates(
             [new.info, *retired_server_certificates(self._settings.certificates_dir)])
         log.info("Server certificate replaced: %s -> %s", old.info.thumbprint, new.info.thumbprint)
+        for installed in self.on_installed:
+            await installed(new.info)
         return old
 
     async def replace(self, caller: Identity, body: Any) -> tuple[str, str]:

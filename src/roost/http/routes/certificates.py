@@ -88,7 +88,9 @@ async def purge(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/admin/certificates/export", level=Level.OPERATOR)
 async def export(request: web.Request) -> web.StreamResponse:
-    data = request.app[SERVICES].certificates.export_server_certificates()
+    services = request.app[SERVICES]
+    # Every node's server certificate (roost.cluster.nodes), as RavenDB exports every ClusterNode of the cluster.
+    data = services.certificates.export_server_certificates(await services.cluster.certificates())
     return web.Response(body=data, content_type="application/octet-stream",
                         headers=_attachment("ClusterCertificatesCollection.pfx"))
 
