@@ -552,3 +552,26 @@ def test_the_ravendb_client_fails_over_to_another_node_when_its_node_is_killed(
     for node in (b, c):
         read = node.admin().get(f"{node.url}/databases/failover/docs", params={"id": "users/2"})
         assert read.status_code == 200, read.text
+
+
+def test_an_allowlist_change_on_a_applies_on_b_and_c_at_once(three_nodes: list[RunningServer]) -> None:
+    from test_allowlist import handshake_bytes, session_from
+
+    a, b, c = three_nodes
+    others = {node.url: session_from(node, "127.0.0.2") for node in (b, c)}
+    for node in (b, c):  # keep-alive connections from 127.0.0.2, open before the change
+        assert others[node.url].get(f"{node.url}/certificates/whoami").status_code == 200
+    changed = a.admin().put(f"{a.url}/admin/security/allowed-ips", json={"AllowedIPs": ["127.0.0.1"]})
+    assert changed.status_code == 200, changed.text
+    for node in (b, c):
+        # The very next request and the very next connection, without retries.
+        refused = others[node.url].get(f"{node.url}/certificates/whoami")
+        assert refused.status_code == 403, refused.text
+        assert "127.0.0.2 is not allowed" in refused.json()["Message"]
+        assert handshake_bytes(node, "127.0.0.2") == b""
+        assert handshake_bytes(node, "127.0.0.1")[:1] == b"\x16"
+        assert node.admin().get(f"{node.url}/admin/security/allowed-ips").json()["AllowedIPs"] == ["127.0.0.1"]
+    # Cleared on C: everyone again on A and B at once.
+    assert c.admin().put(f"{c.url}/admin/security/allowed-ips", json={"AllowedIPs": []}).status_code == 200
+    for node in (a, b):
+        assert handshake_bytes(node, "127.0.0.2")[:1] == b"\x16"

@@ -114,17 +114,18 @@ class Server:
             server_certificates=server_certificates, implicit=implicit, deleted=deleted, lock=lock,
             url=lambda: address.url, on_deleted=two_factor.forget)
 
+        cluster = ClusterNodes(storage, identifier, deleted, audit, settings.data_dir, wanted_tag=settings.node_tag,
+                               tls=lambda: tls_anchors.tls if tls_anchors is not None else None)
+        await cluster.watch()
+        server_certificates.on_installed.append(cluster.change_certificate)
         allowed_addresses = AllowedAddresses(storage, AllowList(), audit)
+        cluster.on_change.append(allowed_addresses.heard)  # before loading, so that no change is missed
         await allowed_addresses.load(settings.allowed_ips)
         # Workers sharing an SQLite file follow each other's changes (roost.cluster.changes).
         follower = (ServerCertificateFollower(settings, server_certificates, identifier, lock)
                     if settings.secured and settings.certificate_path is None else None)
         following = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
                                          follower)
-        cluster = ClusterNodes(storage, identifier, deleted, audit, settings.data_dir, wanted_tag=settings.node_tag,
-                               tls=lambda: tls_anchors.tls if tls_anchors is not None else None)
-        await cluster.watch()
-        server_certificates.on_installed.append(cluster.change_certificate)
         backups = BackupService(storage, documents, audit, settings.data_dir)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()
