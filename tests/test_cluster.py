@@ -575,3 +575,157 @@ def test_an_allowlist_change_on_a_applies_on_b_and_c_at_once(three_nodes: list[R
     assert c.admin().put(f"{c.url}/admin/security/allowed-ips", json={"AllowedIPs": []}).status_code == 200
     for node in (a, b):
         assert handshake_bytes(node, "127.0.0.2")[:1] == b"\x16"
+
+
+# The server-certificate replacement across nodes (RavenDB's protocol, reference section 7) ----------------------
+
+
+def _cluster_server_pfx(ca_dir: Path) -> tuple[bytes, str]:
+    """A new server certificate from the cluster's CA (clients keep verifying it), as a .pfx with a password."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from roost.pki import packages
+    from roost.pki.authority import CertificateAuthority, default_server_hosts
+
+    authority = CertificateAuthority.from_pem((ca_dir / "ca.crt").read_bytes(), (ca_dir / "ca.key").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = authority.issue_server(key, default_server_hosts())
+    pfx = packages.pfx_bytes("cluster", cert, key, "s3cret", [authority.certificate])
+    return pfx, hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
+
+
+def _served(node: RunningServer) -> str:
+    """The thumbprint a new TLS handshake with the node shows."""
+    from test_server_certificate import served_thumbprint
+
+    return served_thumbprint(node)
+
+
+def _replace_cluster_cert(node: RunningServer, pfx: bytes, *, immediately: bool) -> requests.Response:
+    import base64
+
+    return node.admin().post(f"{node.url}/admin/certificates/replace-cluster-cert",
+                             params={"replaceImmediately": "true" if immediately else "false"},
+                             json={"Certificate": base64.b64encode(pfx).decode(), "Password": "s3cret"})
+
+
+def _status(node: RunningServer) -> requests.Response:
+    return node.admin().get(f"{node.url}/admin/certificates/replacement/status")
+
+
+def _until(condition: object, what: str, seconds: float = 30.0) -> None:
+    """Wait for a cluster step that happens after the answer (no timing is asserted: the deadline only ends a hang)."""
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_replacement_confirmed_by_every_node_swaps_on_every_node(
+    three_nodes: list[RunningServer], tmp_path: Path,
+) -> None:
+    a, b, c = three_nodes
+    olds = {node.url: _served(node) for node in three_nodes}
+    pfx, thumbprint = _cluster_server_pfx(tmp_path / "cluster-ca")
+    # Refusals first: an Operator, and garbage; neither starts a replacement.
+    operator = a.generate("ops", "Operator")
+    assert operator and a.session(operator.pem_path).post(
+        f"{a.url}/admin/certificates/replace-cluster-cert", json={"Certificate": "AAAA"}).status_code == 403
+    assert b.admin().post(f"{b.url}/admin/certificates/replace-cluster-cert",
+                          json={"Certificate": "bm90IGEgcGZ4"}).status_code == 400
+    assert _status(a).status_code == 404
+    assert a.session(operator.pem_path).get(f"{a.url}/admin/certificates/replacement/status").status_code == 403
+
+    started = _replace_cluster_cert(b, pfx, immediately=False)
+    assert started.status_code == 201, started.text
+    assert started.json()["Thumbprint"] == thumbprint
+    _until(lambda: all(_served(node) == thumbprint for node in three_nodes), "every node swaps")
+    _until(lambda: _status(a).status_code == 404, "the finished replacement is deleted")
+    for node in three_nodes:
+        # The nodes trust each other's new certificate, and the old ones stay ClusterNode until deleted.
+        assert node.admin().get(f"{node.url}/certificates/whoami").status_code == 200
+        listed = node.admin().get(f"{node.url}/admin/certificates", params={"thumbprint": olds[node.url]})
+        assert listed.status_code == 200 and "Old Server Certificate" in listed.text
+    exported = a.admin().get(f"{a.url}/admin/certificates/export")
+    assert thumbprint.lower() in {_thumbprint_of(x) for x in _pfx_certificates(exported.content)}
+
+
+def _pfx_certificates(pfx: bytes) -> list[object]:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    _, cert, extra = pkcs12.load_key_and_certificates(pfx, None)
+    return [*([cert] if cert else []), *extra]
+
+
+def _thumbprint_of(cert: object) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    return cert.fingerprint(hashes.SHA1()).hex()  # type: ignore[attr-defined]
+
+
+def test_with_one_node_down_no_node_swaps_until_three_days_before_expiry(
+    three_nodes: list[RunningServer], tmp_path: Path, postgres_url: str,
+) -> None:
+    from cryptography import x509
+
+    a, b, c = three_nodes
+    ca_dir = tmp_path / "cluster-ca"
+    olds = {node.url: _served(node) for node in three_nodes}
+    c.stop()  # still a member of the cluster: the replacement waits for it
+    pfx, thumbprint = _cluster_server_pfx(ca_dir)
+    assert _replace_cluster_cert(a, pfx, immediately=False).status_code == 201
+    _until(lambda: _status(a).json()["Confirmations"] == 2, "A and B confirm")
+    status = _status(b).json()
+    assert (status["Confirmations"], status["Replaced"], status["Thumbprint"]) == (2, 0, thumbprint)
+    assert {n["Tag"]: (n["Confirmed"], n["Replaced"]) for n in status["Nodes"]} == {
+        "A": (True, False), "B": (True, False), "C": (False, False)}
+    assert "Certificate" not in status and "s3cret" not in _status(b).text
+    time.sleep(3 * 2.0)  # several polls of every node (POLL_SECONDS): still nobody swaps
+    assert [_served(node) for node in (a, b)] == [olds[a.url], olds[b.url]]
+
+    # The clock moved (roost.clock's offset, the only mock) to 2 days before A's and B's certificates expire.
+    not_after = x509.load_pem_x509_certificate((a.certs_dir / "server.crt").read_bytes()).not_valid_after_utc
+    import datetime as dt
+
+    offset = int((not_after - dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).total_seconds())
+    moved = []
+    for node in (a, b):
+        node.stop()
+        moved.append(start_server(node.data_dir, f"--storage_url={postgres_url}", f"--Security.Ca.Path={ca_dir}",
+                                  f"--test_clock_offset_seconds={offset}", "--Security.Certificate.RenewBeforeDays=1"))
+    try:
+        _until(lambda: all(_served(node) == thumbprint for node in moved), "A and B swap 3 days before expiry")
+        _until(lambda: _status(moved[0]).json()["Replaced"] == 2, "A and B report that they replaced")
+        assert _status(moved[1]).json()["Confirmations"] == 2
+        # C comes back: it confirms, every node has confirmed, so it swaps too, and the replacement is done.
+        back = _node(c.data_dir, postgres_url, ca_dir)
+        try:
+            _until(lambda: _served(back) == thumbprint, "C swaps once it confirms")
+            _until(lambda: _status(moved[0]).status_code == 404, "the finished replacement is deleted")
+        finally:
+            back.stop()
+    finally:
+        for node in moved:
+            node.stop()
+
+
+def test_replace_immediately_swaps_at_once_without_waiting_for_a_node_that_is_down(
+    three_nodes: list[RunningServer], tmp_path: Path, postgres_url: str,
+) -> None:
+    a, b, c = three_nodes
+    c.stop()
+    pfx, thumbprint = _cluster_server_pfx(tmp_path / "cluster-ca")
+    assert _replace_cluster_cert(a, pfx, immediately=True).status_code == 201
+    assert _served(a) == thumbprint, "the node that was asked swaps before it answers"
+    _until(lambda: _served(b) == thumbprint, "B swaps as soon as it confirms")
+    _until(lambda: _status(a).json()["Replaced"] == 2, "A and B report that they replaced")
+    assert _status(b).json()["ReplaceImmediately"] is True
+    back = _node(c.data_dir, postgres_url, tmp_path / "cluster-ca")
+    try:
+        _until(lambda: _served(back) == thumbprint, "C swaps when it starts again")
+        _until(lambda: _status(a).status_code == 404, "the finished replacement is deleted")
+    finally:
+        back.stop()

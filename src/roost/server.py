@@ -20,6 +20,7 @@ from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
 from roost.cluster.changes import Following, ServerCertificateFollower, follow_local_changes, follow_schedules
 from roost.cluster.nodes import ClusterNodes
+from roost.cluster.replacement import CertificateReplacement
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
@@ -118,6 +119,8 @@ class Server:
                                tls=lambda: tls_anchors.tls if tls_anchors is not None else None)
         await cluster.watch()
         server_certificates.on_installed.append(cluster.change_certificate)
+        replacement = CertificateReplacement(storage, cluster, server_certificates, audit)
+        cluster.on_change.append(replacement.heard)
         allowed_addresses = AllowedAddresses(storage, AllowList(), audit)
         cluster.on_change.append(allowed_addresses.heard)  # before loading, so that no change is missed
         await allowed_addresses.load(settings.allowed_ips)
@@ -133,7 +136,8 @@ class Server:
             settings=settings, storage=storage, registry=registry, identifier=identifier, documents=documents,
             databases=Databases(documents, registry, audit), audit=audit, certificates=certificates,
             server_certificates=server_certificates, two_factor=two_factor, allowed_addresses=allowed_addresses,
-            backups=backups, backup_schedules=schedules, trust_anchors=anchors, cluster=cluster, address=address)
+            backups=backups, backup_schedules=schedules, trust_anchors=anchors, cluster=cluster,
+            replacement=replacement, address=address)
         return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir,
                    following=following)
 
@@ -179,7 +183,8 @@ class Server:
         current = services.server_certificates.current
         await services.cluster.register(services.address.url, current.info if current else None)
         services.registry.start_flusher()
-        if schedules:
+        if schedules:  # one process per node: a replacement of the server certificate under way goes on here
+            services.replacement.start_polling()
             self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
             services.backup_schedules.start()
             if listen_fd is not None:  # a worker: the others may change the schedules
@@ -202,6 +207,7 @@ class Server:
             if task is not None:
                 task.cancel()
         await self.services.backup_schedules.stop()
+        await self.services.replacement.stop()
         await self.services.cluster.stop()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -13,6 +13,7 @@ from pathlib import Path
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
 from roost.cluster.nodes import ClusterNodes
+from roost.cluster.replacement import CertificateReplacement
 from roost.documents.store import DocumentStore
 from roost.pki.authority import CertificateAuthority
 from roost.pki.datadir import CA_CERTIFICATE_FILE, ServerCertificate
@@ -80,6 +81,7 @@ class Services:
     backup_schedules: Schedules
     trust_anchors: TrustAnchors | None  # None on an unsecured server
     cluster: ClusterNodes  # this node's tag and entry, and every node of the cluster (roost.cluster.nodes)
+    replacement: CertificateReplacement  # replace-cluster-cert across the nodes (roost.cluster.replacement)
     address: Address = field(default_factory=Address)
 
     @property

@@ -64,6 +64,7 @@ class Event(StrEnum):
     SERVER_CERTIFICATE_REPLACED = "server-certificate.replaced"
     SERVER_CERTIFICATE_RENEWED = "server-certificate.renewed"
     CLUSTER_NODE_REMOVED = "cluster.node-removed"
+    SERVER_CERTIFICATE_REPLACEMENT_STARTED = "server-certificate.replacement-started"
 
 
 GENESIS = "0" * 64

@@ -149,26 +149,31 @@ class ServerCertificates:
             await installed(new.info)
         return old
 
-    async def replace(self, caller: Identity, body: Any) -> tuple[str, str]:
-        """replace-cluster-cert: install a new server .pfx now. A single node confirms at once, so
-        ``replaceImmediately`` changes nothing here; it is accepted for RavenDB's clients."""
+    def offered(self, body: Any, secret: str) -> tuple[bytes, CertificateInfo]:
+        """replace-cluster-cert's body checked (bad input changes nothing) and sealed under ``secret`` for the
+        nodes of the cluster to install (roost.cluster.replacement)."""
         request = ReplaceRequest.parse(body)
         if self.current is None or self.tls is None:
             raise BadRequestError("This server runs without TLS; there is no server certificate to replace.")
+        offered = load_certificates(request.pfx, request.password)[0]  # its messages name what is wrong
+        if offered.thumbprint == self.current.info.thumbprint:
+            raise BadRequestError(
+                f"The provided certificate ({offered.thumbprint}) is already this server's certificate."
+            )
+        sealed, _ = datadir.sealed_server_pfx(request.pfx, request.password, secret, now=clock.now())
+        return sealed, offered
+
+    async def install_pfx(self, caller: Identity, pfx: bytes, password: str | None) -> tuple[str, str]:
+        """Serve the server .pfx ``pfx`` from now on (and after a restart); returns the old and new thumbprints."""
+        if self.current is None or self.tls is None:
+            raise BadRequestError("This server runs without TLS; there is no server certificate to replace.")
         async with self._lock:
-            current = self.current
-            # Checked before anything is written: bad input changes nothing.
-            offered = load_certificates(request.pfx, request.password)[0]
-            if offered.thumbprint == current.info.thumbprint:
-                raise BadRequestError(
-                    f"The provided certificate ({offered.thumbprint}) is already this server's certificate."
-                )
             new = await asyncio.to_thread(datadir.install_replacement, self._settings.certificates_dir,
-                                          request.pfx, request.password,
-                                          configured_thumbprint=self._configured_thumbprint, now=clock.now())
+                                          pfx, password, configured_thumbprint=self._configured_thumbprint,
+                                          now=clock.now())
             old = await self.install(new)
         log.info("Server certificate replaced by %s: %s -> %s", caller.display_name, old.info.thumbprint,
-                   new.info.thumbprint)
+                 new.info.thumbprint)
         self._audit.record(Event.SERVER_CERTIFICATE_REPLACED, actor=caller, Old=old.info.thumbprint,
                            New=new.info.thumbprint, Subject=new.info.subject)
         return old.info.thumbprint, new.info.thumbprint

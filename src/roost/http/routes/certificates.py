@@ -97,10 +97,17 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/admin/certificates/replace-cluster-cert", level=Level.CLUSTER_ADMIN)
 async def replace_cluster_cert(request: web.Request) -> web.StreamResponse:
-    # A single node confirms at once: replaceImmediately is validated and accepted, and changes nothing.
-    query_bool(request, "replaceImmediately")
-    old, new = await request.app[SERVICES].server_certificates.replace(identity_of(request), await read_json(request))
-    return json_response({"OldThumbprint": old, "Thumbprint": new}, status=201, headers=NO_STORE)
+    # RavenDB's protocol across the nodes (roost.cluster.replacement): every node confirms, then all swap, or at
+    # once with replaceImmediately. A single node confirms at once, so it swaps before answering.
+    started = await request.app[SERVICES].replacement.start(
+        identity_of(request), await read_json(request), immediately=query_bool(request, "replaceImmediately"))
+    return json_response(started, status=201, headers=NO_STORE)
+
+
+@routes.get("/admin/certificates/replacement/status", level=Level.CLUSTER_ADMIN)
+async def replacement_status(request: web.Request) -> web.StreamResponse:
+    """Per-node progress of the replacement under way (404 when there is none)."""
+    return json_response(await request.app[SERVICES].replacement.status(), headers=NO_STORE)
 
 
 @routes.post("/admin/certificates/refresh", level=Level.CLUSTER_ADMIN)
