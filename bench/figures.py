@@ -238,6 +238,15 @@ def _roost_figure(n: int) -> Callable[[Context], list[Row]]:
     return run
 
 
+def figure_8(ctx: Context) -> list[Row]:
+    """Revocation across 3 nodes on PostgreSQL: DELETE response on A to the first refusal on B and C"""
+    if not roost_available():
+        return [Row("8", "needs Roost", None, "", note="Roost's foundation has not landed yet.")]
+    from . import cluster_bench
+
+    return cluster_bench.figure_8(ctx)
+
+
 FIGURES: dict[int, Callable[[Context], list[Row]]] = {
     1: _roost_figure(1),
     2: _roost_figure(2),
@@ -246,5 +255,6 @@ FIGURES: dict[int, Callable[[Context], list[Row]]] = {
     5: figure_5,
     6: _roost_figure(6),
     7: _roost_figure(7),
+    8: figure_8,
     11: _roost_figure(11),
 }
