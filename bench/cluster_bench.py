@@ -1,4 +1,5 @@
-"""Figure 8: revocation across the nodes of a cluster (three `roost serve` nodes on one PostgreSQL database).
+"""Figures 8 and 9 (issue 14). Figure 8: revocation across the nodes of a cluster (three `roost serve` nodes on one
+PostgreSQL database).
 
 Each trial generates a client certificate on node A, opens keep-alive connections presenting it to B and C (one
 request each, accepted), deletes it on A, and from the moment A's DELETE response has arrived asks B and C, each
@@ -17,10 +18,10 @@ import time
 import uuid
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .client import Client
-from .common import Row
+from .common import LoadResult, Row
 from .roost_server import RoostServer
 
 if TYPE_CHECKING:
@@ -138,4 +139,32 @@ def figure_8(ctx: Context) -> list[Row]:
         details={"p50_ms": p50, "p99_ms": p99, "max_ms": every[-1], "trials": trials,
                  "accepted_after_response": accepted_after,
                  "p50_ms_by_node": {t: statistics.median(v) for t, v in delays.items()}},
+    )]
+
+
+def figure_9(ctx: Context) -> list[Row]:
+    """Workers: requests per server CPU-second with 2 workers over 1 worker (same core: the cost of coordination)."""
+    from .common import run_load
+    from .roost_bench import _load, per_cpu, setup
+
+    rounds = 1 if ctx.smoke else 3
+    results: dict[int, list[LoadResult]] = {1: [], 2: []}
+    servers = {n: setup(ctx, f"fig9-{n}-workers", args=("--workers", str(n))) for n in (1, 2)}
+    with servers[1] as one, servers[2] as two:
+        kw: dict[str, Any] = {"mode": "keepalive", "connections": 16,
+                              "duration": 0.5 if ctx.smoke else ctx.load_seconds / 2,
+                              "warmup": 0 if ctx.smoke else 1.0}
+        for _ in range(rounds):  # A/B alternated: both see the same drift of a shared machine
+            for n, s in ((1, one), (2, two)):
+                results[n].append(run_load(s.doc_url, cert=s.client_cert, key=s.client_key, ca=s.ca,
+                                           server_pids=s.server.pids, **kw))
+    ok = all(r.ok for rs in results.values() for r in rs)
+    ratio = per_cpu(results[2]) / per_cpu(results[1])
+    rps = {n: sum(r.requests for r in rs) / sum(r.seconds for r in rs) for n, rs in results.items()}
+    return [Row(
+        "9", "workers: req per server CPU-second, 2 workers / 1 worker (one core)", per_cpu(results[2]),
+        "req/cpu-s", baseline=per_cpu(results[1]), ratio=ratio, target=">= 0.9", passed=ok and ratio >= 0.9,
+        note=f"throughput 2 workers {rps[2]:.0f} req/s, 1 worker {rps[1]:.0f} req/s (both pinned to the server core; "
+             f"{rounds} A/B rounds); load average {os.getloadavg()[0]:.1f}",
+        details={"1": [_load(r) for r in results[1]], "2": [_load(r) for r in results[2]]},
     )]

@@ -247,6 +247,15 @@ def figure_8(ctx: Context) -> list[Row]:
     return cluster_bench.figure_8(ctx)
 
 
+def figure_9(ctx: Context) -> list[Row]:
+    """Workers: requests per server CPU-second with 2 workers over 1 worker"""
+    if not roost_available():
+        return [Row("9", "needs Roost", None, "", note="Roost's foundation has not landed yet.")]
+    from . import cluster_bench
+
+    return cluster_bench.figure_9(ctx)
+
+
 FIGURES: dict[int, Callable[[Context], list[Row]]] = {
     1: _roost_figure(1),
     2: _roost_figure(2),
@@ -256,5 +265,6 @@ FIGURES: dict[int, Callable[[Context], list[Row]]] = {
     6: _roost_figure(6),
     7: _roost_figure(7),
     8: figure_8,
+    9: figure_9,
     11: _roost_figure(11),
 }
