@@ -729,3 +729,42 @@ def test_replace_immediately_swaps_at_once_without_waiting_for_a_node_that_is_do
         _until(lambda: _status(a).status_code == 404, "the finished replacement is deleted")
     finally:
         back.stop()
+
+
+def test_a_node_that_missed_the_removal_never_accepts_the_removed_certificate(
+    three_nodes: list[RunningServer], postgres_url: str,
+) -> None:
+    a, b, c = three_nodes
+    connection = _keep_alive(b, _server_pem(c))
+    assert _get(connection, "/certificates/whoami")[0] == 200
+    # B's notification channel is cut; C is removed while B does not listen.
+    assert _terminate_listener(postgres_url, b) == 1
+    assert a.admin().delete(f"{a.url}/admin/cluster/node", params={"nodeTag": "C"}).status_code == 200
+    statuses = []
+    while not statuses or statuses[-1] != 403:
+        statuses.append(_get(connection, "/certificates/whoami")[0])
+        assert statuses[-1] in (403, 503), statuses  # closed while reconnecting, then refused: never 200
+        assert len(statuses) < 2000, statuses
+        time.sleep(0.01)
+    assert set(_members(b)) == {"A", "B"}
+    assert b.admin().get(f"{b.url}/certificates/whoami").status_code == 200
+
+
+def test_a_replacement_waiting_for_a_node_can_be_abandoned_by_a_cluster_admin_only(
+    nodes: tuple[RunningServer, RunningServer], tmp_path: Path,
+) -> None:
+    a, b = nodes
+    old = _served(a)
+    b.stop()
+    pfx, _ = _cluster_server_pfx(tmp_path / "cluster-ca")
+    assert _replace_cluster_cert(a, pfx, immediately=False).status_code == 201
+    assert _status(a).json()["Confirmations"] == 1
+    operator = a.generate("ops", "Operator")
+    reset = f"{a.url}/admin/certificates/replacement/reset"
+    assert a.session(operator.pem_path).post(reset).status_code == 403
+    assert _status(a).status_code == 200, "an Operator's refused reset changed nothing"
+    assert a.admin().post(reset).status_code == 204
+    assert _status(a).status_code == 404
+    assert a.admin().post(reset).status_code == 404
+    time.sleep(2 * 2.0)  # polls of A (POLL_SECONDS): nothing left to swap to
+    assert _served(a) == old

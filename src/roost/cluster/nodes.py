@@ -48,13 +48,19 @@ def candidate_tags() -> list[str]:
 def node_id(data_dir: Path) -> str:
     """This data directory's node id (created on first use; the workers of one node share it)."""
     path = data_dir / NODE_ID_FILE
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_text().strip()
+    value = str(uuid.uuid4())
+    staged = data_dir / f".{NODE_ID_FILE}.{value}"
+    fd = os.open(staged, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "w") as out:
-        value = str(uuid.uuid4())
         out.write(value + "\n")
+    try:
+        os.link(staged, path)  # complete or absent: a worker starting at the same moment never reads half of it
+    except FileExistsError:
+        value = path.read_text().strip()
+    finally:
+        staged.unlink()
     return value
 
 
@@ -80,6 +86,8 @@ class ClusterNodes:
         self._certificate = ""
         self._heartbeat: asyncio.Task[None] | None = None
         self._refresh: asyncio.Task[None] | None = None
+        self._stale = False
+        self._revoked: set[str] = set()  # the deleted thumbprints, as last read (and revocations heard since)
         self.removed = False
         self.on_change: list[Callable[[str], None]] = []  # other cluster topics (the certificate replacement)
 
@@ -89,16 +97,38 @@ class ClusterNodes:
     def _heard(self, topic: str) -> None:
         """A cluster notification, on the listener's callback: revocations apply before the next request."""
         if topic.startswith("revoke:"):
+            self._revoked.add(topic.removeprefix("revoke:"))
             self._identifier.forget_cluster_node(topic.removeprefix("revoke:"))
             return
+        if topic.startswith("nodes:"):
+            # A node registered (or changed) this certificate: trusted from the next request, unless revoked.
+            info = describe_der(base64.b64decode(topic.removeprefix("nodes:")))
+            if info.thumbprint not in self._revoked and info.thumbprint != self.thumbprint:
+                tls = self._tls()
+                if tls is not None:
+                    tls.add_anchors([info.der])
+                self._identifier.add_cluster_node(info)
+            topic = "nodes"
+        if topic == "*":
+            # Revocations may have been missed: no other node's certificate counts until read back from storage.
+            self._identifier.set_cluster_nodes([])
         if topic in ("nodes", "*"):
             self._schedule_refresh()
         for changed in self.on_change:
             changed(topic)
 
     def _schedule_refresh(self) -> None:
+        self._stale = True  # a refresh already reading goes round once more: it may have read before this change
         if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.get_running_loop().create_task(self.refresh())
+            self._refresh = asyncio.get_running_loop().create_task(self._refresh_while_stale())
+
+    async def _refresh_while_stale(self) -> None:
+        while self._stale:
+            self._stale = False
+            try:
+                await self.refresh()
+            except Exception as exc:  # storage unreachable: the channel's return ("*") triggers the next one
+                log.warning("Could not read the cluster's nodes: %s", exc)
 
     async def register(self, url: str, certificate: CertificateInfo | None) -> str:
         """Claim this node's tag with its URL and server certificate; start the heartbeat. Returns the tag."""
@@ -155,6 +185,7 @@ class ClusterNodes:
         """Trust every registered node's server certificate as ClusterNode (and in the TLS handshake)."""
         rows = await self._storage.list_nodes(LIVE_SECONDS)
         deleted = await self._deleted.all()
+        self._revoked |= deleted
         infos = []
         for row in rows:
             if row.certificate and row.tag != self.tag:  # this node's own are the Identifier's server certificates

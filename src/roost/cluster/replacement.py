@@ -127,6 +127,17 @@ class CertificateReplacement:
                 "Thumbprint": state["Thumbprint"], "OldThumbprint": state["OldThumbprint"],
                 "ReplaceImmediately": state["ReplaceImmediately"], "Nodes": nodes}
 
+    async def reset(self, caller: Identity) -> None:
+        """RavenDB's replacement/reset: abandon the replacement under way (nodes that swapped keep the new one)."""
+        async with self._lock:
+            state = await self._storage.get_setting(KEY)
+            if state is None:
+                raise NotFoundError("No server-certificate replacement is under way.")
+            await self._forget(state)
+        self._audit.record(Event.SERVER_CERTIFICATE_REPLACEMENT_ABANDONED, actor=caller, New=state["Thumbprint"],
+                           Old=state["OldThumbprint"], Nodes=state["Nodes"])
+        await self._storage.notify_cluster(TOPIC)
+
     async def _marks(self, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {tag: await self._storage.get_setting(_mark_key(state, tag)) or {} for tag in state["Nodes"]}
 

@@ -65,6 +65,7 @@ class Event(StrEnum):
     SERVER_CERTIFICATE_RENEWED = "server-certificate.renewed"
     CLUSTER_NODE_REMOVED = "cluster.node-removed"
     SERVER_CERTIFICATE_REPLACEMENT_STARTED = "server-certificate.replacement-started"
+    SERVER_CERTIFICATE_REPLACEMENT_ABANDONED = "server-certificate.replacement-abandoned"
 
 
 GENESIS = "0" * 64

@@ -91,6 +91,9 @@ class Identifier:
         """The server certificates of the cluster's registered nodes: ClusterNode here too, until removed."""
         self._nodes = {i.thumbprint: i for i in infos}
 
+    def add_cluster_node(self, info: CertificateInfo) -> None:
+        self._nodes = {**self._nodes, info.thumbprint: info}
+
     def forget_cluster_node(self, thumbprint: str) -> None:
         """A node was removed (``roost cluster remove-node``): its certificate is refused from the next request."""
         self._nodes = {t: i for t, i in self._nodes.items() if t != thumbprint}

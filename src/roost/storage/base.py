@@ -339,7 +339,8 @@ class Storage(Protocol):
     # clock offset of one node never makes another look dead).
     async def claim_node(self, tag: str, node_id: str, url: str, certificate: str) -> bool:
         """Register ``node_id`` under ``tag`` (or refresh its entry): False when another node id holds the tag.
-        Any other tag the node id held is released. Tells every node (``watch_cluster``: ``nodes``)."""
+        Any other tag the node id held is released. Tells every node (``watch_cluster``: ``nodes``, or
+        ``nodes:<certificate>`` when it fits in a notification)."""
         ...
     async def node_heartbeat(self, tag: str, node_id: str, *, stopping: bool = False) -> bool:
         """The node is alive (``stopping``: it stops now, so it is no longer live); False when its entry is gone."""

@@ -743,7 +743,9 @@ class PostgresStorage:
                 if status != "INSERT 0 1":
                     return False
                 await connection.execute("DELETE FROM nodes WHERE node_id = $1 AND tag <> $2", node_id, tag)
-                echo = await self._notify(connection, [], cluster=["nodes"])
+                # The certificate rides along when it fits, so that every node trusts it before this returns.
+                fits = certificate and len(certificate) <= _NOTIFY_PAYLOAD_LIMIT - 100
+                echo = await self._notify(connection, [], cluster=[f"nodes:{certificate}" if fits else "nodes"])
             await self._await_echo(echo)
             return True
 

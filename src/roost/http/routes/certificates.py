@@ -110,6 +110,13 @@ async def replacement_status(request: web.Request) -> web.StreamResponse:
     return json_response(await request.app[SERVICES].replacement.status(), headers=NO_STORE)
 
 
+@routes.post("/admin/certificates/replacement/reset", level=Level.CLUSTER_ADMIN)
+async def replacement_reset(request: web.Request) -> web.StreamResponse:
+    """Abandon the replacement under way (RavenDB's reset): nodes not swapped yet keep their certificate."""
+    await request.app[SERVICES].replacement.reset(identity_of(request))
+    return web.Response(status=204, headers=NO_STORE)
+
+
 @routes.post("/admin/certificates/refresh", level=Level.CLUSTER_ADMIN)
 async def refresh(request: web.Request) -> web.StreamResponse:
     query_bool(request, "replaceImmediately")
