@@ -40,6 +40,7 @@ from roost.services import Address, Databases, Services
 from roost.settings import Settings
 from roost.storage import open_storage
 from roost.storage.base import Storage
+from roost.storage.sqlite import SqliteStorage
 from roost.tls import use_small_read_buffers
 from roost.types import Clearance
 
@@ -116,7 +117,8 @@ class Server:
             url=lambda: address.url, on_deleted=two_factor.forget)
 
         cluster = ClusterNodes(storage, identifier, deleted, audit, settings.data_dir, wanted_tag=settings.node_tag,
-                               tls=lambda: tls_anchors.tls if tls_anchors is not None else None)
+                               tls=lambda: tls_anchors.tls if tls_anchors is not None else None,
+                               shared=not isinstance(storage, SqliteStorage))
         await cluster.watch()
         server_certificates.on_installed.append(cluster.change_certificate)
         replacement = CertificateReplacement(storage, cluster, server_certificates, audit)

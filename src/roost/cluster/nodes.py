@@ -71,7 +71,8 @@ def topology_etag(nodes: list[NodeRow]) -> int:
 
 class ClusterNodes:
     def __init__(self, storage: Storage, identifier: Identifier, deleted: DeletedThumbprints, audit: AuditLog,
-                 data_dir: Path, *, wanted_tag: str | None, tls: Callable[[], ServerTLS | None]) -> None:
+                 data_dir: Path, *, wanted_tag: str | None, tls: Callable[[], ServerTLS | None],
+                 shared: bool = True) -> None:
         self._storage = storage
         self._identifier = identifier
         self._deleted = deleted
@@ -79,6 +80,9 @@ class ClusterNodes:
         self._data_dir = data_dir
         self._wanted_tag = wanted_tag
         self._tls = tls
+        # Shared storage (PostgreSQL): other nodes need the heartbeat. An embedded store has one node, always live,
+        # and no write every second.
+        self._shared = shared
         self.node_id = ""
         self.tag = "A"  # until registered (a server that never listens stays the single node A)
         self.url = ""
@@ -143,7 +147,8 @@ class ClusterNodes:
                 "data directory, or Security.Certificate.Path).")
         self.tag = await self._claim()
         await self.refresh()
-        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        if self._shared:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         return self.tag
 
     async def _claim(self) -> str:
@@ -241,7 +246,7 @@ class ClusterNodes:
         for task in (self._heartbeat, self._refresh):
             if task is not None:
                 task.cancel()
-        if self.node_id and not self.removed:
+        if self.node_id and not self.removed and self._shared:
             try:
                 await self._storage.node_heartbeat(self.tag, self.node_id, stopping=True)
             except Exception as exc:
