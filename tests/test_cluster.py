@@ -768,3 +768,21 @@ def test_a_replacement_waiting_for_a_node_can_be_abandoned_by_a_cluster_admin_on
     assert a.admin().post(reset).status_code == 404
     time.sleep(2 * 2.0)  # polls of A (POLL_SECONDS): nothing left to swap to
     assert _served(a) == old
+
+
+def test_a_killed_node_leaves_the_live_topology_and_comes_back_with_its_tag(
+    three_nodes: list[RunningServer], tmp_path: Path, postgres_url: str,
+) -> None:
+    a, b, c = three_nodes
+    b.process.kill()  # kill -9: no goodbye, only the missing heartbeat tells
+    b.process.wait()
+    _until(lambda: set(_members(a)) == {"A", "C"}, "B is no longer live once its heartbeat stops")
+    everyone = a.admin().get(f"{a.url}/cluster/topology").json()["Topology"]["AllNodes"]
+    assert set(everyone) == {"A", "B", "C"}, "a dead node stays a member until removed"
+    assert {n["ClusterTag"] for n in c.admin().get(f"{c.url}/topology").json()["Nodes"]} == {"A", "C"}
+    again = _node(b.data_dir, postgres_url, tmp_path / "cluster-ca")
+    try:
+        assert _members(a) == {"A": a.url, "B": again.url, "C": c.url}
+        assert a.session(_server_pem(again)).get(f"{a.url}/certificates/whoami").status_code == 200
+    finally:
+        again.stop()
