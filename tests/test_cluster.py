@@ -786,3 +786,39 @@ def test_a_killed_node_leaves_the_live_topology_and_comes_back_with_its_tag(
         assert a.session(_server_pem(again)).get(f"{a.url}/certificates/whoami").status_code == 200
     finally:
         again.stop()
+
+
+def test_the_ravendb_client_learns_of_a_node_that_joined_through_refresh_topology(
+    nodes: tuple[RunningServer, RunningServer], tmp_path: Path, postgres_url: str,
+) -> None:
+    from ravendb import DocumentStore
+    from ravendb.serverwide.database_record import DatabaseRecord
+    from ravendb.serverwide.operations.common import CreateDatabaseOperation
+
+    a, b = nodes
+    store = DocumentStore(urls=[a.url], database="joined")
+    store.certificate_pem_path = str(a.admin_pem)
+    store.trust_store_path = str(a.ca_pem)
+    store.initialize()
+    c = None
+    try:
+        store.maintenance.server.send(CreateDatabaseOperation(DatabaseRecord("joined")))
+        with store.open_session() as session:
+            assert session.load("users/none", _User) is None
+        assert {n.cluster_tag for n in store.get_request_executor().topology_nodes} == {"A", "B"}
+        # A client whose topology is current is not asked to refresh it.
+        etag = a.admin().get(f"{a.url}/topology", params={"name": "joined"}).json()["Etag"]
+        current = a.admin().get(f"{a.url}/certificates/whoami", headers={"Topology-Etag": f'"{etag}"'})
+        assert "Refresh-Topology" not in current.headers
+        c = _node(tmp_path / "c", postgres_url, tmp_path / "cluster-ca")
+        stale = a.admin().get(f"{a.url}/certificates/whoami", headers={"Topology-Etag": f'"{etag}"'})
+        assert stale.headers.get("Refresh-Topology") == "true"
+        # The client's next request is told, and it fetches the topology again.
+        with store.open_session() as session:
+            assert session.load("users/none", _User) is None
+        _until(lambda: {n.cluster_tag for n in store.get_request_executor().topology_nodes} == {"A", "B", "C"},
+               "the client refreshes its topology")
+    finally:
+        store.close()
+        if c is not None:
+            c.stop()

@@ -20,7 +20,6 @@ import base64
 import logging
 import os
 import uuid
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,11 +63,6 @@ def node_id(data_dir: Path) -> str:
     return value
 
 
-def topology_etag(nodes: list[NodeRow]) -> int:
-    """Changes whenever the live membership or a URL changes (clients compare etags for equality only)."""
-    return zlib.crc32("|".join(f"{n.tag}={n.url}" for n in nodes).encode()) or 1
-
-
 class ClusterNodes:
     def __init__(self, storage: Storage, identifier: Identifier, deleted: DeletedThumbprints, audit: AuditLog,
                  data_dir: Path, *, wanted_tag: str | None, tls: Callable[[], ServerTLS | None],
@@ -91,6 +85,7 @@ class ClusterNodes:
         self._heartbeat: asyncio.Task[None] | None = None
         self._refresh: asyncio.Task[None] | None = None
         self._stale = False
+        self.etag = 0  # of the live topology, as of the last heartbeat or change heard (Refresh-Topology)
         self._revoked: set[str] = set()  # the deleted thumbprints, as last read (and revocations heard since)
         self.removed = False
         self.on_change: list[Callable[[str], None]] = []  # other cluster topics (the certificate replacement)
@@ -183,8 +178,24 @@ class ClusterNodes:
                     log.warning("This node (%s) was removed from the cluster; it no longer registers itself. Its "
                                 "server certificate is refused by the other nodes.", self.tag)
                     return
+                self.etag = await self._storage.nodes_version()
             except Exception as exc:  # storage down: the next beat tries again
                 log.warning("Node heartbeat failed: %s", exc)
+
+    def stale_topology(self, client_etag: str | None) -> bool:
+        """For ``Refresh-Topology``: the client's ``Topology-Etag`` is not this cluster's (as of the last heartbeat,
+        at most a second old); ``"None"`` (no topology yet) asks nothing, the client is fetching it anyway."""
+        if client_etag is None or not self.node_id:
+            return False
+        try:
+            return int(client_etag.strip().strip('"')) < self.etag
+        except ValueError:  # "None", or anything else a client sends: never a 400 for this header
+            return False
+
+    async def version(self) -> int:
+        """The topology's Etag now (and remembered for ``stale_topology``)."""
+        self.etag = await self._storage.nodes_version()
+        return self.etag
 
     async def refresh(self) -> None:
         """Trust every registered node's server certificate as ClusterNode (and in the TLS handshake)."""
@@ -201,13 +212,17 @@ class ClusterNodes:
         if tls is not None and infos:
             tls.add_anchors([i.der for i in infos])
         self._identifier.set_cluster_nodes(infos)
+        self.etag = await self._storage.nodes_version()
 
     async def all(self) -> list[NodeRow]:
         return await self._storage.list_nodes(LIVE_SECONDS)
 
     async def live(self) -> list[NodeRow]:
         """The live nodes, this one first (a client's preferred node is the first listed)."""
-        rows = [r for r in await self.all() if r.live or r.tag == self.tag]
+        return self._live_of(await self.all())
+
+    def _live_of(self, rows: list[NodeRow]) -> list[NodeRow]:
+        rows = [r for r in rows if r.live or r.tag == self.tag]
         if not any(r.tag == self.tag for r in rows):  # not registered (yet, or any more): it still answers
             rows.append(NodeRow(self.tag, self.node_id, self.url, self._certificate, True))
         return sorted(rows, key=lambda r: (r.tag != self.tag, len(r.tag), r.tag))

@@ -346,6 +346,9 @@ class Storage(Protocol):
         """The node is alive (``stopping``: it stops now, so it is no longer live); False when its entry is gone."""
         ...
     async def list_nodes(self, live_seconds: float) -> list[NodeRow]: ...
+    async def nodes_version(self) -> int:
+        """Grows with every claim and removal: the topology's Etag (RavenDB's clients apply only a higher one)."""
+        ...
     async def remove_node(self, tag: str, revoked: list[str]) -> NodeRow | None:
         """Delete the entry; every node hears ``revoke:<thumbprint>`` for each of ``revoked`` before this returns
         (as for certificate deletions) and ``nodes``."""

@@ -135,6 +135,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     certificate TEXT NOT NULL,
     last_seen TIMESTAMPTZ NOT NULL
 );
+CREATE SEQUENCE IF NOT EXISTS nodes_version;
 """
 # Prefix of a cluster topic (roost.cluster.nodes: node changes, revocations, the server-certificate replacement).
 _CLUSTER = "cluster:"
@@ -743,6 +744,7 @@ class PostgresStorage:
                 if status != "INSERT 0 1":
                     return False
                 await connection.execute("DELETE FROM nodes WHERE node_id = $1 AND tag <> $2", node_id, tag)
+                await connection.execute("SELECT nextval('nodes_version')")
                 # The certificate rides along when it fits, so that every node trusts it before this returns.
                 fits = certificate and len(certificate) <= _NOTIFY_PAYLOAD_LIMIT - 100
                 echo = await self._notify(connection, [], cluster=[f"nodes:{certificate}" if fits else "nodes"])
@@ -768,9 +770,13 @@ class PostgresStorage:
                     "DELETE FROM nodes WHERE tag = $1 RETURNING tag, node_id, url, certificate", tag)
                 if r is None:
                     return None
+                await connection.execute("SELECT nextval('nodes_version')")
                 echo = await self._notify(connection, [], cluster=[*(f"revoke:{t}" for t in revoked), "nodes"])
             await self._await_echo(echo)
             return NodeRow(r[0], r[1], r[2], r[3], False)
+
+    async def nodes_version(self) -> int:
+        return int(await self._pool.fetchval("SELECT last_value FROM nodes_version"))
 
     async def notify_cluster(self, topic: str) -> None:
         async with self._pool.acquire() as connection:

@@ -122,6 +122,7 @@ _SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 CERTIFICATES = "certificates"
 DATABASES = "databases"
 SETTING = "setting:"  # followed by the setting's key
+NODES = "nodes"  # its counter is the topology's version (roost.cluster.nodes)
 
 
 def _bump(db: sqlite3.Connection, topic: str) -> None:
@@ -584,6 +585,7 @@ class SqliteStorage:
             db.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
             db.execute(f"INSERT INTO nodes (tag, node_id, url, certificate, last_seen) VALUES (?, ?, ?, ?, "
                        f"{_SQLITE_NOW})", (tag, node_id, url, certificate))
+            self._bump(db, NODES)
             return True
 
     async def node_heartbeat(self, tag: str, node_id: str, *, stopping: bool = False) -> bool:
@@ -604,7 +606,12 @@ class SqliteStorage:
             if r is None:
                 return None
             db.execute("DELETE FROM nodes WHERE tag = ?", (tag,))
+            self._bump(db, NODES)
             return NodeRow(r[0], r[1], r[2], r[3], False)
+
+    async def nodes_version(self) -> int:
+        row = self._db.execute("SELECT counter FROM changes WHERE topic = ?", (NODES,)).fetchone()
+        return int(row[0]) if row else 0
 
     async def notify_cluster(self, topic: str) -> None:
         return None

@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from roost import RAVEN_SERVER_VERSION, __version__
-from roost.cluster.nodes import topology_etag
 from roost.http.body import json_response
 from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of
@@ -49,7 +48,7 @@ async def database_topology(request: web.Request) -> web.StreamResponse:
     nodes = await services.cluster.live()
     return json_response({
         "Nodes": [{"Url": n.url, "ClusterTag": n.tag, "ServerRole": "Member", "Database": database} for n in nodes],
-        "Etag": topology_etag(nodes),
+        "Etag": await services.cluster.version(),
     })
 
 
@@ -61,7 +60,7 @@ async def cluster_topology(request: web.Request) -> web.StreamResponse:
     live = await cluster.live()
     registered = {n.tag: n.url for n in await cluster.all()}
     members = {n.tag: n.url for n in live}
-    etag = topology_etag(live)
+    etag = await cluster.version()
     leader = min(members, key=lambda t: (len(t), t))
     return json_response(
         {
