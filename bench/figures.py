@@ -220,6 +220,20 @@ def _roost_figure(n: int) -> Callable[[Context], list[Row]]:
     return run
 
 
+def figure_8(ctx: Context) -> list[Row]:
+    """Revocation across 3 nodes on PostgreSQL: DELETE response on A to the first refusal on B and C"""
+    from . import cluster_bench
+
+    return cluster_bench.figure_8(ctx)
+
+
+def figure_9(ctx: Context) -> list[Row]:
+    """Workers: requests per server CPU-second with 2 workers over 1 worker"""
+    from . import cluster_bench
+
+    return cluster_bench.figure_9(ctx)
+
+
 FIGURES: dict[int, Callable[[Context], list[Row]]] = {
     1: _roost_figure(1),
     2: _roost_figure(2),
@@ -228,6 +242,8 @@ FIGURES: dict[int, Callable[[Context], list[Row]]] = {
     5: figure_5,
     6: _roost_figure(6),
     7: _roost_figure(7),
+    8: figure_8,
+    9: figure_9,
     10: _roost_figure(10),
     11: _roost_figure(11),
     12: figure_12,

@@ -28,5 +28,5 @@ def test_bench_smoke_runs_every_figure_and_prints_the_table() -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     table = proc.stdout[proc.stdout.index("| fig"):]
     figures = {int(m) for m in re.findall(r"^\| (\d+) ", table, flags=re.M)}
-    assert figures == {1, 2, 3, 4, 5, 6, 7, 10, 11}, table
+    assert figures == {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, table
     assert "failed" not in table, table

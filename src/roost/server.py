@@ -21,6 +21,8 @@ from roost import clock
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
 from roost.cluster.changes import Following, ServerCertificateFollower, follow_local_changes, follow_schedules
+from roost.cluster.nodes import ClusterNodes, tentative_tag
+from roost.cluster.replacement import CertificateReplacement
 from roost.documents.store import DocumentStore
 from roost.errors import ConfigurationError
 from roost.pki import datadir
@@ -39,6 +41,7 @@ from roost.services import Address, Databases, Services
 from roost.settings import Settings
 from roost.storage import open_storage
 from roost.storage.base import Storage
+from roost.storage.sqlite import SqliteStorage
 from roost.tls import use_small_read_buffers
 from roost.types import Clearance
 from roost.webhooks import Webhooks, schedule_expiry_notices
@@ -88,8 +91,11 @@ class Server:
         documents = DocumentStore(storage)
         await storage.watch_databases(documents.forget)  # before loading, as for the registry
         await documents.load()
-        audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME, settings.node_tag)
-        audit.on_append.append(_audit_head_keeper(storage, asyncio.get_running_loop(), head_key(settings.node_tag)))
+        # The tag this node will claim when it listens (the setting, the one it had before, or the first free one),
+        # known now so that its audit chain and head are named by it from the first entry.
+        tag = settings.node_tag or await tentative_tag(storage, settings.data_dir)
+        audit = AuditLog(settings.data_dir / AUDIT_FILE_NAME, tag)
+        audit.on_append.append(_audit_head_keeper(storage, asyncio.get_running_loop(), lambda: head_key(audit.node)))
         two_factor = TwoFactor(storage, registry, clock.now, audit=audit,
                                default_minutes=settings.two_factor_default_minutes,
                                max_minutes=settings.two_factor_max_minutes)
@@ -119,7 +125,16 @@ class Server:
             server_certificates=server_certificates, implicit=implicit, deleted=deleted, lock=lock,
             url=lambda: address.url, on_deleted=two_factor.forget)
 
+        cluster = ClusterNodes(storage, identifier, deleted, audit, settings.data_dir, wanted_tag=settings.node_tag,
+                               tentative_tag=tag,
+                               tls=lambda: tls_anchors.tls if tls_anchors is not None else None,
+                               shared=not isinstance(storage, SqliteStorage))
+        await cluster.watch()
+        server_certificates.on_installed.append(cluster.change_certificate)
+        replacement = CertificateReplacement(storage, cluster, server_certificates, audit)
+        cluster.on_change.append(replacement.heard)
         allowed_addresses = AllowedAddresses(storage, AllowList(), audit)
+        cluster.on_change.append(allowed_addresses.heard)  # before loading, so that no change is missed
         await allowed_addresses.load(settings.allowed_ips)
         # Workers sharing an SQLite file follow each other's changes (roost.cluster.changes).
         follower = (ServerCertificateFollower(settings, server_certificates, identifier, lock)
@@ -129,7 +144,7 @@ class Server:
         backups = BackupService(storage, documents, audit, settings.data_dir)
         webhooks = None
         if settings.webhook_url and settings.webhook_secret:
-            webhooks = Webhooks(settings.webhook_url, settings.webhook_secret, settings.node_tag)
+            webhooks = Webhooks(settings.webhook_url, settings.webhook_secret, tag)
             audit.on_entry.append(webhooks.on_audit_entry)
         schedules = Schedules(storage, backups, audit, settings.data_dir)
         await schedules.load()
@@ -137,7 +152,8 @@ class Server:
             settings=settings, storage=storage, registry=registry, identifier=identifier, documents=documents,
             databases=Databases(documents, registry, audit), audit=audit, certificates=certificates,
             server_certificates=server_certificates, two_factor=two_factor, allowed_addresses=allowed_addresses,
-            backups=backups, backup_schedules=schedules, trust_anchors=anchors, address=address)
+            backups=backups, backup_schedules=schedules, trust_anchors=anchors, cluster=cluster,
+            replacement=replacement, address=address)
         return cls(services, warnings=warnings, initial_client=initial_client, pool=pool, temp_dir=temp_dir,
                    following=following, webhooks=webhooks)
 
@@ -184,6 +200,9 @@ class Server:
         if self.initial_client is None:  # first start: the initial client certificate, registered and written out
             self.initial_client = await services.certificates.create_initial_client(
                 settings.certificates_dir, settings.initial_client_clearance, services.address.url)
+        # In the cluster's shared storage: tag, URL, server certificate, heartbeat (roost.cluster.nodes).
+        current = services.server_certificates.current
+        await services.cluster.register(services.address.url, current.info if current else None)
         services.registry.start_flusher()
         if self._webhooks is not None:
             self._webhooks.start()
@@ -191,6 +210,8 @@ class Server:
                 notice_days = settings.certificate_expiry_notice_days
                 self._expiry_notices = schedule_expiry_notices(
                     self._webhooks, lambda: services.certificates.notifications(RENEWAL_SCHEDULE, notice_days))
+        if schedules:  # one process per node: a replacement of the server certificate under way goes on here
+            services.replacement.start_polling()
         if schedules:
             self._renewal = asyncio.get_running_loop().create_task(self._renew_generated_certificate())
             services.backup_schedules.start()
@@ -223,6 +244,8 @@ class Server:
         if self._webhooks is not None:
             await self._webhooks.stop()
         await self.services.backup_schedules.stop()
+        await self.services.replacement.stop()
+        await self.services.cluster.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.services.registry.stop()
@@ -288,7 +311,8 @@ class KeyPool:
             self._pool.shutdown(cancel_futures=True)
 
 
-def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop, key: str) -> Callable[[int, str], None]:
+def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop,
+                       key_of: Callable[[], str]) -> Callable[[int, str], None]:
     """The newest audit Seq and hash also live in storage (under this node's key), so that cutting the end off the
     log is noticed. Writes are serialized and each writes the newest head known when it runs, so a slower write
     of an older head can never land last (appends come from the event loop and from backup threads), and none
@@ -301,6 +325,7 @@ def _audit_head_keeper(storage: Storage, loop: asyncio.AbstractEventLoop, key: s
         async with writes:
             with guard:
                 seq, digest = newest[0]
+            key = key_of()  # the node's tag can change once, when the claim at start finds the tentative one taken
             stored = await storage.get_setting(key)
             if isinstance(stored, list) and stored and isinstance(stored[0], int) and stored[0] >= seq:
                 return  # another worker process of this node (one chain, one head) already noted a later entry

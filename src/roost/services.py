@@ -12,6 +12,8 @@ from pathlib import Path
 
 from roost.backups.schedule import Schedules
 from roost.backups.service import BackupService
+from roost.cluster.nodes import ClusterNodes
+from roost.cluster.replacement import CertificateReplacement
 from roost.documents.operations import Operations
 from roost.documents.store import DocumentStore
 from roost.pki.authority import CertificateAuthority
@@ -79,6 +81,8 @@ class Services:
     backups: BackupService
     backup_schedules: Schedules
     trust_anchors: TrustAnchors | None  # None on an unsecured server
+    cluster: ClusterNodes  # this node's tag and entry, and every node of the cluster (roost.cluster.nodes)
+    replacement: CertificateReplacement  # replace-cluster-cert across the nodes (roost.cluster.replacement)
     address: Address = field(default_factory=Address)
     operations: Operations = field(default_factory=Operations)  # running bulk inserts, per process
 

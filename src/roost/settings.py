@@ -45,7 +45,6 @@ class Settings:
     run_in_memory: bool = False
     storage_url: str | None = None
     # This node's tag in a cluster (RavenDB's node tags: A, B, C...): names its audit chain and its audit events.
-    node_tag: str = "A"
     max_body_bytes: int = 32 * 1024 * 1024
     initial_client_clearance: Clearance = Clearance.CLUSTER_ADMIN
     allowed_ips: tuple[str, ...] = ()
@@ -80,6 +79,9 @@ class Settings:
     trusted_proxy_socket_mode: int = 0o600
     trusted_proxy_header: str = "X-SSL-Client-Cert"
     trusted_proxy_thumbprints: tuple[str, ...] = ()
+    # This node's tag in a cluster (roost.cluster.nodes; NodeTag): 1-4 capital letters or digits, starting with a
+    # letter; default the tag this data directory had before, else the first free letter. Every audit entry names it.
+    node_tag: str | None = None
 
     @property
     def secured(self) -> bool:
@@ -381,7 +383,7 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
                 f"Security.Ca.Path '{path}' ({v[1]}) must hold both ca.crt and ca.key, or neither (to create them)."
             )
         kwargs["ca_dir"] = path.resolve()
-    if (v := get("node_tag")) is not None:
+    if (v := get("node_tag")) is not None and str(v[0]).strip():
         tag = str(v[0]).strip().upper()
         if not re.fullmatch(r"[A-Z][A-Z0-9]{0,3}", tag):
             raise ConfigurationError(f"NodeTag '{v[0]}' ({v[1]}) must be 1 to 4 letters or digits, starting with a "

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,12 +140,13 @@ def images_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("studio-images")
 
 
-@pytest.fixture(scope="module", name="studio")
-def studio_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
+@contextmanager
+def studio_on(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
+    """A Chromium whose Playwright driver trusts ``server``'s CA, and the Studio of that server (the caller starts
+    and stops the server)."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
-    server = start_server(tmp_path_factory.mktemp("roost") / "data")
     previous = os.environ.get("NODE_EXTRA_CA_CERTS")
     os.environ["NODE_EXTRA_CA_CERTS"] = str(server.ca_pem)
     try:
@@ -161,6 +163,16 @@ def studio_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]
             os.environ.pop("NODE_EXTRA_CA_CERTS", None)
         else:
             os.environ["NODE_EXTRA_CA_CERTS"] = previous
+
+
+@pytest.fixture(scope="module", name="studio")
+def studio_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
+    require_chromium()
+    server = start_server(tmp_path_factory.mktemp("roost") / "data")
+    try:
+        with studio_on(server, tmp_path_factory) as studio:
+            yield studio
+    finally:
         server.stop()
 
 

@@ -88,12 +88,14 @@ def _register_certificate_commands() -> None:
 def _register_hosted_commands() -> None:
     from roost.cli.backup import backup
     from roost.cli.certs import certs
+    from roost.cli.cluster import cluster
     from roost.cli.initial import initial
     from roost.cli.security import audit, security
 
     main.add_command(security)
     main.add_command(audit)
     main.add_command(backup)
+    main.add_command(cluster)
     certs.add_command(initial)
 
 

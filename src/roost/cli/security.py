@@ -79,12 +79,23 @@ def audit_verify(ctx: click.Context, data_dir: Path | None, node: str | None) ->
 
     # --node stands for the node's NodeTag setting (checked as `roost serve` checks it).
     settings, _ = load_settings({"data_dir": data_dir, "node_tag": node}, list(ctx.args))
-    tag = settings.node_tag
-    result = audit_log.verify(settings.data_dir / audit_log.FILE_NAME, asyncio.run(_stored_head(settings, tag)),
-                              tag)
+    path = settings.data_dir / audit_log.FILE_NAME
+    # Without --node: this node's chain, named by the node its newest entry names (a node without a NodeTag
+    # setting was given its tag by the cluster).
+    tag = settings.node_tag or _newest_node(path) or audit_log.DEFAULT_NODE
+    result = audit_log.verify(path, asyncio.run(_stored_head(settings, tag)), tag)
     click.echo(result.message)
     if not result.ok:
         raise SystemExit(1)
+
+
+def _newest_node(path: Path) -> str | None:
+    from roost.security.audit import AuditLog
+
+    node = None
+    for entry in AuditLog(path).entries():
+        node = entry.get("Node") if isinstance(entry.get("Node"), str) else node
+    return node
 
 
 async def _stored_head(settings: Settings, node: str) -> tuple[int, str] | None:

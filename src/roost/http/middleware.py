@@ -11,7 +11,7 @@
 6. the 2FA gate, then authorize against the route's declared level (refusals audited, rate-limited);
 7. note the certificate's last use, and set this caller's body limit and deadline before the handler reads;
 8. run the handler, rendering every RoostError (and any bug) into RavenDB's error shape;
-9. add the header policy (roost.http.headers) and Raven-Server-Version to every answer.
+9. add the header policy (roost.http.headers), Raven-Server-Version and Refresh-Topology to every answer.
 
 Order of 5-6 is ARCHITECTURE.md's "One request, end to end" (identify -> 2FA gate -> authorize -> handler, RavenDB's
 order). Handlers never look at certificates; they read ``request[IDENTITY]``.
@@ -202,6 +202,8 @@ def request_middleware(secure: SecurityPath) -> Any:
                 "The server failed to handle this request; the error has been logged. Please report it."))
         headers = response.headers
         headers["Raven-Server-Version"] = RAVEN_SERVER_VERSION
+        if not response.prepared and services.cluster.stale_topology(request.headers.get("Topology-Etag")):
+            headers["Refresh-Topology"] = "true"  # the nodes changed since the client's topology (RavenDB's header)
         if not response.prepared:  # a handler that streamed its answer has set its own headers (browsers.add_headers)
             browsers.add_headers(request, headers)
         app[METRICS].observe(request, response.status, failure)

@@ -56,6 +56,7 @@ _INPUTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/admin/certificates/replace-cluster-cert"): {"query": {"replaceImmediately": _BOOL_TEXT},
                                                            "body": _obj(Certificate=_STRING, Password=_STRING)},
     ("POST", "/admin/certificates/refresh"): {"query": {"replaceImmediately": _BOOL_TEXT}},
+    ("DELETE", "/admin/cluster/node"): {"query": {"nodeTag": _STRING}, "required": ["nodeTag"]},
     ("PUT", "/admin/databases"): {"query": {"name": _STRING}, "body": _obj(DatabaseName=_STRING)},
     ("DELETE", "/admin/databases"): {"query": {"name": _STRING}, "repeat": {"name"},
                                      "body": _obj(DatabaseNames=_STRINGS, HardDelete={"type": "boolean"})},

@@ -8,6 +8,8 @@ any PKI works (Let's Encrypt certificates are no CA), and renewing the server ce
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import ipaddress
 import os
 import socket
@@ -153,6 +155,13 @@ class CertificateAuthority:
         return self.private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
+
+    def derived_secret(self, label: str) -> str:
+        """A secret only holders of this CA's key can compute (HMAC-SHA256 of the key under ``label``): the nodes of
+        a cluster sharing the CA directory agree on it without ever storing it."""
+        key = self.private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return hmac.new(key, label.encode(), hashlib.sha256).hexdigest()
 
     def _builder(self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
                  not_before: dt.datetime, not_after: dt.datetime) -> x509.CertificateBuilder:

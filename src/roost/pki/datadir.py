@@ -197,6 +197,14 @@ def _load_server_pfx(
     return key, cert, list(extra)
 
 
+def sealed_server_pfx(pfx: bytes, password: str | None, secret: str, *,
+                      now: dt.datetime | None = None) -> tuple[bytes, CertificateInfo]:
+    """Check a new server .pfx (as ``install_replacement`` does) and re-encrypt it under ``secret``, for the nodes of
+    a cluster to install (roost.cluster.replacement); the upload's own password goes no further."""
+    key, cert, extra = _load_server_pfx(pfx, password, "the request", BadRequestError, now)
+    return packages.pfx_bytes("server", cert, key, secret, extra), describe(cert)
+
+
 def install_supplied_certificate(certs_dir: Path, pfx: bytes, password: str | None, source: str,
                                  *, now: dt.datetime | None = None) -> ServerCertificate:
     """Load a server .pfx (with its private key) and write ssl-loadable files; the key stays encrypted on disk."""

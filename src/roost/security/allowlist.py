@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import logging
 import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, cast
@@ -34,6 +36,8 @@ _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 # Peers seen since the last change: address string -> allowed. Bounded so that a scan from many addresses cannot
 # grow it without limit; when full it is simply cleared (the next lookups repopulate it).
 _CACHE_LIMIT = 65536
+
+log = logging.getLogger("roost")
 
 
 def parse_entries(entries: Iterable[object]) -> tuple[Network, ...]:
@@ -263,10 +267,39 @@ class AllowedAddresses:
         except RoostError as exc:
             raise ConfigurationError(f"Security.AllowedIPs: {exc.message}") from None
 
+    TOPIC = "allowlist"
+    _TOPIC_LIMIT = 7000  # a longer list is announced without its entries, and read from storage
+
+    def _topic(self, entries: list[str]) -> str:
+        encoded = json.dumps(entries)
+        return f"{self.TOPIC}:{encoded}" if len(encoded) <= self._TOPIC_LIMIT else self.TOPIC
+
+    def heard(self, topic: str) -> None:
+        """A cluster topic (on the notification callback): another node changed the list, or changes may have been
+        missed ("*"). A list carried in the notification applies before the next request or connection."""
+        if topic.startswith(self.TOPIC + ":"):
+            try:
+                self.allowlist.replace(json.loads(topic[len(self.TOPIC) + 1:]))
+            except (RoostError, ValueError, TypeError):
+                log.warning("Ignored an allowlist notification that does not parse; reading the list from storage")
+                asyncio.get_running_loop().create_task(self._reload())
+        elif topic in (self.TOPIC, "*"):
+            asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self) -> None:
+        try:
+            stored = await self._storage.get_setting(self.SETTING)
+            if stored is not None:
+                self.allowlist.replace(stored)
+        except Exception:
+            log.exception("Could not read the allowlist from storage")
+
     async def replace(self, entries: list[str], *, actor: Identity, address: str | None, forced: bool) -> None:
         check = AllowList(entries)  # validated before anything changes
         before = list(self.allowlist.entries)
         await self._storage.put_setting(self.SETTING, list(check.entries))
         self.allowlist.replace(check.entries)
+        # Every node of a cluster applies it before this returns (roost.cluster.nodes: cluster topics).
+        await self._storage.notify_cluster(self._topic(list(check.entries)))
         self._audit.record(Event.ALLOWLIST_CHANGED, actor=actor, Before=before, After=list(check.entries),
                            Forced=forced, Address=address)

@@ -72,6 +72,9 @@ class Event(StrEnum):
     ALLOWLIST_CHANGED = "allowlist.changed"
     SERVER_CERTIFICATE_REPLACED = "server-certificate.replaced"
     SERVER_CERTIFICATE_RENEWED = "server-certificate.renewed"
+    CLUSTER_NODE_REMOVED = "cluster.node-removed"
+    SERVER_CERTIFICATE_REPLACEMENT_STARTED = "server-certificate.replacement-started"
+    SERVER_CERTIFICATE_REPLACEMENT_ABANDONED = "server-certificate.replacement-abandoned"
 
 
 GENESIS = "0" * 64

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
@@ -497,11 +497,13 @@ class CertificateService:
     def server_entry(self, *, metadata_only: bool) -> dict[str, Any] | None:
         return wire.server_entry(self._server_certificates.current, metadata_only=metadata_only)
 
-    def export_server_certificates(self) -> bytes:
-        """Every server certificate in use (this node's and the ClusterNode entries): no keys, no password."""
+    def export_server_certificates(self, nodes: Sequence[bytes] = ()) -> bytes:
+        """Every server certificate in use (this node's, the cluster's ``nodes`` and the ClusterNode entries): no
+        keys, no password."""
         ders: list[bytes] = []
         if (current := self._server_certificates.current) is not None:
             ders.append(current.info.der)
+        ders += nodes
         ders += [d.certificate_der for d in self.registry.all() if d.clearance is Clearance.CLUSTER_NODE]
         unique = list(dict.fromkeys(ders))
         return packages.der_certificates_pfx(unique) if unique else b""

@@ -79,6 +79,7 @@ class Identifier:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._server: dict[str, CertificateInfo] = {}  # every server certificate this server has used
+        self._nodes: dict[str, CertificateInfo] = {}  # the other nodes' server certificates (roost.cluster.nodes)
         self._well_known: set[str] = set()
         self._parsed: dict[str, CertificateInfo] = {}  # validity of well-known certificates seen so far
         self._valid: dict[str, Identity] = {}  # thumbprint -> Identity of a valid, enabled definition
@@ -86,9 +87,21 @@ class Identifier:
     def set_server_certificates(self, infos: list[CertificateInfo]) -> None:
         self._server = {i.thumbprint: i for i in infos}
 
+    def set_cluster_nodes(self, infos: list[CertificateInfo]) -> None:
+        """The server certificates of the cluster's registered nodes: ClusterNode here too, until removed."""
+        self._nodes = {i.thumbprint: i for i in infos}
+
+    def add_cluster_node(self, info: CertificateInfo) -> None:
+        self._nodes = {**self._nodes, info.thumbprint: info}
+
+    def forget_cluster_node(self, thumbprint: str) -> None:
+        """A node was removed (``roost cluster remove-node``): its certificate is refused from the next request."""
+        self._nodes = {t: i for t, i in self._nodes.items() if t != thumbprint}
+
     @property
     def server_thumbprints(self) -> set[str]:
-        return set(self._server)
+        """This server's certificates and the other nodes': none of them can be registered over by the API."""
+        return set(self._server) | set(self._nodes)
 
     def set_well_known_admins(self, thumbprints: set[str]) -> None:
         self._well_known = {t.upper() for t in thumbprints}
@@ -115,7 +128,7 @@ class Identifier:
         definition = self.registry.get(thumbprint)
         if definition is not None:
             return self._registered(definition, now)
-        server = self._server.get(thumbprint)
+        server = self._server.get(thumbprint) or self._nodes.get(thumbprint)
         if server is not None:
             return self._synthetic(server, SERVER_CERTIFICATE_NAME, now)
         info = describe_der(der)

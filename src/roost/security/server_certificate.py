@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from roost import clock
 from roost.errors import BadRequestError
 from roost.pki import datadir
 from roost.pki.authority import CertificateAuthority
-from roost.pki.inspect import load_certificates
+from roost.pki.inspect import CertificateInfo, load_certificates
 from roost.security.audit import AuditLog, Event
 from roost.security.identity import SERVER_CERTIFICATE_NAME, Identifier, Identity
 from roost.security.registry import CertificateDefinition, Registry
@@ -113,6 +114,8 @@ class ServerCertificates:
         self.tls = tls
         # The certificate the settings name, or Roost's generated one; a replacement is tied to it.
         self._configured_thumbprint = configured_thumbprint
+        # Told of every certificate installed (the cluster's entry of this node: roost.cluster.nodes).
+        self.on_installed: list[Callable[[CertificateInfo], Awaitable[None]]] = []
 
     @property
     def thumbprint(self) -> str | None:
@@ -142,25 +145,32 @@ class ServerCertificates:
         self._identifier.set_server_certificates(
             [new.info, *retired_server_certificates(self._settings.certificates_dir)])
         log.info("Server certificate replaced: %s -> %s", old.info.thumbprint, new.info.thumbprint)
+        for installed in self.on_installed:
+            await installed(new.info)
         return old
 
-    async def replace(self, caller: Identity, body: Any) -> tuple[str, str]:
-        """replace-cluster-cert: install a new server .pfx now. A single node confirms at once, so
-        ``replaceImmediately`` changes nothing here; it is accepted for RavenDB's clients."""
+    def offered(self, body: Any, secret: str) -> tuple[bytes, CertificateInfo]:
+        """replace-cluster-cert's body checked (bad input changes nothing) and sealed under ``secret`` for the
+        nodes of the cluster to install (roost.cluster.replacement)."""
         request = ReplaceRequest.parse(body)
         if self.current is None or self.tls is None:
             raise BadRequestError("This server runs without TLS; there is no server certificate to replace.")
+        offered = load_certificates(request.pfx, request.password)[0]  # its messages name what is wrong
+        if offered.thumbprint == self.current.info.thumbprint:
+            raise BadRequestError(
+                f"The provided certificate ({offered.thumbprint}) is already this server's certificate."
+            )
+        sealed, _ = datadir.sealed_server_pfx(request.pfx, request.password, secret, now=clock.now())
+        return sealed, offered
+
+    async def install_pfx(self, caller: Identity, pfx: bytes, password: str | None) -> tuple[str, str]:
+        """Serve the server .pfx ``pfx`` from now on (and after a restart); returns the old and new thumbprints."""
+        if self.current is None or self.tls is None:
+            raise BadRequestError("This server runs without TLS; there is no server certificate to replace.")
         async with self._lock:
-            current = self.current
-            # Checked before anything is written: bad input changes nothing.
-            offered = load_certificates(request.pfx, request.password)[0]
-            if offered.thumbprint == current.info.thumbprint:
-                raise BadRequestError(
-                    f"The provided certificate ({offered.thumbprint}) is already this server's certificate."
-                )
             new = await asyncio.to_thread(datadir.install_replacement, self._settings.certificates_dir,
-                                          request.pfx, request.password,
-                                          configured_thumbprint=self._configured_thumbprint, now=clock.now())
+                                          pfx, password, configured_thumbprint=self._configured_thumbprint,
+                                          now=clock.now())
             old = await self.install(new)
         return self._swapped(caller, Event.SERVER_CERTIFICATE_REPLACED, old, new)
 

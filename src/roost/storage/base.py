@@ -347,6 +347,40 @@ class Storage(Protocol):
     async def put_setting(self, key: str, value: Any) -> None: ...
     async def delete_setting(self, key: str) -> None: ...
 
+    # The nodes of a cluster (roost.cluster.nodes): one row per tag, owned by one node id, with the URL clients
+    # use, the node's server certificate and when it was last seen (the storage's own clock, so that the test
+    # clock offset of one node never makes another look dead).
+    async def claim_node(self, tag: str, node_id: str, url: str, certificate: str) -> bool:
+        """Register ``node_id`` under ``tag`` (or refresh its entry): False when another node id holds the tag.
+        Any other tag the node id held is released. Tells every node (``watch_cluster``: ``nodes``, or
+        ``nodes:<certificate>`` when it fits in a notification)."""
+        ...
+    async def node_heartbeat(self, tag: str, node_id: str, *, stopping: bool = False) -> bool:
+        """The node is alive (``stopping``: it stops now, so it is no longer live); False when its entry is gone."""
+        ...
+    async def list_nodes(self, live_seconds: float) -> list[NodeRow]: ...
+    async def nodes_version(self) -> int:
+        """Grows with every claim and removal: the topology's Etag (RavenDB's clients apply only a higher one)."""
+        ...
+    async def remove_node(self, tag: str, revoked: list[str]) -> NodeRow | None:
+        """Delete the entry; every node hears ``revoke:<thumbprint>`` for each of ``revoked`` before this returns
+        (as for certificate deletions) and ``nodes``."""
+        ...
+    async def notify_cluster(self, topic: str) -> None:
+        """Tell every node ``topic`` (``watch_cluster``); returns once delivered. Embedded stores do nothing."""
+    async def watch_cluster(self, changed: Callable[[str], None]) -> None:
+        """Call ``changed(topic)`` when another node tells the cluster something, and ``changed("*")`` when
+        topics may have been missed (a lost channel). Embedded stores do nothing."""
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    tag: str
+    node_id: str
+    url: str
+    certificate: str  # base64 DER of the node's server certificate; "" on an unsecured node
+    live: bool
+
 
 # Restores write their rows under a database key that starts with this, which no database name can fold to
 # (names never start with "~"), and move them to the target in one commit.

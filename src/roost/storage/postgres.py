@@ -41,6 +41,7 @@ from roost.storage.base import (
     InvalidAttachment,
     InvalidCounterOperation,
     JsonObject,
+    NodeRow,
     PutCommand,
     Snapshotting,
     Storage,
@@ -130,6 +131,20 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 """
 
+# The nodes of a cluster (roost.cluster.nodes); kept apart from _SCHEMA, created in the same locked transaction.
+_NODES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    tag TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    certificate TEXT NOT NULL,
+    last_seen TIMESTAMPTZ NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS nodes_version;
+"""
+# Prefix of a cluster topic (roost.cluster.nodes: node changes, revocations, the server-certificate replacement).
+_CLUSTER = "cluster:"
+
 _DOCUMENT_COLUMNS = "id, collection, body, metadata, change_vector, etag, last_modified"
 
 
@@ -217,6 +232,7 @@ class PostgresStorage:
         self._watchers: list[asyncio.Task[None]] = []
         self._echoes: dict[str, asyncio.Future[None]] = {}
         self._database_watchers: list[Callable[[str | None], None]] = []
+        self._cluster_watchers: list[Callable[[str], None]] = []
 
     @classmethod
     async def open(cls, url: str) -> PostgresStorage:
@@ -235,6 +251,7 @@ class PostgresStorage:
             await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             await connection.execute(_SCHEMA)
             await _migrate_collection_key(connection)
+            await connection.execute(_NODES_SCHEMA)
         return cls(pool, url)
 
     # Backups (roost.backups): blocking, each on a connection of its own (storage.postgres_backups) --------------
@@ -359,6 +376,10 @@ class PostgresStorage:
                     for database_changed in self._database_watchers:
                         database_changed(payload[len(_DATABASE):])
                     return
+                if payload.startswith(_CLUSTER):
+                    for cluster_changed in self._cluster_watchers:  # synchronously, as for databases
+                        cluster_changed(payload[len(_CLUSTER):])
+                    return
                 queue.put_nowait(payload)
                 watcher.certificates_behind()
 
@@ -366,6 +387,8 @@ class PostgresStorage:
             listening.set()
             for database_changed in self._database_watchers:
                 database_changed(None)  # whatever was missed while not listening
+            for cluster_changed in self._cluster_watchers:
+                cluster_changed("*")
             if ready.done():
                 await watcher.certificates_channel_resumed()
             else:
@@ -376,7 +399,7 @@ class PostgresStorage:
                 connection.terminate()
 
     async def _notify(self, connection: asyncpg.Connection, thumbprints: list[str], *,
-                      databases: Sequence[str] = ()) -> asyncio.Future[None] | None:
+                      databases: Sequence[str] = (), cluster: Sequence[str] = ()) -> asyncio.Future[None] | None:
         """Queue the notifications in the caller's transaction: PostgreSQL delivers them when (and if) it commits.
 
         While this node listens, an echo token follows them; the write returns once this node's own listener has
@@ -386,6 +409,8 @@ class PostgresStorage:
             await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
         for database in databases:
             await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, _DATABASE + database)
+        for topic in cluster:
+            await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, _CLUSTER + topic)
         if not self._watchers:
             return None
         token = f"{_ECHO}{secrets.token_hex(8)}"
@@ -776,6 +801,63 @@ class PostgresStorage:
 
     async def delete_setting(self, key: str) -> None:
         await self._pool.execute("DELETE FROM settings WHERE key = $1", key)
+
+    # Nodes (roost.cluster.nodes) ----------------------------------------------------------------------------
+
+    async def claim_node(self, tag: str, node_id: str, url: str, certificate: str) -> bool:
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                status = await connection.execute(
+                    "INSERT INTO nodes (tag, node_id, url, certificate, last_seen) VALUES ($1, $2, $3, $4, now()) "
+                    "ON CONFLICT (tag) DO UPDATE SET url = excluded.url, certificate = excluded.certificate, "
+                    "last_seen = now() WHERE nodes.node_id = excluded.node_id",
+                    tag, node_id, url, certificate,
+                )
+                if status != "INSERT 0 1":
+                    return False
+                await connection.execute("DELETE FROM nodes WHERE node_id = $1 AND tag <> $2", node_id, tag)
+                await connection.execute("SELECT nextval('nodes_version')")
+                # The certificate rides along when it fits, so that every node trusts it before this returns.
+                fits = certificate and len(certificate) <= _NOTIFY_PAYLOAD_LIMIT - 100
+                echo = await self._notify(connection, [], cluster=[f"nodes:{certificate}" if fits else "nodes"])
+            await self._await_echo(echo)
+            return True
+
+    async def node_heartbeat(self, tag: str, node_id: str, *, stopping: bool = False) -> bool:
+        seen = "'-infinity'" if stopping else "now()"
+        status = await self._pool.execute(
+            f"UPDATE nodes SET last_seen = {seen} WHERE tag = $1 AND node_id = $2", tag, node_id)
+        return bool(status != "UPDATE 0")
+
+    async def list_nodes(self, live_seconds: float) -> list[NodeRow]:
+        rows = await self._pool.fetch(
+            "SELECT tag, node_id, url, certificate, last_seen > now() - make_interval(secs => $1) FROM nodes "
+            "ORDER BY length(tag), tag", float(live_seconds))
+        return [NodeRow(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    async def remove_node(self, tag: str, revoked: list[str]) -> NodeRow | None:
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                r = await connection.fetchrow(
+                    "DELETE FROM nodes WHERE tag = $1 RETURNING tag, node_id, url, certificate", tag)
+                if r is None:
+                    return None
+                await connection.execute("SELECT nextval('nodes_version')")
+                echo = await self._notify(connection, [], cluster=[*(f"revoke:{t}" for t in revoked), "nodes"])
+            await self._await_echo(echo)
+            return NodeRow(r[0], r[1], r[2], r[3], False)
+
+    async def nodes_version(self) -> int:
+        return int(await self._pool.fetchval("SELECT last_value FROM nodes_version"))
+
+    async def notify_cluster(self, topic: str) -> None:
+        async with self._pool.acquire() as connection:
+            async with connection.transaction():
+                echo = await self._notify(connection, [], cluster=[topic])
+            await self._await_echo(echo)
+
+    async def watch_cluster(self, changed: Callable[[str], None]) -> None:
+        self._cluster_watchers.append(changed)
 
 
 async def _pump(

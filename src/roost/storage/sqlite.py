@@ -29,6 +29,7 @@ from roost.storage.base import (
     InvalidAttachment,
     InvalidCounterOperation,
     JsonObject,
+    NodeRow,
     PutCommand,
     StoredDocument,
     TwoFactorChange,
@@ -105,10 +106,24 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 """
 
+# The nodes of a cluster (roost.cluster.nodes; on SQLite the one node, shared by its workers). last_seen is in
+# Unix seconds of SQLite's own clock.
+_NODES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    tag TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    certificate TEXT NOT NULL,
+    last_seen REAL NOT NULL
+);
+"""
+_SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
 # Topics of the change counters (see SqliteStorage.poll_changes): what another process sharing the file changed.
 CERTIFICATES = "certificates"
 DATABASES = "databases"
 SETTING = "setting:"  # followed by the setting's key
+NODES = "nodes"  # its counter is the topology's version (roost.cluster.nodes)
 
 
 def _bump(db: sqlite3.Connection, topic: str) -> None:
@@ -194,6 +209,7 @@ class SqliteStorage:
         connection.execute("PRAGMA foreign_keys=ON")
         connection.executescript(_SCHEMA)
         _migrate_collection_key(connection)
+        connection.executescript(_NODES_SCHEMA)
         return cls(connection, path)
 
     async def close(self) -> None:
@@ -631,3 +647,49 @@ class SqliteStorage:
         with self._write() as db:
             db.execute("DELETE FROM settings WHERE key = ?", (key,))
             self._bump(db, SETTING + key)
+
+    # Nodes (roost.cluster.nodes) ----------------------------------------------------------------------------
+
+    async def claim_node(self, tag: str, node_id: str, url: str, certificate: str) -> bool:
+        with self._write() as db:
+            owner = db.execute("SELECT node_id FROM nodes WHERE tag = ?", (tag,)).fetchone()
+            if owner is not None and owner[0] != node_id:
+                return False
+            db.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+            db.execute(f"INSERT INTO nodes (tag, node_id, url, certificate, last_seen) VALUES (?, ?, ?, ?, "
+                       f"{_SQLITE_NOW})", (tag, node_id, url, certificate))
+            self._bump(db, NODES)
+            return True
+
+    async def node_heartbeat(self, tag: str, node_id: str, *, stopping: bool = False) -> bool:
+        with self._write() as db:
+            seen = "0" if stopping else _SQLITE_NOW
+            cursor = db.execute(f"UPDATE nodes SET last_seen = {seen} WHERE tag = ? AND node_id = ?", (tag, node_id))
+            return cursor.rowcount > 0
+
+    async def list_nodes(self, live_seconds: float) -> list[NodeRow]:
+        rows = self._db.execute(
+            f"SELECT tag, node_id, url, certificate, last_seen > {_SQLITE_NOW} - ? FROM nodes "
+            "ORDER BY length(tag), tag", (live_seconds,)).fetchall()
+        return [NodeRow(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    async def remove_node(self, tag: str, revoked: list[str]) -> NodeRow | None:
+        with self._write() as db:
+            r = db.execute("SELECT tag, node_id, url, certificate FROM nodes WHERE tag = ?", (tag,)).fetchone()
+            if r is None:
+                return None
+            db.execute("DELETE FROM nodes WHERE tag = ?", (tag,))
+            self._bump(db, NODES)
+            return NodeRow(r[0], r[1], r[2], r[3], False)
+
+    async def nodes_version(self) -> int:
+        row = self._db.execute("SELECT counter FROM changes WHERE topic = ?", (NODES,)).fetchone()
+        return int(row[0]) if row else 0
+
+    async def notify_cluster(self, topic: str) -> None:
+        return None
+
+    async def watch_cluster(self, changed: Callable[[str], None]) -> None:
+        return None
+
+

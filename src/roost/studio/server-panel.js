@@ -182,9 +182,25 @@ function openReplaceDialog({ onDone }) {
     }), "Replacing…");
     if (ok) {
       handle.close();
-      onDone?.(replacedMessage("replaced", ok.result));
+      onDone?.(await replacementProgress(ok.result));
     }
   });
+}
+
+
+/** After replace-cluster-cert: done everywhere (no replacement under way any more), or how far the nodes are. */
+async function replacementProgress(result) {
+  let progress;
+  try {
+    progress = await request("GET", "/admin/certificates/replacement/status");
+  } catch {
+    return replacedMessage("replaced", result);  // 404: every node serves the new certificate already
+  }
+  const when = progress.ReplaceImmediately
+    ? "each node swaps as soon as it confirms"
+    : "the nodes swap once every node has confirmed (or 3 days before the old certificate expires)";
+  return `The new server certificate ${result.Thumbprint} was sent to every node: ${progress.Confirmations} of `
+    + `${progress.Nodes.length} confirmed, ${progress.Replaced} replaced; ${when}.`;
 }
 
 

@@ -112,17 +112,33 @@ async def purge(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/admin/certificates/export", level=Level.OPERATOR)
 async def export(request: web.Request) -> web.StreamResponse:
-    data = request.app[SERVICES].certificates.export_server_certificates()
+    services = request.app[SERVICES]
+    # Every node's server certificate (roost.cluster.nodes), as RavenDB exports every ClusterNode of the cluster.
+    data = services.certificates.export_server_certificates(await services.cluster.certificates())
     return web.Response(body=data, content_type="application/octet-stream",
                         headers=_attachment("ClusterCertificatesCollection.pfx"))
 
 
 @routes.post("/admin/certificates/replace-cluster-cert", level=Level.CLUSTER_ADMIN)
 async def replace_cluster_cert(request: web.Request) -> web.StreamResponse:
-    # A single node confirms at once: replaceImmediately is validated and accepted, and changes nothing.
-    query_bool(request, "replaceImmediately")
-    old, new = await request.app[SERVICES].server_certificates.replace(identity_of(request), await read_json(request))
-    return json_response({"OldThumbprint": old, "Thumbprint": new}, status=201, headers=NO_STORE)
+    # RavenDB's protocol across the nodes (roost.cluster.replacement): every node confirms, then all swap, or at
+    # once with replaceImmediately. A single node confirms at once, so it swaps before answering.
+    started = await request.app[SERVICES].replacement.start(
+        identity_of(request), await read_json(request), immediately=query_bool(request, "replaceImmediately"))
+    return json_response(started, status=201, headers=NO_STORE)
+
+
+@routes.get("/admin/certificates/replacement/status", level=Level.CLUSTER_ADMIN)
+async def replacement_status(request: web.Request) -> web.StreamResponse:
+    """Per-node progress of the replacement under way (404 when there is none)."""
+    return json_response(await request.app[SERVICES].replacement.status(), headers=NO_STORE)
+
+
+@routes.post("/admin/certificates/replacement/reset", level=Level.CLUSTER_ADMIN)
+async def replacement_reset(request: web.Request) -> web.StreamResponse:
+    """Abandon the replacement under way (RavenDB's reset): nodes not swapped yet keep their certificate."""
+    await request.app[SERVICES].replacement.reset(identity_of(request))
+    return web.Response(status=204, headers=NO_STORE)
 
 
 @routes.post("/admin/certificates/refresh", level=Level.CLUSTER_ADMIN)

@@ -1,8 +1,9 @@
 """Topology and build version: the handshake every RavenDB client makes before its first real request.
 
-Roost is a single node, tag ``A``. The URL it reports is the one it prints at start-up
-(``Server.url``: ``https://localhost:PORT`` for the generated certificate), because the clients switch
-to the reported URL for every later request and verify the certificate against its host name.
+Every node reports the live nodes of its cluster (roost.cluster.nodes), each with the URL it printed at start-up
+(``Server.url``: ``https://localhost:PORT`` for the generated certificate, or PublicServerUrl), because the clients
+switch to the reported URLs for every later request, verify the certificate against their host names and fail over
+from one to the next.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from roost import RAVEN_SERVER_VERSION, __version__
-from roost.documents.store import SERVER_TAG
 from roost.http.body import json_response
+from roost.http.headers import NO_STORE
 from roost.http.middleware import SERVICES, identity_of
 from roost.http.routing import RouteTable
 from roost.names import database_name
@@ -23,59 +24,70 @@ from roost.types import Level
 
 routes = RouteTable()
 
-# A single node never changes its topology; clients only compare etags for equality.
-TOPOLOGY_ETAG = 1
 # Stable for the life of the process: clients use it only to tell clusters apart.
 _TOPOLOGY_ID = str(uuid.uuid4())
 
 
-def _url(request: web.Request) -> str:
-    return request.app[SERVICES].url
-
-
 @routes.get("/topology", level=Level.VALID_USER)
 async def database_topology(request: web.Request) -> web.StreamResponse:
-    """``GET /topology?name={db}``: the nodes serving a database (here, this one).
+    """``GET /topology?name={db}``: the live nodes serving a database (every node serves every database), this
+    node first.
 
     A missing database is RavenDB's 503 with ``Database-Missing``, which the clients turn into
     DatabaseDoesNotExistException. A caller without access to the database gets the refusal the database's
     own routes give, before the existence check: the answer must not tell it whether the database exists.
     """
+    services = request.app[SERVICES]
     name = request.query.get("name")
-    node: dict[str, Any] = {"Url": _url(request), "ClusterTag": SERVER_TAG, "ServerRole": "Member"}
+    database: str | None = None
     if name:
-        name = database_name(name)
-        if (refused := authz.refusal(Level.DATABASE_READ, identity_of(request), name)) is not None:
+        database = database_name(name)
+        if (refused := authz.refusal(Level.DATABASE_READ, identity_of(request), database)) is not None:
             raise refused
-        await request.app[SERVICES].documents.ensure_exists(name)
-        node["Database"] = name
-    else:
-        node["Database"] = None
-    return json_response({"Nodes": [node], "Etag": TOPOLOGY_ETAG})
+        await services.documents.ensure_exists(database)
+    nodes = await services.cluster.live()
+    return json_response({
+        "Nodes": [{"Url": n.url, "ClusterTag": n.tag, "ServerRole": "Member", "Database": database} for n in nodes],
+        "Etag": await services.cluster.version(),
+    })
 
 
 @routes.get("/cluster/topology", level=Level.VALID_USER)
 async def cluster_topology(request: web.Request) -> web.StreamResponse:
-    """The cluster view the client's server-wide executor needs: every key here is required by 7.2.7."""
-    url = _url(request)
+    """The cluster view the client's server-wide executor needs: every key here is required by 7.2.7. Members are
+    the live nodes; AllNodes every registered one (a stopped node stays a member until removed)."""
+    cluster = request.app[SERVICES].cluster
+    live = await cluster.live()
+    registered = {n.tag: n.url for n in await cluster.all()}
+    members = {n.tag: n.url for n in live}
+    etag = await cluster.version()
+    leader = min(members, key=lambda t: (len(t), t))
     return json_response(
         {
-            "Leader": SERVER_TAG,
-            "NodeTag": SERVER_TAG,
-            "CurrentState": "Leader",
-            "Etag": TOPOLOGY_ETAG,
+            "Leader": leader,
+            "NodeTag": cluster.tag,
+            "CurrentState": "Leader" if leader == cluster.tag else "Follower",
+            "Etag": etag,
             "Status": {},
             "Topology": {
                 "TopologyId": _TOPOLOGY_ID,
-                "AllNodes": {SERVER_TAG: url},
-                "Members": {SERVER_TAG: url},
+                "AllNodes": {**registered, **members},
+                "Members": members,
                 "Promotables": {},
                 "Watchers": {},
-                "LastNodeId": SERVER_TAG,
-                "Etag": TOPOLOGY_ETAG,
+                "LastNodeId": max([*registered, *members], key=lambda t: (len(t), t)),
+                "Etag": etag,
             },
         }
     )
+
+
+@routes.delete("/admin/cluster/node", level=Level.CLUSTER_ADMIN)
+async def remove_node(request: web.Request) -> web.StreamResponse:
+    """RavenDB's ``DELETE /admin/cluster/node?nodeTag=B``: the node leaves the cluster and its server certificate is
+    revoked on every node (``roost cluster remove-node B``)."""
+    removed = await request.app[SERVICES].cluster.remove(identity_of(request), request.query.get("nodeTag"))
+    return json_response(removed, headers=NO_STORE)
 
 
 def build_version() -> dict[str, Any]:
