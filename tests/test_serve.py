@@ -76,7 +76,8 @@ def test_a_wrong_path_is_one_clear_line_and_exit_code_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "Error: Security.Certificate.Path '/nope/server.pfx' (--Security.Certificate.Path) does not exist or is not a file."
+        "Error: Security.Certificate.Path '/nope/server.pfx' (--Security.Certificate.Path) does not exist or is not a "
+        "file (a .pfx), nor a directory holding tls.crt and tls.key (PEM, as a Kubernetes TLS secret is mounted)."
     ]
     assert not (tmp_path / "d").exists(), "nothing is created when the settings are wrong"
 

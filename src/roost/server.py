@@ -30,6 +30,7 @@ from roost.security import proxy, server_certificate, trust
 from roost.security.allowlist import AcceptGate, AllowedAddresses, AllowList, adopt_listening_socket, listening_socket
 from roost.security.audit import FILE_NAME as AUDIT_FILE_NAME
 from roost.security.audit import AuditLog, head_key
+from roost.security.certificate_source import CertificateSource
 from roost.security.certificates import CertificateService
 from roost.security.identity import AuthStatus, Identifier, Identity
 from roost.security.implicit import DeletedThumbprints, ImplicitTrust
@@ -68,6 +69,7 @@ class Server:
         self._runner: web.AppRunner | None = None
         self._renewal: asyncio.Task[None] | None = None
         self._webhooks = webhooks
+        self._certificate_source: CertificateSource | None = None
         self._expiry_notices: asyncio.Task[None] | None = None
 
     @classmethod
@@ -138,7 +140,7 @@ class Server:
         await allowed_addresses.load(settings.allowed_ips)
         # Workers sharing an SQLite file follow each other's changes (roost.cluster.changes).
         follower = (ServerCertificateFollower(settings, server_certificates, identifier, lock)
-                    if settings.secured and settings.certificate_path is None else None)
+                    if settings.secured and not CertificateSource.configured(settings) else None)
         following = follow_local_changes(storage, registry, documents, allowed_addresses, settings.allowed_ips,
                                          follower)
         backups = BackupService(storage, documents, audit, settings.data_dir)
@@ -204,6 +206,10 @@ class Server:
         current = services.server_certificates.current
         await services.cluster.register(services.address.url, current.info if current else None)
         services.registry.start_flusher()
+        if CertificateSource.configured(settings) and services.server_certificates.tls is not None:
+            # Every process follows the file (or Load.Exec) itself: a new certificate without a restart.
+            self._certificate_source = CertificateSource(settings, services.server_certificates.adopt)
+            self._certificate_source.start()
         if self._webhooks is not None:
             self._webhooks.start()
             if schedules:  # one process of several workers announces expiries
@@ -243,6 +249,8 @@ class Server:
                 task.cancel()
         if self._webhooks is not None:
             await self._webhooks.stop()
+        if self._certificate_source is not None:
+            await self._certificate_source.stop()
         await self.services.backup_schedules.stop()
         await self.services.replacement.stop()
         await self.services.cluster.stop()

@@ -37,6 +37,12 @@ class Settings:
     public_url: str | None = None  # the URL clients use; printed, and reported by /topology
     certificate_path: Path | None = None  # a user-supplied server .pfx instead of the generated one
     certificate_password: str | None = field(default=None, repr=False)
+    # Security.Certificate.Load.Exec (RavenDB's): a command whose standard output is the server .pfx, run at start
+    # and every certificate_exec_refresh_seconds; and how often a certificate_path file or directory is looked at.
+    certificate_exec: str | None = None
+    certificate_exec_arguments: str = ""
+    certificate_exec_refresh_seconds: float = 3600.0
+    certificate_watch_seconds: float = 10.0
     well_known_admins: tuple[str, ...] = ()  # thumbprints, or paths of certificate files
     well_known_issuer_hashes: tuple[str, ...] = ()
     trusted_issuers: tuple[Path, ...] = ()
@@ -108,6 +114,10 @@ _ALIASES: dict[str, str] = {
     "publicserverurl": "public_url",
     "securitycertificatepath": "certificate_path",
     "securitycertificatepassword": "certificate_password",
+    "securitycertificateloadexec": "certificate_exec",
+    "securitycertificateloadexecarguments": "certificate_exec_arguments",
+    "securitycertificateloadexecrefreshseconds": "certificate_exec_refresh_seconds",
+    "securitycertificatewatchseconds": "certificate_watch_seconds",
     "securitywellknowncertificatesadmin": "well_known_admins",
     "securitywellknownissuerhashesadmin": "well_known_issuer_hashes",
     "securitytrustedissuers": "trusted_issuers",
@@ -348,11 +358,23 @@ def _build(values: dict[str, tuple[Any, str]]) -> Settings:
         kwargs["run_in_memory"] = _bool(v[0], "RunInMemory")
     if (v := get("certificate_path")) is not None and str(v[0]):
         path = Path(str(v[0])).expanduser()
-        if not path.is_file():
+        pem_pair = path.is_dir() and (path / "tls.crt").is_file() and (path / "tls.key").is_file()
+        if not (path.is_file() or pem_pair):
             raise ConfigurationError(
-                f"Security.Certificate.Path '{path}' ({v[1]}) does not exist or is not a file."
+                f"Security.Certificate.Path '{path}' ({v[1]}) does not exist or is not a file (a .pfx), nor a "
+                "directory holding tls.crt and tls.key (PEM, as a Kubernetes TLS secret is mounted)."
             )
-        kwargs["certificate_path"] = path.resolve()
+        kwargs["certificate_path"] = path.absolute()  # not resolved: a secret's ..data symlink is swapped on update
+    if (v := get("certificate_exec")) is not None and str(v[0]).strip():
+        if kwargs.get("certificate_path") is not None:
+            raise ConfigurationError("Security.Certificate.Path and Security.Certificate.Load.Exec are two sources of "
+                                     "the server certificate: set one.")
+        kwargs["certificate_exec"] = str(v[0]).strip()
+    if (v := get("certificate_exec_arguments")) is not None:
+        kwargs["certificate_exec_arguments"] = str(v[0])
+    for name, low in (("certificate_exec_refresh_seconds", 1.0), ("certificate_watch_seconds", 0.1)):
+        if (v := get(name)) is not None:
+            kwargs[name] = _seconds(v[0], f"{name} ({v[1]})", low, 7 * 24 * 3600)
     if (v := get("certificate_password")) is not None:
         kwargs["certificate_password"] = str(v[0]) or None
     for name in ("well_known_admins", "well_known_issuer_hashes", "allowed_ips"):

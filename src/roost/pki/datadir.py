@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -172,6 +173,13 @@ def _load_server_pfx(
         ) from exc
     if cert is None or key is None:
         raise error(f"The certificate from {source} must hold a certificate and its private key.")
+    return _checked_server_certificate(key, cert, list(extra), source, error, now)
+
+
+def _checked_server_certificate(key: Any, cert: x509.Certificate, extra: list[x509.Certificate], source: str,
+                                error: type[RoostError], now: dt.datetime | None,
+                                ) -> tuple[PrivateKey, x509.Certificate, list[x509.Certificate]]:
+    """RavenDB's checks of a server certificate, whatever file it came in: its key, valid now, serverAuth."""
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise error(f"The certificate from {source} has a {type(key).__name__}; use an RSA or EC key.")
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
@@ -209,6 +217,11 @@ def install_supplied_certificate(certs_dir: Path, pfx: bytes, password: str | No
                                  *, now: dt.datetime | None = None) -> ServerCertificate:
     """Load a server .pfx (with its private key) and write ssl-loadable files; the key stays encrypted on disk."""
     key, cert, extra = _load_server_pfx(pfx, password, source, ConfigurationError, now)
+    return _write_supplied(certs_dir, key, cert, extra)
+
+
+def _write_supplied(certs_dir: Path, key: PrivateKey, cert: x509.Certificate,
+                    extra: list[x509.Certificate]) -> ServerCertificate:
     info = describe(cert)
     key_password = secrets.token_urlsafe(24)
     stem = f"server.{info.thumbprint[:12].lower()}"
@@ -221,8 +234,31 @@ def install_supplied_certificate(certs_dir: Path, pfx: bytes, password: str | No
     return ServerCertificate(info, [describe(c) for c in chain], cert_path, key_path, key_password, generated=False)
 
 
-def supplied_server_certificate(certs_dir: Path, path: Path, password: str | None) -> ServerCertificate:
-    return install_supplied_certificate(certs_dir, path.read_bytes(), password, f"'{path}'")
+def supplied_server_certificate(certs_dir: Path, path: Path, password: str | None, *,
+                                now: dt.datetime | None = None) -> ServerCertificate:
+    """Security.Certificate.Path: a .pfx file, or a directory holding ``tls.crt`` and ``tls.key`` (PEM, as
+    Kubernetes and cert-manager write a TLS secret); checked, then written where ``ssl`` loads it."""
+    if path.is_dir():
+        key, cert, extra = load_pem_pair(path, password, ConfigurationError, now)
+        return _write_supplied(certs_dir, key, cert, extra)
+    return install_supplied_certificate(certs_dir, path.read_bytes(), password, f"'{path}'", now=now)
+
+
+PEM_CERTIFICATE_FILE = "tls.crt"
+PEM_KEY_FILE = "tls.key"
+
+
+def load_pem_pair(directory: Path, password: str | None, error: type[RoostError], now: dt.datetime | None,
+                  ) -> tuple[PrivateKey, x509.Certificate, list[x509.Certificate]]:
+    """``tls.crt`` (the certificate, then its chain) and ``tls.key`` from ``directory``, checked."""
+    source = f"'{directory}' ({PEM_CERTIFICATE_FILE} and {PEM_KEY_FILE})"
+    try:
+        chain = x509.load_pem_x509_certificates((directory / PEM_CERTIFICATE_FILE).read_bytes())
+        key = serialization.load_pem_private_key((directory / PEM_KEY_FILE).read_bytes(),
+                                                 password.encode() if password else None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise error(f"Unable to load the server certificate from {source}: {exc}") from None
+    return _checked_server_certificate(key, chain[0], chain[1:], source, error, now)
 
 
 # A replacement installed over the API (replace-cluster-cert) ----------------------------------------------------

@@ -12,10 +12,11 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from roost import clock
-from roost.errors import BadRequestError
+from roost.errors import BadRequestError, ConfigurationError
 from roost.pki import datadir
 from roost.pki.authority import CertificateAuthority
 from roost.pki.inspect import CertificateInfo, load_certificates
@@ -57,9 +58,8 @@ def choose(settings: Settings, authority: CertificateAuthority,
     """The certificate to present at start-up, and the thumbprint of the configured one (the settings' file, or
     Roost's generated certificate), which a replacement is tied to."""
     certs_dir = settings.certificates_dir
-    if settings.certificate_path is not None:
-        configured = datadir.supplied_server_certificate(certs_dir, settings.certificate_path,
-                                                         settings.certificate_password)
+    if settings.certificate_path is not None or settings.certificate_exec is not None:
+        configured = _supplied(settings, certs_dir)
     else:
         configured = datadir.generated_server_certificate(certs_dir, authority)
         if configured.info.not_after - clock.now() < renewal_window(settings):
@@ -72,6 +72,33 @@ def choose(settings: Settings, authority: CertificateAuthority,
                 "export need the new export (roost certs export)."
             )
     return _installed_replacement(settings, configured, warnings) or configured, configured.info.thumbprint
+
+
+def _supplied(settings: Settings, certs_dir: Path) -> datadir.ServerCertificate:
+    """The certificate the settings supply (a file, a tls.crt/tls.key directory, or Load.Exec), checked; when it
+    does not pass, the one screen of text that says how to recover (an expired certificate must never leave
+    everyone wondering)."""
+    from roost.security.certificate_source import load_exec
+
+    source = (f"Security.Certificate.Path={settings.certificate_path}" if settings.certificate_path is not None
+              else f"Security.Certificate.Load.Exec={settings.certificate_exec}")
+    try:
+        if settings.certificate_exec is not None:
+            return load_exec(settings, certs_dir)
+        assert settings.certificate_path is not None
+        return datadir.supplied_server_certificate(certs_dir, settings.certificate_path, settings.certificate_password)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"Roost cannot serve with the server certificate that {source} supplies:\n  {exc.message}\n"
+            "To recover, any one of:\n"
+            "  1. Put a valid certificate there (a .pfx with its key, or tls.crt and tls.key), issued for this "
+            "server's host names, and start again; clients that trust its issuer connect as before.\n"
+            "  2. Start without that setting: Roost then serves its own generated certificate (clients must trust "
+            f"Roost's CA, {settings.certificates_dir / datadir.CA_CERTIFICATE_FILE}).\n"
+            "  3. If the certificate expired, renew it with its issuer (for Let's Encrypt or cert-manager: run the "
+            "renewal, then start Roost); Roost re-reads the file while it runs, so no restart is needed after that.\n"
+            "Client certificates and their permissions are untouched by this; nothing was changed."
+        ) from None
 
 
 def _installed_replacement(settings: Settings, configured: datadir.ServerCertificate,
@@ -193,6 +220,19 @@ class ServerCertificates:
             self._configured_thumbprint = new.info.thumbprint
             old = await self.install(new)
         return self._swapped(caller, Event.SERVER_CERTIFICATE_RENEWED, old, new)
+
+    async def adopt(self, new: datadir.ServerCertificate, caller: Identity) -> bool:
+        """The configured source (roost.security.certificate_source) supplies ``new``: present it from now on, as
+        the configured certificate (a replacement installed over the API gives way, as at a start). False when it
+        is the one presented already."""
+        if self.current is None or self.tls is None or new.info.thumbprint == self.current.info.thumbprint:
+            return False
+        async with self._lock:
+            datadir.forget_replacement(self._settings.certificates_dir)
+            self._configured_thumbprint = new.info.thumbprint
+            old = await self.install(new)
+        self._swapped(caller, Event.SERVER_CERTIFICATE_REPLACED, old, new)
+        return True
 
     def _swapped(self, caller: Identity, event: Event, old: datadir.ServerCertificate,
                  new: datadir.ServerCertificate) -> tuple[str, str]:
