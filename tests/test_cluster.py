@@ -822,3 +822,36 @@ def test_the_ravendb_client_learns_of_a_node_that_joined_through_refresh_topolog
         store.close()
         if c is not None:
             c.stop()
+
+
+def test_the_cli_replaces_when_every_node_confirmed_shows_progress_and_abandons(
+    nodes: tuple[RunningServer, RunningServer], tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    a, b = nodes
+    old = _served(a)
+    b.stop()
+    pfx, thumbprint = _cluster_server_pfx(tmp_path / "cluster-ca")
+    (tmp_path / "new.pfx").write_bytes(pfx)
+    (tmp_path / "pass.txt").write_text("s3cret\n")
+    server = ["--url", a.url, "--cert", str(a.admin_pem), "--ca", str(a.ca_pem)]
+
+    def roost(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "roost", *args, *server], capture_output=True, text=True,
+                              timeout=60)
+
+    sent = roost("server-cert", "replace", str(tmp_path / "new.pfx"), "--password-file", str(tmp_path / "pass.txt"),
+                 "--when-every-node-confirmed")
+    assert sent.returncode == 0, sent.stderr
+    assert f"Server certificate {thumbprint} sent to every node: 1 of 2 confirmed, 0 replaced" in sent.stdout
+    assert _served(a) == old
+    shown = roost("cluster", "replacement")
+    assert shown.returncode == 0, shown.stderr
+    assert "once every node has confirmed" in shown.stdout
+    assert "  A  confirmed" in shown.stdout and "  B  waiting" in shown.stdout
+    abandoned = roost("cluster", "replacement", "--reset")
+    assert abandoned.returncode == 0 and "abandoned" in abandoned.stdout, abandoned.stderr
+    assert "No server-certificate replacement is under way." in roost("cluster", "replacement").stdout
+    assert roost("cluster", "replacement", "--reset").returncode == 1  # nothing to abandon: the server's 404
