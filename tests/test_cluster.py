@@ -822,3 +822,70 @@ def test_the_ravendb_client_learns_of_a_node_that_joined_through_refresh_topolog
         store.close()
         if c is not None:
             c.stop()
+
+
+def test_the_cli_replaces_when_every_node_confirmed_shows_progress_and_abandons(
+    nodes: tuple[RunningServer, RunningServer], tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    a, b = nodes
+    old = _served(a)
+    b.stop()
+    pfx, thumbprint = _cluster_server_pfx(tmp_path / "cluster-ca")
+    (tmp_path / "new.pfx").write_bytes(pfx)
+    (tmp_path / "pass.txt").write_text("s3cret\n")
+    server = ["--url", a.url, "--cert", str(a.admin_pem), "--ca", str(a.ca_pem)]
+
+    def roost(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "roost", *args, *server], capture_output=True, text=True,
+                              timeout=60)
+
+    sent = roost("server-cert", "replace", str(tmp_path / "new.pfx"), "--password-file", str(tmp_path / "pass.txt"),
+                 "--when-every-node-confirmed")
+    assert sent.returncode == 0, sent.stderr
+    assert f"Server certificate {thumbprint} sent to every node: 1 of 2 confirmed, 0 replaced" in sent.stdout
+    assert _served(a) == old
+    shown = roost("cluster", "replacement")
+    assert shown.returncode == 0, shown.stderr
+    assert "once every node has confirmed" in shown.stdout
+    assert "  A  confirmed" in shown.stdout and "  B  waiting" in shown.stdout
+    abandoned = roost("cluster", "replacement", "--reset")
+    assert abandoned.returncode == 0 and "abandoned" in abandoned.stdout, abandoned.stderr
+    assert "No server-certificate replacement is under way." in roost("cluster", "replacement").stdout
+    assert roost("cluster", "replacement", "--reset").returncode == 1  # nothing to abandon: the server's 404
+
+
+@pytest.mark.xfail(reason="known gap (issue 14): a node paused while its channel was cut and a revocation committed "
+                          "serves the request already waiting when it resumes, before it notices the lost channel; "
+                          "closing it needs leases (a write waits for every live node's acknowledgement, or for the "
+                          "lease to run out)", strict=False)
+def test_a_paused_node_that_missed_a_revocation_refuses_the_request_waiting_when_it_resumes(
+    three_nodes: list[RunningServer], postgres_url: str,
+) -> None:
+    import os
+    import signal
+
+    a, b, c = three_nodes
+    client = a.generate("paused", "ValidUser")
+    by_certificate = _keep_alive(b, client.pem_path)
+    by_node = _keep_alive(b, _server_pem(c))
+    assert _get(by_certificate, "/certificates/whoami")[0] == 200
+    assert _get(by_node, "/certificates/whoami")[0] == 200
+    os.kill(b.process.pid, signal.SIGSTOP)  # a long pause (a VM freeze, swapping) while the cluster moves on
+    try:
+        assert _terminate_listener(postgres_url, b) == 1
+        assert a.admin().delete(f"{a.url}/admin/certificates",
+                                params={"thumbprint": client.thumbprint}).status_code == 204
+        assert a.admin().delete(f"{a.url}/admin/cluster/node", params={"nodeTag": "C"}).status_code == 200
+        for connection in (by_certificate, by_node):
+            connection.request("GET", "/certificates/whoami")  # waiting in B's socket when it resumes
+    finally:
+        os.kill(b.process.pid, signal.SIGCONT)
+    statuses = []
+    for connection in (by_certificate, by_node):
+        response = connection.getresponse()
+        response.read()
+        statuses.append(response.status)
+    assert 200 not in statuses, statuses

@@ -55,4 +55,3 @@ def test_replace_installs_an_uploaded_pfx(checked: Studio, tmp_path) -> None:
     # The browser keeps working against the new certificate (new connections verify it against the CA).
     fresh = checked.open()
     expect(fresh.locator("section.server-cert")).to_contain_text(thumbprint)
-

@@ -446,15 +446,27 @@ def server_cert() -> None:
 @click.argument("pfx", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--password-prompt", is_flag=True, help="The .pfx is protected: ask for its passphrase.")
 @click.option("--password-file", type=click.Path(path_type=Path), default=None, help="Read it from a file instead.")
+@click.option("--when-every-node-confirmed", "wait", is_flag=True,
+              help="In a cluster: swap once every node has confirmed (RavenDB's default), not at once on each node.")
 @server_options
-def replace(endpoint: Endpoint, pfx: Path, password_prompt: bool, password_file: Path | None) -> None:
-    """Serve the certificate in PFX (with its private key) from now on; open connections keep working."""
+def replace(endpoint: Endpoint, pfx: Path, password_prompt: bool, password_file: Path | None, wait: bool) -> None:
+    """Serve the certificate in PFX (with its private key) from now on; open connections keep working.
+
+    In a cluster every node gets it (docs/cluster.md); progress: roost cluster replacement.
+    """
     password = _password(password_prompt, password_file, "existing passphrase")
     body: dict[str, Any] = {"Certificate": base64.b64encode(pfx.read_bytes()).decode()}
     if password:
         body["Password"] = password
     result = endpoint.request("POST", "/admin/certificates/replace-cluster-cert",
-                              params={"replaceImmediately": "true"}, body=body, expect=(201,)).json()
+                              params={"replaceImmediately": "false" if wait else "true"}, body=body,
+                              expect=(201,)).json()
+    progress = endpoint.request("GET", "/admin/certificates/replacement/status", expect=(200, 404))
+    if progress.status == 200 and progress.json()["Replaced"] < len(progress.json()["Nodes"]):
+        status = progress.json()
+        click.echo(f"Server certificate {result['Thumbprint']} sent to every node: {status['Confirmations']} of "
+                   f"{len(status['Nodes'])} confirmed, {status['Replaced']} replaced (roost cluster replacement).")
+        return
     click.echo(f"Server certificate replaced: {result['OldThumbprint']} -> {result['Thumbprint']}. Both stay "
                "trusted as Cluster Node; delete 'Old Server Certificate - can delete' when no node uses it.")
 

@@ -43,3 +43,30 @@ def remove_node(endpoint: Endpoint, tag: str) -> None:
     elif result["Thumbprint"]:
         click.echo(f"Its server certificate {result['Thumbprint']} is still presented by other nodes, so it stays "
                    "trusted.")
+
+
+@cluster.command("replacement")
+@click.option("--reset", is_flag=True, help="Abandon it: nodes that swapped keep the new certificate.")
+@server_options
+def replacement(endpoint: Endpoint, reset: bool) -> None:
+    """Show each node's progress in the server-certificate replacement under way. Needs ClusterAdmin.
+
+    \b
+      roost cluster replacement
+      roost cluster replacement --reset
+    """
+    if reset:
+        endpoint.request("POST", "/admin/certificates/replacement/reset", expect=(204,))
+        click.echo("The replacement was abandoned.")
+        return
+    response = endpoint.request("GET", "/admin/certificates/replacement/status", expect=(200, 404))
+    if response.status == 404:
+        click.echo("No server-certificate replacement is under way.")
+        return
+    status = response.json()
+    when = "each node as it confirms" if status["ReplaceImmediately"] else "once every node has confirmed"
+    click.echo(f"Replacing {status['OldThumbprint']} by {status['Thumbprint']} ({when}): "
+               f"{status['Confirmations']} confirmed, {status['Replaced']} replaced.")
+    for node in status["Nodes"]:
+        state = "replaced" if node["Replaced"] else "confirmed" if node["Confirmed"] else "waiting"
+        click.echo(f"  {node['Tag']}  {state}" + (f"  ({node['Error']})" if node.get("Error") else ""))
