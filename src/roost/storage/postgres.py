@@ -160,13 +160,13 @@ def _notify_payloads(thumbprints: list[str]) -> list[str]:
 
 # What a PostgreSQL restart, failover or network cut looks like from a connection: the request that met it is
 # answered 503 with Retry-After (the pool reconnects for the next one), never a 500.
-_OUTAGE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+OUTAGE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
            asyncpg.exceptions.OperatorInterventionError)
 _RETRY_AFTER_SECONDS = 2
 _Cls = TypeVar("_Cls", bound=type)
 
 
-def _unavailable(exc: BaseException) -> ServiceUnavailableError:
+def unavailable(exc: BaseException) -> ServiceUnavailableError:
     log.warning("PostgreSQL storage unavailable: %s: %s", type(exc).__name__, exc)
     return ServiceUnavailableError(
         "The PostgreSQL storage is unreachable right now (restarting or failing over); nothing was changed by "
@@ -185,8 +185,8 @@ def _outage_is_unavailable(cls: _Cls) -> _Cls:
             async def guarded(*args: Any, **kwargs: Any) -> Any:
                 try:
                     return await function(*args, **kwargs)
-                except _OUTAGE as exc:
-                    raise _unavailable(exc) from exc
+                except OUTAGE as exc:
+                    raise unavailable(exc) from exc
 
             return guarded
 

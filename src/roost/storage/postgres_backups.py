@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from roost.errors import ServiceUnavailableError
 from roost.storage.base import (
     RESTORE_STAGE_PREFIX,
     AttachmentChunk,
@@ -34,9 +35,11 @@ from roost.storage.base import (
     collection_key,
     fold,
 )
+from roost.storage.postgres import OUTAGE, unavailable
 
 _T = TypeVar("_T")
 _BATCH = 500  # rows per cursor fetch
+_CONNECT_SECONDS = 10.0
 _RESTORE_LOCK = 0x52535452  # the first key of the advisory lock a restore's finish takes (the second: the target)
 
 
@@ -49,18 +52,23 @@ class _Connection:
         self._thread.start()
         try:
             self.db: asyncpg.Connection = self.run(
-                asyncpg.connect(url, server_settings={"application_name": application_name}))
+                asyncpg.connect(url, server_settings={"application_name": application_name}, timeout=_CONNECT_SECONDS))
         except BaseException:
             self._stop()
             raise
 
     def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        except OUTAGE as exc:  # PostgreSQL restarting or unreachable: 503 with Retry-After, as for requests
+            raise unavailable(exc) from exc
 
     def close(self) -> None:
         try:
             if not self.db.is_closed():
                 self.run(self.db.close())
+        except ServiceUnavailableError:
+            pass  # the connection is gone already
         finally:
             self._stop()
 
@@ -68,6 +76,15 @@ class _Connection:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    def rollback(self, transaction: Any) -> None:
+        """Roll ``transaction`` back; on a connection that is gone PostgreSQL has rolled it back already."""
+        if self.db.is_closed():
+            return
+        try:
+            self.run(transaction.rollback())
+        except (asyncpg.InterfaceError, ServiceUnavailableError):
+            pass  # lost in between: the same outcome
 
     def rows(self, query: str, *args: Any) -> Iterator[asyncpg.Record]:
         """The rows of ``query`` through a server-side cursor (the caller's transaction must be open)."""
@@ -97,7 +114,7 @@ class PostgresSnapshot:
 
     def close(self) -> None:
         try:
-            self._connection.run(self._transaction.rollback())  # read-only: nothing to keep
+            self._connection.rollback(self._transaction)  # read-only: nothing to keep
         finally:
             self._connection.close()
 
@@ -147,9 +164,7 @@ class PostgresRestorer:
 
     def close(self) -> None:
         try:
-            if self._transaction is not None:
-                self._connection.run(self._transaction.rollback())  # not finished: nothing of it stays
-                self._transaction = None
+            self._discard()  # not finished: nothing of it stays
         finally:
             self._connection.close()
 
@@ -216,9 +231,12 @@ class PostgresRestorer:
     def discard(self, stage: str) -> None:
         """Roll back everything this restore wrote (the target was never touched)."""
         assert stage.startswith(RESTORE_STAGE_PREFIX)
-        if self._transaction is not None:
-            self._connection.run(self._transaction.rollback())
-            self._transaction = None
+        self._discard()
+
+    def _discard(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            self._connection.rollback(transaction)
 
     def discard_abandoned(self) -> int:
         """Staged rows outside a transaction cannot exist here (a restore commits only in ``finish``, which moves
