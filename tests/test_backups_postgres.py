@@ -385,3 +385,39 @@ def test_two_nodes_restoring_into_one_new_name_at_once_give_one_database(
         thread.join(timeout=180)
     assert sorted(answers) == [201, 409], answers
     assert pg_rows(postgres_url, "Twin") == pg_rows(postgres_url, "Shop")
+
+
+def test_a_schedule_shared_by_two_nodes_runs_once_per_interval(tmp_path: Path, postgres_url: str) -> None:
+    """The nodes share the schedules; each interval's run is taken by one node (a lease in storage), not by each."""
+    interval = 2
+    ca_dir = tmp_path / "cluster-ca"
+    with tagged_nodes(tmp_path, postgres_url, "A") as (a,):
+        fill(a, "Shop", 3)
+        _, public = keypair(tmp_path)
+        assert roost("backup", "schedule", "set", "--data-dir", str(a.data_dir), "--db", "Shop", "--every",
+                     f"{interval}s", "--keep", "50", "--folder", "scheduled", "-r", public).returncode == 0
+        # B starts after the schedule exists (a schedule reaches other nodes at their start).
+        b = start_server(tmp_path / "b", f"--storage_url={postgres_url}", f"--Security.Ca.Path={ca_dir}",
+                         "--NodeTag=B")
+        try:
+            time.sleep(interval * 6)
+            statuses = [n.admin().get(f"{n.url}/admin/backups/schedules").json()["Schedules"][0]["Status"]
+                        for n in (a, b)]
+        finally:
+            b.stop()
+    logs = [tmp_path / node / "audit.log" for node in ("a", "b")]
+    runs = [json.loads(line)["Time"] for log in logs if log.exists() for line in log.read_text().splitlines()
+            if json.loads(line)["Event"] == "backup.created"]
+    times = sorted(runs)
+    assert len(times) >= 3, (times, statuses)
+    gaps = [(_seconds(later) - _seconds(earlier)) for earlier, later in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= interval * 0.8, (times, statuses)  # never two runs of one interval
+    # The other node's timers found the lease taken.
+    assert sum(int(s.get("Skipped", 0)) for s in statuses) >= 2, statuses
+    assert sum(int(s.get("Runs", 0)) for s in statuses) == len(times), statuses
+
+
+def _seconds(stamp: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -342,6 +342,12 @@ class Storage(Protocol):
     async def put_setting(self, key: str, value: Any) -> None: ...
     async def delete_setting(self, key: str) -> None: ...
 
+    # Leases: one node of a cluster (or one worker) at a time does a periodic job (scheduled backups).
+    async def take_lease(self, name: str, now: float, until: float) -> bool:
+        """Atomically, on every node: take the lease ``name`` until ``until`` (seconds since the epoch) if nobody
+        holds it at ``now``; False when another holder's lease runs past ``now``."""
+        ...
+
 
 # Restores write their rows under a database key that starts with this, which no database name can fold to
 # (names never start with "~"), and move them to the target in one commit.

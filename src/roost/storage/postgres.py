@@ -71,6 +71,7 @@ _ECHO = "echo:"
 # Prefix of a database's creation or deletion (followed by its folded name); thumbprints never hold a ":".
 _DATABASE = "db:"
 _ECHO_SECONDS = 2.0
+_LEASE = "lease:"  # settings keys of the leases (see Storage.take_lease)
 # Any fixed number: only Roost's schema creation takes this advisory lock.
 _SCHEMA_LOCK = 0x526F6F7374
 # Waits between attempts while PostgreSQL does not answer (a lost connection alone is retried at once).
@@ -741,6 +742,16 @@ class PostgresStorage:
 
     async def delete_setting(self, key: str) -> None:
         await self._pool.execute("DELETE FROM settings WHERE key = $1", key)
+
+    # Leases -------------------------------------------------------------------------------------------------
+
+    async def take_lease(self, name: str, now: float, until: float) -> bool:
+        # One statement: the row lock of ON CONFLICT DO UPDATE decides between nodes taking it at once.
+        taken = await self._pool.fetchval(
+            "INSERT INTO settings (key, value) VALUES ($1, to_jsonb($2::float8)) ON CONFLICT (key) DO UPDATE "
+            "SET value = excluded.value WHERE (settings.value #>> '{}')::float8 <= $3 RETURNING true",
+            _LEASE + name, until, now)
+        return bool(taken)
 
 
 async def _pump(
