@@ -18,9 +18,11 @@ its statement there. Nothing of it runs on the server's event loop, which keeps 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import asyncpg
@@ -100,6 +102,32 @@ class _Connection:
             yield from batch
 
 
+_Cls = TypeVar("_Cls", bound=type)
+
+
+def _outages_are_unavailable(cls: _Cls) -> _Cls:
+    """Every public method (and the constructor): a lost connection, wherever asyncpg notices it (also in its
+    synchronous checks, before any statement), is ServiceUnavailableError (503 with Retry-After), never a 500."""
+    for name, method in list(vars(cls).items()):
+        if (name.startswith("_") and name != "__init__") or not inspect.isfunction(method) \
+                or inspect.isgeneratorfunction(method):  # the generators read through _Connection.run
+            continue
+
+        def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(function)
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return function(*args, **kwargs)
+                except OUTAGE as exc:
+                    raise unavailable(exc) from exc
+
+            return guarded
+
+        setattr(cls, name, wrap(method))
+    return cls
+
+
+@_outages_are_unavailable
 class PostgresSnapshot:
     """A consistent read-only view of the whole store, for one backup. Rows come out as stored (JSON text)."""
 
@@ -146,6 +174,7 @@ class PostgresSnapshot:
         return [json.loads(r[0]) for r in rows]
 
 
+@_outages_are_unavailable
 class PostgresRestorer:
     """Writes one restored database under a staging key inside one transaction; ``finish`` moves it to the target
     and commits, ``discard`` rolls everything back."""
