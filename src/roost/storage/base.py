@@ -361,6 +361,14 @@ class DuplicateDocumentError(Exception):
 # A document as backups carry it: id, collection, body (JSON text), metadata (JSON text), change vector, etag,
 # last modified. One row type for the snapshot that writes a backup and the restorer that reads one back.
 DocumentRow = tuple[str, str | None, str, str, str, int, str]
+
+
+def staged_document(stage: str, row: DocumentRow) -> tuple[str | int | None, ...]:
+    """The ``documents`` columns (db, key, id, collection, collection_key, body, metadata, change_vector, etag,
+    last_modified) of a restored row staged under ``stage``: the same on every backend."""
+    return (stage, fold(row[0]), row[0], row[1], collection_key(row[1]), *row[2:])
+
+
 # An attachment's content as backups carry it: token, chunk number, bytes.
 AttachmentChunk = tuple[str, int, bytes]
 

@@ -34,8 +34,8 @@ from roost.storage.base import (
     DocumentRow,
     DuplicateDocumentError,
     JsonObject,
-    collection_key,
     fold,
+    staged_document,
 )
 from roost.storage.postgres import OUTAGE, unavailable
 
@@ -218,7 +218,7 @@ class PostgresRestorer:
         self._insert(
             "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, etag, "
             "last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            [(stage, fold(r[0]), r[0], r[1], collection_key(r[1]), *r[2:]) for r in rows])
+            [staged_document(stage, r) for r in rows])
 
     def insert_attachment_chunks(self, stage: str, rows: list[AttachmentChunk]) -> None:
         assert stage.startswith(RESTORE_STAGE_PREFIX)
