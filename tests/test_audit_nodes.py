@@ -256,3 +256,23 @@ def test_roost_serve_with_two_workers_keeps_one_verifiable_chain(tmp_path: Path)
         server.stop()
     done = roost("audit", "verify", "--data-dir", str(server.data_dir))
     assert done.returncode == 0 and f"intact: {written} entries" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_head_an_older_roost_kept_counts_for_an_embedded_store_only(tmp_path: Path) -> None:
+    """Before per-node chains one key (audit.head) held the head: on SQLite (one node) it is this node's until the
+    upgraded server writes audit.head.<tag>; on a shared store it could be any node's and is not used."""
+    from roost.storage import open_storage
+
+    async def main() -> None:
+        storage = await open_storage(None, tmp_path)
+        try:
+            await storage.put_setting(audit.HEAD_SETTING, [4, "ab" * 32])
+            assert await audit.stored_head(storage, "A", single_node=True) == (4, "ab" * 32)
+            assert await audit.stored_head(storage, "A") is None
+            await storage.put_setting(audit.head_key("A"), [5, "cd" * 32])
+            assert await audit.stored_head(storage, "A", single_node=True) == (5, "cd" * 32)
+            assert await audit.stored_head(storage, "B", single_node=False) is None
+        finally:
+            await storage.close()
+
+    asyncio.run(main())

@@ -9,8 +9,9 @@ import gzip
 import hashlib
 import io
 import json
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -249,71 +250,110 @@ def test_a_schedule_runs_on_a_postgres_node(cluster: tuple[RunningServer, Runnin
     assert checked.returncode == 0 and "Shop: 5 documents" in checked.stdout, checked.stdout + checked.stderr
 
 
+def _big_backup(node: RunningServer, postgres_url: str, tmp_path: Path, count: int) -> tuple[Path, Path]:
+    """Database ``Big`` with ``count`` documents (written straight into PostgreSQL: faster than the API), backed up
+    to a file: (file, key)."""
+    import asyncpg
+
+    assert node.admin().put(f"{node.url}/admin/databases", params={"name": "Big"}).status_code == 201
+
+    async def fill_directly() -> None:
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            database_id = await connection.fetchval("SELECT database_id FROM databases WHERE key = 'big'")
+            await connection.copy_records_to_table("documents", columns=[
+                "db", "key", "id", "collection", "collection_key", "body", "metadata", "change_vector", "etag",
+                "last_modified"], records=[
+                ("big", f"items/{i}", f"items/{i}", "Items", "items", json.dumps({"Index": i, "Pad": "x" * 200}),
+                 json.dumps({"@collection": "Items"}), f"A:{i + 1}-{database_id}", i + 1,
+                 "2026-01-01T00:00:00.0000000Z") for i in range(count)])
+            await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = 'big'", count)
+        finally:
+            await connection.close()
+
+    asyncio.run(fill_directly())
+    key, public = keypair(tmp_path)
+    path = tmp_path / "big.roostbackup"
+    assert roost("backup", "create", "--data-dir", str(node.data_dir), "--db", "Big", "--out", str(path),
+                 "-r", public).returncode == 0
+    return path, key
+
+
+_RESTORING = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'roost backup restore' "
+              "AND xact_start IS NOT NULL")
+
+
+def _restore_interrupted(node: RunningServer, postgres_url: str, path: Path, key: Path,
+                         interrupt: Callable[[], None]) -> subprocess.CompletedProcess[str]:
+    """Restore ``path`` into ``Copy`` and call ``interrupt`` once the restore's transaction is writing rows."""
+    import threading
+
+    done: list[subprocess.CompletedProcess[str]] = []
+    thread = threading.Thread(target=lambda: done.append(roost(
+        "backup", "restore", str(path), "--data-dir", str(node.data_dir), "--db", "Copy", "-i", str(key))),
+        daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and thread.is_alive():
+        if _pg(postgres_url, _RESTORING) != [(0,)]:  # the restore's transaction has begun writing rows
+            time.sleep(0.05)
+            interrupt()
+            break
+        time.sleep(0.005)
+    else:
+        raise AssertionError("the restore was never seen writing")
+    thread.join(timeout=120)
+    deadline = time.monotonic() + 10  # PostgreSQL ends the interrupted transaction (a rollback)
+    while _pg(postgres_url, _RESTORING) != [(0,)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return done[0]
+
+
 @pytest.mark.timeout(300)
 def test_a_restore_killed_half_way_on_postgres_leaves_nothing_and_a_retry_works(
     tmp_path: Path, postgres_url: str,
 ) -> None:
     import signal
-    import threading
 
-    import asyncpg
-
+    count = 40_000  # 20 batches of the restore: long enough to be caught half-way
     with tagged_nodes(tmp_path, postgres_url, "A") as (node,):
-        assert node.admin().put(f"{node.url}/admin/databases", params={"name": "Big"}).status_code == 201
-        count = 40_000  # 20 batches of the restore: long enough to be caught half-way
-
-        async def fill_directly() -> None:
-            connection = await asyncpg.connect(postgres_url)
-            try:
-                database_id = await connection.fetchval("SELECT database_id FROM databases WHERE key = 'big'")
-                await connection.copy_records_to_table("documents", columns=[
-                    "db", "key", "id", "collection", "collection_key", "body", "metadata", "change_vector", "etag",
-                    "last_modified"], records=[
-                    ("big", f"items/{i}", f"items/{i}", "Items", "items", json.dumps({"Index": i, "Pad": "x" * 200}),
-                     json.dumps({"@collection": "Items"}), f"A:{i + 1}-{database_id}", i + 1,
-                     "2026-01-01T00:00:00.0000000Z") for i in range(count)])
-                await connection.execute("UPDATE databases SET last_etag = $1 WHERE key = 'big'", count)
-            finally:
-                await connection.close()
-
-        asyncio.run(fill_directly())
-        key, public = keypair(tmp_path)
-        blob_path = tmp_path / "big.roostbackup"
-        assert roost("backup", "create", "--data-dir", str(node.data_dir), "--db", "Big", "--out", str(blob_path),
-                     "-r", public).returncode == 0
+        path, key = _big_backup(node, postgres_url, tmp_path, count)
         before = pg_everything(postgres_url)
 
-        def upload() -> None:
-            roost("backup", "restore", str(blob_path), "--data-dir", str(node.data_dir), "--db", "Copy",
-                  "-i", str(key))  # the server dies under it: that is the point
+        def kill() -> None:
+            node.process.send_signal(signal.SIGKILL)  # kill -9 in the middle of writing documents
+            node.process.wait()
 
-        thread = threading.Thread(target=upload, daemon=True)
-        thread.start()
-        killed = False
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and thread.is_alive():
-            # The restore's transaction has begun once its first rows are being written.
-            if _pg(postgres_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                                 "'roost backup restore' AND xact_start IS NOT NULL") != [(0,)]:
-                time.sleep(0.3)
-                node.process.send_signal(signal.SIGKILL)  # kill -9 in the middle of writing documents
-                node.process.wait()
-                killed = True
-                break
-            time.sleep(0.005)
-        thread.join(timeout=60)
-        assert killed
+        _restore_interrupted(node, postgres_url, path, key, kill)
         # PostgreSQL rolled the whole restore back: not a row of it, and no database.
-        deadline = time.monotonic() + 10
-        while _pg(postgres_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                                "'roost backup restore'") != [(0,)] and time.monotonic() < deadline:
-            time.sleep(0.05)
         assert pg_everything(postgres_url) == before
         assert _pg(postgres_url, "SELECT count(*) FROM databases WHERE key = 'copy'") == [(0,)]
 
     with tagged_nodes(tmp_path, postgres_url, "A") as (again,):
         assert not database_exists(again, "Copy")
-        retry = roost("backup", "restore", str(blob_path), "--data-dir", str(again.data_dir), "--db", "Copy",
+        retry = roost("backup", "restore", str(path), "--data-dir", str(again.data_dir), "--db", "Copy",
+                      "-i", str(key))
+        assert retry.returncode == 0 and f"Restored {count} documents" in retry.stdout, retry.stdout + retry.stderr
+    assert pg_rows(postgres_url, "Big") == pg_rows(postgres_url, "Copy")
+
+
+@pytest.mark.timeout(300)
+def test_a_restore_whose_connection_is_cut_is_a_503_and_changes_nothing(tmp_path: Path, postgres_url: str) -> None:
+    """PostgreSQL restarting under a restore (here: its backend terminated) answers 503 Retry-After, never a 500, and
+    rolls the restore back; the server serves on and a retry works."""
+    count = 80_000  # 40 batches: the cut lands while rows are being written
+    with tagged_nodes(tmp_path, postgres_url, "A") as (node,):
+        path, key = _big_backup(node, postgres_url, tmp_path, count)
+        before = pg_everything(postgres_url)
+
+        def cut() -> None:
+            _pg(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE application_name = 'roost backup restore'")
+
+        refused = _restore_interrupted(node, postgres_url, path, key, cut)
+        assert refused.returncode == 1 and "503" in refused.stderr, refused.stderr + "\n".join(node.output[-60:])
+        assert pg_everything(postgres_url) == before
+        retry = roost("backup", "restore", str(path), "--data-dir", str(node.data_dir), "--db", "Copy",
                       "-i", str(key))
         assert retry.returncode == 0 and f"Restored {count} documents" in retry.stdout, retry.stdout + retry.stderr
     assert pg_rows(postgres_url, "Big") == pg_rows(postgres_url, "Copy")
@@ -345,3 +385,39 @@ def test_two_nodes_restoring_into_one_new_name_at_once_give_one_database(
         thread.join(timeout=180)
     assert sorted(answers) == [201, 409], answers
     assert pg_rows(postgres_url, "Twin") == pg_rows(postgres_url, "Shop")
+
+
+def test_a_schedule_shared_by_two_nodes_runs_once_per_interval(tmp_path: Path, postgres_url: str) -> None:
+    """The nodes share the schedules; each interval's run is taken by one node (a lease in storage), not by each."""
+    interval = 2
+    ca_dir = tmp_path / "cluster-ca"
+    with tagged_nodes(tmp_path, postgres_url, "A") as (a,):
+        fill(a, "Shop", 3)
+        _, public = keypair(tmp_path)
+        assert roost("backup", "schedule", "set", "--data-dir", str(a.data_dir), "--db", "Shop", "--every",
+                     f"{interval}s", "--keep", "50", "--folder", "scheduled", "-r", public).returncode == 0
+        # B starts after the schedule exists (a schedule reaches other nodes at their start).
+        b = start_server(tmp_path / "b", f"--storage_url={postgres_url}", f"--Security.Ca.Path={ca_dir}",
+                         "--NodeTag=B")
+        try:
+            time.sleep(interval * 6)
+            statuses = [n.admin().get(f"{n.url}/admin/backups/schedules").json()["Schedules"][0]["Status"]
+                        for n in (a, b)]
+        finally:
+            b.stop()
+    logs = [tmp_path / node / "audit.log" for node in ("a", "b")]
+    runs = [json.loads(line)["Time"] for log in logs if log.exists() for line in log.read_text().splitlines()
+            if json.loads(line)["Event"] == "backup.created"]
+    times = sorted(runs)
+    assert len(times) >= 3, (times, statuses)
+    gaps = [(_seconds(later) - _seconds(earlier)) for earlier, later in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= interval * 0.8, (times, statuses)  # never two runs of one interval
+    # The other node's timers found the lease taken.
+    assert sum(int(s.get("Skipped", 0)) for s in statuses) >= 2, statuses
+    assert sum(int(s.get("Runs", 0)) for s in statuses) == len(times), statuses
+
+
+def _seconds(stamp: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -100,7 +100,7 @@ _SNAPSHOT = {
     "certificates": "SELECT thumbprint, json_remove(definition, '$.LastUsedDate') FROM certificates ORDER BY thumbprint",
     "two_factor": "SELECT thumbprint, state FROM two_factor ORDER BY thumbprint",
     # The audit head moves with every audited refusal, by design.
-    "settings": "SELECT key, value FROM settings WHERE key <> 'audit.head' ORDER BY key",
+    "settings": "SELECT key, value FROM settings WHERE key NOT LIKE 'audit.head%' ORDER BY key",  # per node: .<tag>
 }
 
 

@@ -623,6 +623,28 @@ def test_settings_get_put_delete(backend: Backend) -> None:
     backend.run(body)
 
 
+def test_a_lease_is_held_by_one_taker_until_it_runs_out(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.take_lease("job", 100.0, 190.0)
+        assert not await storage.take_lease("job", 150.0, 240.0)  # held by the first taker until 190
+        assert await storage.take_lease("other", 150.0, 240.0)  # leases are independent
+        assert await storage.take_lease("job", 190.0, 280.0)  # ran out: the next taker gets it
+        assert not await storage.take_lease("job", 200.0, 290.0)
+
+    backend.run(body)
+
+
+def test_two_nodes_taking_one_lease_at_once_one_gets_it(backend: Backend) -> None:
+    async def body(first: Storage, second: Storage) -> None:
+        for round_ in range(20):
+            now = 1000.0 * (round_ + 1)
+            taken = await asyncio.gather(first.take_lease("job", now, now + 500),
+                                         second.take_lease("job", now, now + 500))
+            assert sorted(taken) == [False, True], (round_, taken)
+
+    backend.run_two_nodes(body)
+
+
 def test_two_factor_state_put_load_delete(backend: Backend) -> None:
     async def body(storage: Storage) -> None:
         assert await storage.load_two_factor() == {}

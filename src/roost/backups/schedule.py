@@ -4,7 +4,8 @@ Schedules live in storage (``backups.schedules``) so they survive restarts. Only
 server can write backups it cannot read. Each run writes ``<folder>/<db>-<UTC time>.roostbackup`` through a
 partial file, logs and audits its size and duration, and only after a good run deletes the oldest backups beyond
 the retention count. A failed run is logged, audited (``backup.failed``) and shown in the schedule's status
-(``LastError``, ``ConsecutiveFailures``); it deletes nothing.
+(``LastError``, ``ConsecutiveFailures``); it deletes nothing. The nodes of a cluster share the schedules; a lease
+in storage (``Storage.take_lease``) gives each interval's run to one node.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ log = logging.getLogger("roost.backups")
 SETTING = "backups.schedules"
 MIN_INTERVAL = 1
 MAX_RETENTION = 10000
+# A scheduled run holds its lease for this share of the interval: the nodes whose timers fire within it skip the
+# run, the same node's next timer (one interval later) finds it expired.
+LEASE_SHARE = 0.9
 _FIELDS = {"Database", "IntervalSeconds", "Retention", "Folder", "Recipients"}
 
 
@@ -187,18 +191,31 @@ class Schedules:
             for key, due in list(self._next.items()):
                 if due <= now and key not in self._running and key in self._schedules:
                     self._next[key] = now + self._schedules[key]["IntervalSeconds"]
-                    self._launch(key)
+                    self._launch(key, scheduled=True)
 
-    def _launch(self, key: str) -> asyncio.Task[dict[str, Any]]:
-        task = asyncio.create_task(self._run(key))
+    def _launch(self, key: str, *, scheduled: bool = False) -> asyncio.Task[dict[str, Any]]:
+        task = asyncio.create_task(self._run(key, scheduled=scheduled))
         self._running[key] = task
         task.add_done_callback(lambda _: self._running.pop(key, None))
         return task
 
-    async def _run(self, key: str) -> dict[str, Any]:
+    async def _claimed(self, key: str, interval: int) -> bool:
+        """Whether this node does this interval's run: the nodes of a cluster share the schedules, and the first
+        whose timer fires takes a lease on the run for most of the interval, so the others skip it."""
+        now = clock.now().timestamp()
+        try:
+            return await self._storage.take_lease(f"backups.schedule.{key}", now, now + interval * LEASE_SHARE)
+        except Exception as exc:  # storage unreachable: no run this time, the next timer asks again
+            log.warning("Scheduled backup of %s skipped: cannot take its lease (%s)", key, exc)
+            return False
+
+    async def _run(self, key: str, *, scheduled: bool = False) -> dict[str, Any]:
         schedule = self._schedules[key]
         name = schedule["Database"]
         status = self._status.setdefault(key, {"Runs": 0, "ConsecutiveFailures": 0})
+        if scheduled and not await self._claimed(key, schedule["IntervalSeconds"]):
+            status["Skipped"] = status.get("Skipped", 0) + 1  # another node ran (or runs) this interval's backup
+            return status
         started = clock.now()
         status["LastRun"] = started.isoformat(timespec="seconds").replace("+00:00", "Z")
         folder = self._folder(schedule["Folder"])

@@ -109,7 +109,8 @@ async def _stored_head(settings: Settings, node: str) -> tuple[int, str] | None:
         return None
     storage = await open_storage(settings.storage_url, settings.data_dir)
     try:
-        return await stored_head(storage, node, single_node=settings.storage_url is None)
+        embedded = not (settings.storage_url or "").startswith("postgres")  # SQLite: one node wrote it
+        return await stored_head(storage, node, single_node=embedded)
     finally:
         await storage.close()
 

@@ -347,6 +347,12 @@ class Storage(Protocol):
     async def put_setting(self, key: str, value: Any) -> None: ...
     async def delete_setting(self, key: str) -> None: ...
 
+    # Leases: one node of a cluster (or one worker) at a time does a periodic job (scheduled backups).
+    async def take_lease(self, name: str, now: float, until: float) -> bool:
+        """Atomically, on every node: take the lease ``name`` until ``until`` (seconds since the epoch) if nobody
+        holds it at ``now``; False when another holder's lease runs past ``now``."""
+        ...
+
     # The nodes of a cluster (roost.cluster.nodes): one row per tag, owned by one node id, with the URL clients
     # use, the node's server certificate and when it was last seen (the storage's own clock, so that the test
     # clock offset of one node never makes another look dead).
@@ -394,6 +400,14 @@ class DuplicateDocumentError(Exception):
 # A document as backups carry it: id, collection, body (JSON text), metadata (JSON text), change vector, etag,
 # last modified. One row type for the snapshot that writes a backup and the restorer that reads one back.
 DocumentRow = tuple[str, str | None, str, str, str, int, str]
+
+
+def staged_document(stage: str, row: DocumentRow) -> tuple[str | int | None, ...]:
+    """The ``documents`` columns (db, key, id, collection, collection_key, body, metadata, change_vector, etag,
+    last_modified) of a restored row staged under ``stage``: the same on every backend."""
+    return (stage, fold(row[0]), row[0], row[1], collection_key(row[1]), *row[2:])
+
+
 # An attachment's content as backups carry it: token, chunk number, bytes.
 AttachmentChunk = tuple[str, int, bytes]
 

@@ -72,6 +72,7 @@ _ECHO = "echo:"
 # Prefix of a database's creation or deletion (followed by its folded name); thumbprints never hold a ":".
 _DATABASE = "db:"
 _ECHO_SECONDS = 2.0
+_LEASE = "lease:"  # settings keys of the leases (see Storage.take_lease)
 # Any fixed number: only Roost's schema creation takes this advisory lock.
 _SCHEMA_LOCK = 0x526F6F7374
 # Waits between attempts while PostgreSQL does not answer (a lost connection alone is retried at once).
@@ -175,13 +176,13 @@ def _notify_payloads(thumbprints: list[str]) -> list[str]:
 
 # What a PostgreSQL restart, failover or network cut looks like from a connection: the request that met it is
 # answered 503 with Retry-After (the pool reconnects for the next one), never a 500.
-_OUTAGE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+OUTAGE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
            asyncpg.exceptions.OperatorInterventionError)
 _RETRY_AFTER_SECONDS = 2
 _Cls = TypeVar("_Cls", bound=type)
 
 
-def _unavailable(exc: BaseException) -> ServiceUnavailableError:
+def unavailable(exc: BaseException) -> ServiceUnavailableError:
     log.warning("PostgreSQL storage unavailable: %s: %s", type(exc).__name__, exc)
     return ServiceUnavailableError(
         "The PostgreSQL storage is unreachable right now (restarting or failing over); nothing was changed by "
@@ -200,8 +201,8 @@ def _outage_is_unavailable(cls: _Cls) -> _Cls:
             async def guarded(*args: Any, **kwargs: Any) -> Any:
                 try:
                     return await function(*args, **kwargs)
-                except _OUTAGE as exc:
-                    raise _unavailable(exc) from exc
+                except OUTAGE as exc:
+                    raise unavailable(exc) from exc
 
             return guarded
 
@@ -858,6 +859,16 @@ class PostgresStorage:
 
     async def watch_cluster(self, changed: Callable[[str], None]) -> None:
         self._cluster_watchers.append(changed)
+
+    # Leases -------------------------------------------------------------------------------------------------
+
+    async def take_lease(self, name: str, now: float, until: float) -> bool:
+        # One statement: the row lock of ON CONFLICT DO UPDATE decides between nodes taking it at once.
+        taken = await self._pool.fetchval(
+            "INSERT INTO settings (key, value) VALUES ($1, to_jsonb($2::float8)) ON CONFLICT (key) DO UPDATE "
+            "SET value = excluded.value WHERE (settings.value #>> '{}')::float8 <= $3 RETURNING true",
+            _LEASE + name, until, now)
+        return bool(taken)
 
 
 async def _pump(

@@ -18,25 +18,30 @@ its statement there. Nothing of it runs on the server's event loop, which keeps 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import asyncpg
 
+from roost.errors import ServiceUnavailableError
 from roost.storage.base import (
     RESTORE_STAGE_PREFIX,
     AttachmentChunk,
     DocumentRow,
     DuplicateDocumentError,
     JsonObject,
-    collection_key,
     fold,
+    staged_document,
 )
+from roost.storage.postgres import OUTAGE, unavailable
 
 _T = TypeVar("_T")
 _BATCH = 500  # rows per cursor fetch
+_CONNECT_SECONDS = 10.0
 _RESTORE_LOCK = 0x52535452  # the first key of the advisory lock a restore's finish takes (the second: the target)
 
 
@@ -49,18 +54,23 @@ class _Connection:
         self._thread.start()
         try:
             self.db: asyncpg.Connection = self.run(
-                asyncpg.connect(url, server_settings={"application_name": application_name}))
+                asyncpg.connect(url, server_settings={"application_name": application_name}, timeout=_CONNECT_SECONDS))
         except BaseException:
             self._stop()
             raise
 
     def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        except OUTAGE as exc:  # PostgreSQL restarting or unreachable: 503 with Retry-After, as for requests
+            raise unavailable(exc) from exc
 
     def close(self) -> None:
         try:
             if not self.db.is_closed():
                 self.run(self.db.close())
+        except ServiceUnavailableError:
+            pass  # the connection is gone already
         finally:
             self._stop()
 
@@ -68,6 +78,15 @@ class _Connection:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    def rollback(self, transaction: Any) -> None:
+        """Roll ``transaction`` back; on a connection that is gone PostgreSQL has rolled it back already."""
+        if self.db.is_closed():
+            return
+        try:
+            self.run(transaction.rollback())
+        except (asyncpg.InterfaceError, ServiceUnavailableError):
+            pass  # lost in between: the same outcome
 
     def rows(self, query: str, *args: Any) -> Iterator[asyncpg.Record]:
         """The rows of ``query`` through a server-side cursor (the caller's transaction must be open)."""
@@ -83,6 +102,32 @@ class _Connection:
             yield from batch
 
 
+_Cls = TypeVar("_Cls", bound=type)
+
+
+def _outages_are_unavailable(cls: _Cls) -> _Cls:
+    """Every public method (and the constructor): a lost connection, wherever asyncpg notices it (also in its
+    synchronous checks, before any statement), is ServiceUnavailableError (503 with Retry-After), never a 500."""
+    for name, method in list(vars(cls).items()):
+        if (name.startswith("_") and name != "__init__") or not inspect.isfunction(method) \
+                or inspect.isgeneratorfunction(method):  # the generators read through _Connection.run
+            continue
+
+        def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(function)
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return function(*args, **kwargs)
+                except OUTAGE as exc:
+                    raise unavailable(exc) from exc
+
+            return guarded
+
+        setattr(cls, name, wrap(method))
+    return cls
+
+
+@_outages_are_unavailable
 class PostgresSnapshot:
     """A consistent read-only view of the whole store, for one backup. Rows come out as stored (JSON text)."""
 
@@ -97,7 +142,7 @@ class PostgresSnapshot:
 
     def close(self) -> None:
         try:
-            self._connection.run(self._transaction.rollback())  # read-only: nothing to keep
+            self._connection.rollback(self._transaction)  # read-only: nothing to keep
         finally:
             self._connection.close()
 
@@ -129,6 +174,7 @@ class PostgresSnapshot:
         return [json.loads(r[0]) for r in rows]
 
 
+@_outages_are_unavailable
 class PostgresRestorer:
     """Writes one restored database under a staging key inside one transaction; ``finish`` moves it to the target
     and commits, ``discard`` rolls everything back."""
@@ -147,9 +193,7 @@ class PostgresRestorer:
 
     def close(self) -> None:
         try:
-            if self._transaction is not None:
-                self._connection.run(self._transaction.rollback())  # not finished: nothing of it stays
-                self._transaction = None
+            self._discard()  # not finished: nothing of it stays
         finally:
             self._connection.close()
 
@@ -174,7 +218,7 @@ class PostgresRestorer:
         self._insert(
             "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, etag, "
             "last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            [(stage, fold(r[0]), r[0], r[1], collection_key(r[1]), *r[2:]) for r in rows])
+            [staged_document(stage, r) for r in rows])
 
     def insert_attachment_chunks(self, stage: str, rows: list[AttachmentChunk]) -> None:
         assert stage.startswith(RESTORE_STAGE_PREFIX)
@@ -216,9 +260,12 @@ class PostgresRestorer:
     def discard(self, stage: str) -> None:
         """Roll back everything this restore wrote (the target was never touched)."""
         assert stage.startswith(RESTORE_STAGE_PREFIX)
-        if self._transaction is not None:
-            self._connection.run(self._transaction.rollback())
-            self._transaction = None
+        self._discard()
+
+    def _discard(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            self._connection.rollback(transaction)
 
     def discard_abandoned(self) -> int:
         """Staged rows outside a transaction cannot exist here (a restore commits only in ``finish``, which moves

@@ -125,6 +125,8 @@ DATABASES = "databases"
 SETTING = "setting:"  # followed by the setting's key
 NODES = "nodes"  # its counter is the topology's version (roost.cluster.nodes)
 
+_LEASE = "lease:"  # settings keys of the leases (see Storage.take_lease); nobody follows them
+
 
 def _bump(db: sqlite3.Connection, topic: str) -> None:
     db.execute("INSERT INTO changes (topic, counter) VALUES (?, 1) "
@@ -693,3 +695,14 @@ class SqliteStorage:
         return None
 
 
+    # Leases -------------------------------------------------------------------------------------------------
+
+    async def take_lease(self, name: str, now: float, until: float) -> bool:
+        # BEGIN IMMEDIATE: the read and the write are one step for every process sharing the file.
+        with self._write() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (_LEASE + name,)).fetchone()
+            if row is not None and float(json.loads(row[0])) > now:
+                return False
+            db.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_LEASE + name, json.dumps(until)))
+            return True

@@ -16,8 +16,8 @@ from roost.storage.base import (
     DocumentRow,
     DuplicateDocumentError,
     JsonObject,
-    collection_key,
     fold,
+    staged_document,
 )
 from roost.storage.sqlite import DATABASES, _bump
 
@@ -103,7 +103,7 @@ class SqliteRestorer:
         self._insert(
             "INSERT INTO documents (db, key, id, collection, collection_key, body, metadata, change_vector, etag, "
             "last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(stage, fold(r[0]), r[0], r[1], collection_key(r[1]), *r[2:]) for r in rows])
+            [staged_document(stage, r) for r in rows])
 
     def insert_attachment_chunks(self, stage: str, rows: list[AttachmentChunk]) -> None:
         assert stage.startswith(RESTORE_STAGE_PREFIX)
