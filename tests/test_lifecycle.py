@@ -426,3 +426,30 @@ def test_rotation_is_refused_beyond_the_callers_clearance_and_changes_nothing(se
     assert _count(server) == before
     # An Operator may rotate what it may edit.
     assert _rotate(server.session(operator.pem_path), server, user.thumbprint).status_code == 200
+
+
+def test_renewals_racing_on_two_workers_leave_one_successor(tmp_path: Path) -> None:
+    """The one-successor rule holds across processes: concurrent renewals of one certificate, spread over two
+    workers, end with the certificate and exactly one successor (each renewal replaces the unused one before)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import start_server
+
+    server = start_server(tmp_path / "data", "--workers", "2")
+    try:
+        old = server.generate("raced", "ValidUser", {"race-db": "Read"}, directory=tmp_path)
+
+        def renew_once(_: int) -> int:
+            session = server.session(old.pem_path)  # a new connection each: the kernel spreads them over workers
+            try:
+                return _renew(session, server, ec.generate_private_key(ec.SECP256R1())).status_code
+            finally:
+                session.close()
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(renew_once, range(16)))
+        assert set(statuses) <= {201, 503} and 201 in statuses, statuses
+        listed = server.admin().get(f"{server.url}/admin/certificates", params={"name": "raced"}).json()["Results"]
+        assert len(listed) == 2, [c["Thumbprint"] for c in listed]  # the certificate and one successor
+    finally:
+        server.stop()

@@ -634,6 +634,18 @@ def test_a_lease_is_held_by_one_taker_until_it_runs_out(backend: Backend) -> Non
     backend.run(body)
 
 
+def test_a_lease_given_back_can_be_taken_again_and_only_its_holder_gives_it_back(backend: Backend) -> None:
+    async def body(storage: Storage) -> None:
+        assert await storage.take_lease("renewal", 100.0, 110.0)
+        assert not await storage.take_lease("renewal", 101.0, 111.0)
+        await storage.release_lease("renewal", 110.0)
+        assert await storage.take_lease("renewal", 102.0, 112.0)  # given back: free before it ran out
+        await storage.release_lease("renewal", 110.0)  # the old holder's late give-back: not its lease any more
+        assert not await storage.take_lease("renewal", 103.0, 113.0)
+
+    backend.run(body)
+
+
 def test_two_nodes_taking_one_lease_at_once_one_gets_it(backend: Backend) -> None:
     async def body(first: Storage, second: Storage) -> None:
         for round_ in range(20):

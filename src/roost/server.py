@@ -125,7 +125,7 @@ class Server:
         certificates = CertificateService(
             registry, identifier, anchors, server_certificates.authority, audit, pool.get,
             server_certificates=server_certificates, implicit=implicit, deleted=deleted, lock=lock,
-            url=lambda: address.url, on_deleted=two_factor.forget)
+            url=lambda: address.url, on_deleted=two_factor.forget, leases=storage)
 
         cluster = ClusterNodes(storage, identifier, deleted, audit, settings.data_dir, wanted_tag=settings.node_tag,
                                tentative_tag=tag,

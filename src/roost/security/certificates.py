@@ -10,15 +10,23 @@ reaching the whole collection and the same-key certificates of what it names, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from roost import clock
-from roost.errors import BadRequestError, ConflictError, ForbiddenOperationError, NotFoundError
+from roost.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenOperationError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from roost.pki import csr, datadir, packages
 from roost.pki.authority import BACKDATE, CertificateAuthority
 from roost.pki.inspect import CertificateInfo, describe
@@ -38,8 +46,13 @@ from roost.security.requests import (
 )
 from roost.security.server_certificate import ServerCertificates
 from roost.security.trust import TrustAnchors, well_known_details
+from roost.storage.base import Storage
 from roost.types import Clearance
 
+# A successor's registration holds its lease for at most this long (it takes milliseconds); a second renewal of the
+# same certificate waits this long for it before a 503.
+SUCCESSOR_LEASE_SECONDS = 10.0
+SUCCESSOR_WAIT_SECONDS = 12.0
 UNUSED_PERIOD = dt.timedelta(days=90)  # the list's state=unused (the Studio's "Not used for 90 days")
 
 
@@ -48,7 +61,7 @@ class CertificateService:
                  authority: CertificateAuthority | None, audit: AuditLog, pool: Callable[[], Executor], *,
                  server_certificates: ServerCertificates, implicit: ImplicitTrust, deleted: DeletedThumbprints,
                  lock: asyncio.Lock, url: Callable[[], str],
-                 on_deleted: Callable[[list[str]], Awaitable[None]]) -> None:
+                 on_deleted: Callable[[list[str]], Awaitable[None]], leases: Storage | None = None) -> None:
         self.registry = registry
         self._identifier = identifier
         self._trust = trust  # None on an unsecured server
@@ -61,6 +74,9 @@ class CertificateService:
         self._lock = lock  # one registry write at a time: check-then-write stays consistent
         self._url = url  # known once the server listens; written into generated packages
         self._on_deleted = on_deleted  # per-certificate state elsewhere (2FA sessions, ...) goes too
+        # The shared storage's leases: what must happen once across worker processes and nodes (``_lock`` is this
+        # process's only). None in unit tests of one process.
+        self._leases = leases
 
     # Rules (security/rules.py) --------------------------------------------------------------------------------
 
@@ -182,7 +198,7 @@ class CertificateService:
         2FA key. One successor per certificate: a stolen certificate cannot mint a fan of long-lived successors, so
         one already in use is a 409; a successor never used (its files lost before the client wrote them, say) is
         replaced. Returns the successor and the thumbprints of the unused ones it replaced."""
-        async with self._lock:
+        async with self._across_processes(f"successor.{own.thumbprint}"), self._lock:
             current = self.registry.get(own.thumbprint)
             if current is None or current.disabled:  # deleted or disabled while this request was on its way
                 raise ForbiddenOperationError(f"Cannot renew the certificate '{own.name}': it is no longer active.")
@@ -203,6 +219,31 @@ class CertificateService:
                 await self._on_deleted(replaced)
             await self.registry.put([successor])
         return successor, replaced
+
+    @contextlib.asynccontextmanager
+    async def _across_processes(self, name: str) -> AsyncIterator[None]:
+        """One holder at a time of ``name`` across every worker and node (a lease in the shared storage), and the
+        registry caught up with what the previous holder wrote before the body runs: renewals of one certificate
+        racing on two processes would otherwise each see no successor and each register one, and two nodes'
+        hourly retirement would retire (and audit) the same certificate twice."""
+        if self._leases is None:
+            yield
+            return
+        deadline = time.monotonic() + SUCCESSOR_WAIT_SECONDS
+        while True:
+            now = clock.now().timestamp()
+            until = now + SUCCESSOR_LEASE_SECONDS
+            if await self._leases.take_lease(name, now, until):
+                break
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError("Another worker or node is changing the same renewal right now. Retry "
+                                              "in a few seconds.", headers={"Retry-After": "5"})
+            await asyncio.sleep(0.05)
+        try:
+            await self.registry.catch_up()
+            yield
+        finally:
+            await self._leases.release_lease(name, until)
 
     async def rotate(self, caller: Identity, body: Any) -> tuple[str, bytes, CertificateDefinition]:
         """POST /admin/certificates/rotate: a successor of a registered certificate with the same name, clearance,
@@ -241,7 +282,8 @@ class CertificateService:
             return []
         now = clock.now()
         limit = dt.timedelta(days=unused_days)
-        async with self._lock:
+        # One process at a time across workers and nodes (each runs this hourly): a later run finds nothing left.
+        async with self._across_processes("renewed.retire"), self._lock:
             successors = {d.renewal_of: d for d in self.registry.all() if d.renewal_of and d.renewed_at
                           and not d.disabled}
             retired = []

@@ -299,6 +299,12 @@ class Registry:
         everything has been reloaded, and when another worker process changed certificates or databases."""
         return self._stale or self._behind or (self._local is not None and self._local.pending())
 
+    async def catch_up(self) -> None:
+        """Read what other workers and nodes changed, when anything is known to have changed (the request path's
+        check, for a service about to decide on the registry's content)."""
+        if self.stale:
+            await self.refresh()
+
     async def refresh(self) -> None:
         """Wait for notified changes; reload everything if stale; refuse (503) while that cannot be done."""
         if self._local is not None and self._local.pending():

@@ -352,6 +352,10 @@ class Storage(Protocol):
         """Atomically, on every node: take the lease ``name`` until ``until`` (seconds since the epoch) if nobody
         holds it at ``now``; False when another holder's lease runs past ``now``."""
         ...
+    async def release_lease(self, name: str, until: float) -> None:
+        """Give the lease ``name`` back before ``until``, if it is still the one taken until then (a lease that ran
+        out and was taken by another holder is left alone)."""
+        ...
 
     # The nodes of a cluster (roost.cluster.nodes): one row per tag, owned by one node id, with the URL clients
     # use, the node's server certificate and when it was last seen (the storage's own clock, so that the test

@@ -870,6 +870,10 @@ class PostgresStorage:
             _LEASE + name, until, now)
         return bool(taken)
 
+    async def release_lease(self, name: str, until: float) -> None:
+        await self._pool.execute("DELETE FROM settings WHERE key = $1 AND (value #>> '{}')::float8 = $2",
+                                 _LEASE + name, until)
+
 
 async def _pump(
     connection: asyncpg.Connection, queue: asyncio.Queue[str], lost: asyncio.Event, watcher: CertificateWatcher

@@ -706,3 +706,7 @@ class SqliteStorage:
             db.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_LEASE + name, json.dumps(until)))
             return True
+
+    async def release_lease(self, name: str, until: float) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM settings WHERE key = ? AND value = ?", (_LEASE + name, json.dumps(until)))
