@@ -37,7 +37,13 @@ from roost.storage.base import (
     fold,
     staged_document,
 )
-from roost.storage.postgres import OUTAGE, unavailable
+from roost.storage.postgres import OUTAGE as _POOL_OUTAGE
+from roost.storage.postgres import unavailable
+
+# This module's connection is its own (one per backup or restore, no pool, one operation at a time): asyncpg's
+# "cannot switch to state ...; another operation is in progress" can then only mean that the connection broke
+# under a running statement (its backend terminated), an outage like the others (seen in CI: a 500).
+OUTAGE = (*_POOL_OUTAGE, asyncpg.exceptions.InternalClientError)
 
 _T = TypeVar("_T")
 _BATCH = 500  # rows per cursor fetch
